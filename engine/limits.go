@@ -1,0 +1,27 @@
+// Package engine owns the pure state machines of seckill: a shard of an item's
+// stock, and the rules for routing a buyer to a shard. Nothing here starts a
+// goroutine, does I/O or reads a clock: callers pass time in and persist the
+// records a decision returns before telling anyone it happened.
+package engine
+
+// Limits. Each exists so that one item, one user or one request cannot grow
+// memory or latency without bound.
+const (
+	// DefaultShards spreads a hot item over enough actors to use every core
+	// of a small machine while keeping each shard's stock meaningful.
+	DefaultShards = 16
+	// MaxShards bounds the actors and per-shard state of one item.
+	MaxShards = 1024
+	// MaxStock keeps every counter far below 2^32 so that packed counters
+	// and sums over shards cannot overflow.
+	MaxStock = 1_000_000_000
+	// MaxPerUserLimit bounds how many units one buyer may hold of one item;
+	// a flash sale that wants more per buyer is not a flash sale.
+	MaxPerUserLimit = 1000
+	// DefaultPerUserLimit is the usual flash-sale rule: one unit per buyer.
+	DefaultPerUserLimit = 1
+	// MaxIDLen bounds item, user and grab ids (bytes).
+	MaxIDLen = 128
+	// MaxKeyLen bounds an Idempotency-Key (bytes).
+	MaxKeyLen = 64
+)

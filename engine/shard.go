@@ -1,0 +1,348 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"testing"
+)
+
+// Outcome is the answer a shard gives to a grab.
+type Outcome uint8
+
+const (
+	// Confirmed: a new grab was decided; its record must be made durable
+	// before the buyer is told.
+	Confirmed Outcome = iota + 1
+	// Replayed: the (user, idempotency key) pair already holds a confirmed
+	// grab; the same grab is returned and nothing new is recorded.
+	Replayed
+	SoldOut
+	LimitReached
+	NotStarted
+	Ended
+	// KeyReused: the idempotency key was used before by this user with a
+	// different quantity; the request is refused rather than guessed at.
+	KeyReused
+	// BadQty: the quantity is outside 1..per-user limit.
+	BadQty
+	// Broken: applying the grab would break an invariant. It is a bug; the
+	// shard refuses the operation and keeps its state unchanged.
+	Broken
+)
+
+var outcomeNames = [...]string{
+	Confirmed: "confirmed", Replayed: "replayed", SoldOut: "sold_out",
+	LimitReached: "limit_reached", NotStarted: "not_started", Ended: "ended",
+	KeyReused: "key_reused", BadQty: "bad_qty", Broken: "broken",
+}
+
+func (o Outcome) String() string {
+	if int(o) < len(outcomeNames) && outcomeNames[o] != "" {
+		return outcomeNames[o]
+	}
+	return "outcome(" + strconv.Itoa(int(o)) + ")"
+}
+
+// ItemConfig is what an operator fixes when creating an item.
+type ItemConfig struct {
+	Item         string
+	Stock        int64
+	Shards       int
+	PerUserLimit int64
+	StartsAtMs   int64 // 0: on sale from creation
+	EndsAtMs     int64 // 0: never ends
+}
+
+// Sentinel errors for configuration problems callers report to operators.
+var (
+	ErrBadItemID = errors.New("item id must be 1-128 bytes of [A-Za-z0-9_.:-]")
+	ErrBadStock  = fmt.Errorf("stock must be 0..%d", MaxStock)
+	ErrBadShards = fmt.Errorf("shards must be 1..%d", MaxShards)
+	ErrBadLimit  = fmt.Errorf("per_user_limit must be 1..%d", MaxPerUserLimit)
+	ErrBadWindow = errors.New("ends_at must be after starts_at")
+)
+
+// Validate checks the configuration against the engine's limits.
+func (c ItemConfig) Validate() error {
+	switch {
+	case !ValidID(c.Item):
+		return ErrBadItemID
+	case c.Stock < 0 || c.Stock > MaxStock:
+		return ErrBadStock
+	case c.Shards < 1 || c.Shards > MaxShards:
+		return ErrBadShards
+	case c.PerUserLimit < 1 || c.PerUserLimit > MaxPerUserLimit:
+		return ErrBadLimit
+	case c.EndsAtMs != 0 && c.EndsAtMs <= c.StartsAtMs:
+		return ErrBadWindow
+	}
+	return nil
+}
+
+// InitialAllocation is shard i's part of the stock: stock spread evenly,
+// the first stock%shards shards holding one unit more.
+func (c ItemConfig) InitialAllocation(i int) int64 {
+	n := int64(c.Shards)
+	a := c.Stock / n
+	if int64(i) < c.Stock%n {
+		a++
+	}
+	return a
+}
+
+// Window answers NotStarted or Ended when now is outside the sale, else 0.
+func (c ItemConfig) Window(nowMs int64) Outcome {
+	if nowMs < c.StartsAtMs {
+		return NotStarted
+	}
+	if c.EndsAtMs != 0 && nowMs >= c.EndsAtMs {
+		return Ended
+	}
+	return 0
+}
+
+// Grab is one confirmed purchase of Qty units.
+type Grab struct {
+	Item  string
+	Shard int
+	Seq   uint64 // 1, 2, ... per shard, never reused
+	User  string
+	Qty   int64
+	Key   string // idempotency key, may be empty
+	AtMs  int64
+}
+
+// ID is the grab's public id: "<item>.<shard>.<seq>". The two numeric
+// parts are parsed from the right, so the id names its own shard.
+func (g Grab) ID() string {
+	b := make([]byte, 0, len(g.Item)+24)
+	b = append(b, g.Item...)
+	b = append(b, '.')
+	b = strconv.AppendInt(b, int64(g.Shard), 10)
+	b = append(b, '.')
+	b = strconv.AppendUint(b, g.Seq, 10)
+	return string(b)
+}
+
+// ParseGrabID splits a grab id into item, shard and sequence.
+func ParseGrabID(id string) (item string, shard int, seq uint64, ok bool) {
+	j := lastDot(id)
+	if j <= 0 {
+		return "", 0, 0, false
+	}
+	seq, ok = canonicalUint(id[j+1:])
+	if !ok || seq == 0 {
+		return "", 0, 0, false
+	}
+	i := lastDot(id[:j])
+	if i <= 0 {
+		return "", 0, 0, false
+	}
+	sh64, ok := canonicalUint(id[i+1 : j])
+	if !ok || sh64 >= MaxShards {
+		return "", 0, 0, false
+	}
+	shard = int(sh64)
+	item = id[:i]
+	if !ValidID(item) {
+		return "", 0, 0, false
+	}
+	return item, shard, seq, true
+}
+
+// canonicalUint parses the decimal form strconv.AppendUint writes: digits
+// only, no sign, no leading zero, so that an id has exactly one spelling.
+func canonicalUint(s string) (uint64, bool) {
+	if s == "" || (len(s) > 1 && s[0] == '0') || s[0] < '0' || s[0] > '9' {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(s, 10, 64)
+	return n, err == nil
+}
+
+func lastDot(s string) int {
+	for i := len(s) - 1; i >= 0; i-- {
+		if s[i] == '.' {
+			return i
+		}
+	}
+	return -1
+}
+
+// Counters are a shard's durable numbers. They travel with every grab record
+// so that loading a shard needs no sum over its grabs (the sum is checked).
+type Counters struct {
+	Allocated int64  // units given to this shard
+	Sold      int64  // units in confirmed grabs
+	NextSeq   uint64 // sequence of the next grab
+}
+
+// Remaining is what the shard can still sell.
+func (c Counters) Remaining() int64 { return c.Allocated - c.Sold }
+
+// GrabInput is one buyer's request as the shard sees it.
+type GrabInput struct {
+	User  string
+	Qty   int64
+	Key   string
+	NowMs int64
+}
+
+// Decision is the shard's answer. When Outcome is Confirmed, Grab and
+// Counters form the record that must be durable before anyone is told.
+type Decision struct {
+	Outcome  Outcome
+	Grab     Grab
+	Counters Counters
+}
+
+// MustPersist reports whether the decision created a record.
+func (d Decision) MustPersist() bool { return d.Outcome == Confirmed }
+
+type userKey struct{ user, key string }
+
+type keyed struct {
+	seq  uint64
+	qty  int64
+	atMs int64
+}
+
+// Shard is one part of an item's stock and the buyers routed to it.
+type Shard struct {
+	cfg   ItemConfig
+	index int
+	c     Counters
+	// bought is the units each user holds on this shard. Routing sends a
+	// user to one shard only, so this is the user's total for the item.
+	bought map[string]int64
+	keys   map[userKey]keyed
+}
+
+// NewShard creates shard index of an item with its initial allocation.
+func NewShard(cfg ItemConfig, index int) *Shard {
+	return RestoreShard(cfg, index, Counters{Allocated: cfg.InitialAllocation(index), NextSeq: 1})
+}
+
+// RestoreShard recreates a shard from durable counters; its grabs are then
+// fed back with Restore and the whole is checked with Verify.
+func RestoreShard(cfg ItemConfig, index int, c Counters) *Shard {
+	return &Shard{
+		cfg:    cfg,
+		index:  index,
+		c:      c,
+		bought: make(map[string]int64),
+		keys:   make(map[userKey]keyed),
+	}
+}
+
+// Config returns the item configuration the shard was made with.
+func (s *Shard) Config() ItemConfig { return s.cfg }
+
+// Index returns the shard number.
+func (s *Shard) Index() int { return s.index }
+
+// Counters returns the shard's current numbers.
+func (s *Shard) Counters() Counters { return s.c }
+
+// Users returns how many distinct users hold units on this shard.
+func (s *Shard) Users() int { return len(s.bought) }
+
+// Bought returns the units user holds.
+func (s *Shard) Bought(user string) int64 { return s.bought[user] }
+
+// Grab decides one request. It changes the shard only when the outcome is
+// Confirmed.
+func (s *Shard) Grab(in GrabInput) Decision {
+	if in.Key != "" {
+		if k, ok := s.keys[userKey{in.User, in.Key}]; ok {
+			if k.qty != in.Qty {
+				return Decision{Outcome: KeyReused}
+			}
+			return Decision{Outcome: Replayed, Grab: s.grab(in.User, in.Key, k), Counters: s.c}
+		}
+	}
+	if w := s.cfg.Window(in.NowMs); w != 0 {
+		return Decision{Outcome: w}
+	}
+	if in.Qty < 1 || in.Qty > s.cfg.PerUserLimit {
+		return Decision{Outcome: BadQty}
+	}
+	held := s.bought[in.User]
+	if held+in.Qty > s.cfg.PerUserLimit {
+		return Decision{Outcome: LimitReached}
+	}
+	if s.c.Remaining() < in.Qty {
+		return Decision{Outcome: SoldOut}
+	}
+	next := s.c
+	next.Sold += in.Qty
+	next.NextSeq++
+	if err := checkCounters(next); err != nil {
+		return s.broken(err)
+	}
+	k := keyed{seq: s.c.NextSeq, qty: in.Qty, atMs: in.NowMs}
+	s.c = next
+	s.bought[in.User] = held + in.Qty
+	if in.Key != "" {
+		s.keys[userKey{in.User, in.Key}] = k
+	}
+	return Decision{Outcome: Confirmed, Grab: s.grab(in.User, in.Key, k), Counters: s.c}
+}
+
+func (s *Shard) grab(user, key string, k keyed) Grab {
+	return Grab{Item: s.cfg.Item, Shard: s.index, Seq: k.seq, User: user, Qty: k.qty, Key: key, AtMs: k.atMs}
+}
+
+// Restore feeds back one durable grab while loading. Grabs may come in any
+// order; Verify checks the whole once all are in.
+func (s *Shard) Restore(g Grab) error {
+	if g.Item != s.cfg.Item || g.Shard != s.index {
+		return fmt.Errorf("grab %s does not belong to shard %s.%d", g.ID(), s.cfg.Item, s.index)
+	}
+	if g.Seq == 0 || g.Seq >= s.c.NextSeq || g.Qty < 1 {
+		return fmt.Errorf("grab %s: seq %d qty %d out of range (next seq %d)", g.ID(), g.Seq, g.Qty, s.c.NextSeq)
+	}
+	s.bought[g.User] += g.Qty
+	if g.Key != "" {
+		s.keys[userKey{g.User, g.Key}] = keyed{seq: g.Seq, qty: g.Qty, atMs: g.AtMs}
+	}
+	return nil
+}
+
+// Verify checks every invariant of the shard, including those that need a
+// walk over its users. Loading calls it once; tests call it after each step.
+func (s *Shard) Verify() error {
+	if err := checkCounters(s.c); err != nil {
+		return err
+	}
+	var sum int64
+	for u, n := range s.bought {
+		if n < 1 || n > s.cfg.PerUserLimit {
+			return fmt.Errorf("shard %s.%d: user %q holds %d, limit %d", s.cfg.Item, s.index, u, n, s.cfg.PerUserLimit)
+		}
+		sum += n
+	}
+	if sum != s.c.Sold {
+		return fmt.Errorf("shard %s.%d: users hold %d units, sold is %d", s.cfg.Item, s.index, sum, s.c.Sold)
+	}
+	return nil
+}
+
+func checkCounters(c Counters) error {
+	if c.Allocated < 0 || c.Sold < 0 || c.Sold > c.Allocated || c.Allocated > MaxStock || c.NextSeq == 0 {
+		return fmt.Errorf("counters broken: allocated %d sold %d next seq %d", c.Allocated, c.Sold, c.NextSeq)
+	}
+	return nil
+}
+
+// panicOnBroken makes a broken invariant fail a test run loudly; a
+// production binary refuses the operation instead.
+var panicOnBroken = testing.Testing()
+
+func (s *Shard) broken(err error) Decision {
+	if panicOnBroken {
+		panic(err)
+	}
+	return Decision{Outcome: Broken}
+}
