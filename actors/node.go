@@ -1,0 +1,257 @@
+package actors
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/seckill/seckill/engine"
+	"github.com/seckill/seckill/persistence"
+)
+
+// Errors the front maps to answers.
+var (
+	ErrUnknownItem = errors.New("unknown item")
+	ErrItemExists  = errors.New("item exists")
+	// ErrUnavailable: the grab's fate is not known to be durable (commit
+	// failed, timeout, shutting down). Nothing was confirmed to the buyer.
+	ErrUnavailable = errors.New("unavailable")
+	// ErrOverloaded: the shard's queue is full; the request was not tried.
+	ErrOverloaded = errors.New("overloaded")
+)
+
+// Options configure a Node.
+type Options struct {
+	// Clock returns the time in Unix milliseconds; time.Now by default.
+	Clock func() int64
+	// Committers is the number of group committers (DefaultCommitters).
+	Committers int
+	// RequestTimeout bounds the wait for a shard's answer.
+	RequestTimeout time.Duration
+	Logger         *slog.Logger
+}
+
+// Node runs every item's shard actors on one machine.
+type Node struct {
+	opts       Options
+	store      persistence.Store
+	sys        *actor.ActorSystem
+	committers []*committer
+	commitWG   sync.WaitGroup
+
+	mu     sync.Mutex // serialises item creation and Close
+	items  atomic.Pointer[map[string]*Item]
+	closed bool
+}
+
+// Item is a live item: its configuration and its shards.
+type Item struct {
+	Config engine.ItemConfig
+	shards []*shardRef
+	// soldOut is set once every shard is empty, so the front can answer
+	// without an actor hop. soldOutMu orders its updates: each is computed
+	// from counters published before the lock was taken, so the last
+	// writer saw every shard's latest numbers.
+	soldOut   atomic.Bool
+	soldOutMu sync.Mutex
+}
+
+// Start opens a node over store: it loads every item and spawns its shards.
+func Start(store persistence.Store, opts Options) (*Node, error) {
+	if opts.Clock == nil {
+		opts.Clock = func() int64 { return time.Now().UnixMilli() }
+	}
+	if opts.Committers <= 0 {
+		opts.Committers = DefaultCommitters
+	}
+	if opts.RequestTimeout <= 0 {
+		opts.RequestTimeout = DefaultRequestTimeout
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	n := &Node{opts: opts, store: store}
+	n.sys = actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
+		return slog.New(slog.DiscardHandler)
+	}))
+	for range opts.Committers {
+		c := newCommitter(n)
+		n.committers = append(n.committers, c)
+		n.commitWG.Go(c.run)
+	}
+	empty := map[string]*Item{}
+	n.items.Store(&empty)
+	cfgs, err := store.Items()
+	if err != nil {
+		n.stopCommitters()
+		return nil, fmt.Errorf("load items: %w", err)
+	}
+	loaded := make(map[string]*Item, len(cfgs))
+	for _, cfg := range cfgs {
+		shards, err := persistence.LoadItem(store, cfg)
+		if err != nil {
+			n.stopCommitters()
+			return nil, err
+		}
+		loaded[cfg.Item] = n.spawnItem(cfg, shards)
+	}
+	n.items.Store(&loaded)
+	return n, nil
+}
+
+func (n *Node) spawnItem(cfg engine.ItemConfig, shards []*engine.Shard) *Item {
+	it := &Item{Config: cfg, shards: make([]*shardRef, len(shards))}
+	for i, sh := range shards {
+		ref := &shardRef{item: it, index: i, committer: n.committers[i%len(n.committers)], stopped: make(chan struct{})}
+		ref.publish(sh.Counters())
+		ref.durableSeq.Store(sh.Counters().NextSeq - 1)
+		it.shards[i] = ref
+	}
+	for i, sh := range shards {
+		a := &shardActor{node: n, ref: it.shards[i], shard: sh}
+		ref := it.shards[i]
+		ref.pid = n.sys.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return a }))
+	}
+	it.updateSoldOut()
+	return it
+}
+
+// CreateItem validates cfg, makes it durable and starts its shards.
+func (n *Node) CreateItem(cfg engine.ItemConfig) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed {
+		return ErrUnavailable
+	}
+	cur := *n.items.Load()
+	if _, ok := cur[cfg.Item]; ok {
+		return ErrItemExists
+	}
+	var b persistence.Batch
+	b.PutItem(cfg)
+	if err := n.store.Apply(&b); err != nil {
+		return fmt.Errorf("create item %s: %w", cfg.Item, err)
+	}
+	shards := make([]*engine.Shard, cfg.Shards)
+	for i := range shards {
+		shards[i] = engine.NewShard(cfg, i)
+	}
+	next := make(map[string]*Item, len(cur)+1)
+	for k, v := range cur {
+		next[k] = v
+	}
+	next[cfg.Item] = n.spawnItem(cfg, shards)
+	n.items.Store(&next)
+	return nil
+}
+
+// Item returns a live item.
+func (n *Node) Item(id string) (*Item, bool) {
+	it, ok := (*n.items.Load())[id]
+	return it, ok
+}
+
+// Items returns every live item sorted by id.
+func (n *Node) Items() []*Item {
+	m := *n.items.Load()
+	out := make([]*Item, 0, len(m))
+	for _, it := range m {
+		out = append(out, it)
+	}
+	slices.SortFunc(out, func(a, b *Item) int {
+		switch {
+		case a.Config.Item < b.Config.Item:
+			return -1
+		case a.Config.Item > b.Config.Item:
+			return 1
+		}
+		return 0
+	})
+	return out
+}
+
+// Now is the node's clock in Unix milliseconds.
+func (n *Node) Now() int64 { return n.opts.Clock() }
+
+// ShardView is a shard's numbers as last decided in memory.
+type ShardView struct {
+	Shard     int
+	Allocated int64
+	Sold      int64
+}
+
+// Remaining is what the shard can still sell.
+func (v ShardView) Remaining() int64 { return v.Allocated - v.Sold }
+
+// Shards returns every shard's numbers; each shard's pair is consistent.
+func (it *Item) Shards() []ShardView {
+	out := make([]ShardView, len(it.shards))
+	for i, r := range it.shards {
+		a, s := r.load()
+		out[i] = ShardView{Shard: i, Allocated: a, Sold: s}
+	}
+	return out
+}
+
+// Remaining sums what every shard can still sell.
+func (it *Item) Remaining() int64 {
+	var sum int64
+	for _, r := range it.shards {
+		a, s := r.load()
+		sum += a - s
+	}
+	return sum
+}
+
+// SoldOut reports whether every shard is empty.
+func (it *Item) SoldOut() bool { return it.soldOut.Load() }
+
+// updateSoldOut recomputes the flag; shards call it after publishing
+// counters that reached zero or after a reload.
+func (it *Item) updateSoldOut() {
+	it.soldOutMu.Lock()
+	it.soldOut.Store(it.Remaining() == 0)
+	it.soldOutMu.Unlock()
+}
+
+// Close stops the shards, lets the committers finish what was decided and
+// closes the store. Callers stop sending requests first.
+func (n *Node) Close() error {
+	n.mu.Lock()
+	if n.closed {
+		n.mu.Unlock()
+		return nil
+	}
+	n.closed = true
+	n.mu.Unlock()
+	// Poison is queued behind every request already sent, so each actor
+	// hands all its decisions to a committer before it stops.
+	for _, it := range *n.items.Load() {
+		for _, r := range it.shards {
+			n.sys.Root.Poison(r.pid)
+		}
+	}
+	for _, it := range *n.items.Load() {
+		for _, r := range it.shards {
+			<-r.stopped
+		}
+	}
+	n.stopCommitters()
+	n.sys.Shutdown()
+	return n.store.Close()
+}
+
+func (n *Node) stopCommitters() {
+	for _, c := range n.committers {
+		close(c.in)
+	}
+	n.commitWG.Wait()
+}

@@ -1,0 +1,211 @@
+package persistence
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/seckill/seckill/engine"
+)
+
+// Key layout. Ids never hold 0x00, so it separates an item from what follows
+// and keeps one item's keys contiguous:
+//
+//	i<item>                       item config
+//	c<item>\x00<shard:2>          shard counters
+//	g<item>\x00<shard:2><seq:8>   confirmed grab (big-endian, so a shard's
+//	                              grabs are one range in sequence order)
+const (
+	prefixItem     = 'i'
+	prefixCounters = 'c'
+	prefixGrab     = 'g'
+	// valueVersion leads every value so the format can change later.
+	valueVersion = 1
+)
+
+var errCorrupt = errors.New("corrupt record")
+
+func itemKey(dst []byte, item string) []byte {
+	return append(append(dst, prefixItem), item...)
+}
+
+func countersKey(dst []byte, item string, shard int) []byte {
+	dst = append(append(append(dst, prefixCounters), item...), 0)
+	return binary.BigEndian.AppendUint16(dst, uint16(shard))
+}
+
+func grabKey(dst []byte, item string, shard int, seq uint64) []byte {
+	dst = grabShardPrefix(dst, item, shard)
+	return binary.BigEndian.AppendUint64(dst, seq)
+}
+
+func grabShardPrefix(dst []byte, item string, shard int) []byte {
+	dst = append(append(append(dst, prefixGrab), item...), 0)
+	return binary.BigEndian.AppendUint16(dst, uint16(shard))
+}
+
+// prefixEnd is the smallest key greater than every key with prefix p.
+func prefixEnd(p []byte) []byte {
+	end := append([]byte(nil), p...)
+	for i := len(end) - 1; i >= 0; i-- {
+		if end[i] < 0xff {
+			end[i]++
+			return end[:i+1]
+		}
+	}
+	return nil
+}
+
+func encodeItem(dst []byte, c engine.ItemConfig) []byte {
+	dst = append(dst, valueVersion)
+	dst = binary.AppendVarint(dst, c.Stock)
+	dst = binary.AppendUvarint(dst, uint64(c.Shards))
+	dst = binary.AppendVarint(dst, c.PerUserLimit)
+	dst = binary.AppendVarint(dst, c.StartsAtMs)
+	return binary.AppendVarint(dst, c.EndsAtMs)
+}
+
+// DecodeItem decodes an item value stored under key i<item>.
+func DecodeItem(item string, v []byte) (engine.ItemConfig, error) {
+	d := decoder{b: v}
+	d.version()
+	c := engine.ItemConfig{Item: item}
+	c.Stock = d.varint()
+	c.Shards = int(d.uvarint())
+	c.PerUserLimit = d.varint()
+	c.StartsAtMs = d.varint()
+	c.EndsAtMs = d.varint()
+	if err := d.done(); err != nil {
+		return engine.ItemConfig{}, fmt.Errorf("item %q: %w", item, err)
+	}
+	if err := c.Validate(); err != nil {
+		return engine.ItemConfig{}, fmt.Errorf("item %q: %w: %v", item, errCorrupt, err)
+	}
+	return c, nil
+}
+
+func encodeCounters(dst []byte, c engine.Counters) []byte {
+	dst = append(dst, valueVersion)
+	dst = binary.AppendVarint(dst, c.Allocated)
+	dst = binary.AppendVarint(dst, c.Sold)
+	return binary.AppendUvarint(dst, c.NextSeq)
+}
+
+// DecodeCounters decodes a shard counters value.
+func DecodeCounters(v []byte) (engine.Counters, error) {
+	d := decoder{b: v}
+	d.version()
+	c := engine.Counters{Allocated: d.varint(), Sold: d.varint(), NextSeq: d.uvarint()}
+	if err := d.done(); err != nil {
+		return engine.Counters{}, fmt.Errorf("counters: %w", err)
+	}
+	if c.Allocated < 0 || c.Sold < 0 || c.Sold > c.Allocated || c.NextSeq == 0 {
+		return engine.Counters{}, fmt.Errorf("counters %+v: %w", c, errCorrupt)
+	}
+	return c, nil
+}
+
+func encodeGrab(dst []byte, g engine.Grab) []byte {
+	dst = append(dst, valueVersion)
+	dst = binary.AppendUvarint(dst, uint64(len(g.User)))
+	dst = append(dst, g.User...)
+	dst = binary.AppendVarint(dst, g.Qty)
+	dst = binary.AppendUvarint(dst, uint64(len(g.Key)))
+	dst = append(dst, g.Key...)
+	return binary.AppendVarint(dst, g.AtMs)
+}
+
+// DecodeGrab decodes a grab value; item, shard and seq come from its key.
+func DecodeGrab(item string, shard int, seq uint64, v []byte) (engine.Grab, error) {
+	d := decoder{b: v}
+	d.version()
+	g := engine.Grab{Item: item, Shard: shard, Seq: seq}
+	g.User = d.str(engine.MaxIDLen)
+	g.Qty = d.varint()
+	g.Key = d.str(engine.MaxKeyLen)
+	g.AtMs = d.varint()
+	if err := d.done(); err != nil {
+		return engine.Grab{}, fmt.Errorf("grab %s: %w", g.ID(), err)
+	}
+	if !engine.ValidID(g.User) || g.Qty < 1 || g.Qty > engine.MaxPerUserLimit || (g.Key != "" && !engine.ValidKey(g.Key)) {
+		return engine.Grab{}, fmt.Errorf("grab %s: %w", g.ID(), errCorrupt)
+	}
+	return g, nil
+}
+
+// ParseGrabKey splits a grab key into item, shard and seq.
+func ParseGrabKey(k []byte) (item string, shard int, seq uint64, err error) {
+	if len(k) < 1+1+1+2+8 || k[0] != prefixGrab || k[len(k)-11] != 0 {
+		return "", 0, 0, fmt.Errorf("grab key %q: %w", k, errCorrupt)
+	}
+	item = string(k[1 : len(k)-11])
+	shard = int(binary.BigEndian.Uint16(k[len(k)-10:]))
+	seq = binary.BigEndian.Uint64(k[len(k)-8:])
+	if !engine.ValidID(item) || shard >= engine.MaxShards || seq == 0 {
+		return "", 0, 0, fmt.Errorf("grab key %q: %w", k, errCorrupt)
+	}
+	return item, shard, seq, nil
+}
+
+// decoder reads a value; the first problem sticks and later reads return zero.
+type decoder struct {
+	b   []byte
+	err error
+}
+
+func (d *decoder) fail() { d.err, d.b = errCorrupt, nil }
+
+func (d *decoder) version() {
+	if len(d.b) == 0 || d.b[0] != valueVersion {
+		d.fail()
+		return
+	}
+	d.b = d.b[1:]
+}
+
+func (d *decoder) varint() int64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Varint(d.b)
+	if n <= 0 {
+		d.fail()
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) uvarint() uint64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.fail()
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) str(max int) string {
+	n := d.uvarint()
+	if d.err != nil {
+		return ""
+	}
+	if n > uint64(max) || n > uint64(len(d.b)) {
+		d.fail()
+		return ""
+	}
+	s := string(d.b[:n])
+	d.b = d.b[n:]
+	return s
+}
+
+func (d *decoder) done() error {
+	if d.err == nil && len(d.b) != 0 {
+		d.fail()
+	}
+	return d.err
+}

@@ -1,0 +1,189 @@
+package persistence
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/seckill/seckill/engine"
+)
+
+const (
+	// pebbleMemTable is large enough that a sale's burst of grab records is
+	// flushed in a few big memtables rather than many small ones.
+	pebbleMemTable = 64 << 20
+	// pebbleCache holds the working set of a few million grab records.
+	pebbleCache = 128 << 20
+)
+
+// Pebble is the Store on local disk.
+type Pebble struct {
+	db *pebble.DB
+
+	// mu is held for reading by every Apply and for writing by Close, so
+	// concurrent Applies share fdatasyncs (Pebble's group commit) and none
+	// runs on a closed database.
+	mu     sync.RWMutex
+	closed bool
+}
+
+// scratch holds encoded keys and values while a batch is built.
+var scratch = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}
+
+// OpenPebble opens (creating if needed) the store in dir.
+func OpenPebble(dir string) (*Pebble, error) {
+	cache := pebble.NewCache(pebbleCache)
+	defer cache.Unref()
+	db, err := pebble.Open(dir, &pebble.Options{
+		FormatMajorVersion: pebble.FormatNewest,
+		MemTableSize:       pebbleMemTable,
+		Cache:              cache,
+		Logger:             quietLogger{},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open pebble %s: %w", dir, err)
+	}
+	return &Pebble{db: db}, nil
+}
+
+// Apply writes b in one batch and returns after Commit(pebble.Sync): the
+// records are on disk (fdatasync) when it returns nil.
+func (p *Pebble) Apply(b *Batch) error {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	if p.closed {
+		return ErrClosed
+	}
+	wb := p.db.NewBatch()
+	defer wb.Close()
+	bp := scratch.Get().(*[]byte)
+	buf := (*bp)[:0]
+	defer func() { *bp = buf[:0]; scratch.Put(bp) }()
+	set := func(k, v []byte) error { return wb.Set(k, v, nil) }
+	for _, c := range b.Items {
+		k := len(buf)
+		buf = itemKey(buf, c.Item)
+		v := len(buf)
+		buf = encodeItem(buf, c)
+		if err := set(buf[k:v], buf[v:]); err != nil {
+			return err
+		}
+	}
+	for _, c := range b.Counters {
+		k := len(buf)
+		buf = countersKey(buf, c.Item, c.Shard)
+		v := len(buf)
+		buf = encodeCounters(buf, c.Counters)
+		if err := set(buf[k:v], buf[v:]); err != nil {
+			return err
+		}
+	}
+	for i := range b.Grabs {
+		r := &b.Grabs[i]
+		k := len(buf)
+		buf = grabKey(buf, r.Grab.Item, r.Grab.Shard, r.Grab.Seq)
+		v := len(buf)
+		buf = encodeGrab(buf, r.Grab)
+		if err := set(buf[k:v], buf[v:]); err != nil {
+			return err
+		}
+		// Counters ride with every grab; in a batch the last one written
+		// for a shard wins, and grabs of one shard arrive in order.
+		k = len(buf)
+		buf = countersKey(buf, r.Grab.Item, r.Grab.Shard)
+		v = len(buf)
+		buf = encodeCounters(buf, r.Counters)
+		if err := set(buf[k:v], buf[v:]); err != nil {
+			return err
+		}
+	}
+	if err := wb.Commit(pebble.Sync); err != nil {
+		return fmt.Errorf("commit %d records: %w", b.Len(), err)
+	}
+	return nil
+}
+
+// Items lists every item.
+func (p *Pebble) Items() ([]engine.ItemConfig, error) {
+	lo := []byte{prefixItem}
+	it, err := p.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: prefixEnd(lo)})
+	if err != nil {
+		return nil, err
+	}
+	defer it.Close()
+	var out []engine.ItemConfig
+	for ok := it.First(); ok; ok = it.Next() {
+		c, err := DecodeItem(string(it.Key()[1:]), it.Value())
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	return out, it.Error()
+}
+
+// ShardCounters reads a shard's counters.
+func (p *Pebble) ShardCounters(item string, shard int) (engine.Counters, error) {
+	v, closer, err := p.db.Get(countersKey(nil, item, shard))
+	if err != nil {
+		return engine.Counters{}, fmt.Errorf("load counters %s.%d: %w", item, shard, err)
+	}
+	defer closer.Close()
+	c, err := DecodeCounters(v)
+	if err != nil {
+		return engine.Counters{}, fmt.Errorf("load counters %s.%d: %w", item, shard, err)
+	}
+	return c, nil
+}
+
+// ShardGrabs reads a shard's grabs in sequence order.
+func (p *Pebble) ShardGrabs(item string, shard int, fn func(engine.Grab) error) error {
+	lo := grabShardPrefix(nil, item, shard)
+	it, err := p.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: prefixEnd(lo)})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	for ok := it.First(); ok; ok = it.Next() {
+		_, _, seq, err := ParseGrabKey(it.Key())
+		if err != nil {
+			return err
+		}
+		g, err := DecodeGrab(item, shard, seq, it.Value())
+		if err != nil {
+			return err
+		}
+		if err := fn(g); err != nil {
+			return err
+		}
+	}
+	return it.Error()
+}
+
+// Close flushes and closes the database. Apply after Close returns ErrClosed.
+func (p *Pebble) Close() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return nil
+	}
+	p.closed = true
+	return p.db.Close()
+}
+
+// DB exposes the database to tools in this module (benchmarks, reconcile).
+func (p *Pebble) DB() *pebble.DB { return p.db }
+
+// quietLogger drops Pebble's info lines, sends its errors to slog and keeps
+// Fatalf's meaning.
+type quietLogger struct{}
+
+func (quietLogger) Infof(string, ...any) {}
+func (quietLogger) Errorf(format string, args ...any) {
+	slog.Error("pebble", "msg", fmt.Sprintf(format, args...))
+}
+func (quietLogger) Fatalf(format string, args ...any) {
+	panic(errors.New(fmt.Sprintf(format, args...)))
+}
