@@ -1,0 +1,40 @@
+// Command seckill runs the flash-sale engine.
+//
+//	seckill serve [--data DIR] [--http ADDR]
+//
+// One binary, embedded defaults: Pebble under --data, HTTP on --http.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+)
+
+const usage = `usage: seckill <command> [flags]
+
+commands:
+  serve    run the engine and its HTTP API
+`
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprint(os.Stderr, usage)
+		os.Exit(2)
+	}
+	var err error
+	switch os.Args[1] {
+	case "serve":
+		err = serve(context.Background(), os.Args[2:])
+	case "-h", "--help", "help":
+		fmt.Print(usage)
+		return
+	default:
+		fmt.Fprintf(os.Stderr, "seckill: unknown command %q\n%s", os.Args[1], usage)
+		os.Exit(2)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "seckill:", err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,124 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/seckill/seckill/actors"
+	"github.com/seckill/seckill/persistence"
+	"github.com/seckill/seckill/transport"
+)
+
+// drainTimeout bounds how long SIGTERM waits for requests in flight.
+const drainTimeout = 10 * time.Second
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+func serve(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	dataDir := fs.String("data", envOr("SECKILL_DATA", "./data"), "data directory (env SECKILL_DATA)")
+	httpAddr := fs.String("http", envOr("SECKILL_HTTP", "127.0.0.1:8080"), "HTTP listen address (env SECKILL_HTTP)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	if err := os.MkdirAll(*dataDir, 0o700); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	token, err := adminToken(*dataDir)
+	if err != nil {
+		return err
+	}
+	started := time.Now()
+	store, err := persistence.OpenPebble(filepath.Join(*dataDir, "pebble"))
+	if err != nil {
+		return err
+	}
+	node, err := actors.Start(store, actors.Options{Logger: log})
+	if err != nil {
+		store.Close()
+		return err
+	}
+	var grabs int64
+	for _, it := range node.Items() {
+		grabs += it.Config.Stock - it.Remaining()
+	}
+	log.Info("loaded", "items", len(node.Items()), "units_sold", grabs, "took", time.Since(started).Round(time.Millisecond))
+
+	front := transport.NewServer(node, token, log)
+	srv := front.FastHTTP()
+	ln, err := net.Listen("tcp", *httpAddr)
+	if err != nil {
+		node.Close()
+		return fmt.Errorf("listen %s: %w", *httpAddr, err)
+	}
+	// The address line is what scripts and tests wait for.
+	fmt.Printf("seckill: serving http://%s data=%s\n", ln.Addr(), *dataDir)
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	select {
+	case err := <-serveErr:
+		node.Close()
+		return fmt.Errorf("http: %w", err)
+	case s := <-sig:
+		log.Info("draining", "signal", s.String())
+	case <-ctx.Done():
+	}
+	front.Drain()
+	sctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
+	defer cancel()
+	if err := srv.ShutdownWithContext(sctx); err != nil {
+		log.Warn("http shutdown", "err", err)
+	}
+	if err := node.Close(); err != nil {
+		return fmt.Errorf("close: %w", err)
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// adminToken is SECKILL_ADMIN_TOKEN, or the token in <data>/admin.token,
+// or a new random one written there (mode 0600) and printed once.
+func adminToken(dataDir string) (string, error) {
+	if t := os.Getenv("SECKILL_ADMIN_TOKEN"); t != "" {
+		return t, nil
+	}
+	path := filepath.Join(dataDir, "admin.token")
+	if b, err := os.ReadFile(path); err == nil {
+		if t := strings.TrimSpace(string(b)); t != "" {
+			return t, nil
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("admin token: %w", err)
+	}
+	raw := make([]byte, 24)
+	if _, err := rand.Read(raw); err != nil {
+		return "", err
+	}
+	t := hex.EncodeToString(raw)
+	if err := os.WriteFile(path, []byte(t+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("admin token: %w", err)
+	}
+	fmt.Printf("seckill: admin token %s (saved in %s)\n", t, path)
+	return t, nil
+}

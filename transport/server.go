@@ -1,0 +1,292 @@
+// Package transport is seckill's HTTP front: a fasthttp server that decodes
+// and bounds every request, routes a grab to its shard actor and writes the
+// v1 JSON contract.
+package transport
+
+import (
+	"bytes"
+	"crypto/subtle"
+	"errors"
+	"log/slog"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/seckill/seckill/actors"
+	"github.com/seckill/seckill/engine"
+	"github.com/valyala/fasthttp"
+)
+
+const (
+	// MaxHeaderBytes bounds the request line and headers; a purchase needs
+	// a few hundred bytes.
+	MaxHeaderBytes = 8 << 10
+	// MaxConns bounds open connections so a flood cannot exhaust memory.
+	MaxConns = 100_000
+	// ReadTimeout and WriteTimeout drop clients that trickle bytes.
+	ReadTimeout  = 10 * time.Second
+	WriteTimeout = 10 * time.Second
+	// IdleTimeout closes keep-alive connections nobody uses.
+	IdleTimeout = 60 * time.Second
+	// RetryAfterSeconds is what a 503 asks clients to wait.
+	RetryAfterSeconds = "1"
+)
+
+// Server answers the v1 HTTP contract.
+type Server struct {
+	node       *actors.Node
+	adminToken []byte
+	log        *slog.Logger
+	draining   atomic.Bool
+}
+
+// NewServer returns the HTTP front of node. Admin calls must carry
+// "Authorization: Bearer <adminToken>".
+func NewServer(node *actors.Node, adminToken string, log *slog.Logger) *Server {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Server{node: node, adminToken: []byte("Bearer " + adminToken), log: log}
+}
+
+// FastHTTP returns a fasthttp server configured with seckill's limits.
+func (s *Server) FastHTTP() *fasthttp.Server {
+	return &fasthttp.Server{
+		Handler:                      s.Handle,
+		ErrorHandler:                 s.transportError,
+		Name:                         "seckill",
+		MaxRequestBodySize:           MaxBodyBytes,
+		ReadBufferSize:               MaxHeaderBytes,
+		ReadTimeout:                  ReadTimeout,
+		WriteTimeout:                 WriteTimeout,
+		IdleTimeout:                  IdleTimeout,
+		Concurrency:                  MaxConns,
+		NoDefaultContentType:         true,
+		DisablePreParseMultipartForm: true,
+		Logger:                       fasthttpLogger{s.log},
+	}
+}
+
+// Drain makes /healthz answer 503 so balancers stop sending traffic.
+func (s *Server) Drain() { s.draining.Store(true) }
+
+var (
+	pathV1Items    = []byte("/v1/items/")
+	pathAdminItems = []byte("/admin/v1/items")
+	suffixGrab     = []byte("/grab")
+)
+
+// Handle routes one request.
+func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
+	defer func() {
+		if p := recover(); p != nil {
+			s.log.Error("handler panic", "path", string(ctx.Path()), "panic", p)
+			ctx.ResetBody()
+			writeError(ctx, fasthttp.StatusInternalServerError, "internal", "internal error")
+		}
+	}()
+	path := ctx.Path()
+	switch {
+	case bytes.HasPrefix(path, pathV1Items):
+		rest := path[len(pathV1Items):]
+		if item, ok := bytes.CutSuffix(rest, suffixGrab); ok {
+			if !s.method(ctx, fasthttp.MethodPost) {
+				return
+			}
+			s.grab(ctx, item)
+			return
+		}
+		if !s.method(ctx, fasthttp.MethodGet) {
+			return
+		}
+		s.publicItem(ctx, rest)
+	case string(path) == "/v1/time":
+		if s.method(ctx, fasthttp.MethodGet) {
+			b := append(make([]byte, 0, 32), `{"now_ms":`...)
+			b = strconv.AppendInt(b, s.node.Now(), 10)
+			writeJSON(ctx, fasthttp.StatusOK, append(b, '}'))
+		}
+	case string(path) == "/healthz":
+		if s.draining.Load() {
+			writeJSON(ctx, fasthttp.StatusServiceUnavailable, respDraining)
+			return
+		}
+		writeJSON(ctx, fasthttp.StatusOK, respOK)
+	case bytes.HasPrefix(path, pathAdminItems):
+		s.admin(ctx, path[len(pathAdminItems):])
+	default:
+		writeError(ctx, fasthttp.StatusNotFound, "not_found", "no such path")
+	}
+}
+
+func (s *Server) method(ctx *fasthttp.RequestCtx, m string) bool {
+	if string(ctx.Method()) == m {
+		return true
+	}
+	ctx.Response.Header.Set("Allow", m)
+	writeError(ctx, fasthttp.StatusMethodNotAllowed, "method_not_allowed", "use "+m)
+	return false
+}
+
+var (
+	respSoldOut      = []byte(`{"status":"sold_out"}`)
+	respLimitReached = []byte(`{"status":"limit_reached"}`)
+	respNotStarted   = []byte(`{"status":"not_started"}`)
+	respEnded        = []byte(`{"status":"ended"}`)
+	respUnknownItem  = []byte(`{"status":"unknown_item"}`)
+	respUnavailable  = []byte(`{"status":"unavailable"}`)
+	respOverloaded   = []byte(`{"status":"unavailable","error":"shard queue full"}`)
+	respOK           = []byte(`{"status":"ok"}`)
+	respDraining     = []byte(`{"status":"draining"}`)
+
+	errBadItemID = "item id must be 1-" + strconv.Itoa(MaxIDLen) + " bytes of [A-Za-z0-9_.:-]"
+	errBadKey    = "Idempotency-Key must be 1-" + strconv.Itoa(engine.MaxKeyLen) + " printable ASCII bytes"
+	errKeyReused = "Idempotency-Key was already used by this user with a different qty"
+)
+
+func (s *Server) grab(ctx *fasthttp.RequestCtx, itemB []byte) {
+	if !ValidID(itemB) {
+		writeError(ctx, fasthttp.StatusBadRequest, "bad_request", errBadItemID)
+		return
+	}
+	body, err := DecodeGrabBody(ctx.PostBody())
+	if err != nil {
+		writeError(ctx, fasthttp.StatusBadRequest, "bad_request", err.Error())
+		return
+	}
+	var key string
+	if k := ctx.Request.Header.Peek("Idempotency-Key"); k != nil {
+		key = string(k)
+		if !engine.ValidKey(key) {
+			writeError(ctx, fasthttp.StatusBadRequest, "bad_request", errBadKey)
+			return
+		}
+	}
+	it, ok := s.node.Item(string(itemB))
+	if !ok {
+		writeJSON(ctx, fasthttp.StatusNotFound, respUnknownItem)
+		return
+	}
+	if body.Qty > it.Config.PerUserLimit {
+		writeError(ctx, fasthttp.StatusBadRequest, "bad_request",
+			"qty must be 1.."+strconv.FormatInt(it.Config.PerUserLimit, 10)+" (the item's per-user limit)")
+		return
+	}
+	r := s.node.Grab(it.Config.Item, body.UserID, body.Qty, key)
+	switch {
+	case r.Err == nil:
+	case errors.Is(r.Err, actors.ErrUnknownItem):
+		writeJSON(ctx, fasthttp.StatusNotFound, respUnknownItem)
+		return
+	case errors.Is(r.Err, actors.ErrOverloaded):
+		ctx.Response.Header.Set("Retry-After", RetryAfterSeconds)
+		writeJSON(ctx, fasthttp.StatusServiceUnavailable, respOverloaded)
+		return
+	default:
+		ctx.Response.Header.Set("Retry-After", RetryAfterSeconds)
+		writeJSON(ctx, fasthttp.StatusServiceUnavailable, respUnavailable)
+		return
+	}
+	switch r.Outcome {
+	case engine.Confirmed, engine.Replayed:
+		var buf [512]byte
+		writeJSON(ctx, fasthttp.StatusCreated, appendConfirmed(buf[:0], r.Grab))
+	case engine.SoldOut:
+		writeJSON(ctx, fasthttp.StatusConflict, respSoldOut)
+	case engine.LimitReached:
+		writeJSON(ctx, fasthttp.StatusConflict, respLimitReached)
+	case engine.NotStarted:
+		writeJSON(ctx, fasthttp.StatusConflict, respNotStarted)
+	case engine.Ended:
+		writeJSON(ctx, fasthttp.StatusConflict, respEnded)
+	case engine.KeyReused:
+		writeError(ctx, fasthttp.StatusBadRequest, "bad_request", errKeyReused)
+	case engine.BadQty:
+		writeError(ctx, fasthttp.StatusBadRequest, "bad_request", "qty is out of range")
+	default:
+		s.log.Error("grab refused by a broken invariant", "item", it.Config.Item, "outcome", r.Outcome.String())
+		ctx.Response.Header.Set("Retry-After", RetryAfterSeconds)
+		writeJSON(ctx, fasthttp.StatusServiceUnavailable, respUnavailable)
+	}
+}
+
+// appendConfirmed writes the 201 body. Ids are of [A-Za-z0-9_.:-] and the
+// key is not echoed, so nothing needs escaping.
+func appendConfirmed(b []byte, g engine.Grab) []byte {
+	b = append(b, `{"status":"confirmed","grab_id":"`...)
+	b = append(b, g.Item...)
+	b = append(b, '.')
+	b = strconv.AppendInt(b, int64(g.Shard), 10)
+	b = append(b, '.')
+	b = strconv.AppendUint(b, g.Seq, 10)
+	b = append(b, `","item":"`...)
+	b = append(b, g.Item...)
+	b = append(b, `","user_id":"`...)
+	b = append(b, g.User...)
+	b = append(b, `","qty":`...)
+	b = strconv.AppendInt(b, g.Qty, 10)
+	return append(b, '}')
+}
+
+func writeJSON(ctx *fasthttp.RequestCtx, status int, body []byte) {
+	ctx.SetStatusCode(status)
+	ctx.SetContentType("application/json")
+	ctx.SetBody(body)
+}
+
+func writeError(ctx *fasthttp.RequestCtx, status int, code, msg string) {
+	b := make([]byte, 0, 64+len(msg))
+	b = append(b, `{"status":`...)
+	b = strconv.AppendQuote(b, code)
+	b = append(b, `,"error":`...)
+	b = appendJSONString(b, msg)
+	writeJSON(ctx, status, append(b, '}'))
+}
+
+// appendJSONString quotes s as a JSON string (strconv.Quote's escapes are
+// not all valid JSON).
+func appendJSONString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '"' || c == '\\':
+			b = append(b, '\\', c)
+		case c < 0x20 || c == 0x7f:
+			b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+		default:
+			b = append(b, c)
+		}
+	}
+	return append(b, '"')
+}
+
+// transportError answers what fasthttp rejects before the handler runs
+// (body too large, malformed request line, timeouts) in the same JSON form.
+func (s *Server) transportError(ctx *fasthttp.RequestCtx, err error) {
+	switch {
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		writeError(ctx, fasthttp.StatusRequestEntityTooLarge, "bad_request", "body exceeds "+strconv.Itoa(MaxBodyBytes)+" bytes")
+	case errors.Is(err, fasthttp.ErrTimeout):
+		writeError(ctx, fasthttp.StatusRequestTimeout, "bad_request", "request timed out")
+	default:
+		writeError(ctx, fasthttp.StatusBadRequest, "bad_request", "malformed HTTP request")
+	}
+}
+
+func (s *Server) auth(ctx *fasthttp.RequestCtx) bool {
+	got := ctx.Request.Header.Peek("Authorization")
+	if subtle.ConstantTimeCompare(got, s.adminToken) == 1 {
+		return true
+	}
+	ctx.Response.Header.Set("WWW-Authenticate", `Bearer realm="seckill-admin"`)
+	writeError(ctx, fasthttp.StatusUnauthorized, "unauthorized", "admin calls need Authorization: Bearer <token>")
+	return false
+}
+
+type fasthttpLogger struct{ l *slog.Logger }
+
+func (f fasthttpLogger) Printf(format string, args ...any) {
+	f.l.Debug("fasthttp", "msg", format, "args", args)
+}
