@@ -15,6 +15,7 @@ const usage = `usage: seckill <command> [flags]
 
 commands:
   serve    run the engine and its HTTP API
+  bench    measure seckill over HTTP beside a bare fasthttp handler
 `
 
 func main() {
@@ -26,6 +27,8 @@ func main() {
 	switch os.Args[1] {
 	case "serve":
 		err = serve(context.Background(), os.Args[2:])
+	case "bench":
+		err = runBench(context.Background(), os.Args[2:])
 	case "-h", "--help", "help":
 		fmt.Print(usage)
 		return

@@ -1,0 +1,40 @@
+# seckill: `make run` serves with embedded defaults; `make test` runs the whole suite.
+GO      ?= go
+DATA    ?= ./data
+HTTP    ?= 127.0.0.1:8080
+FUZZTIME ?= 10s
+
+.PHONY: run test deps build bench fuzz vet
+
+run:
+	$(GO) run ./cmd/seckill serve --data $(DATA) --http $(HTTP)
+
+build:
+	$(GO) build -o seckill ./cmd/seckill
+
+# deps installs what the tests need and the machine lacks.
+deps:
+	@command -v $(GO) >/dev/null || { echo "Go 1.26 is required: https://go.dev/dl/"; exit 1; }
+	$(GO) mod download
+
+test: deps vet
+	$(GO) test -race -count=1 -timeout 25m ./...
+
+vet:
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	  if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
+	$(GO) vet ./...
+
+# fuzz runs every fuzz target for FUZZTIME each.
+fuzz:
+	@for pkg in ./engine ./persistence ./transport; do \
+	  for t in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+	    echo "== $$pkg $$t"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	  done; \
+	done
+
+# bench runs the Go benchmarks and the HTTP harness (one at a time: 2 cores).
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./engine ./actors ./persistence ./transport
+	$(GO) run ./cmd/seckill bench --workload soldout --compare --duration 10s
+	$(GO) run ./cmd/seckill bench --workload durable --compare --duration 10s
