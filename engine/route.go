@@ -25,8 +25,9 @@ func ShardFor(item, user string, shards int) int {
 }
 
 // ValidID reports whether s is 1..MaxIDLen bytes of [A-Za-z0-9_.:-], the
-// alphabet of item, user and grab ids.
-func ValidID(s string) bool {
+// alphabet of item, user and grab ids. It takes bytes too, so the HTTP front
+// checks ids before converting them to strings.
+func ValidID[T ~string | ~[]byte](s T) bool {
 	if len(s) < 1 || len(s) > MaxIDLen {
 		return false
 	}
