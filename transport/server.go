@@ -8,6 +8,8 @@ import (
 	"crypto/subtle"
 	"errors"
 	"log/slog"
+	"net"
+	"os"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -265,11 +267,15 @@ func appendJSONString(b []byte, s string) []byte {
 // transportError answers what fasthttp rejects before the handler runs
 // (body too large, malformed request line, timeouts) in the same JSON form.
 func (s *Server) transportError(ctx *fasthttp.RequestCtx, err error) {
+	var small *fasthttp.ErrSmallBuffer
+	var netErr net.Error
 	switch {
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
 		writeError(ctx, fasthttp.StatusRequestEntityTooLarge, "bad_request", "body exceeds "+strconv.Itoa(MaxBodyBytes)+" bytes")
-	case errors.Is(err, fasthttp.ErrTimeout):
-		writeError(ctx, fasthttp.StatusRequestTimeout, "bad_request", "request timed out")
+	case errors.As(err, &small):
+		writeError(ctx, fasthttp.StatusRequestHeaderFieldsTooLarge, "bad_request", "request headers exceed "+strconv.Itoa(MaxHeaderBytes)+" bytes")
+	case errors.Is(err, os.ErrDeadlineExceeded), errors.As(err, &netErr) && netErr.Timeout():
+		writeError(ctx, fasthttp.StatusRequestTimeout, "timeout", "request not received in time")
 	default:
 		writeError(ctx, fasthttp.StatusBadRequest, "bad_request", "malformed HTTP request")
 	}

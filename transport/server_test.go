@@ -2,16 +2,19 @@ package transport
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"testing"
 
 	"github.com/seckill/seckill/actors"
 	"github.com/seckill/seckill/persistence"
+	"github.com/valyala/fasthttp"
 )
 
 const testToken = "test-token"
@@ -326,5 +329,30 @@ func TestConcurrentHTTPGrabs(t *testing.T) {
 	sold := int(r.body["sold"].(float64))
 	if sold != len(ids) || sold > 50 || sold+int(r.body["remaining"].(float64)) != 50 {
 		t.Fatalf("sold %d, distinct 201s %d: %s", sold, len(ids), r.raw)
+	}
+}
+
+// TestTransportErrors maps what fasthttp rejects before the handler to JSON
+// answers; a read timeout is a 408, not a 400.
+func TestTransportErrors(t *testing.T) {
+	s := NewServer(nil, "t", nil)
+	for _, tc := range []struct {
+		name string
+		err  error
+		code int
+	}{
+		{"body too large", fasthttp.ErrBodyTooLarge, 413},
+		{"headers too large", &fasthttp.ErrSmallBuffer{}, 431},
+		{"read timeout", &net.OpError{Op: "read", Net: "tcp", Err: os.ErrDeadlineExceeded}, 408},
+		{"garbage", errors.New("cannot parse request line"), 400},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var ctx fasthttp.RequestCtx
+			s.transportError(&ctx, tc.err)
+			var body map[string]any
+			if ctx.Response.StatusCode() != tc.code || json.Unmarshal(ctx.Response.Body(), &body) != nil || body["error"] == "" {
+				t.Fatalf("%d %s", ctx.Response.StatusCode(), ctx.Response.Body())
+			}
+		})
 	}
 }
