@@ -64,3 +64,49 @@ func (n *Node) Grab(item, user string, qty int64, key string) Reply {
 		return Reply{Err: ErrUnavailable}
 	}
 }
+
+// Release returns a confirmed grab to stock by its id: the units go to the
+// item's pool and the user's limit slot is freed. A second release of the
+// same grab answers AlreadyReleased and changes nothing.
+func (n *Node) Release(item, grabID string) Reply {
+	it, ok := n.Item(item)
+	if !ok {
+		return Reply{Err: ErrUnknownItem}
+	}
+	gi, shard, seq, ok := engine.ParseGrabID(grabID)
+	if !ok || gi != item || shard >= len(it.shards) {
+		return Reply{Err: ErrUnknownGrab}
+	}
+	m := &releaseCall{seq: seq, done: make(chan Reply, 1)}
+	n.sys.Root.Send(it.shards[shard].pid, m)
+	t := time.NewTimer(n.opts.RequestTimeout)
+	defer t.Stop()
+	select {
+	case r := <-m.done:
+		if r.Err == nil && r.Outcome == engine.UnknownGrab {
+			r.Err = ErrUnknownGrab
+		}
+		return r
+	case <-t.C:
+		return Reply{Err: ErrUnavailable}
+	}
+}
+
+// ChangeStock adds delta units to an item (delta > 0) or takes unsold units
+// away (delta < 0, never more than are unsold).
+func (n *Node) ChangeStock(item string, delta int64) StockReply {
+	it, ok := n.Item(item)
+	if !ok {
+		return StockReply{Err: ErrUnknownItem}
+	}
+	m := &stockCall{delta: delta, done: make(chan StockReply, 1)}
+	n.sys.Root.Send(it.pool.pid, m)
+	t := time.NewTimer(n.opts.RequestTimeout)
+	defer t.Stop()
+	select {
+	case r := <-m.done:
+		return r
+	case <-t.C:
+		return StockReply{Err: ErrUnavailable}
+	}
+}

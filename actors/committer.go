@@ -5,17 +5,28 @@ import (
 	"github.com/seckill/seckill/persistence"
 )
 
-// commitReq is a decision waiting to be durable before its reply.
+// commitReq is a decision waiting to be durable before anyone hears of it.
 type commitReq struct {
-	ref *shardRef
-	gen uint64
-	d   engine.Decision // Confirmed (has a record) or Replayed (waits only)
-	c   *call
+	lane *lane
+	gen  uint64
+	// rec is the record to write; Kind 0 writes nothing and only waits
+	// for the commits queued before it (a replay of a grab in flight).
+	rec persistence.Record
+	// c, when set, is answered with reply after the commit, or with
+	// ErrUnavailable if it fails.
+	c     *call
+	reply Reply
+	// durable, when set, is raised to the grab's sequence after the commit.
+	durable *shardRef
+	// after, when set, runs on the committer after the commit with its
+	// result; it only sends messages.
+	after func(error)
 }
 
-// committer turns the decisions queued by its shards into one Pebble batch
+// committer turns the decisions queued by its lanes into one Pebble batch
 // per round: while one commit waits on fdatasync the next round's decisions
-// queue up, so the batch grows with the load (group commit).
+// queue up, so the batch grows with the load (group commit). A lane always
+// uses the same committer, so its records land in the order decided.
 type committer struct {
 	node  *Node
 	in    chan commitReq
@@ -50,14 +61,14 @@ func (c *committer) round() {
 	c.batch.Reset()
 	for i := range c.reqs {
 		r := &c.reqs[i]
-		if r.gen <= r.ref.failedGen.Load() {
+		if r.gen <= r.lane.failedGen.Load() {
 			// Decided on memory a failed commit made wrong: never confirm.
-			r.c.finish(Reply{Err: ErrUnavailable})
-			r.c = nil
+			c.finish(r, errDropped)
+			r.lane = nil
 			continue
 		}
-		if r.d.Outcome == engine.Confirmed {
-			c.batch.PutGrab(r.d.Grab, r.d.Counters)
+		if r.rec.Kind != 0 {
+			c.batch.Records = append(c.batch.Records, r.rec)
 		}
 	}
 	var err error
@@ -69,21 +80,40 @@ func (c *committer) round() {
 	}
 	for i := range c.reqs {
 		r := &c.reqs[i]
-		if r.c == nil {
+		if r.lane == nil {
 			continue
 		}
-		if err != nil {
-			if r.ref.failedGen.Load() < r.gen {
-				r.ref.failedGen.Store(r.gen)
-				c.node.sys.Root.Send(r.ref.pid, reloadMsg{gen: r.gen})
-			}
-			r.c.finish(Reply{Err: ErrUnavailable})
-			continue
+		if err != nil && r.lane.failedGen.Load() < r.gen {
+			r.lane.failedGen.Store(r.gen)
+			c.node.sys.Root.Send(r.lane.pid, reloadMsg{gen: r.gen})
 		}
-		if r.d.Outcome == engine.Confirmed && r.d.Grab.Seq > r.ref.durableSeq.Load() {
-			r.ref.durableSeq.Store(r.d.Grab.Seq)
+		if err == nil && r.durable != nil && r.rec.Grab.Seq > r.durable.durableSeq.Load() {
+			r.durable.durableSeq.Store(r.rec.Grab.Seq)
 		}
-		r.c.finish(Reply{Outcome: r.d.Outcome, Grab: r.d.Grab})
+		c.finish(r, err)
 	}
 	clear(c.reqs)
+}
+
+func (c *committer) finish(r *commitReq, err error) {
+	if r.c != nil {
+		if err != nil {
+			r.c.finish(Reply{Err: ErrUnavailable})
+		} else {
+			r.c.finish(r.reply)
+		}
+	}
+	if r.after != nil {
+		r.after(err)
+	}
+}
+
+// grabReq is the commit request of a grab decision.
+func grabReq(ref *shardRef, gen uint64, d engine.Decision, c *call) commitReq {
+	r := commitReq{lane: &ref.lane, gen: gen, c: c, reply: Reply{Outcome: d.Outcome, Grab: d.Grab}}
+	if d.Outcome == engine.Confirmed {
+		r.rec = persistence.Record{Kind: persistence.KindGrab, Grab: d.Grab, Counters: d.Counters}
+		r.durable = ref
+	}
+	return r
 }

@@ -23,6 +23,10 @@ var (
 	ErrUnavailable = errors.New("unavailable")
 	// ErrOverloaded: the shard's queue is full; the request was not tried.
 	ErrOverloaded = errors.New("overloaded")
+	// ErrUnknownGrab: no grab with that id.
+	ErrUnknownGrab = errors.New("unknown grab")
+	// errDropped: a decision made on memory a failed commit invalidated.
+	errDropped = errors.New("decision dropped after a failed commit")
 )
 
 // Options configure a Node.
@@ -47,18 +51,6 @@ type Node struct {
 	mu     sync.Mutex // serialises item creation and Close
 	items  atomic.Pointer[map[string]*Item]
 	closed bool
-}
-
-// Item is a live item: its configuration and its shards.
-type Item struct {
-	Config engine.ItemConfig
-	shards []*shardRef
-	// soldOut is set once every shard is empty, so the front can answer
-	// without an actor hop. soldOutMu orders its updates: each is computed
-	// from counters published before the lock was taken, so the last
-	// writer saw every shard's latest numbers.
-	soldOut   atomic.Bool
-	soldOutMu sync.Mutex
 }
 
 // Start opens a node over store: it loads every item and spawns its shards.
@@ -93,31 +85,37 @@ func Start(store persistence.Store, opts Options) (*Node, error) {
 	}
 	loaded := make(map[string]*Item, len(cfgs))
 	for _, cfg := range cfgs {
-		shards, err := persistence.LoadItem(store, cfg)
+		li, err := persistence.LoadItem(store, cfg)
 		if err != nil {
 			n.stopCommitters()
 			return nil, err
 		}
-		loaded[cfg.Item] = n.spawnItem(cfg, shards)
+		loaded[cfg.Item] = n.spawnItem(cfg, li)
 	}
 	n.items.Store(&loaded)
 	return n, nil
 }
 
-func (n *Node) spawnItem(cfg engine.ItemConfig, shards []*engine.Shard) *Item {
-	it := &Item{Config: cfg, shards: make([]*shardRef, len(shards))}
-	for i, sh := range shards {
-		ref := &shardRef{item: it, index: i, committer: n.committers[i%len(n.committers)], stopped: make(chan struct{})}
-		ref.publish(sh.Counters())
-		ref.durableSeq.Store(sh.Counters().NextSeq - 1)
+func (n *Node) spawnItem(cfg engine.ItemConfig, li *persistence.LoadedItem) *Item {
+	it := &Item{Config: cfg, shards: make([]*shardRef, len(li.Shards)),
+		sent: make([]int64, cfg.Shards), got: make([]int64, cfg.Shards),
+		pool: &lane{stopped: make(chan struct{})}}
+	for i, sh := range li.Shards {
+		c := sh.Counters()
+		ref := &shardRef{lane: lane{stopped: make(chan struct{})}, item: it, index: i,
+			committer: n.committers[i%len(n.committers)], received: c.Received, returned: c.Returned}
+		ref.counters.Store(pack(c))
+		ref.durableSeq.Store(c.NextSeq - 1)
 		it.shards[i] = ref
 	}
-	for i, sh := range shards {
+	it.publishPool(li.Pool)
+	// The pool's PID must exist before any shard can ask it for units.
+	pa := &poolActor{node: n, item: it, lane: it.pool, pool: li.Pool, c: n.committers[0]}
+	it.pool.pid = n.sys.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return pa }))
+	for i, sh := range li.Shards {
 		a := &shardActor{node: n, ref: it.shards[i], shard: sh}
-		ref := it.shards[i]
-		ref.pid = n.sys.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return a }))
+		it.shards[i].pid = n.sys.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return a }))
 	}
-	it.updateSoldOut()
 	return it
 }
 
@@ -140,15 +138,15 @@ func (n *Node) CreateItem(cfg engine.ItemConfig) error {
 	if err := n.store.Apply(&b); err != nil {
 		return fmt.Errorf("create item %s: %w", cfg.Item, err)
 	}
-	shards := make([]*engine.Shard, cfg.Shards)
-	for i := range shards {
-		shards[i] = engine.NewShard(cfg, i)
+	li := &persistence.LoadedItem{Pool: engine.NewPool(cfg), Shards: make([]*engine.Shard, cfg.Shards)}
+	for i := range li.Shards {
+		li.Shards[i] = engine.NewShard(cfg, i)
 	}
 	next := make(map[string]*Item, len(cur)+1)
 	for k, v := range cur {
 		next[k] = v
 	}
-	next[cfg.Item] = n.spawnItem(cfg, shards)
+	next[cfg.Item] = n.spawnItem(cfg, li)
 	n.items.Store(&next)
 	return nil
 }
@@ -181,47 +179,6 @@ func (n *Node) Items() []*Item {
 // Now is the node's clock in Unix milliseconds.
 func (n *Node) Now() int64 { return n.opts.Clock() }
 
-// ShardView is a shard's numbers as last decided in memory.
-type ShardView struct {
-	Shard     int
-	Allocated int64
-	Sold      int64
-}
-
-// Remaining is what the shard can still sell.
-func (v ShardView) Remaining() int64 { return v.Allocated - v.Sold }
-
-// Shards returns every shard's numbers; each shard's pair is consistent.
-func (it *Item) Shards() []ShardView {
-	out := make([]ShardView, len(it.shards))
-	for i, r := range it.shards {
-		a, s := r.load()
-		out[i] = ShardView{Shard: i, Allocated: a, Sold: s}
-	}
-	return out
-}
-
-// Remaining sums what every shard can still sell.
-func (it *Item) Remaining() int64 {
-	var sum int64
-	for _, r := range it.shards {
-		a, s := r.load()
-		sum += a - s
-	}
-	return sum
-}
-
-// SoldOut reports whether every shard is empty.
-func (it *Item) SoldOut() bool { return it.soldOut.Load() }
-
-// updateSoldOut recomputes the flag; shards call it after publishing
-// counters that reached zero or after a reload.
-func (it *Item) updateSoldOut() {
-	it.soldOutMu.Lock()
-	it.soldOut.Store(it.Remaining() == 0)
-	it.soldOutMu.Unlock()
-}
-
 // Close stops the shards, lets the committers finish what was decided and
 // closes the store. Callers stop sending requests first.
 func (n *Node) Close() error {
@@ -243,6 +200,9 @@ func (n *Node) Close() error {
 		for _, r := range it.shards {
 			<-r.stopped
 		}
+		// The pool last: shards may still have told it of give-backs.
+		n.sys.Root.Poison(it.pool.pid)
+		<-it.pool.stopped
 	}
 	n.stopCommitters()
 	n.sys.Shutdown()

@@ -72,15 +72,10 @@ func TestConcurrentGrabsNeverOversell(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	var sold int64
-	for _, v := range n.mustItem(t, "hot").Shards() {
-		sold += v.Sold
-	}
-	if sold != int64(len(confirmed)) || sold > cfg.Stock {
-		t.Fatalf("sold %d, confirmed %d, stock %d", sold, len(confirmed), cfg.Stock)
-	}
-	if sold != cfg.Stock-n.mustItem(t, "hot").Remaining() {
-		t.Fatalf("sold + remaining != stock")
+	bal := n.mustItem(t, "hot").Balance()
+	sold := bal.Sold
+	if sold != int64(len(confirmed)) || sold > cfg.Stock || bal.Check() != nil || bal.Stock != cfg.Stock {
+		t.Fatalf("balance %+v, confirmed %d, stock %d", bal, len(confirmed), cfg.Stock)
 	}
 	for u, q := range perUser {
 		if q > cfg.PerUserLimit {

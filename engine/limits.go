@@ -24,4 +24,11 @@ const (
 	MaxIDLen = 128
 	// MaxKeyLen bounds an Idempotency-Key (bytes).
 	MaxKeyLen = 64
+	// InitialQuotaPercent of the stock is spread over the shards at
+	// creation; the rest stays in the pool and follows the buyers, so an
+	// uneven crowd empties the pool before any shard says "sold out".
+	InitialQuotaPercent = 50
+	// MaxRefillChunk bounds one refill so a single shard never drains the
+	// pool of a large item in one step.
+	MaxRefillChunk = 10_000
 )

@@ -29,12 +29,22 @@ const (
 	// Broken: applying the grab would break an invariant. It is a bug; the
 	// shard refuses the operation and keeps its state unchanged.
 	Broken
+	// NeedStock: this shard cannot serve the grab but the item may hold
+	// stock elsewhere; the caller asks the pool and tries again.
+	NeedStock
+	// Released: the grab named (or replayed by key) was returned to stock.
+	Released
+	// AlreadyReleased: a release of a grab released before; nothing changes.
+	AlreadyReleased
+	// UnknownGrab: no such grab on this shard.
+	UnknownGrab
 )
 
 var outcomeNames = [...]string{
 	Confirmed: "confirmed", Replayed: "replayed", SoldOut: "sold_out",
 	LimitReached: "limit_reached", NotStarted: "not_started", Ended: "ended",
-	KeyReused: "key_reused", BadQty: "bad_qty", Broken: "broken",
+	KeyReused: "key_reused", BadQty: "bad_qty", Broken: "broken", NeedStock: "need_stock",
+	Released: "released", AlreadyReleased: "already_released", UnknownGrab: "unknown_grab",
 }
 
 func (o Outcome) String() string {
@@ -80,16 +90,34 @@ func (c ItemConfig) Validate() error {
 	return nil
 }
 
-// InitialAllocation is shard i's part of the stock: stock spread evenly,
-// the first stock%shards shards holding one unit more.
+// InitialQuota is the part of the stock spread over the shards at creation;
+// the rest waits in the item's pool and goes where buyers are.
+func (c ItemConfig) InitialQuota() int64 { return c.Stock * InitialQuotaPercent / 100 }
+
+// InitialAllocation is shard i's part of the initial quota: spread evenly,
+// the first quota%shards shards holding one unit more.
 func (c ItemConfig) InitialAllocation(i int) int64 {
-	n := int64(c.Shards)
-	a := c.Stock / n
-	if int64(i) < c.Stock%n {
+	q, n := c.InitialQuota(), int64(c.Shards)
+	a := q / n
+	if int64(i) < q%n {
 		a++
 	}
 	return a
 }
+
+// InitialPool is what stays in the pool at creation.
+func (c ItemConfig) InitialPool() int64 { return c.Stock - c.InitialQuota() }
+
+// RefillChunk is how many units a shard asks the pool for at a time: half
+// a shard's fair share of the stock, so that a hot shard refills a few
+// times and a cold one never hoards, bounded by MaxRefillChunk.
+func (c ItemConfig) RefillChunk() int64 {
+	return min(max(c.Stock/int64(c.Shards)/2, 1), MaxRefillChunk)
+}
+
+// LowWater is the remaining count at which a shard asks for a refill
+// before it runs dry, so buyers rarely wait for one.
+func (c ItemConfig) LowWater() int64 { return c.RefillChunk() / 4 }
 
 // Window answers NotStarted or Ended when now is outside the sale, else 0.
 func (c ItemConfig) Window(nowMs int64) Outcome {
@@ -172,10 +200,16 @@ func lastDot(s string) int {
 
 // Counters are a shard's durable numbers. They travel with every grab record
 // so that loading a shard needs no sum over its grabs (the sum is checked).
+//
+// Allocated == initial allocation + Received - Returned: Received and
+// Returned are cumulative, so a transfer is matched with the pool's side by
+// comparing totals, and recovery after a crash completes it exactly once.
 type Counters struct {
-	Allocated int64  // units given to this shard
-	Sold      int64  // units in confirmed grabs
+	Allocated int64  // units this shard holds or sold
+	Sold      int64  // units in confirmed grabs not released
 	NextSeq   uint64 // sequence of the next grab
+	Received  int64  // units received from the pool, ever
+	Returned  int64  // units given back to the pool (steals, releases), ever
 }
 
 // Remaining is what the shard can still sell.
@@ -217,6 +251,15 @@ type Shard struct {
 	// user to one shard only, so this is the user's total for the item.
 	bought map[string]int64
 	keys   map[userKey]keyed
+	// grabs[seq-1] is every grab of this shard, so a release by id needs
+	// no disk read.
+	grabs []grabSlot
+}
+
+type grabSlot struct {
+	user     string
+	qty      int64
+	released bool
 }
 
 // NewShard creates shard index of an item with its initial allocation.
@@ -233,6 +276,7 @@ func RestoreShard(cfg ItemConfig, index int, c Counters) *Shard {
 		c:      c,
 		bought: make(map[string]int64),
 		keys:   make(map[userKey]keyed),
+		grabs:  make([]grabSlot, c.NextSeq-1, max(c.NextSeq-1, 16)),
 	}
 }
 
@@ -259,7 +303,11 @@ func (s *Shard) Grab(in GrabInput) Decision {
 			if k.qty != in.Qty {
 				return Decision{Outcome: KeyReused}
 			}
-			return Decision{Outcome: Replayed, Grab: s.grab(in.User, in.Key, k), Counters: s.c}
+			out := Replayed
+			if s.grabs[k.seq-1].released {
+				out = Released
+			}
+			return Decision{Outcome: out, Grab: s.grab(in.User, in.Key, k), Counters: s.c}
 		}
 	}
 	if w := s.cfg.Window(in.NowMs); w != 0 {
@@ -273,17 +321,19 @@ func (s *Shard) Grab(in GrabInput) Decision {
 		return Decision{Outcome: LimitReached}
 	}
 	if s.c.Remaining() < in.Qty {
-		return Decision{Outcome: SoldOut}
+		// Whether the item is sold out is the pool's call, not the shard's.
+		return Decision{Outcome: NeedStock}
 	}
 	next := s.c
 	next.Sold += in.Qty
 	next.NextSeq++
-	if err := checkCounters(next); err != nil {
+	if err := s.checkCounters(next); err != nil {
 		return s.broken(err)
 	}
 	k := keyed{seq: s.c.NextSeq, qty: in.Qty, atMs: in.NowMs}
 	s.c = next
 	s.bought[in.User] = held + in.Qty
+	s.grabs = append(s.grabs, grabSlot{user: in.User, qty: in.Qty})
 	if in.Key != "" {
 		s.keys[userKey{in.User, in.Key}] = k
 	}
@@ -303,6 +353,11 @@ func (s *Shard) Restore(g Grab) error {
 	if g.Seq == 0 || g.Seq >= s.c.NextSeq || g.Qty < 1 {
 		return fmt.Errorf("grab %s: seq %d qty %d out of range (next seq %d)", g.ID(), g.Seq, g.Qty, s.c.NextSeq)
 	}
+	slot := &s.grabs[g.Seq-1]
+	if slot.qty != 0 {
+		return fmt.Errorf("grab %s restored twice", g.ID())
+	}
+	*slot = grabSlot{user: g.User, qty: g.Qty}
 	s.bought[g.User] += g.Qty
 	if g.Key != "" {
 		s.keys[userKey{g.User, g.Key}] = keyed{seq: g.Seq, qty: g.Qty, atMs: g.AtMs}
@@ -310,11 +365,116 @@ func (s *Shard) Restore(g Grab) error {
 	return nil
 }
 
+// RestoreRelease marks a restored grab released, as its durable release
+// record says. The counters already account for it.
+func (s *Shard) RestoreRelease(seq uint64) error {
+	if seq == 0 || seq >= s.c.NextSeq || s.grabs[seq-1].qty == 0 {
+		return fmt.Errorf("release of unknown grab %s.%d.%d", s.cfg.Item, s.index, seq)
+	}
+	slot := &s.grabs[seq-1]
+	if slot.released {
+		return fmt.Errorf("grab %s.%d.%d released twice", s.cfg.Item, s.index, seq)
+	}
+	slot.released = true
+	s.dropHolding(slot.user, slot.qty)
+	return nil
+}
+
+func (s *Shard) dropHolding(user string, qty int64) {
+	if n := s.bought[user] - qty; n > 0 {
+		s.bought[user] = n
+	} else {
+		delete(s.bought, user)
+	}
+}
+
+// Release returns a confirmed grab to stock: its units leave this shard for
+// the pool (Returned grows) and its user's limit slot is freed. Releasing a
+// grab twice changes nothing the second time.
+func (s *Shard) Release(seq uint64) Decision {
+	if seq == 0 || seq >= s.c.NextSeq || int(seq) > len(s.grabs) || s.grabs[seq-1].qty == 0 {
+		return Decision{Outcome: UnknownGrab}
+	}
+	slot := &s.grabs[seq-1]
+	g := Grab{Item: s.cfg.Item, Shard: s.index, Seq: seq, User: slot.user, Qty: slot.qty}
+	if slot.released {
+		return Decision{Outcome: AlreadyReleased, Grab: g, Counters: s.c}
+	}
+	next := s.c
+	next.Sold -= slot.qty
+	next.Allocated -= slot.qty
+	next.Returned += slot.qty
+	if err := s.checkCounters(next); err != nil {
+		return s.broken(err)
+	}
+	s.c = next
+	slot.released = true
+	s.dropHolding(slot.user, slot.qty)
+	return Decision{Outcome: Released, Grab: g, Counters: s.c}
+}
+
+// ApplyRefill takes units the pool sent: sentTotal is the pool's
+// cumulative count sent to this shard. It returns how many units are new
+// (zero for a refill seen before) and the counters to make durable.
+func (s *Shard) ApplyRefill(sentTotal int64) (int64, Counters, error) {
+	diff := sentTotal - s.c.Received
+	if diff <= 0 {
+		return 0, s.c, nil
+	}
+	next := s.c
+	next.Received = sentTotal
+	next.Allocated += diff
+	if err := s.checkCounters(next); err != nil {
+		return 0, s.c, err
+	}
+	s.c = next
+	return diff, s.c, nil
+}
+
+// GiveBack hands up to want unsold units to the pool (a steal by a sibling
+// or a stock reduction). It returns how many went and the counters.
+func (s *Shard) GiveBack(want int64) (int64, Counters) {
+	k := min(want, s.c.Remaining())
+	if k <= 0 {
+		return 0, s.c
+	}
+	next := s.c
+	next.Allocated -= k
+	next.Returned += k
+	if err := s.checkCounters(next); err != nil {
+		s.broken(err)
+		return 0, s.c
+	}
+	s.c = next
+	return k, s.c
+}
+
+// RefillWant is how many units to ask the pool for now: a chunk when the
+// shard is at or below its low-water mark, else zero.
+func (s *Shard) RefillWant() int64 {
+	if s.c.Remaining() > s.cfg.LowWater() {
+		return 0
+	}
+	return s.cfg.RefillChunk()
+}
+
 // Verify checks every invariant of the shard, including those that need a
 // walk over its users. Loading calls it once; tests call it after each step.
 func (s *Shard) Verify() error {
-	if err := checkCounters(s.c); err != nil {
+	if err := s.checkCounters(s.c); err != nil {
 		return err
+	}
+	var held int64
+	for i, g := range s.grabs {
+		if g.qty == 0 {
+			return fmt.Errorf("shard %s.%d: grab %d missing", s.cfg.Item, s.index, i+1)
+		}
+		if !g.released {
+			held += g.qty
+		}
+	}
+	if held != s.c.Sold {
+		return fmt.Errorf("shard %s.%d: unreleased grabs hold %d units, sold is %d", s.cfg.Item, s.index, held, s.c.Sold)
 	}
 	var sum int64
 	for u, n := range s.bought {
@@ -329,9 +489,11 @@ func (s *Shard) Verify() error {
 	return nil
 }
 
-func checkCounters(c Counters) error {
-	if c.Allocated < 0 || c.Sold < 0 || c.Sold > c.Allocated || c.Allocated > MaxStock || c.NextSeq == 0 {
-		return fmt.Errorf("counters broken: allocated %d sold %d next seq %d", c.Allocated, c.Sold, c.NextSeq)
+// checkCounters asserts what must hold of a shard's counters at every step.
+func (s *Shard) checkCounters(c Counters) error {
+	if c.Allocated < 0 || c.Sold < 0 || c.Sold > c.Allocated || c.Allocated > MaxStock || c.NextSeq == 0 ||
+		c.Received < 0 || c.Returned < 0 || c.Allocated != s.cfg.InitialAllocation(s.index)+c.Received-c.Returned {
+		return fmt.Errorf("shard %s.%d counters broken: %+v (initial %d)", s.cfg.Item, s.index, c, s.cfg.InitialAllocation(s.index))
 	}
 	return nil
 }

@@ -14,14 +14,33 @@ func FuzzShard(f *testing.F) {
 		cfg := ItemConfig{Item: "f", Stock: int64(prog[0] % 40), Shards: 1, PerUserLimit: int64(1 + prog[1]%4), StartsAtMs: 10, EndsAtMs: 250}
 		s := NewShard(cfg, 0)
 		var log []Grab
+		var releases []uint64
 		for i := 2; i+2 < len(prog); i += 3 {
 			op, a, b := prog[i], prog[i+1], prog[i+2]
+			switch op % 23 {
+			case 1:
+				s.ApplyRefill(s.Counters().Received + int64(b%4))
+			case 2:
+				s.GiveBack(int64(a % 4))
+			case 3:
+				if d := s.Release(uint64(b % 8)); d.Outcome == Released {
+					releases = append(releases, d.Grab.Seq)
+				}
+			}
 			if op%17 == 0 {
 				n := RestoreShard(cfg, 0, s.Counters())
 				for _, g := range log {
 					if err := n.Restore(g); err != nil {
 						t.Fatal(err)
 					}
+				}
+				for _, seq := range releases {
+					if err := n.RestoreRelease(seq); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if err := n.Verify(); err != nil {
+					t.Fatal(err)
 				}
 				s = n
 			}

@@ -6,8 +6,10 @@ import (
 	"testing"
 )
 
-func testItem(stock int64, shards int, limit int64) ItemConfig {
-	return ItemConfig{Item: "item-1", Stock: stock, Shards: shards, PerUserLimit: limit, StartsAtMs: 1000, EndsAtMs: 2000}
+// testItem configures a one-shard item whose shard starts with alloc units
+// (the other half of the stock waits in the pool).
+func testItem(alloc int64, shards int, limit int64) ItemConfig {
+	return ItemConfig{Item: "item-1", Stock: alloc * 100 / InitialQuotaPercent, Shards: shards, PerUserLimit: limit, StartsAtMs: 1000, EndsAtMs: 2000}
 }
 
 func TestGrabOutcomes(t *testing.T) {
@@ -24,7 +26,7 @@ func TestGrabOutcomes(t *testing.T) {
 	}{
 		{"confirm then sold out", 1, 1, []step{
 			{GrabInput{User: "a", Qty: 1, NowMs: 1500}, Confirmed, 1},
-			{GrabInput{User: "b", Qty: 1, NowMs: 1500}, SoldOut, 0},
+			{GrabInput{User: "b", Qty: 1, NowMs: 1500}, NeedStock, 0},
 		}},
 		{"limit per user", 10, 2, []step{
 			{GrabInput{User: "a", Qty: 2, NowMs: 1500}, Confirmed, 1},
@@ -55,11 +57,11 @@ func TestGrabOutcomes(t *testing.T) {
 			{GrabInput{User: "a", Qty: 3, NowMs: 1500}, BadQty, 0},
 		}},
 		{"not enough for qty", 1, 2, []step{
-			{GrabInput{User: "a", Qty: 2, NowMs: 1500}, SoldOut, 0},
+			{GrabInput{User: "a", Qty: 2, NowMs: 1500}, NeedStock, 0},
 			{GrabInput{User: "a", Qty: 1, NowMs: 1500}, Confirmed, 1},
 		}},
 		{"zero stock", 0, 1, []step{
-			{GrabInput{User: "a", Qty: 1, NowMs: 1500}, SoldOut, 0},
+			{GrabInput{User: "a", Qty: 1, NowMs: 1500}, NeedStock, 0},
 		}},
 	}
 	for _, tc := range cases {
@@ -96,8 +98,8 @@ func TestInitialAllocationSpreadsEvenly(t *testing.T) {
 			sum += a
 			lo, hi = min(lo, a), max(hi, a)
 		}
-		if sum != tc.stock || hi-lo > 1 {
-			t.Errorf("stock %d over %d: sum %d, spread %d..%d", tc.stock, tc.shards, sum, lo, hi)
+		if sum != c.InitialQuota() || sum+c.InitialPool() != tc.stock || hi-lo > 1 || c.InitialQuota() != tc.stock*InitialQuotaPercent/100 {
+			t.Errorf("stock %d over %d: quota %d, pool %d, sum %d, spread %d..%d", tc.stock, tc.shards, c.InitialQuota(), c.InitialPool(), sum, lo, hi)
 		}
 	}
 }
@@ -220,10 +222,13 @@ func TestRestoreRebuildsState(t *testing.T) {
 	if err := bad.Verify(); err == nil {
 		t.Fatal("Verify accepted sold 3 with 1 unit held")
 	}
+	if err := RestoreShard(cfg, 0, Counters{Allocated: 51, NextSeq: 1}).Verify(); err == nil {
+		t.Fatal("Verify accepted an allocation that does not match initial + received - returned")
+	}
 }
 
 func TestBrokenInvariantPanicsInTests(t *testing.T) {
-	s := RestoreShard(testItem(1, 1, 1), 0, Counters{Allocated: MaxStock + 5, Sold: 0, NextSeq: 1})
+	s := RestoreShard(testItem(1, 1, 1), 0, Counters{Allocated: 1, Sold: 0, NextSeq: 1, Received: 5})
 	defer func() {
 		if recover() == nil {
 			t.Fatal("a grab on broken counters did not panic in a test binary")
@@ -235,7 +240,7 @@ func TestBrokenInvariantPanicsInTests(t *testing.T) {
 func TestBrokenInvariantRefusedInProduction(t *testing.T) {
 	panicOnBroken = false
 	defer func() { panicOnBroken = true }()
-	s := RestoreShard(testItem(1, 1, 1), 0, Counters{Allocated: MaxStock + 5, Sold: 0, NextSeq: 1})
+	s := RestoreShard(testItem(1, 1, 1), 0, Counters{Allocated: 1, Sold: 0, NextSeq: 1, Received: 5})
 	before := s.Counters()
 	if d := s.Grab(GrabInput{User: "a", Qty: 1, NowMs: 1500}); d.Outcome != Broken {
 		t.Fatalf("outcome %v, want broken", d.Outcome)
@@ -245,8 +250,9 @@ func TestBrokenInvariantRefusedInProduction(t *testing.T) {
 	}
 }
 
-// TestPropertyRandomSequences drives shards with random operation sequences
-// against a simple model, restarting from the durable log at random points.
+// TestPropertyRandomSequences drives a shard with random grabs, releases,
+// refills and give-backs against a simple model, restarting from the
+// durable log at random points.
 func TestPropertyRandomSequences(t *testing.T) {
 	seeds := 300
 	if testing.Short() {
@@ -263,20 +269,71 @@ func runPropertySeed(seed uint64, steps int) error {
 	r := rand.New(rand.NewPCG(seed, 0x5ec))
 	cfg := ItemConfig{Item: "p", Stock: int64(r.IntN(60)), Shards: 1, PerUserLimit: int64(1 + r.IntN(3)), StartsAtMs: 100, EndsAtMs: 900}
 	s := NewShard(cfg, 0)
-	var log []Grab // the durable records
+	var log []Grab         // durable grab records
+	var released []uint64 // durable release records
 	held := map[string]int64{}
 	byKey := map[[2]string]Grab{}
+	isReleased := map[uint64]bool{}
+	var sentTotal int64 // the pool's side of refills
 	for step := 0; step < steps; step++ {
-		if r.IntN(40) == 0 { // crash and restart from the log
+		switch r.IntN(40) {
+		case 0: // crash and restart from the durable records
 			n := RestoreShard(cfg, 0, s.Counters())
 			for _, i := range r.Perm(len(log)) {
 				if err := n.Restore(log[i]); err != nil {
 					return err
 				}
 			}
+			for _, seq := range released {
+				if err := n.RestoreRelease(seq); err != nil {
+					return err
+				}
+			}
 			s = n
+		case 1: // a refill, sometimes delivered twice
+			sentTotal += int64(r.IntN(5))
+			before := s.Counters()
+			n, c, err := s.ApplyRefill(sentTotal)
+			if err != nil || n != sentTotal-before.Received || c.Allocated != before.Allocated+n {
+				return fmt.Errorf("step %d: refill to %d gave %d %+v %v", step, sentTotal, n, c, err)
+			}
+			if n, _, _ := s.ApplyRefill(sentTotal); n != 0 {
+				return fmt.Errorf("step %d: a repeated refill added %d", step, n)
+			}
+		case 2: // a steal
+			before := s.Counters()
+			want := int64(r.IntN(4))
+			k, c := s.GiveBack(want)
+			if k != min(want, before.Remaining()) || c.Returned != before.Returned+k || c.Remaining() != before.Remaining()-k {
+				return fmt.Errorf("step %d: give back %d of %d gave %d %+v", step, want, before.Remaining(), k, c)
+			}
+		case 3: // a release of a random grab, known or not
+			if len(log) == 0 {
+				continue
+			}
+			g := log[r.IntN(len(log))]
+			before := s.Counters()
+			d := s.Release(g.Seq)
+			want := Released
+			if isReleased[g.Seq] {
+				want = AlreadyReleased
+			}
+			if d.Outcome != want {
+				return fmt.Errorf("step %d: release of %d gave %v, want %v", step, g.Seq, d.Outcome, want)
+			}
+			if want == Released {
+				if d.Counters.Sold != before.Sold-g.Qty || d.Counters.Remaining() != before.Remaining() {
+					return fmt.Errorf("step %d: release counters %+v from %+v", step, d.Counters, before)
+				}
+				released = append(released, g.Seq)
+				isReleased[g.Seq] = true
+				held[g.User] -= g.Qty
+			}
+			if d := s.Release(s.Counters().NextSeq); d.Outcome != UnknownGrab {
+				return fmt.Errorf("step %d: release of a future grab gave %v", step, d.Outcome)
+			}
 		}
-		in := GrabInput{User: fmt.Sprintf("u%d", r.IntN(30)), Qty: int64(r.IntN(int(cfg.PerUserLimit)+2)) - 0, NowMs: int64(r.IntN(1000))}
+		in := GrabInput{User: fmt.Sprintf("u%d", r.IntN(30)), Qty: int64(r.IntN(int(cfg.PerUserLimit) + 2)), NowMs: int64(r.IntN(1000))}
 		if r.IntN(3) > 0 {
 			in.Key = fmt.Sprintf("k%d", r.IntN(5))
 		}
@@ -286,10 +343,13 @@ func runPropertySeed(seed uint64, steps int) error {
 		switch {
 		case in.Key != "" && hadKey:
 			want := Replayed
+			if isReleased[prev.Seq] {
+				want = Released
+			}
 			if prev.Qty != in.Qty {
 				want = KeyReused
 			}
-			if d.Outcome != want || (want == Replayed && d.Grab != prev) {
+			if d.Outcome != want || (want != KeyReused && d.Grab != prev) {
 				return fmt.Errorf("step %d: repeated key gave %v %+v, want %v %+v", step, d.Outcome, d.Grab, want, prev)
 			}
 		case cfg.Window(in.NowMs) != 0:
@@ -305,7 +365,7 @@ func runPropertySeed(seed uint64, steps int) error {
 				return fmt.Errorf("step %d: over limit gave %v", step, d.Outcome)
 			}
 		case before.Remaining() < in.Qty:
-			if d.Outcome != SoldOut {
+			if d.Outcome != NeedStock {
 				return fmt.Errorf("step %d: %d left for qty %d gave %v", step, before.Remaining(), in.Qty, d.Outcome)
 			}
 		default:
@@ -327,10 +387,13 @@ func runPropertySeed(seed uint64, steps int) error {
 		}
 		var sold int64
 		for _, g := range log {
-			sold += g.Qty
+			if !isReleased[g.Seq] {
+				sold += g.Qty
+			}
 		}
-		if c := s.Counters(); c.Sold != sold || c.Allocated != cfg.Stock {
-			return fmt.Errorf("step %d: counters %+v, log sold %d, stock %d", step, c, sold, cfg.Stock)
+		c := s.Counters()
+		if c.Sold != sold || c.Allocated != cfg.InitialAllocation(0)+c.Received-c.Returned || c.Received != sentTotal {
+			return fmt.Errorf("step %d: counters %+v, log sold %d, sent %d", step, c, sold, sentTotal)
 		}
 	}
 	return nil

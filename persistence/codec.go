@@ -12,13 +12,17 @@ import (
 // and keeps one item's keys contiguous:
 //
 //	i<item>                       item config
+//	p<item>                       the item's pool ledger
 //	c<item>\x00<shard:2>          shard counters
 //	g<item>\x00<shard:2><seq:8>   confirmed grab (big-endian, so a shard's
 //	                              grabs are one range in sequence order)
+//	r<item>\x00<shard:2><seq:8>   the grab was released (returned to stock)
 const (
 	prefixItem     = 'i'
+	prefixPool     = 'p'
 	prefixCounters = 'c'
 	prefixGrab     = 'g'
+	prefixRelease  = 'r'
 	// valueVersion leads every value so the format can change later.
 	valueVersion = 1
 )
@@ -40,8 +44,56 @@ func grabKey(dst []byte, item string, shard int, seq uint64) []byte {
 }
 
 func grabShardPrefix(dst []byte, item string, shard int) []byte {
-	dst = append(append(append(dst, prefixGrab), item...), 0)
+	return shardPrefix(dst, prefixGrab, item, shard)
+}
+
+func shardPrefix(dst []byte, prefix byte, item string, shard int) []byte {
+	dst = append(append(append(dst, prefix), item...), 0)
 	return binary.BigEndian.AppendUint16(dst, uint16(shard))
+}
+
+func releaseKey(dst []byte, item string, shard int, seq uint64) []byte {
+	return binary.BigEndian.AppendUint64(shardPrefix(dst, prefixRelease, item, shard), seq)
+}
+
+func poolKey(dst []byte, item string) []byte {
+	return append(append(dst, prefixPool), item...)
+}
+
+func encodePool(dst []byte, st engine.PoolState) []byte {
+	dst = append(dst, valueVersion)
+	dst = binary.AppendVarint(dst, st.Stock)
+	dst = binary.AppendVarint(dst, st.Pool)
+	dst = binary.AppendUvarint(dst, uint64(len(st.Sent)))
+	for i := range st.Sent {
+		dst = binary.AppendVarint(dst, st.Sent[i])
+		dst = binary.AppendVarint(dst, st.Got[i])
+	}
+	return dst
+}
+
+// DecodePool decodes an item's pool ledger.
+func DecodePool(v []byte) (engine.PoolState, error) {
+	d := decoder{b: v}
+	d.version()
+	st := engine.PoolState{Stock: d.varint(), Pool: d.varint()}
+	n := d.uvarint()
+	if d.err == nil && (n > engine.MaxShards || n*2 > uint64(len(d.b))) {
+		d.fail()
+	}
+	if d.err == nil {
+		st.Sent, st.Got = make([]int64, n), make([]int64, n)
+		for i := range n {
+			st.Sent[i], st.Got[i] = d.varint(), d.varint()
+		}
+	}
+	if err := d.done(); err != nil {
+		return engine.PoolState{}, fmt.Errorf("pool: %w", err)
+	}
+	if st.Stock < 0 || st.Stock > engine.MaxStock || st.Pool < 0 || st.Pool > st.Stock {
+		return engine.PoolState{}, fmt.Errorf("pool stock %d pool %d: %w", st.Stock, st.Pool, errCorrupt)
+	}
+	return st, nil
 }
 
 // prefixEnd is the smallest key greater than every key with prefix p.
@@ -88,18 +140,20 @@ func encodeCounters(dst []byte, c engine.Counters) []byte {
 	dst = append(dst, valueVersion)
 	dst = binary.AppendVarint(dst, c.Allocated)
 	dst = binary.AppendVarint(dst, c.Sold)
-	return binary.AppendUvarint(dst, c.NextSeq)
+	dst = binary.AppendUvarint(dst, c.NextSeq)
+	dst = binary.AppendVarint(dst, c.Received)
+	return binary.AppendVarint(dst, c.Returned)
 }
 
 // DecodeCounters decodes a shard counters value.
 func DecodeCounters(v []byte) (engine.Counters, error) {
 	d := decoder{b: v}
 	d.version()
-	c := engine.Counters{Allocated: d.varint(), Sold: d.varint(), NextSeq: d.uvarint()}
+	c := engine.Counters{Allocated: d.varint(), Sold: d.varint(), NextSeq: d.uvarint(), Received: d.varint(), Returned: d.varint()}
 	if err := d.done(); err != nil {
 		return engine.Counters{}, fmt.Errorf("counters: %w", err)
 	}
-	if c.Allocated < 0 || c.Sold < 0 || c.Sold > c.Allocated || c.NextSeq == 0 {
+	if c.Allocated < 0 || c.Sold < 0 || c.Sold > c.Allocated || c.NextSeq == 0 || c.Received < 0 || c.Returned < 0 {
 		return engine.Counters{}, fmt.Errorf("counters %+v: %w", c, errCorrupt)
 	}
 	return c, nil
@@ -133,9 +187,9 @@ func DecodeGrab(item string, shard int, seq uint64, v []byte) (engine.Grab, erro
 	return g, nil
 }
 
-// ParseGrabKey splits a grab key into item, shard and seq.
+// ParseGrabKey splits a grab (or release) key into item, shard and seq.
 func ParseGrabKey(k []byte) (item string, shard int, seq uint64, err error) {
-	if len(k) < 1+1+1+2+8 || k[0] != prefixGrab || k[len(k)-11] != 0 {
+	if len(k) < 1+1+1+2+8 || (k[0] != prefixGrab && k[0] != prefixRelease) || k[len(k)-11] != 0 {
 		return "", 0, 0, fmt.Errorf("grab key %q: %w", k, errCorrupt)
 	}
 	item = string(k[1 : len(k)-11])

@@ -75,3 +75,17 @@ func nonCanonicalVarint(v []byte) bool {
 	}
 	return false
 }
+
+func FuzzDecodePool(f *testing.F) {
+	f.Add(encodePool(nil, engine.PoolState{Stock: 10, Pool: 4, Sent: []int64{1, 2}, Got: []int64{0, 1}}))
+	f.Add([]byte{1, 2, 2, 0xff, 0xff, 0xff, 0x0f})
+	f.Fuzz(func(t *testing.T, v []byte) {
+		st, err := DecodePool(v)
+		if err != nil {
+			return
+		}
+		if len(st.Sent) != len(st.Got) || len(st.Sent) > engine.MaxShards || st.Pool < 0 || st.Pool > st.Stock {
+			t.Fatalf("accepted %+v", st)
+		}
+	})
+}

@@ -60,7 +60,7 @@ func BenchmarkStartup1M(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			for _, sh := range loaded {
+			for _, sh := range loaded.Shards {
 				sold += sh.Counters().Sold
 			}
 		}

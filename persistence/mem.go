@@ -26,15 +26,16 @@ func (m *Mem) Apply(b *Batch) error {
 	if m.closed {
 		return ErrClosed
 	}
-	for _, c := range b.Items {
-		m.kv[string(itemKey(nil, c.Item))] = encodeItem(nil, c)
+	type kv struct{ k, v string }
+	var staged []kv // all or none
+	if _, err := b.encode(nil, func(k, v []byte) error {
+		staged = append(staged, kv{string(k), string(v)})
+		return nil
+	}); err != nil {
+		return err
 	}
-	for _, c := range b.Counters {
-		m.kv[string(countersKey(nil, c.Item, c.Shard))] = encodeCounters(nil, c.Counters)
-	}
-	for _, r := range b.Grabs {
-		m.kv[string(grabKey(nil, r.Grab.Item, r.Grab.Shard, r.Grab.Seq))] = encodeGrab(nil, r.Grab)
-		m.kv[string(countersKey(nil, r.Grab.Item, r.Grab.Shard))] = encodeCounters(nil, r.Counters)
+	for _, e := range staged {
+		m.kv[e.k] = []byte(e.v)
 	}
 	return nil
 }
@@ -63,6 +64,38 @@ func (m *Mem) Items() ([]engine.ItemConfig, error) {
 		out = append(out, c)
 	}
 	return out, nil
+}
+
+// Pool reads an item's pool ledger.
+func (m *Mem) Pool(item string) (engine.PoolState, error) {
+	m.mu.Lock()
+	v, ok := m.kv[string(poolKey(nil, item))]
+	m.mu.Unlock()
+	if !ok {
+		return engine.PoolState{}, fmt.Errorf("load pool %s: not found", item)
+	}
+	return DecodePool(v)
+}
+
+// ShardReleases reads which grabs of a shard were released.
+func (m *Mem) ShardReleases(item string, shard int, fn func(uint64) error) error {
+	m.mu.Lock()
+	var seqs []uint64
+	for _, k := range m.sortedKeys(string(shardPrefix(nil, prefixRelease, item, shard))) {
+		_, _, seq, err := ParseGrabKey([]byte(k))
+		if err != nil {
+			m.mu.Unlock()
+			return err
+		}
+		seqs = append(seqs, seq)
+	}
+	m.mu.Unlock()
+	for _, seq := range seqs {
+		if err := fn(seq); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // ShardCounters reads a shard's counters.

@@ -61,43 +61,9 @@ func (p *Pebble) Apply(b *Batch) error {
 	bp := scratch.Get().(*[]byte)
 	buf := (*bp)[:0]
 	defer func() { *bp = buf[:0]; scratch.Put(bp) }()
-	set := func(k, v []byte) error { return wb.Set(k, v, nil) }
-	for _, c := range b.Items {
-		k := len(buf)
-		buf = itemKey(buf, c.Item)
-		v := len(buf)
-		buf = encodeItem(buf, c)
-		if err := set(buf[k:v], buf[v:]); err != nil {
-			return err
-		}
-	}
-	for _, c := range b.Counters {
-		k := len(buf)
-		buf = countersKey(buf, c.Item, c.Shard)
-		v := len(buf)
-		buf = encodeCounters(buf, c.Counters)
-		if err := set(buf[k:v], buf[v:]); err != nil {
-			return err
-		}
-	}
-	for i := range b.Grabs {
-		r := &b.Grabs[i]
-		k := len(buf)
-		buf = grabKey(buf, r.Grab.Item, r.Grab.Shard, r.Grab.Seq)
-		v := len(buf)
-		buf = encodeGrab(buf, r.Grab)
-		if err := set(buf[k:v], buf[v:]); err != nil {
-			return err
-		}
-		// Counters ride with every grab; in a batch the last one written
-		// for a shard wins, and grabs of one shard arrive in order.
-		k = len(buf)
-		buf = countersKey(buf, r.Grab.Item, r.Grab.Shard)
-		v = len(buf)
-		buf = encodeCounters(buf, r.Counters)
-		if err := set(buf[k:v], buf[v:]); err != nil {
-			return err
-		}
+	buf, err := b.encode(buf, func(k, v []byte) error { return wb.Set(k, v, nil) })
+	if err != nil {
+		return err
 	}
 	if err := wb.Commit(pebble.Sync); err != nil {
 		return fmt.Errorf("commit %d records: %w", b.Len(), err)
@@ -122,6 +88,40 @@ func (p *Pebble) Items() ([]engine.ItemConfig, error) {
 		out = append(out, c)
 	}
 	return out, it.Error()
+}
+
+// Pool reads an item's pool ledger.
+func (p *Pebble) Pool(item string) (engine.PoolState, error) {
+	v, closer, err := p.db.Get(poolKey(nil, item))
+	if err != nil {
+		return engine.PoolState{}, fmt.Errorf("load pool %s: %w", item, err)
+	}
+	defer closer.Close()
+	st, err := DecodePool(v)
+	if err != nil {
+		return engine.PoolState{}, fmt.Errorf("load pool %s: %w", item, err)
+	}
+	return st, nil
+}
+
+// ShardReleases reads which grabs of a shard were released.
+func (p *Pebble) ShardReleases(item string, shard int, fn func(uint64) error) error {
+	lo := shardPrefix(nil, prefixRelease, item, shard)
+	it, err := p.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: prefixEnd(lo)})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	for ok := it.First(); ok; ok = it.Next() {
+		_, _, seq, err := ParseGrabKey(it.Key())
+		if err != nil {
+			return err
+		}
+		if err := fn(seq); err != nil {
+			return err
+		}
+	}
+	return it.Error()
 }
 
 // ShardCounters reads a shard's counters.

@@ -1,73 +1,155 @@
-// Package persistence owns what seckill keeps on disk: items, shard counters
-// and confirmed grabs. It hides Pebble behind the small Store interface the
-// actors need, with an in-memory implementation for actor tests.
+// Package persistence owns what seckill keeps on disk: items, their pool
+// ledgers, shard counters, confirmed grabs and releases. It hides Pebble
+// behind the small Store interface the actors need, with an in-memory
+// implementation for actor tests and simulations.
 package persistence
 
 import (
 	"errors"
+	"fmt"
 
 	"github.com/seckill/seckill/engine"
 )
 
 // Store makes records durable and reads them back.
 type Store interface {
-	// Apply makes every record of b durable, all or none, before it returns.
-	// An error means none of them may be reported as durable.
+	// Apply makes every record of b durable, all or none, in order, before
+	// it returns. An error means none of them may be reported as durable.
 	Apply(b *Batch) error
 	// Items lists every item created, in id order.
 	Items() ([]engine.ItemConfig, error)
+	// Pool returns an item's pool ledger.
+	Pool(item string) (engine.PoolState, error)
 	// ShardCounters returns a shard's durable counters.
 	ShardCounters(item string, shard int) (engine.Counters, error)
 	// ShardGrabs feeds fn each grab of a shard in sequence order.
 	ShardGrabs(item string, shard int, fn func(engine.Grab) error) error
+	// ShardReleases feeds fn the sequence of each released grab of a shard.
+	ShardReleases(item string, shard int, fn func(seq uint64) error) error
 	Close() error
 }
 
 // ErrClosed is returned by a store used after Close.
 var ErrClosed = errors.New("store closed")
 
-// GrabRecord is a confirmed grab and its shard's counters after it.
-type GrabRecord struct {
-	Grab     engine.Grab
-	Counters engine.Counters
-}
+// Kind names a record.
+type Kind uint8
 
-// Batch collects records for one Apply. A Batch is reused: Reset clears it
-// without freeing its memory.
-type Batch struct {
-	Items    []engine.ItemConfig
-	Counters []ShardCounters
-	Grabs    []GrabRecord
-}
+const (
+	KindItem     Kind = iota + 1 // Item
+	KindPool                     // Item, Pool
+	KindCounters                 // Item, Shard, Counters
+	KindGrab                     // Grab, Counters (the shard's, after it)
+	KindRelease                  // Grab (item, shard, seq), Counters
+)
 
-// ShardCounters are one shard's counters on their own (item creation).
-type ShardCounters struct {
-	Item     string
+// Record is one durable fact. Which fields are set depends on Kind.
+type Record struct {
+	Kind     Kind
+	Item     engine.ItemConfig
+	Pool     engine.PoolState
 	Shard    int
 	Counters engine.Counters
+	Grab     engine.Grab
+}
+
+// Batch collects records for one Apply, in decision order: when two
+// records of one shard meet in a batch, the later one's counters win. A
+// Batch is reused: Reset clears it without freeing its memory.
+type Batch struct {
+	Records []Record
 }
 
 // Len counts the records in the batch.
-func (b *Batch) Len() int { return len(b.Items) + len(b.Counters) + len(b.Grabs) }
+func (b *Batch) Len() int { return len(b.Records) }
 
 // Reset empties the batch for reuse.
 func (b *Batch) Reset() {
-	clear(b.Items)
-	clear(b.Counters)
-	clear(b.Grabs)
-	b.Items, b.Counters, b.Grabs = b.Items[:0], b.Counters[:0], b.Grabs[:0]
+	clear(b.Records)
+	b.Records = b.Records[:0]
 }
 
-// PutItem records a new item with every shard's initial counters.
+// PutItem records a new item, its pool and every shard's initial counters.
 func (b *Batch) PutItem(cfg engine.ItemConfig) {
-	b.Items = append(b.Items, cfg)
+	b.Records = append(b.Records, Record{Kind: KindItem, Item: cfg})
+	b.PutPool(cfg.Item, engine.NewPool(cfg).State())
 	for i := 0; i < cfg.Shards; i++ {
-		b.Counters = append(b.Counters, ShardCounters{Item: cfg.Item, Shard: i,
-			Counters: engine.Counters{Allocated: cfg.InitialAllocation(i), NextSeq: 1}})
+		b.PutCounters(cfg.Item, i, engine.Counters{Allocated: cfg.InitialAllocation(i), NextSeq: 1})
 	}
+}
+
+// PutPool records an item's pool ledger.
+func (b *Batch) PutPool(item string, st engine.PoolState) {
+	b.Records = append(b.Records, Record{Kind: KindPool, Item: engine.ItemConfig{Item: item}, Pool: st})
+}
+
+// PutCounters records a shard's counters on their own (refills, steals).
+func (b *Batch) PutCounters(item string, shard int, c engine.Counters) {
+	b.Records = append(b.Records, Record{Kind: KindCounters, Item: engine.ItemConfig{Item: item}, Shard: shard, Counters: c})
 }
 
 // PutGrab records a confirmed grab with its shard's counters.
 func (b *Batch) PutGrab(g engine.Grab, c engine.Counters) {
-	b.Grabs = append(b.Grabs, GrabRecord{Grab: g, Counters: c})
+	b.Records = append(b.Records, Record{Kind: KindGrab, Grab: g, Counters: c})
+}
+
+// PutRelease records that grab g was returned to stock, with its shard's
+// counters after the release.
+func (b *Batch) PutRelease(g engine.Grab, c engine.Counters) {
+	b.Records = append(b.Records, Record{Kind: KindRelease, Grab: g, Counters: c})
+}
+
+// encode calls set with the key and value of every record, in order. The
+// slices passed to set are valid only during the call (set copies them).
+func (b *Batch) encode(buf []byte, set func(k, v []byte) error) ([]byte, error) {
+	var err error
+	emit := func(start, keyEnd int) {
+		if err == nil {
+			err = set(buf[start:keyEnd], buf[keyEnd:])
+		}
+	}
+	for i := range b.Records {
+		r := &b.Records[i]
+		s := len(buf)
+		switch r.Kind {
+		case KindItem:
+			buf = itemKey(buf, r.Item.Item)
+			k := len(buf)
+			buf = encodeItem(buf, r.Item)
+			emit(s, k)
+		case KindPool:
+			buf = poolKey(buf, r.Item.Item)
+			k := len(buf)
+			buf = encodePool(buf, r.Pool)
+			emit(s, k)
+		case KindCounters:
+			buf = countersKey(buf, r.Item.Item, r.Shard)
+			k := len(buf)
+			buf = encodeCounters(buf, r.Counters)
+			emit(s, k)
+		case KindGrab, KindRelease:
+			if r.Kind == KindGrab {
+				buf = grabKey(buf, r.Grab.Item, r.Grab.Shard, r.Grab.Seq)
+				k := len(buf)
+				buf = encodeGrab(buf, r.Grab)
+				emit(s, k)
+			} else {
+				buf = releaseKey(buf, r.Grab.Item, r.Grab.Shard, r.Grab.Seq)
+				k := len(buf)
+				buf = append(buf, valueVersion)
+				emit(s, k)
+			}
+			s = len(buf)
+			buf = countersKey(buf, r.Grab.Item, r.Grab.Shard)
+			k := len(buf)
+			buf = encodeCounters(buf, r.Counters)
+			emit(s, k)
+		default:
+			return buf, fmt.Errorf("record %d: unknown kind %d", i, r.Kind)
+		}
+		if err != nil {
+			return buf, err
+		}
+	}
+	return buf, nil
 }

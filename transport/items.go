@@ -67,6 +67,8 @@ type shardAdminView struct {
 	Allocated int64 `json:"allocated"`
 	Remaining int64 `json:"remaining"`
 	Sold      int64 `json:"sold"`
+	Refills   int64 `json:"refills"`
+	Steals    int64 `json:"steals"`
 }
 
 type itemAdminView struct {
@@ -75,6 +77,8 @@ type itemAdminView struct {
 	Stock        int64            `json:"stock"`
 	Remaining    int64            `json:"remaining"`
 	Sold         int64            `json:"sold"`
+	Pool         int64            `json:"pool"`
+	InTransit    int64            `json:"in_transit"`
 	PerUserLimit int64            `json:"per_user_limit"`
 	StartsAt     *string          `json:"starts_at"`
 	EndsAt       *string          `json:"ends_at"`
@@ -83,14 +87,16 @@ type itemAdminView struct {
 
 func (s *Server) adminView(it *actors.Item, withShards bool) itemAdminView {
 	c := it.Config
-	v := itemAdminView{Item: c.Item, Status: itemStatus(it, s.node.Now()), Stock: c.Stock, PerUserLimit: c.PerUserLimit,
+	// One read of pool and shards, so sold + remaining == stock in every
+	// answer; remaining counts shards, pool and units in transit.
+	b, shards := it.View()
+	v := itemAdminView{Item: c.Item, Status: itemStatus(it, s.node.Now()), Stock: b.Stock, PerUserLimit: c.PerUserLimit,
+		Remaining: b.Remaining(), Sold: b.Sold, Pool: b.Pool, InTransit: b.InTransit,
 		StartsAt: rfc3339(c.StartsAtMs, c.StartsAtMs == 0), EndsAt: rfc3339(c.EndsAtMs, c.EndsAtMs == 0)}
-	// One read of the shards, so sold + remaining == stock in every answer.
-	for _, sh := range it.Shards() {
-		v.Remaining += sh.Remaining()
-		v.Sold += sh.Sold
-		if withShards {
-			v.Shards = append(v.Shards, shardAdminView{Shard: sh.Shard, Allocated: sh.Allocated, Remaining: sh.Remaining(), Sold: sh.Sold})
+	if withShards {
+		for _, sh := range shards {
+			v.Shards = append(v.Shards, shardAdminView{Shard: sh.Shard, Allocated: sh.Allocated, Remaining: sh.Remaining(),
+				Sold: sh.Sold, Refills: sh.Refills, Steals: sh.Steals})
 		}
 	}
 	return v
@@ -120,6 +126,26 @@ func (s *Server) admin(ctx *fasthttp.RequestCtx, rest []byte) {
 		return
 	}
 	itemB := rest[1:]
+	if i := bytes.IndexByte(itemB, '/'); i >= 0 {
+		item, action := itemB[:i], string(itemB[i+1:])
+		if !ValidID(item) {
+			writeError(ctx, fasthttp.StatusBadRequest, "bad_request", errBadItemID)
+			return
+		}
+		switch action {
+		case "stock":
+			if s.method(ctx, fasthttp.MethodPost) {
+				s.changeStock(ctx, string(item))
+			}
+		case "release":
+			if s.method(ctx, fasthttp.MethodPost) {
+				s.release(ctx, string(item))
+			}
+		default:
+			writeError(ctx, fasthttp.StatusNotFound, "not_found", "no such path")
+		}
+		return
+	}
 	if !ValidID(itemB) {
 		writeError(ctx, fasthttp.StatusBadRequest, "bad_request", errBadItemID)
 		return
@@ -151,20 +177,9 @@ type createItemBody struct {
 
 // DecodeCreateItem parses and checks a PUT /admin/v1/items/{item} body.
 func DecodeCreateItem(item string, body []byte) (engine.ItemConfig, error) {
-	if len(body) > MaxBodyBytes {
-		return engine.ItemConfig{}, errors.New("body exceeds 4096 bytes")
-	}
-	if bytes.IndexByte(body, 0) >= 0 {
-		return engine.ItemConfig{}, errors.New("body contains a NUL byte")
-	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
 	var b createItemBody
-	if err := dec.Decode(&b); err != nil {
-		return engine.ItemConfig{}, jsonProblem(err)
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return engine.ItemConfig{}, errors.New("body has data after the JSON object")
+	if err := decodeStrict(body, &b); err != nil {
+		return engine.ItemConfig{}, err
 	}
 	cfg := engine.ItemConfig{Item: item, Shards: engine.DefaultShards, PerUserLimit: engine.DefaultPerUserLimit}
 	if b.Stock == nil {
@@ -261,4 +276,113 @@ func writeValue(ctx *fasthttp.RequestCtx, status int, v any) {
 		return
 	}
 	writeJSON(ctx, status, b)
+}
+
+// decodeStrict decodes a small admin JSON body into v: one object, no
+// unknown fields, nothing after it.
+func decodeStrict(body []byte, v any) error {
+	if len(body) > MaxBodyBytes {
+		return errors.New("body exceeds 4096 bytes")
+	}
+	if bytes.IndexByte(body, 0) >= 0 {
+		return errors.New("body contains a NUL byte")
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return jsonProblem(err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return errors.New("body has data after the JSON object")
+	}
+	return nil
+}
+
+// DecodeStockChange parses a POST /admin/v1/items/{item}/stock body.
+func DecodeStockChange(body []byte) (int64, error) {
+	var b struct {
+		Delta *int64 `json:"delta"`
+	}
+	if err := decodeStrict(body, &b); err != nil {
+		return 0, err
+	}
+	switch {
+	case b.Delta == nil:
+		return 0, errors.New("delta is required")
+	case *b.Delta == 0:
+		return 0, errors.New("delta must not be zero")
+	case *b.Delta > engine.MaxStock || *b.Delta < -engine.MaxStock:
+		return 0, fmt.Errorf("delta must be within ±%d", engine.MaxStock)
+	}
+	return *b.Delta, nil
+}
+
+func (s *Server) changeStock(ctx *fasthttp.RequestCtx, item string) {
+	delta, err := DecodeStockChange(ctx.PostBody())
+	if err != nil {
+		writeError(ctx, fasthttp.StatusBadRequest, "bad_request", err.Error())
+		return
+	}
+	r := s.node.ChangeStock(item, delta)
+	switch {
+	case r.Err == nil:
+		it, _ := s.node.Item(item)
+		writeValue(ctx, fasthttp.StatusOK, s.adminView(it, false))
+	case errors.Is(r.Err, actors.ErrUnknownItem):
+		writeJSON(ctx, fasthttp.StatusNotFound, respUnknownItem)
+	case errors.Is(r.Err, actors.ErrInsufficient):
+		writeValue(ctx, fasthttp.StatusConflict, struct {
+			Status    string `json:"status"`
+			Error     string `json:"error"`
+			Available int64  `json:"available"`
+		}{"insufficient", fmt.Sprintf("only %d unsold units can be taken back", r.Available), r.Available})
+	case errors.Is(r.Err, engine.ErrBadStock):
+		writeError(ctx, fasthttp.StatusBadRequest, "bad_request", "stock would exceed "+fmt.Sprint(engine.MaxStock))
+	default:
+		ctx.Response.Header.Set("Retry-After", RetryAfterSeconds)
+		writeJSON(ctx, fasthttp.StatusServiceUnavailable, respUnavailable)
+	}
+}
+
+// DecodeRelease parses a POST /admin/v1/items/{item}/release body.
+func DecodeRelease(body []byte) (string, error) {
+	var b struct {
+		GrabID *string `json:"grab_id"`
+	}
+	if err := decodeStrict(body, &b); err != nil {
+		return "", err
+	}
+	if b.GrabID == nil {
+		return "", errors.New("grab_id is required")
+	}
+	if _, _, _, ok := engine.ParseGrabID(*b.GrabID); !ok {
+		return "", errors.New("grab_id must look like <item>.<shard>.<seq>")
+	}
+	return *b.GrabID, nil
+}
+
+func (s *Server) release(ctx *fasthttp.RequestCtx, item string) {
+	id, err := DecodeRelease(ctx.PostBody())
+	if err != nil {
+		writeError(ctx, fasthttp.StatusBadRequest, "bad_request", err.Error())
+		return
+	}
+	r := s.node.Release(item, id)
+	switch {
+	case r.Err == nil:
+		writeValue(ctx, fasthttp.StatusOK, struct {
+			Status   string `json:"status"`
+			GrabID   string `json:"grab_id"`
+			Released bool   `json:"released"`
+			UserID   string `json:"user_id"`
+			Qty      int64  `json:"qty"`
+		}{r.Outcome.String(), id, r.Outcome == engine.Released, r.Grab.User, r.Grab.Qty})
+	case errors.Is(r.Err, actors.ErrUnknownItem):
+		writeJSON(ctx, fasthttp.StatusNotFound, respUnknownItem)
+	case errors.Is(r.Err, actors.ErrUnknownGrab):
+		writeError(ctx, fasthttp.StatusNotFound, "unknown_grab", "no grab "+id+" of item "+item)
+	default:
+		ctx.Response.Header.Set("Retry-After", RetryAfterSeconds)
+		writeJSON(ctx, fasthttp.StatusServiceUnavailable, respUnavailable)
+	}
 }

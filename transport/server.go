@@ -201,6 +201,11 @@ func (s *Server) grab(ctx *fasthttp.RequestCtx, itemB []byte) {
 		writeJSON(ctx, fasthttp.StatusConflict, respNotStarted)
 	case engine.Ended:
 		writeJSON(ctx, fasthttp.StatusConflict, respEnded)
+	case engine.Released:
+		var buf [256]byte
+		b := append(buf[:0], `{"status":"released","grab_id":"`...)
+		b = append(b, r.Grab.ID()...)
+		writeJSON(ctx, fasthttp.StatusConflict, append(b, `"}`...))
 	case engine.KeyReused:
 		writeError(ctx, fasthttp.StatusBadRequest, "bad_request", errKeyReused)
 	case engine.BadQty:

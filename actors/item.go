@@ -1,0 +1,176 @@
+package actors
+
+import (
+	"sync"
+	"sync/atomic"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/seckill/seckill/engine"
+)
+
+// lane is whatever owns a stream of durable decisions (a shard or a pool):
+// its actor and the generation guard a failed commit sets.
+type lane struct {
+	pid *actor.PID
+	// failedGen is the newest generation of decisions a failed commit
+	// poisoned; the committers drop decisions of that generation or older.
+	failedGen atomic.Uint64
+	stopped   chan struct{} // closed when the actor has stopped
+}
+
+// Item is a live item: its configuration, pool and shards, and the numbers
+// they publish for the front and the admin views.
+type Item struct {
+	Config engine.ItemConfig
+	shards []*shardRef
+	pool   *lane
+
+	// soldOut is set exactly when every unit is sold (no shard, the pool
+	// nor a transfer holds one), so the front can answer without an actor
+	// hop. poolEmpty lets shards skip asking an empty pool for a top-up.
+	soldOut   atomic.Bool
+	poolEmpty atomic.Bool
+
+	// viewMu orders every change of where units are (transfers, releases,
+	// stock changes) against readers of the whole balance. Grabs do not
+	// take it: they change a shard's sold and remaining together and leave
+	// its allocation alone, so a balance read under viewMu still adds up.
+	viewMu    sync.Mutex
+	stock     int64
+	poolAvail int64
+	sent, got []int64
+}
+
+// shardRef is what the front, the pool and the committers know of a shard.
+type shardRef struct {
+	lane
+	item      *Item
+	index     int
+	committer *committer
+
+	// counters packs allocated<<32 | sold as last decided, so a reader sees
+	// a consistent pair without asking the actor (MaxStock < 2^32).
+	counters atomic.Uint64
+	inflight atomic.Int32
+	// durableSeq is the highest grab sequence known to be on disk; a replay
+	// of an older grab needs no wait for a commit.
+	durableSeq atomic.Uint64
+	// Under item.viewMu: the shard's side of transfers, and counts for
+	// operators.
+	received, returned int64
+	refills, steals    int64
+}
+
+func (r *shardRef) load() (allocated, sold int64) {
+	v := r.counters.Load()
+	return int64(v >> 32), int64(v & 0xffffffff)
+}
+
+func pack(c engine.Counters) uint64 { return uint64(c.Allocated)<<32 | uint64(c.Sold) }
+
+// publishGrab publishes counters after a grab: allocation unchanged.
+func (r *shardRef) publishGrab(c engine.Counters) {
+	r.counters.Store(pack(c))
+	if c.Remaining() == 0 {
+		r.item.updateSoldOut()
+	}
+}
+
+// publishMove publishes counters whose allocation moved (refill, give
+// back, release, reload).
+func (r *shardRef) publishMove(c engine.Counters, refill, steal bool) {
+	it := r.item
+	it.viewMu.Lock()
+	r.counters.Store(pack(c))
+	r.received, r.returned = c.Received, c.Returned
+	if refill {
+		r.refills++
+	}
+	if steal {
+		r.steals++
+	}
+	it.soldOut.Store(it.balanceLocked().Remaining() == 0)
+	it.viewMu.Unlock()
+}
+
+// publishPool publishes the pool's ledger.
+func (it *Item) publishPool(p *engine.Pool) {
+	it.viewMu.Lock()
+	it.stock, it.poolAvail = p.Stock(), p.Available()
+	for i := range it.sent {
+		it.sent[i], it.got[i] = p.SentTo(i), p.GotFrom(i)
+	}
+	it.poolEmpty.Store(it.poolAvail == 0)
+	it.soldOut.Store(it.balanceLocked().Remaining() == 0)
+	it.viewMu.Unlock()
+}
+
+func (it *Item) updateSoldOut() {
+	it.viewMu.Lock()
+	it.soldOut.Store(it.balanceLocked().Remaining() == 0)
+	it.viewMu.Unlock()
+}
+
+func (it *Item) balanceLocked() engine.Balance {
+	b := engine.Balance{Stock: it.stock, Pool: it.poolAvail}
+	for i, r := range it.shards {
+		a, s := r.load()
+		b.ShardRemaining += a - s
+		b.Sold += s
+		b.InTransit += it.sent[i] - r.received + r.returned - it.got[i]
+	}
+	return b
+}
+
+// Balance is the item's whole stock counted once:
+// shard remaining + pool + in transit + sold == stock.
+func (it *Item) Balance() engine.Balance {
+	it.viewMu.Lock()
+	defer it.viewMu.Unlock()
+	return it.balanceLocked()
+}
+
+// ShardView is a shard's numbers as last decided in memory.
+type ShardView struct {
+	Shard     int
+	Allocated int64
+	Sold      int64
+	Refills   int64 // refills received from the pool
+	Steals    int64 // times it gave units back to the pool for a sibling
+}
+
+// Remaining is what the shard can still sell.
+func (v ShardView) Remaining() int64 { return v.Allocated - v.Sold }
+
+// View returns the balance and every shard's numbers from one read.
+func (it *Item) View() (engine.Balance, []ShardView) {
+	it.viewMu.Lock()
+	defer it.viewMu.Unlock()
+	out := make([]ShardView, len(it.shards))
+	for i, r := range it.shards {
+		a, s := r.load()
+		out[i] = ShardView{Shard: i, Allocated: a, Sold: s, Refills: r.refills, Steals: r.steals}
+	}
+	return it.balanceLocked(), out
+}
+
+// Remaining is every unsold unit of the item.
+func (it *Item) Remaining() int64 { return it.Balance().Remaining() }
+
+// SoldOut reports whether every unit is sold.
+func (it *Item) SoldOut() bool { return it.soldOut.Load() }
+
+// richest returns the shard other than except holding the most unsold
+// units, or -1 when none holds any.
+func (it *Item) richest(except map[int]bool) (int, int64) {
+	best, most := -1, int64(0)
+	for i, r := range it.shards {
+		if except[i] {
+			continue
+		}
+		if a, s := r.load(); a-s > most {
+			best, most = i, a-s
+		}
+	}
+	return best, most
+}

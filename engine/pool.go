@@ -1,0 +1,196 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+)
+
+// PoolState is an item's durable pool record. Sent and Got are cumulative
+// per shard, the pool's side of every transfer: the shard's side is its
+// Received and Returned. A transfer is in flight while the two differ.
+type PoolState struct {
+	Stock int64   // the item's stock now (creation plus every change)
+	Pool  int64   // units held by no shard
+	Sent  []int64 // units sent to shard i, ever
+	Got   []int64 // units received from shard i, ever
+}
+
+// ErrInsufficient is returned when a stock reduction asks for more than
+// the pool holds.
+var ErrInsufficient = errors.New("not enough unsold units in the pool")
+
+// Pool is an item's stock that no shard holds yet, and the ledger of every
+// transfer between it and the shards.
+type Pool struct {
+	cfg ItemConfig
+	st  PoolState
+}
+
+// NewPool creates the pool of a new item: what the initial quota left.
+func NewPool(cfg ItemConfig) *Pool {
+	return &Pool{cfg: cfg, st: PoolState{
+		Stock: cfg.Stock, Pool: cfg.InitialPool(),
+		Sent: make([]int64, cfg.Shards), Got: make([]int64, cfg.Shards),
+	}}
+}
+
+// RestorePool recreates a pool from its durable record.
+func RestorePool(cfg ItemConfig, st PoolState) (*Pool, error) {
+	if len(st.Sent) != cfg.Shards || len(st.Got) != cfg.Shards {
+		return nil, fmt.Errorf("pool %s: %d/%d shard entries for %d shards", cfg.Item, len(st.Sent), len(st.Got), cfg.Shards)
+	}
+	p := &Pool{cfg: cfg, st: st}
+	if err := p.Verify(); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// State returns a copy of the pool's record.
+func (p *Pool) State() PoolState {
+	st := p.st
+	st.Sent = append([]int64(nil), p.st.Sent...)
+	st.Got = append([]int64(nil), p.st.Got...)
+	return st
+}
+
+// Available is the units in the pool.
+func (p *Pool) Available() int64 { return p.st.Pool }
+
+// Stock is the item's stock now.
+func (p *Pool) Stock() int64 { return p.st.Stock }
+
+// SentTo is the pool's cumulative count sent to shard i.
+func (p *Pool) SentTo(i int) int64 { return p.st.Sent[i] }
+
+// GotFrom is the pool's cumulative count received from shard i.
+func (p *Pool) GotFrom(i int) int64 { return p.st.Got[i] }
+
+// Grant sends up to want units to shard i. It returns the units granted
+// and the cumulative total the shard must reach (its refill message).
+func (p *Pool) Grant(i int, want int64) (granted, sentTotal int64) {
+	n := min(want, p.st.Pool)
+	if n <= 0 {
+		return 0, p.st.Sent[i]
+	}
+	p.st.Pool -= n
+	p.st.Sent[i] += n
+	p.mustVerify()
+	return n, p.st.Sent[i]
+}
+
+// Receive takes units shard i gave back; returnedTotal is the shard's
+// cumulative Returned. It returns how many units are new (zero for a return
+// seen before).
+func (p *Pool) Receive(i int, returnedTotal int64) int64 {
+	diff := returnedTotal - p.st.Got[i]
+	if diff <= 0 {
+		return 0
+	}
+	p.st.Got[i] = returnedTotal
+	p.st.Pool += diff
+	p.mustVerify()
+	return diff
+}
+
+// ChangeStock adds units (delta > 0) to the pool, or takes unsold units
+// (delta < 0) out of it; never more than the pool holds.
+func (p *Pool) ChangeStock(delta int64) error {
+	if p.st.Stock+delta > MaxStock {
+		return ErrBadStock
+	}
+	if delta < 0 && -delta > p.st.Pool {
+		return ErrInsufficient
+	}
+	p.st.Stock += delta
+	p.st.Pool += delta
+	p.mustVerify()
+	return nil
+}
+
+// Verify checks the pool's own ledger:
+// Stock == Pool + initial quota + Σ Sent - Σ Got, and nothing negative.
+func (p *Pool) Verify() error {
+	st := p.st
+	sum := st.Pool + p.cfg.InitialQuota()
+	for i := range st.Sent {
+		if st.Sent[i] < 0 || st.Got[i] < 0 {
+			return fmt.Errorf("pool %s: shard %d sent %d got %d", p.cfg.Item, i, st.Sent[i], st.Got[i])
+		}
+		sum += st.Sent[i] - st.Got[i]
+	}
+	if st.Pool < 0 || st.Stock < 0 || st.Stock > MaxStock || sum != st.Stock {
+		return fmt.Errorf("pool %s ledger broken: stock %d, pool %d, accounted %d", p.cfg.Item, st.Stock, st.Pool, sum)
+	}
+	return nil
+}
+
+func (p *Pool) mustVerify() {
+	if err := p.Verify(); err != nil && panicOnBroken {
+		panic(err)
+	}
+}
+
+// InTransit is the units on their way between the pool and shard c's
+// counters: sent and not yet received, or returned and not yet got.
+func (p *Pool) InTransit(i int, c Counters) int64 {
+	return p.st.Sent[i] - c.Received + c.Returned - p.st.Got[i]
+}
+
+// Balance is an item's whole stock, counted once.
+type Balance struct {
+	Stock, Pool, InTransit, ShardRemaining, Sold int64
+}
+
+// Remaining is every unsold unit: in shards, in the pool and in transit.
+func (b Balance) Remaining() int64 { return b.ShardRemaining + b.Pool + b.InTransit }
+
+// Check asserts conservation:
+// Σ shard remaining + pool + in transit + sold == stock.
+func (b Balance) Check() error {
+	if b.InTransit < 0 || b.Remaining()+b.Sold != b.Stock {
+		return fmt.Errorf("conservation broken: %+v", b)
+	}
+	return nil
+}
+
+// Account sums an item from its pool and its shards' counters.
+func Account(p *Pool, shards []Counters) Balance {
+	b := Balance{Stock: p.st.Stock, Pool: p.st.Pool}
+	for i, c := range shards {
+		b.InTransit += p.InTransit(i, c)
+		b.ShardRemaining += c.Remaining()
+		b.Sold += c.Sold
+	}
+	return b
+}
+
+// Recover completes every transfer that was in flight when the process
+// stopped: sent units are received by their shard, returned units by the
+// pool. Both sides are cumulative, so this is exact and idempotent. It
+// reports which shards changed (their counters must be made durable,
+// together with the pool).
+func Recover(p *Pool, shards []*Shard) (changed []int, err error) {
+	for i, s := range shards {
+		c := s.Counters()
+		if p.st.Sent[i] < c.Received || c.Returned < p.st.Got[i] {
+			return nil, fmt.Errorf("item %s shard %d: received %d of %d sent, pool got %d of %d returned",
+				p.cfg.Item, i, c.Received, p.st.Sent[i], p.st.Got[i], c.Returned)
+		}
+		if n, _, err := s.ApplyRefill(p.st.Sent[i]); err != nil {
+			return nil, err
+		} else if n > 0 {
+			changed = append(changed, i)
+		}
+		p.Receive(i, c.Returned)
+	}
+	cs := make([]Counters, len(shards))
+	for i, s := range shards {
+		cs[i] = s.Counters()
+	}
+	b := Account(p, cs)
+	if b.InTransit != 0 {
+		return nil, fmt.Errorf("item %s: %d units still in transit after recovery", p.cfg.Item, b.InTransit)
+	}
+	return changed, b.Check()
+}
