@@ -269,7 +269,7 @@ func runPropertySeed(seed uint64, steps int) error {
 	r := rand.New(rand.NewPCG(seed, 0x5ec))
 	cfg := ItemConfig{Item: "p", Stock: int64(r.IntN(60)), Shards: 1, PerUserLimit: int64(1 + r.IntN(3)), StartsAtMs: 100, EndsAtMs: 900}
 	s := NewShard(cfg, 0)
-	var log []Grab         // durable grab records
+	var log []Grab        // durable grab records
 	var released []uint64 // durable release records
 	held := map[string]int64{}
 	byKey := map[[2]string]Grab{}
