@@ -1,17 +1,20 @@
-// Package bench measures seckill over HTTP: load generators, the targets to
-// compare it with (a bare fasthttp handler, the ceiling of the machine), and
-// the report.
+// Package bench measures seckill over HTTP: load generators (closed loop for
+// the saturation point, open loop on a schedule for honest latencies), the
+// targets to compare it with (a bare fasthttp handler, the ceiling of the
+// machine, and the seeds' Redis+Lua design), the audit that every run must
+// pass, and the report.
 package bench
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"net/url"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/HdrHistogram/hdrhistogram-go"
 	"github.com/valyala/fasthttp"
 )
 
@@ -23,119 +26,40 @@ const (
 	histMaxMicros = 60_000_000
 	// clientTimeout bounds one request; a timeout counts as an error.
 	clientTimeout = 10 * time.Second
+	// userPrefix starts every user id the harness sends.
+	userPrefix = "u"
+	// keyPrefix starts every Idempotency-Key; the rest is the job number,
+	// so a job's retries carry the same key.
+	keyPrefix = "k"
 )
 
-// Request is one request a workload wants sent.
-type Request struct {
-	Path string
-	Body []byte
-	Key  string // Idempotency-Key, empty for none
-}
-
-// Workload builds the i-th request (i counts from 0 across all connections).
-// It appends to body to avoid allocation.
-type Workload func(i int64, body []byte) Request
-
-// Result is what one run measured.
-type Result struct {
-	Target   string
+// Plan says what each job sends: job n grabs one unit of Items[n mod
+// len(Items)] as user n (or n mod Users). A job is one request, or in the
+// flash profile one buyer with its retries.
+type Plan struct {
 	Workload string
-	Conns    int
-	Elapsed  time.Duration
-	Requests int64
-	Errors   int64 // transport errors and timeouts
-	ByStatus map[int]int64
-	Latency  *hdrhistogram.Histogram // microseconds
+	Items    []string // item ids, created fresh on every target
+	Stock    int64    // units per item
+	Shards   int      // shards per item (seckill)
+	Users    int64    // distinct users; 0: every job is a new user
+	Keys     bool     // send Idempotency-Key keyPrefix+job
+	Retry    bool     // retry on 429, 503 and transport errors, with backoff
 }
 
-// Rate is achieved requests per second.
-func (r Result) Rate() float64 { return float64(r.Requests) / r.Elapsed.Seconds() }
+func (p *Plan) item(job int64) int { return int(job % int64(len(p.Items))) }
 
-// RateOf is achieved answers per second with the given HTTP status.
-func (r Result) RateOf(status int) float64 { return float64(r.ByStatus[status]) / r.Elapsed.Seconds() }
-
-// Quantile returns a latency quantile (0..100).
-func (r Result) Quantile(q float64) time.Duration {
-	return time.Duration(r.Latency.ValueAtQuantile(q)) * time.Microsecond
+func (p *Plan) user(job int64) int64 {
+	if p.Users > 0 {
+		return job % p.Users
+	}
+	return job
 }
 
-// ClosedLoop sends requests on conns connections, each waiting for its
-// answer before sending again, for d or until max requests (0: no limit).
-// Closed loop finds the saturation point; its latencies are per answer.
-func ClosedLoop(ctx context.Context, addr string, conns int, d time.Duration, max int64, w Workload) (Result, error) {
-	if conns < 1 || conns > MaxConns {
-		return Result{}, fmt.Errorf("conns must be 1..%d", MaxConns)
-	}
-	client := &fasthttp.HostClient{
-		Addr:                addr,
-		MaxConns:            conns,
-		ReadTimeout:         clientTimeout,
-		WriteTimeout:        clientTimeout,
-		MaxIdleConnDuration: time.Minute,
-	}
-	defer client.CloseIdleConnections()
-	ctx, cancel := context.WithTimeout(ctx, d)
-	defer cancel()
-	var (
-		next   atomic.Int64
-		mu     sync.Mutex
-		res    = Result{Conns: conns, ByStatus: map[int]int64{}, Latency: newHist()}
-		wg     sync.WaitGroup
-		hostHd = []byte(addr)
-	)
-	start := time.Now()
-	for range conns {
-		wg.Go(func() {
-			h := newHist()
-			status := map[int]int64{}
-			var errs, n int64
-			req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
-			defer fasthttp.ReleaseRequest(req)
-			defer fasthttp.ReleaseResponse(resp)
-			body := make([]byte, 0, 256)
-			for ctx.Err() == nil {
-				i := next.Add(1) - 1
-				if max > 0 && i >= max {
-					break
-				}
-				r := w(i, body[:0])
-				body = r.Body[:0]
-				req.Reset()
-				req.Header.SetMethod(fasthttp.MethodPost)
-				req.SetRequestURI(r.Path)
-				req.Header.SetHostBytes(hostHd)
-				req.Header.SetContentType("application/json")
-				if r.Key != "" {
-					req.Header.Set("Idempotency-Key", r.Key)
-				}
-				req.SetBodyRaw(r.Body)
-				t0 := time.Now()
-				err := client.DoTimeout(req, resp, clientTimeout)
-				lat := time.Since(t0).Microseconds()
-				n++
-				if err != nil {
-					errs++
-					continue
-				}
-				status[resp.StatusCode()]++
-				_ = h.RecordValue(min(lat, histMaxMicros))
-			}
-			mu.Lock()
-			res.Requests += n
-			res.Errors += errs
-			for k, v := range status {
-				res.ByStatus[k] += v
-			}
-			res.Latency.Merge(h)
-			mu.Unlock()
-		})
-	}
-	wg.Wait()
-	res.Elapsed = time.Since(start)
-	return res, nil
-}
+// UserID is the user id the harness sends for user number n.
+func UserID(n int64) string { return userPrefix + strconv.FormatInt(n, 10) }
 
-func newHist() *hdrhistogram.Histogram { return hdrhistogram.New(1, histMaxMicros, 3) }
+// Key is the Idempotency-Key of a job.
+func Key(job int64) string { return keyPrefix + strconv.FormatInt(job, 10) }
 
 // GrabBody appends {"user_id":"<prefix><n>","qty":1} to b.
 func GrabBody(b []byte, prefix string, n int64) []byte {
@@ -143,4 +67,179 @@ func GrabBody(b []byte, prefix string, n int64) []byte {
 	b = append(b, prefix...)
 	b = strconv.AppendInt(b, n, 10)
 	return append(b, `","qty":1}`...)
+}
+
+// sample is one attempt: when its answer came (ms since the run started)
+// and its latency (µs, from the time it was due).
+type sample struct{ atMs, latUs uint32 }
+
+// seenGrab is one 201 the harness received.
+type seenGrab struct {
+	item int
+	user int64
+	job  int64
+	id   string // grab_id; "" when the target gives none (Redis+Lua)
+	at   time.Duration
+}
+
+// tally is what one worker saw; workers merge theirs at the end, so the hot
+// path takes no lock.
+type tally struct {
+	sent     int64
+	errors   int64 // transport errors, timeouts, attempts too late to send
+	byStatus map[int]int64
+	samples  []sample
+	grabs    []seenGrab
+	finals   map[int]int64 // jobs by their last answer's status (0: error)
+	jobLatUs []uint32      // job due → last answer, when jobs retry
+}
+
+func newTally() tally { return tally{byStatus: map[int]int64{}, finals: map[int]int64{}} }
+
+func (t *tally) record(start, due, now time.Time, status int) {
+	t.sent++
+	if status == 0 {
+		t.errors++
+	} else {
+		t.byStatus[status]++
+	}
+	t.samples = append(t.samples, sample{
+		atMs:  uint32(now.Sub(start).Milliseconds()),
+		latUs: uint32(min(max(now.Sub(due).Microseconds(), 1), histMaxMicros)),
+	})
+}
+
+// sender sends grabs on one worker's behalf.
+type sender struct {
+	client *fasthttp.HostClient
+	host   []byte
+	paths  [][]byte // grab path per item
+	plan   *Plan
+	start  time.Time
+	req    *fasthttp.Request
+	resp   *fasthttp.Response
+	body   []byte
+	key    []byte
+	t      tally
+}
+
+func newSender(client *fasthttp.HostClient, plan *Plan, start time.Time) *sender {
+	s := &sender{client: client, host: []byte(client.Addr), plan: plan, start: start,
+		req: fasthttp.AcquireRequest(), resp: fasthttp.AcquireResponse(),
+		body: make([]byte, 0, 64), key: make([]byte, 0, 24), t: newTally()}
+	for _, it := range plan.Items {
+		s.paths = append(s.paths, []byte("/v1/items/"+it+"/grab"))
+	}
+	return s
+}
+
+func (s *sender) release() {
+	fasthttp.ReleaseRequest(s.req)
+	fasthttp.ReleaseResponse(s.resp)
+}
+
+// send makes one attempt of job, due at due, and records it. It returns the
+// HTTP status, or 0 for a transport error or timeout.
+func (s *sender) send(job int64, due time.Time) int {
+	item, user := s.plan.item(job), s.plan.user(job)
+	req := s.req
+	req.Reset()
+	req.Header.SetMethod(fasthttp.MethodPost)
+	req.SetRequestURIBytes(s.paths[item])
+	req.Header.SetHostBytes(s.host)
+	req.Header.SetContentType("application/json")
+	if s.plan.Keys {
+		s.key = strconv.AppendInt(append(s.key[:0], keyPrefix...), job, 10)
+		req.Header.SetBytesV("Idempotency-Key", s.key)
+	}
+	s.body = GrabBody(s.body[:0], userPrefix, user)
+	req.SetBodyRaw(s.body)
+	err := s.client.DoTimeout(req, s.resp, clientTimeout)
+	now := time.Now()
+	status := 0
+	if err == nil {
+		status = s.resp.StatusCode()
+	}
+	s.t.record(s.start, due, now, status)
+	if status == fasthttp.StatusCreated {
+		s.t.grabs = append(s.t.grabs, seenGrab{item: item, user: user, job: job, id: grabID(s.resp.Body()), at: now.Sub(s.start)})
+	}
+	return status
+}
+
+var grabIDField = []byte(`"grab_id":"`)
+
+// grabID finds the grab_id in a 201 body without a JSON decoder: seckill
+// writes ids of [A-Za-z0-9_.:-], which need no escaping.
+func grabID(body []byte) string {
+	i := bytes.Index(body, grabIDField)
+	if i < 0 {
+		return ""
+	}
+	rest := body[i+len(grabIDField):]
+	j := bytes.IndexByte(rest, '"')
+	if j < 0 {
+		return ""
+	}
+	return string(rest[:j])
+}
+
+// newClient returns a client for base (http://host:port) holding at most
+// conns connections.
+func newClient(base string, conns int) (*fasthttp.HostClient, error) {
+	if conns < 1 || conns > MaxConns {
+		return nil, fmt.Errorf("conns must be 1..%d, not %d", MaxConns, conns)
+	}
+	u, err := url.Parse(base)
+	if err != nil || u.Scheme != "http" || u.Host == "" {
+		return nil, fmt.Errorf("target url %q: want http://host:port", base)
+	}
+	return &fasthttp.HostClient{
+		Addr:                u.Host,
+		MaxConns:            conns,
+		ReadTimeout:         clientTimeout,
+		WriteTimeout:        clientTimeout,
+		MaxIdleConnDuration: time.Minute,
+	}, nil
+}
+
+// ClosedLoop sends grabs on conns connections, each waiting for its answer
+// before sending the next, for d or until limit requests (0: no limit).
+// Closed loop finds the saturation point; its latency is per answer and
+// hides queueing (the next request is not sent while the server stalls).
+func ClosedLoop(ctx context.Context, base string, conns int, d time.Duration, limit int64, plan *Plan) (Result, error) {
+	client, err := newClient(base, conns)
+	if err != nil {
+		return Result{}, err
+	}
+	defer client.CloseIdleConnections()
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	var (
+		next    atomic.Int64
+		mu      sync.Mutex
+		tallies []tally
+		wg      sync.WaitGroup
+	)
+	start := time.Now()
+	for range conns {
+		wg.Go(func() {
+			s := newSender(client, plan, start)
+			defer s.release()
+			for ctx.Err() == nil {
+				job := next.Add(1) - 1
+				if limit > 0 && job >= limit {
+					break
+				}
+				s.t.finals[s.send(job, time.Now())]++
+			}
+			mu.Lock()
+			tallies = append(tallies, s.t)
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	r := merge(tallies, time.Since(start))
+	r.Mode, r.Conns = "closed", conns
+	return r, nil
 }

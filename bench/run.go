@@ -2,149 +2,245 @@ package bench
 
 import (
 	"context"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"strconv"
-	"text/tabwriter"
 	"time"
 )
 
-// Config is one invocation of the harness.
+// Config is one invocation of the harness. Zero Stock, Items and Users
+// take the workload's defaults.
 type Config struct {
-	Workload string        // soldout | durable
-	Conns    int           // connections (closed loop)
-	Duration time.Duration // per target
-	Compare  bool          // also measure the bare fasthttp ceiling
-	Keys     bool          // send an Idempotency-Key with every grab
-	DataDir  string        // for the in-process seckill ("" = temp dir)
-	JSON     io.Writer     // machine-readable results, if set
+	Workload string
+	Mode     string        // closed | open; flash is always open
+	Rate     float64       // open loop: requests per second
+	Conns    int           // connections per target
+	Duration time.Duration // measuring time per target (closed loop, constant rate)
+	Requests int64         // closed loop: stop after this many per target (0: no limit)
+	Users    int64         // flash: buyers arriving; else distinct users (0: every request a new one)
+	Stock    int64         // units per item
+	Items    int           // items sold at once
+	Arrival  time.Duration // flash: all buyers arrive within this
+	Shards   int           // shards per item on seckill
+	Keys     bool          // send an Idempotency-Key with every grab (always in flash)
+	Compare  bool          // also measure the bare handler and Redis+Lua
+
+	URL         string // seckill at this URL instead of in-process
+	Token       string // its admin token
+	DataDir     string // for the in-process seckill ("" = a fresh temp dir)
+	Redis       string // Redis+Lua against this Redis URL instead of a redis-server started here
+	AppendFsync string // appendfsync of the redis-server started here
+
+	JSON io.Writer // machine-readable results, if set
+	SVG  io.Writer // the picture, if set
 }
 
+// Workload is what a named workload sells, unless flags say otherwise.
+type Workload struct {
+	Name    string
+	Stock   int64
+	Items   int
+	Users   int64
+	Arrival time.Duration
+	About   string
+}
+
+// MaxItems bounds --items: each item is created, audited and drawn apart.
+const MaxItems = 10_000
+
+// DefaultShards is the shards per item the harness creates on seckill.
+const DefaultShards = 16
+
 // Workloads the harness knows.
-var Workloads = []string{"soldout", "durable"}
+var Workloads = []Workload{
+	{Name: "soldout", Stock: 100, Items: 1, About: "one hot item with 100 units: nearly every answer is sold_out"},
+	{Name: "durable", Stock: 1_000_000_000, Items: 1, About: "stock that never runs out: every answer a durable 201, each request a new user"},
+	{Name: "flash", Stock: 10_000, Items: 1, Users: 1_000_000, Arrival: 10 * time.Second,
+		About: "10 000 units, 1 000 000 buyers arriving within 10 s, each retrying 429/503 with backoff"},
+	{Name: "multi", Stock: 1_000, Items: 100, About: "100 items of 1 000 units at once, requests spread over them"},
+}
 
-const benchItem = "bench-item"
-
-// Run measures each target with the workload and prints a table to out.
-func Run(ctx context.Context, cfg Config, out io.Writer) ([]Result, error) {
-	dir := cfg.DataDir
-	if dir == "" {
-		d, err := os.MkdirTemp("", "seckill-bench-")
-		if err != nil {
-			return nil, err
+func workload(name string) (Workload, bool) {
+	for _, w := range Workloads {
+		if w.Name == name {
+			return w, true
 		}
-		defer os.RemoveAll(d)
-		dir = d
 	}
-	sk, err := StartLocal(dir, "bench-token")
+	return Workload{}, false
+}
+
+// plan turns the flags into what to send and when.
+func (cfg Config) plan(runID string) (*Plan, Schedule, error) {
+	w, ok := workload(cfg.Workload)
+	if !ok {
+		return nil, Schedule{}, fmt.Errorf("unknown workload %q", cfg.Workload)
+	}
+	p := &Plan{Workload: w.Name, Stock: w.Stock, Shards: DefaultShards, Users: w.Users, Keys: cfg.Keys}
+	items := w.Items
+	if cfg.Stock != 0 {
+		p.Stock = cfg.Stock
+	}
+	if cfg.Items != 0 {
+		items = cfg.Items
+	}
+	if cfg.Users != 0 {
+		p.Users = cfg.Users
+	}
+	if cfg.Shards != 0 {
+		p.Shards = cfg.Shards
+	}
+	switch {
+	case items < 1 || items > MaxItems:
+		return nil, Schedule{}, fmt.Errorf("items must be 1..%d, not %d", MaxItems, items)
+	case p.Stock < 1:
+		return nil, Schedule{}, fmt.Errorf("stock must be at least 1, not %d", p.Stock)
+	case p.Users < 0:
+		return nil, Schedule{}, fmt.Errorf("users must be ≥ 0, not %d", p.Users)
+	}
+	for i := range items {
+		name := "bench-" + w.Name + "-" + runID
+		if items > 1 {
+			name += "-" + strconv.Itoa(i)
+		}
+		p.Items = append(p.Items, name)
+	}
+	if w.Name == "flash" {
+		if cfg.Mode == "closed" {
+			return nil, Schedule{}, errors.New("flash is an arrival profile: it runs open loop only")
+		}
+		arrival := w.Arrival
+		if cfg.Arrival != 0 {
+			arrival = cfg.Arrival
+		}
+		p.Keys, p.Retry = true, true
+		return p, Schedule{Users: p.Users, Arrival: arrival}, nil
+	}
+	switch cfg.Mode {
+	case "", "closed":
+		return p, Schedule{}, nil
+	case "open":
+		s := Schedule{Rate: cfg.Rate, Duration: cfg.Duration}
+		return p, s, s.validate()
+	}
+	return nil, Schedule{}, fmt.Errorf("unknown mode %q: closed or open", cfg.Mode)
+}
+
+// starter starts one target.
+type starter struct {
+	name  string
+	start func() (*Target, error)
+}
+
+// startLocalIn starts the in-process seckill in dir, or in a fresh
+// temporary directory removed when the target stops.
+func startLocalIn(dir string) (*Target, error) {
+	if dir != "" {
+		return StartLocal(dir, localToken)
+	}
+	d, err := os.MkdirTemp("", "seckill-bench-")
+	if err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	t, err := StartLocal(d, localToken)
+	if err != nil {
+		os.RemoveAll(d)
+		return nil, err
+	}
+	stop := t.Stop
+	t.Stop = func() error { return errors.Join(stop(), os.RemoveAll(d)) }
+	return t, nil
+}
+
+// Run measures each target in turn with the workload, audits every target
+// that holds stock, and prints the report to out. It fails if an audit
+// fails, after reporting.
+func Run(ctx context.Context, cfg Config, out io.Writer) ([]Result, error) {
+	runID := strconv.FormatInt(time.Now().UnixNano(), 36)
+	plan, sched, err := cfg.plan(runID)
 	if err != nil {
 		return nil, err
 	}
-	defer sk.Stop()
-	var w Workload
-	switch cfg.Workload {
-	case "soldout":
-		// Stock 1: the first grab takes it, every later answer is sold_out.
-		if err := sk.CreateItem(benchItem, 1, 16, 1); err != nil {
-			return nil, err
+	starters := []starter{{TargetSeckill, func() (*Target, error) {
+		if cfg.URL != "" {
+			return Remote(cfg.URL, cfg.Token), nil
 		}
-		w = grabWorkload("/v1/items/"+benchItem+"/grab", cfg.Keys)
-	case "durable":
-		if err := sk.CreateItem(benchItem, 1_000_000_000, 16, 1); err != nil {
-			return nil, err
-		}
-		w = grabWorkload("/v1/items/"+benchItem+"/grab", cfg.Keys)
-	default:
-		return nil, fmt.Errorf("unknown workload %q (have %v)", cfg.Workload, Workloads)
-	}
-	targets := []*Target{sk}
+		return startLocalIn(cfg.DataDir)
+	}}}
 	if cfg.Compare {
-		bare, err := StartBare()
-		if err != nil {
-			return nil, err
-		}
-		defer bare.Stop()
-		targets = append([]*Target{bare}, targets...)
+		starters = append(starters,
+			starter{TargetRedis, func() (*Target, error) { return StartRedisLua(ctx, cfg.Redis, cfg.AppendFsync) }},
+			starter{TargetBare, StartBare})
 	}
 	var results []Result
-	for _, t := range targets {
-		r, err := ClosedLoop(ctx, t.Addr, cfg.Conns, cfg.Duration, 0, w)
-		if err != nil {
-			return nil, err
+	for _, s := range starters {
+		if ctx.Err() != nil {
+			break
 		}
-		r.Target, r.Workload = t.Name, cfg.Workload
+		r, err := runOne(ctx, cfg, s, plan, sched)
+		if err != nil {
+			return results, fmt.Errorf("%s: %w", s.name, err)
+		}
 		results = append(results, r)
 	}
-	printTable(out, results)
+	printReport(out, plan, results)
 	if cfg.JSON != nil {
-		if err := writeJSON(cfg.JSON, results); err != nil {
-			return results, err
+		if err := writeJSON(cfg.JSON, plan, results); err != nil {
+			return results, fmt.Errorf("write json: %w", err)
 		}
 	}
-	return results, nil
+	if cfg.SVG != nil {
+		if err := writeSVG(cfg.SVG, plan, results); err != nil {
+			return results, fmt.Errorf("write svg: %w", err)
+		}
+	}
+	for _, r := range results {
+		if r.Audit != nil && !r.Audit.OK() {
+			return results, fmt.Errorf("audit of %s failed: %s", r.Target, r.Audit)
+		}
+	}
+	return results, ctx.Err()
 }
 
-func grabWorkload(path string, keys bool) Workload {
-	return func(i int64, body []byte) Request {
-		r := Request{Path: path, Body: GrabBody(body, "bench-u", i)}
-		if keys {
-			r.Key = "k" + strconv.FormatInt(i, 10)
-		}
-		return r
-	}
-}
+// localToken is the admin token of the in-process seckill.
+const localToken = "bench-token"
 
-func printTable(out io.Writer, rs []Result) {
-	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "target\tworkload\tconns\trequests\treq/s\t201/s\t409/s\tother\terrors\tp50\tp90\tp99\tp99.9\tmax\tvs ceiling\t")
-	var ceiling float64
-	for _, r := range rs {
-		if r.Target == "bare" {
-			ceiling = r.Rate()
+func runOne(ctx context.Context, cfg Config, s starter, plan *Plan, sched Schedule) (Result, error) {
+	t, err := s.start()
+	if err != nil {
+		return Result{}, err
+	}
+	stopped := false
+	defer func() {
+		if !stopped {
+			t.Stop()
+		}
+	}()
+	if t.Admin != nil {
+		for _, item := range plan.Items {
+			if err := t.Admin.CreateItem(ctx, item, plan.Stock, plan.Shards, 1); err != nil {
+				return Result{}, err
+			}
 		}
 	}
-	for _, r := range rs {
-		other := r.Requests - r.Errors - r.ByStatus[201] - r.ByStatus[409]
-		ratio := "-"
-		if ceiling > 0 {
-			ratio = fmt.Sprintf("%.0f%%", 100*r.Rate()/ceiling)
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%.0f\t%.0f\t%.0f\t%d\t%d\t%v\t%v\t%v\t%v\t%v\t%s\t\n",
-			r.Target, r.Workload, r.Conns, r.Requests, r.Rate(), r.RateOf(201), r.RateOf(409), other, r.Errors,
-			r.Quantile(50), r.Quantile(90), r.Quantile(99), r.Quantile(99.9), time.Duration(r.Latency.Max())*time.Microsecond, ratio)
+	var r Result
+	if sched == (Schedule{}) {
+		r, err = ClosedLoop(ctx, t.URL, cfg.Conns, cfg.Duration, cfg.Requests, plan)
+	} else {
+		r, err = OpenLoop(ctx, t.URL, cfg.Conns, sched, plan)
 	}
-	tw.Flush()
-}
-
-type jsonResult struct {
-	Target    string           `json:"target"`
-	Workload  string           `json:"workload"`
-	Conns     int              `json:"conns"`
-	ElapsedS  float64          `json:"elapsed_s"`
-	Requests  int64            `json:"requests"`
-	Rate      float64          `json:"rate"`
-	Errors    int64            `json:"errors"`
-	ByStatus  map[string]int64 `json:"by_status"`
-	LatencyUs map[string]int64 `json:"latency_us"`
-}
-
-func writeJSON(w io.Writer, rs []Result) error {
-	out := make([]jsonResult, 0, len(rs))
-	for _, r := range rs {
-		j := jsonResult{Target: r.Target, Workload: r.Workload, Conns: r.Conns, ElapsedS: r.Elapsed.Seconds(),
-			Requests: r.Requests, Rate: r.Rate(), Errors: r.Errors, ByStatus: map[string]int64{}, LatencyUs: map[string]int64{}}
-		for k, v := range r.ByStatus {
-			j.ByStatus[strconv.Itoa(k)] = v
-		}
-		for _, q := range []float64{50, 90, 99, 99.9} {
-			j.LatencyUs["p"+strconv.FormatFloat(q, 'f', -1, 64)] = r.Latency.ValueAtQuantile(q)
-		}
-		j.LatencyUs["max"] = r.Latency.Max()
-		out = append(out, j)
+	if err != nil {
+		return Result{}, err
 	}
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(out)
+	r.Target, r.Workload = t.Name, plan.Workload
+	if t.Admin != nil {
+		r.SellOut = r.sellOut(len(plan.Items), plan.Stock)
+		r.Audit = audit(ctx, t, plan, &r)
+	}
+	stopped = true
+	if err := t.Stop(); err != nil {
+		return r, fmt.Errorf("stop: %w", err)
+	}
+	return r, nil
 }

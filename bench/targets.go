@@ -2,11 +2,15 @@ package bench
 
 import (
 	"bytes"
+	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
+	"strings"
 
 	"github.com/seckill/seckill/actors"
 	"github.com/seckill/seckill/persistence"
@@ -14,12 +18,42 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
+// Target names, as they appear in the report.
+const (
+	TargetSeckill = "seckill"
+	TargetBare    = "bare"
+	TargetRedis   = "redis+lua"
+)
+
+// maxAdminBody bounds what the harness reads of an admin or replay answer.
+const maxAdminBody = 1 << 20
+
 // Target is a server the harness sends load to.
 type Target struct {
-	Name  string
-	Addr  string // host:port
-	Token string // admin token, when the target is seckill
-	Stop  func() error
+	Name string
+	URL  string // http://host:port
+	// Admin creates and reads items; nil for the bare handler, which has
+	// no stock to audit.
+	Admin Admin
+	// Replays is true when a 201 can be replayed by user and
+	// Idempotency-Key (seckill), so the audit replays a sample.
+	Replays bool
+	Stop    func() error
+}
+
+// Admin is a target's stock, as its owner sees it.
+type Admin interface {
+	CreateItem(ctx context.Context, item string, stock int64, shards int, perUserLimit int64) error
+	Item(ctx context.Context, item string) (ItemState, error)
+}
+
+// ItemState is one item's numbers.
+type ItemState struct {
+	Stock        int64 `json:"stock"`
+	Sold         int64 `json:"sold"`
+	Remaining    int64 `json:"remaining"`
+	PerUserLimit int64 `json:"per_user_limit"`
+	Buyers       int64 `json:"-"` // distinct buyers when the target knows them, else -1
 }
 
 // StartBare runs a fasthttp handler that answers every request at once with
@@ -36,7 +70,7 @@ func StartBare() (*Target, error) {
 			ctx.SetBody(body)
 		},
 	}
-	return serveOn("bare", srv, nil)
+	return serveOn(TargetBare, srv, nil)
 }
 
 // StartLocal runs a whole seckill node (Pebble in dataDir, shard actors,
@@ -44,31 +78,37 @@ func StartBare() (*Target, error) {
 func StartLocal(dataDir, token string) (*Target, error) {
 	store, err := persistence.OpenPebble(dataDir)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("open pebble in %s: %w", dataDir, err)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	node, err := actors.Start(store, actors.Options{Logger: log})
 	if err != nil {
 		store.Close()
-		return nil, err
+		return nil, fmt.Errorf("start node: %w", err)
 	}
-	t, err := serveOn("seckill", transport.NewServer(node, token, log).FastHTTP(), node.Close)
+	t, err := serveOn(TargetSeckill, transport.NewServer(node, token, log).FastHTTP(), node.Close)
 	if err != nil {
 		node.Close()
 		return nil, err
 	}
-	t.Token = token
+	t.Admin, t.Replays = NewSeckillAdmin(t.URL, token), true
 	return t, nil
+}
+
+// Remote is a seckill server (or cluster front) the harness does not run.
+func Remote(url, token string) *Target {
+	url = strings.TrimRight(url, "/")
+	return &Target{Name: TargetSeckill, URL: url, Admin: NewSeckillAdmin(url, token), Replays: true, Stop: func() error { return nil }}
 }
 
 func serveOn(name string, srv *fasthttp.Server, after func() error) (*Target, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("listen for %s: %w", name, err)
 	}
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()
-	return &Target{Name: name, Addr: ln.Addr().String(), Stop: func() error {
+	return &Target{Name: name, URL: "http://" + ln.Addr().String(), Stop: func() error {
 		err := srv.Shutdown()
 		<-done
 		if after != nil {
@@ -80,21 +120,55 @@ func serveOn(name string, srv *fasthttp.Server, after func() error) (*Target, er
 	}}, nil
 }
 
-// CreateItem creates an item on a seckill target through the admin API.
-func (t *Target) CreateItem(item string, stock int64, shards int, perUserLimit int64) error {
-	body := fmt.Sprintf(`{"stock":%d,"shards":%d,"per_user_limit":%d}`, stock, shards, perUserLimit)
-	req, err := http.NewRequest(http.MethodPut, "http://"+t.Addr+"/admin/v1/items/"+item, bytes.NewBufferString(body))
+// seckillAdmin speaks seckill's admin API.
+type seckillAdmin struct {
+	base, token string
+	http        *http.Client
+}
+
+// NewSeckillAdmin returns the admin API of the seckill server at base.
+func NewSeckillAdmin(base, token string) Admin {
+	return &seckillAdmin{base: base, token: token, http: &http.Client{Timeout: clientTimeout}}
+}
+
+func (a *seckillAdmin) do(ctx context.Context, method, item string, body []byte) (int, []byte, error) {
+	req, err := http.NewRequestWithContext(ctx, method, a.base+"/admin/v1/items/"+item, bytes.NewReader(body))
 	if err != nil {
-		return err
+		return 0, nil, err
 	}
-	req.Header.Set("Authorization", "Bearer "+t.Token)
-	resp, err := http.DefaultClient.Do(req)
+	req.Header.Set("Authorization", "Bearer "+a.token)
+	resp, err := a.http.Do(req)
 	if err != nil {
-		return err
+		return 0, nil, err
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusCreated {
-		return fmt.Errorf("create item %s on %s: HTTP %d", item, t.Name, resp.StatusCode)
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxAdminBody))
+	return resp.StatusCode, b, err
+}
+
+func (a *seckillAdmin) CreateItem(ctx context.Context, item string, stock int64, shards int, perUserLimit int64) error {
+	body := fmt.Sprintf(`{"stock":%d,"shards":%d,"per_user_limit":%d}`, stock, shards, perUserLimit)
+	status, resp, err := a.do(ctx, http.MethodPut, item, []byte(body))
+	if err != nil {
+		return fmt.Errorf("create item %s at %s: %w", item, a.base, err)
+	}
+	if status != http.StatusCreated {
+		return fmt.Errorf("create item %s at %s: HTTP %d %s", item, a.base, status, bytes.TrimSpace(resp))
 	}
 	return nil
+}
+
+func (a *seckillAdmin) Item(ctx context.Context, item string) (ItemState, error) {
+	status, resp, err := a.do(ctx, http.MethodGet, item, nil)
+	if err != nil {
+		return ItemState{}, fmt.Errorf("read item %s at %s: %w", item, a.base, err)
+	}
+	if status != http.StatusOK {
+		return ItemState{}, fmt.Errorf("read item %s at %s: HTTP %d %s", item, a.base, status, bytes.TrimSpace(resp))
+	}
+	st := ItemState{Buyers: -1}
+	if err := json.Unmarshal(resp, &st); err != nil {
+		return ItemState{}, fmt.Errorf("read item %s at %s: %w", item, a.base, err)
+	}
+	return st, nil
 }

@@ -4,50 +4,95 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"strings"
 	"syscall"
+	"time"
 
 	"github.com/seckill/seckill/bench"
 )
 
 func runBench(ctx context.Context, args []string) error {
+	return benchMain(ctx, args, os.Stdout)
+}
+
+// benchMain is `seckill bench`: flags, output files, then bench.Run.
+func benchMain(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	cfg := bench.Config{}
-	fs.StringVar(&cfg.Workload, "workload", "soldout", "soldout | durable")
-	fs.IntVar(&cfg.Conns, "conns", 64, "connections")
-	fs.DurationVar(&cfg.Duration, "duration", 10e9, "measuring time per target")
-	fs.BoolVar(&cfg.Compare, "compare", false, "also measure a bare fasthttp handler (the HTTP ceiling)")
-	fs.BoolVar(&cfg.Keys, "keys", false, "send an Idempotency-Key with every grab")
+	var names []string
+	for _, w := range bench.Workloads {
+		names = append(names, w.Name)
+	}
+	fs.StringVar(&cfg.Workload, "workload", "soldout", strings.Join(names, " | "))
+	fs.StringVar(&cfg.Mode, "mode", "", "closed (default: fixed concurrency, the saturation point) | open (--rate requests/s on a schedule); flash is always open")
+	fs.Float64Var(&cfg.Rate, "rate", 0, "open loop: requests per second")
+	fs.IntVar(&cfg.Conns, "conns", 64, "connections per target")
+	fs.DurationVar(&cfg.Duration, "duration", 10*time.Second, "measuring time per target (not flash: see --arrival)")
+	fs.Int64Var(&cfg.Users, "users", 0, "flash: buyers arriving (default 1000000); others: distinct users (default: every request a new one)")
+	fs.Int64Var(&cfg.Stock, "stock", 0, "units per item (default: soldout 100, durable 10⁹, flash 10000, multi 1000)")
+	fs.IntVar(&cfg.Items, "items", 0, "items on sale at once (default: multi 100, others 1)")
+	fs.DurationVar(&cfg.Arrival, "arrival", 0, "flash: every buyer arrives within this (default 10s)")
+	fs.IntVar(&cfg.Shards, "shards", bench.DefaultShards, "shards per item on seckill")
+	fs.BoolVar(&cfg.Keys, "keys", false, "send an Idempotency-Key with every grab (flash always does)")
+	fs.BoolVar(&cfg.Compare, "compare", false, "also measure Redis+Lua (the seeds' design) and a bare fasthttp handler (the HTTP ceiling)")
+	fs.StringVar(&cfg.URL, "url", "", "measure the seckill at this URL (http://host:port) instead of one started in-process")
+	fs.StringVar(&cfg.Token, "token", os.Getenv("SECKILL_ADMIN_TOKEN"), "admin token of --url (env SECKILL_ADMIN_TOKEN)")
 	fs.StringVar(&cfg.DataDir, "data", "", "data directory for the in-process server (default: a fresh temp dir)")
+	fs.StringVar(&cfg.Redis, "redis", "", "Redis URL for Redis+Lua (default: start redis-server on a free port)")
+	fs.StringVar(&cfg.AppendFsync, "redis-appendfsync", "everysec", "appendfsync of the redis-server started here: "+strings.Join(bench.AppendFsyncPolicies, " | "))
 	jsonPath := fs.String("json", "", "also write results as JSON to this file")
+	svgPath := fs.String("svg", "", "also draw achieved rate and p99 per second of each target as SVG to this file")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *jsonPath != "" {
-		f, err := os.Create(*jsonPath)
-		if err != nil {
-			return err
+	if fs.NArg() > 0 {
+		return fmt.Errorf("bench: unexpected arguments %q", fs.Args())
+	}
+	if cfg.URL != "" && cfg.Token == "" {
+		return fmt.Errorf("bench: --url needs the server's admin token (--token or SECKILL_ADMIN_TOKEN) for the audit")
+	}
+	for _, f := range []struct {
+		path string
+		dst  *io.Writer
+	}{{*jsonPath, &cfg.JSON}, {*svgPath, &cfg.SVG}} {
+		if f.path == "" {
+			continue
 		}
-		defer f.Close()
-		cfg.JSON = f
+		file, err := os.Create(f.path)
+		if err != nil {
+			return fmt.Errorf("bench: %w", err)
+		}
+		defer file.Close()
+		*f.dst = file
 	}
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
 		if err != nil {
-			return err
+			return fmt.Errorf("bench: %w", err)
 		}
 		defer f.Close()
 		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
+			return fmt.Errorf("bench: cpu profile: %w", err)
 		}
 		defer pprof.StopCPUProfile()
 	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	fmt.Printf("seckill bench: workload=%s conns=%d duration=%v per target\n", cfg.Workload, cfg.Conns, cfg.Duration)
-	_, err := bench.Run(ctx, cfg, os.Stdout)
+	fmt.Fprintf(out, "seckill bench: workload=%s conns=%d", cfg.Workload, cfg.Conns)
+	switch {
+	case cfg.Workload == "flash":
+		fmt.Fprint(out, " mode=open (flash arrivals)")
+	case cfg.Mode == "open":
+		fmt.Fprintf(out, " mode=open rate=%g/s duration=%v per target", cfg.Rate, cfg.Duration)
+	default:
+		fmt.Fprintf(out, " mode=closed duration=%v per target", cfg.Duration)
+	}
+	fmt.Fprintln(out)
+	_, err := bench.Run(ctx, cfg, out)
 	return err
 }
