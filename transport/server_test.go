@@ -356,3 +356,60 @@ func TestTransportErrors(t *testing.T) {
 		})
 	}
 }
+
+func TestStockAndReleaseContract(t *testing.T) {
+	ts := startServer(t)
+	ts.create(t, "s", `{"stock":4,"shards":2,"per_user_limit":1}`)
+	var ids []string
+	for i := 0; i < 4; i++ {
+		r := ts.do(t, "POST", "/v1/items/s/grab", fmt.Sprintf(`{"user_id":"u%d"}`, i), map[string]string{"Idempotency-Key": "k"})
+		if r.code != 201 {
+			t.Fatalf("grab %d: %d %s", i, r.code, r.raw)
+		}
+		ids = append(ids, r.body["grab_id"].(string))
+	}
+	for _, tc := range []struct {
+		name, path, body string
+		code             int
+		status           string
+	}{
+		{"sold out", "/v1/items/s/grab", `{"user_id":"late"}`, 409, "sold_out"},
+		{"release", "/admin/v1/items/s/release", `{"grab_id":"` + ids[0] + `"}`, 200, "released"},
+		{"release again", "/admin/v1/items/s/release", `{"grab_id":"` + ids[0] + `"}`, 200, "already_released"},
+		{"released key replays as released", "/v1/items/s/grab", `{"user_id":"u0"}`, 409, "released"},
+		{"unknown grab", "/admin/v1/items/s/release", `{"grab_id":"s.1.99"}`, 404, "unknown_grab"},
+		{"grab of another item", "/admin/v1/items/s/release", `{"grab_id":"t.0.1"}`, 404, "unknown_grab"},
+		{"bad grab id", "/admin/v1/items/s/release", `{"grab_id":"nope"}`, 400, "bad_request"},
+		{"release on unknown item", "/admin/v1/items/zz/release", `{"grab_id":"zz.0.1"}`, 404, "unknown_item"},
+		{"add stock", "/admin/v1/items/s/stock", `{"delta":2}`, 200, "on_sale"},
+		{"take back too much", "/admin/v1/items/s/stock", `{"delta":-4}`, 409, "insufficient"},
+		{"zero delta", "/admin/v1/items/s/stock", `{"delta":0}`, 400, "bad_request"},
+		{"delta as string", "/admin/v1/items/s/stock", `{"delta":"2"}`, 400, "bad_request"},
+		{"unknown action", "/admin/v1/items/s/frobnicate", `{}`, 404, "not_found"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			hdr := map[string]string{"Authorization": "Bearer " + testToken, "Idempotency-Key": "k"}
+			r := ts.do(t, "POST", tc.path, tc.body, hdr)
+			if r.code != tc.code || r.body["status"] != tc.status {
+				t.Fatalf("got %d %s, want %d %s", r.code, r.raw, tc.code, tc.status)
+			}
+			if tc.status == "insufficient" && r.body["available"] != 3.0 {
+				t.Fatalf("available: %s", r.raw)
+			}
+		})
+	}
+	// The released unit and the two added sell again, to the released user
+	// with a new key too; then the item is sold out again.
+	for _, u := range []string{"u0", "n1", "n2"} {
+		if r := ts.do(t, "POST", "/v1/items/s/grab", `{"user_id":"`+u+`"}`, map[string]string{"Idempotency-Key": "again"}); r.code != 201 {
+			t.Fatalf("%s: %d %s", u, r.code, r.raw)
+		}
+	}
+	r := ts.do(t, "GET", "/admin/v1/items/s", "", admin)
+	if r.body["stock"] != 6.0 || r.body["sold"] != 6.0 || r.body["remaining"] != 0.0 || r.body["in_transit"] != 0.0 || r.body["pool"] != 0.0 {
+		t.Fatalf("admin view %s", r.raw)
+	}
+	if r := ts.do(t, "POST", "/admin/v1/items/s/stock", `{"delta":1}`, nil); r.code != 401 {
+		t.Fatalf("stock change without a token: %d", r.code)
+	}
+}
