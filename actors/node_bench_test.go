@@ -17,18 +17,7 @@ import (
 func BenchmarkDurableGrab(b *testing.B) {
 	for _, inflight := range []int{1, 64, 256} {
 		b.Run(fmt.Sprintf("inflight=%d", inflight), func(b *testing.B) {
-			store, err := persistence.OpenPebble(b.TempDir())
-			if err != nil {
-				b.Fatal(err)
-			}
-			n, err := Start(store, Options{})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer n.Close()
-			if err := n.CreateItem(engine.ItemConfig{Item: "bench", Stock: engine.MaxStock, Shards: 16, PerUserLimit: 1}); err != nil {
-				b.Fatal(err)
-			}
+			n := benchNode(b, engine.ItemConfig{Item: "bench", Stock: engine.MaxStock, Shards: 16, PerUserLimit: 1})
 			var next atomic.Int64
 			var wg sync.WaitGroup
 			b.ResetTimer()
@@ -72,4 +61,24 @@ func BenchmarkSoldOutThroughActor(b *testing.B) {
 			}
 		}
 	})
+}
+
+// benchNode starts a node over a fresh Pebble directory with one item,
+// closed when b ends.
+func benchNode(b *testing.B, cfg engine.ItemConfig) *Node {
+	store, err := persistence.OpenPebble(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	n, err := Start(store, Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { n.Close() })
+	if cfg.Item != "" {
+		if err := n.CreateItem(cfg); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return n
 }

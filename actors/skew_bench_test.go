@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/seckill/seckill/engine"
-	"github.com/seckill/seckill/persistence"
 )
 
 // BenchmarkSkewedGrabs sends durable grabs whose users all hash to 4 of 64
@@ -20,18 +19,7 @@ import (
 func BenchmarkSkewedGrabs(b *testing.B) {
 	const shards, hot, inflight = 64, 4, 64
 	stock := int64(b.N) + 1000 // never really runs out
-	store, err := persistence.OpenPebble(b.TempDir())
-	if err != nil {
-		b.Fatal(err)
-	}
-	n, err := Start(store, Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer n.Close()
-	if err := n.CreateItem(engine.ItemConfig{Item: "skew", Stock: stock, Shards: shards, PerUserLimit: 1}); err != nil {
-		b.Fatal(err)
-	}
+	n := benchNode(b, engine.ItemConfig{Item: "skew", Stock: stock, Shards: shards, PerUserLimit: 1})
 	users := make([]string, 0, b.N)
 	for i := 0; len(users) < b.N; i++ {
 		u := "user-" + strconv.Itoa(i)
@@ -79,15 +67,7 @@ func BenchmarkSkewedGrabs(b *testing.B) {
 func BenchmarkTransferRoundTrip(b *testing.B) {
 	for _, kind := range []string{"refill", "steal"} {
 		b.Run(kind, func(b *testing.B) {
-			store, err := persistence.OpenPebble(b.TempDir())
-			if err != nil {
-				b.Fatal(err)
-			}
-			n, err := Start(store, Options{})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer n.Close()
+			n := benchNode(b, engine.ItemConfig{})
 			// Stock 2 over 2 shards: shard 0 holds 1, shard 1 holds 0, the
 			// pool 1. A buyer on shard 1 waits for a refill; once the pool is
 			// empty, the next one waits for a steal from shard 0.

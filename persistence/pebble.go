@@ -106,7 +106,13 @@ func (p *Pebble) Pool(item string) (engine.PoolState, error) {
 
 // ShardReleases reads which grabs of a shard were released.
 func (p *Pebble) ShardReleases(item string, shard int, fn func(uint64) error) error {
-	lo := shardPrefix(nil, prefixRelease, item, shard)
+	return p.scanShard(prefixRelease, item, shard, func(seq uint64, _ []byte) error { return fn(seq) })
+}
+
+// scanShard calls fn with the sequence and value of every key of one
+// shard under prefix, in sequence order.
+func (p *Pebble) scanShard(prefix byte, item string, shard int, fn func(seq uint64, v []byte) error) error {
+	lo := shardPrefix(nil, prefix, item, shard)
 	it, err := p.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: prefixEnd(lo)})
 	if err != nil {
 		return err
@@ -117,7 +123,7 @@ func (p *Pebble) ShardReleases(item string, shard int, fn func(uint64) error) er
 		if err != nil {
 			return err
 		}
-		if err := fn(seq); err != nil {
+		if err := fn(seq, it.Value()); err != nil {
 			return err
 		}
 	}
@@ -140,26 +146,13 @@ func (p *Pebble) ShardCounters(item string, shard int) (engine.Counters, error) 
 
 // ShardGrabs reads a shard's grabs in sequence order.
 func (p *Pebble) ShardGrabs(item string, shard int, fn func(engine.Grab) error) error {
-	lo := grabShardPrefix(nil, item, shard)
-	it, err := p.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: prefixEnd(lo)})
-	if err != nil {
-		return err
-	}
-	defer it.Close()
-	for ok := it.First(); ok; ok = it.Next() {
-		_, _, seq, err := ParseGrabKey(it.Key())
+	return p.scanShard(prefixGrab, item, shard, func(seq uint64, v []byte) error {
+		g, err := DecodeGrab(item, shard, seq, v)
 		if err != nil {
 			return err
 		}
-		g, err := DecodeGrab(item, shard, seq, it.Value())
-		if err != nil {
-			return err
-		}
-		if err := fn(g); err != nil {
-			return err
-		}
-	}
-	return it.Error()
+		return fn(g)
+	})
 }
 
 // Close flushes and closes the database. Apply after Close returns ErrClosed.
