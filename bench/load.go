@@ -184,18 +184,27 @@ func grabID(body []byte) string {
 	return string(rest[:j])
 }
 
+// hostOf returns the host:port of an http:// URL.
+func hostOf(base string) (string, error) {
+	u, err := url.Parse(base)
+	if err != nil || u.Scheme != "http" || u.Host == "" {
+		return "", fmt.Errorf("target url %q: want http://host:port", base)
+	}
+	return u.Host, nil
+}
+
 // newClient returns a client for base (http://host:port) holding at most
 // conns connections.
 func newClient(base string, conns int) (*fasthttp.HostClient, error) {
 	if conns < 1 || conns > MaxConns {
 		return nil, fmt.Errorf("conns must be 1..%d, not %d", MaxConns, conns)
 	}
-	u, err := url.Parse(base)
-	if err != nil || u.Scheme != "http" || u.Host == "" {
-		return nil, fmt.Errorf("target url %q: want http://host:port", base)
+	host, err := hostOf(base)
+	if err != nil {
+		return nil, err
 	}
 	return &fasthttp.HostClient{
-		Addr:                u.Host,
+		Addr:                host,
 		MaxConns:            conns,
 		ReadTimeout:         clientTimeout,
 		WriteTimeout:        clientTimeout,

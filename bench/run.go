@@ -47,8 +47,13 @@ type Workload struct {
 	About   string
 }
 
-// MaxItems bounds --items: each item is created, audited and drawn apart.
-const MaxItems = 10_000
+const (
+	// MaxItems bounds --items: each item is created and audited one by one.
+	MaxItems = 10_000
+	// MaxUsers bounds --users: the harness keeps a few dozen bytes per
+	// buyer and attempt in memory until the run ends.
+	MaxUsers = 100_000_000
+)
 
 // DefaultShards is the shards per item the harness creates on seckill.
 const DefaultShards = 16
@@ -91,13 +96,22 @@ func (cfg Config) plan(runID string) (*Plan, Schedule, error) {
 	if cfg.Shards != 0 {
 		p.Shards = cfg.Shards
 	}
+	if cfg.URL != "" {
+		if _, err := hostOf(cfg.URL); err != nil {
+			return nil, Schedule{}, err
+		}
+	}
 	switch {
+	case cfg.Conns < 1 || cfg.Conns > MaxConns:
+		return nil, Schedule{}, fmt.Errorf("conns must be 1..%d, not %d", MaxConns, cfg.Conns)
 	case items < 1 || items > MaxItems:
 		return nil, Schedule{}, fmt.Errorf("items must be 1..%d, not %d", MaxItems, items)
 	case p.Stock < 1:
 		return nil, Schedule{}, fmt.Errorf("stock must be at least 1, not %d", p.Stock)
-	case p.Users < 0:
-		return nil, Schedule{}, fmt.Errorf("users must be ≥ 0, not %d", p.Users)
+	case cfg.Duration <= 0 && w.Name != "flash":
+		return nil, Schedule{}, fmt.Errorf("duration must be > 0, not %v", cfg.Duration)
+	case p.Users < 0 || p.Users > MaxUsers:
+		return nil, Schedule{}, fmt.Errorf("users must be 0..%d, not %d", MaxUsers, p.Users)
 	}
 	for i := range items {
 		name := "bench-" + w.Name + "-" + runID
@@ -122,7 +136,10 @@ func (cfg Config) plan(runID string) (*Plan, Schedule, error) {
 		return p, Schedule{}, nil
 	case "open":
 		s := Schedule{Rate: cfg.Rate, Duration: cfg.Duration}
-		return p, s, s.validate()
+		if err := s.validate(); err != nil {
+			return nil, Schedule{}, err
+		}
+		return p, s, nil
 	}
 	return nil, Schedule{}, fmt.Errorf("unknown mode %q: closed or open", cfg.Mode)
 }
@@ -173,48 +190,54 @@ func Run(ctx context.Context, cfg Config, out io.Writer) ([]Result, error) {
 			starter{TargetRedis, func() (*Target, error) { return StartRedisLua(ctx, cfg.Redis, cfg.AppendFsync) }},
 			starter{TargetBare, StartBare})
 	}
+	// A target that cannot run ends the run, but what was measured before
+	// is still reported.
 	var results []Result
+	var errs []error
 	for _, s := range starters {
 		if ctx.Err() != nil {
+			errs = append(errs, ctx.Err())
 			break
 		}
 		r, err := runOne(ctx, cfg, s, plan, sched)
 		if err != nil {
-			return results, fmt.Errorf("%s: %w", s.name, err)
+			errs = append(errs, fmt.Errorf("%s: %w", s.name, err))
+			break
 		}
 		results = append(results, r)
 	}
-	printReport(out, plan, results)
-	if cfg.JSON != nil {
-		if err := writeJSON(cfg.JSON, plan, results); err != nil {
-			return results, fmt.Errorf("write json: %w", err)
+	if len(results) > 0 {
+		printReport(out, plan, results)
+		if cfg.JSON != nil {
+			if err := writeJSON(cfg.JSON, plan, results); err != nil {
+				errs = append(errs, fmt.Errorf("write json: %w", err))
+			}
 		}
-	}
-	if cfg.SVG != nil {
-		if err := writeSVG(cfg.SVG, plan, results); err != nil {
-			return results, fmt.Errorf("write svg: %w", err)
+		if cfg.SVG != nil {
+			if err := writeSVG(cfg.SVG, plan, results); err != nil {
+				errs = append(errs, fmt.Errorf("write svg: %w", err))
+			}
 		}
 	}
 	for _, r := range results {
 		if r.Audit != nil && !r.Audit.OK() {
-			return results, fmt.Errorf("audit of %s failed: %s", r.Target, r.Audit)
+			errs = append(errs, fmt.Errorf("audit of %s failed: %s", r.Target, r.Audit))
 		}
 	}
-	return results, ctx.Err()
+	return results, errors.Join(errs...)
 }
 
 // localToken is the admin token of the in-process seckill.
 const localToken = "bench-token"
 
-func runOne(ctx context.Context, cfg Config, s starter, plan *Plan, sched Schedule) (Result, error) {
+func runOne(ctx context.Context, cfg Config, s starter, plan *Plan, sched Schedule) (r Result, err error) {
 	t, err := s.start()
 	if err != nil {
 		return Result{}, err
 	}
-	stopped := false
 	defer func() {
-		if !stopped {
-			t.Stop()
+		if e := t.Stop(); e != nil && err == nil {
+			err = fmt.Errorf("stop: %w", e)
 		}
 	}()
 	if t.Admin != nil {
@@ -224,8 +247,7 @@ func runOne(ctx context.Context, cfg Config, s starter, plan *Plan, sched Schedu
 			}
 		}
 	}
-	var r Result
-	if sched == (Schedule{}) {
+	if sched == (Schedule{}) { // closed loop
 		r, err = ClosedLoop(ctx, t.URL, cfg.Conns, cfg.Duration, cfg.Requests, plan)
 	} else {
 		r, err = OpenLoop(ctx, t.URL, cfg.Conns, sched, plan)
@@ -237,10 +259,6 @@ func runOne(ctx context.Context, cfg Config, s starter, plan *Plan, sched Schedu
 	if t.Admin != nil {
 		r.SellOut = r.sellOut(len(plan.Items), plan.Stock)
 		r.Audit = audit(ctx, t, plan, &r)
-	}
-	stopped = true
-	if err := t.Stop(); err != nil {
-		return r, fmt.Errorf("stop: %w", err)
 	}
 	return r, nil
 }

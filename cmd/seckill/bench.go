@@ -23,11 +23,11 @@ func runBench(ctx context.Context, args []string) error {
 func benchMain(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	cfg := bench.Config{}
-	var names []string
+	var workloads []string
 	for _, w := range bench.Workloads {
-		names = append(names, w.Name)
+		workloads = append(workloads, w.Name+" ("+w.About+")")
 	}
-	fs.StringVar(&cfg.Workload, "workload", "soldout", strings.Join(names, " | "))
+	fs.StringVar(&cfg.Workload, "workload", "soldout", strings.Join(workloads, " | "))
 	fs.StringVar(&cfg.Mode, "mode", "", "closed (default: fixed concurrency, the saturation point) | open (--rate requests/s on a schedule); flash is always open")
 	fs.Float64Var(&cfg.Rate, "rate", 0, "open loop: requests per second")
 	fs.IntVar(&cfg.Conns, "conns", 64, "connections per target")

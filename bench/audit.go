@@ -1,0 +1,211 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+)
+
+const (
+	// replaySample bounds the 201s the audit replays: enough to catch a
+	// server that forgets or renumbers grabs, few enough to take well
+	// under a second.
+	replaySample = 200
+	// maxFailures bounds the failures an audit lists; one is enough to
+	// fail the run.
+	maxFailures = 20
+)
+
+// Audit is what the harness checked after a run against one target.
+type Audit struct {
+	Checks   []string // what passed, for the report
+	Failures []string
+}
+
+// OK reports whether every check passed.
+func (a *Audit) OK() bool { return len(a.Failures) == 0 }
+
+func (a *Audit) failf(format string, args ...any) {
+	if len(a.Failures) < maxFailures {
+		a.Failures = append(a.Failures, fmt.Sprintf(format, args...))
+	}
+}
+
+func (a *Audit) String() string {
+	if a.OK() {
+		return "ok: " + strings.Join(a.Checks, "; ")
+	}
+	return "FAILED: " + strings.Join(a.Failures, "; ")
+}
+
+// audit checks a run's target after the load has stopped. The harness is
+// taken to be the only client of its items, which it created fresh:
+//   - per item: sold ≤ stock and sold + remaining == stock; stock as created;
+//     sold ≤ buyers × per-user limit when the target knows its buyers
+//   - the units the harness saw confirmed (distinct grab ids) match sold;
+//     jobs whose outcome is unknown (timeout, 503) may account for more
+//   - no user holds more than the per-user limit in the 201s seen
+//   - on seckill, up to replaySample 201s are sent again with the same user
+//     and Idempotency-Key and must come back with the same grab id; the
+//     same users asking once more with a new key must not get a unit; and
+//     sold must not change through all that.
+func audit(ctx context.Context, t *Target, plan *Plan, r *Result) *Audit {
+	a := &Audit{}
+	before := make([]ItemState, len(plan.Items))
+	var sold int64
+	for i, item := range plan.Items {
+		st, err := t.Admin.Item(ctx, item)
+		if err != nil {
+			a.failf("%v", err)
+			return a
+		}
+		before[i] = st
+		sold += st.Sold
+		switch {
+		case st.Sold > st.Stock:
+			a.failf("%s: oversold: sold %d of %d", item, st.Sold, st.Stock)
+		case st.Stock != plan.Stock:
+			a.failf("%s: stock %d, created with %d", item, st.Stock, plan.Stock)
+		case st.Sold < 0 || st.Remaining < 0:
+			a.failf("%s: sold %d, remaining %d", item, st.Sold, st.Remaining)
+		case st.Sold+st.Remaining != st.Stock:
+			a.failf("%s: sold %d + remaining %d != stock %d", item, st.Sold, st.Remaining, st.Stock)
+		}
+		if st.Buyers >= 0 && st.Sold > st.Buyers*max(st.PerUserLimit, 1) {
+			a.failf("%s: sold %d to %d buyers, limit %d each", item, st.Sold, st.Buyers, st.PerUserLimit)
+		}
+	}
+	if a.OK() {
+		a.Checks = append(a.Checks, fmt.Sprintf("sold %d ≤ stock, sold+remaining=stock", sold))
+	}
+
+	units := r.units(len(plan.Items))
+	unknown := r.Unresolved()
+	for i, item := range plan.Items {
+		switch s := before[i].Sold; {
+		case units[i] > s:
+			a.failf("%s: %d units confirmed to buyers, only %d sold: confirmed grabs were lost", item, units[i], s)
+		case s > units[i]+unknown:
+			a.failf("%s: sold %d, but buyers saw %d confirmed and %d outcomes unknown", item, s, units[i], unknown)
+		}
+	}
+	if a.OK() {
+		var seen int64
+		for _, n := range units {
+			seen += n
+		}
+		a.Checks = append(a.Checks, fmt.Sprintf("201s seen %d vs sold %d (%d unknown)", seen, sold, unknown))
+	}
+
+	held := map[holder]int64{}
+	seen := map[string]bool{}
+	for _, g := range r.grabs {
+		if g.id != "" {
+			if seen[g.id] {
+				continue
+			}
+			seen[g.id] = true
+		}
+		h := holder{g.item, g.user}
+		held[h]++
+		if lim := before[g.item].PerUserLimit; held[h] == lim+1 {
+			a.failf("%s: user %s holds %d units, limit %d", plan.Items[g.item], UserID(g.user), held[h], lim)
+		}
+	}
+	if a.OK() {
+		a.Checks = append(a.Checks, fmt.Sprintf("%d buyers within the limit", len(held)))
+	}
+
+	if t.Replays && len(r.grabs) > 0 {
+		replay(ctx, a, t, plan, r, before)
+	}
+	return a
+}
+
+// replay sends a spread sample of the 201s again, then reads the items
+// once more: replays must return the same grab ids and sell nothing.
+func replay(ctx context.Context, a *Audit, t *Target, plan *Plan, r *Result, before []ItemState) {
+	c := &http.Client{Timeout: clientTimeout}
+	step := max(len(r.grabs)/replaySample, 1)
+	var same, refused int
+	users := map[holder]bool{}
+	for i, n := 0, 0; i < len(r.grabs) && n < replaySample; i, n = i+step, n+1 {
+		g := r.grabs[i]
+		item := plan.Items[g.item]
+		if plan.Keys {
+			status, id, err := grab(ctx, c, t.URL, item, UserID(g.user), Key(g.job))
+			switch {
+			case err != nil:
+				a.failf("replay %s: %v", g.id, err)
+			case status != http.StatusCreated:
+				a.failf("replay of %s (user %s, key %s): HTTP %d, want 201", g.id, UserID(g.user), Key(g.job), status)
+			case id != g.id:
+				a.failf("replay of %s (user %s, key %s) returned grab %q", g.id, UserID(g.user), Key(g.job), id)
+			default:
+				same++
+			}
+		}
+		if h := (holder{g.item, g.user}); !users[h] && before[g.item].PerUserLimit == 1 {
+			users[h] = true
+			key := ""
+			if plan.Keys {
+				key = "audit-" + Key(g.job)
+			}
+			status, id, err := grab(ctx, c, t.URL, item, UserID(g.user), key)
+			switch {
+			case err != nil:
+				a.failf("limit probe for %s: %v", UserID(g.user), err)
+			case status == http.StatusCreated:
+				a.failf("%s: user %s, who holds the limit, got another unit (%s)", item, UserID(g.user), id)
+			default:
+				refused++
+			}
+		}
+	}
+	for i, item := range plan.Items {
+		st, err := t.Admin.Item(ctx, item)
+		if err != nil {
+			a.failf("%v", err)
+			return
+		}
+		if st.Sold != before[i].Sold {
+			a.failf("%s: sold went from %d to %d during replays", item, before[i].Sold, st.Sold)
+		}
+	}
+	if plan.Keys {
+		a.Checks = append(a.Checks, fmt.Sprintf("%d replays gave the same grab id", same))
+	}
+	a.Checks = append(a.Checks, fmt.Sprintf("%d more grabs by buyers at their limit refused", refused))
+}
+
+// holder is one user of one item.
+type holder struct {
+	item int
+	user int64
+}
+
+// grab sends one grab and returns the status and grab id.
+func grab(ctx context.Context, c *http.Client, base, item, user, key string) (int, string, error) {
+	body := `{"user_id":"` + user + `","qty":1}`
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/items/"+item+"/grab", strings.NewReader(body))
+	if err != nil {
+		return 0, "", err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if key != "" {
+		req.Header.Set("Idempotency-Key", key)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxAdminBody))
+	if err != nil {
+		return 0, "", err
+	}
+	return resp.StatusCode, grabID(bytes.TrimSpace(b)), nil
+}

@@ -1,0 +1,167 @@
+package bench
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"text/tabwriter"
+	"time"
+)
+
+// quantiles are the latency quantiles reported, in percent.
+var quantiles = []float64{50, 90, 99, 99.9}
+
+func rateOf(rs []Result, target string) float64 {
+	for _, r := range rs {
+		if r.Target == target {
+			return r.Rate()
+		}
+	}
+	return 0
+}
+
+func ratio(r, of float64, pct bool) string {
+	switch {
+	case of <= 0:
+		return "-"
+	case pct:
+		return fmt.Sprintf("%.0f%%", 100*r/of)
+	}
+	return fmt.Sprintf("%.2f×", r/of)
+}
+
+// dur prints a latency with three significant figures or so.
+func dur(d time.Duration) string {
+	switch {
+	case d < 0:
+		return "-"
+	case d < time.Millisecond:
+		return fmt.Sprintf("%dµs", d.Microseconds())
+	case d < time.Second:
+		return fmt.Sprintf("%.2fms", float64(d)/float64(time.Millisecond))
+	}
+	return fmt.Sprintf("%.2fs", d.Seconds())
+}
+
+func printReport(out io.Writer, plan *Plan, rs []Result) {
+	ceiling, redis := rateOf(rs, TargetBare), rateOf(rs, TargetRedis)
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "target\tmode\tconns\toffered/s\tachieved/s\t201\t409\t503\tother\terrors\tp50\tp90\tp99\tp99.9\tmax\tsold out\tvs ceiling\tvs redis+lua\t")
+	for _, r := range rs {
+		offered := "-"
+		if r.Offered > 0 {
+			offered = fmt.Sprintf("%.0f", r.Offered)
+		}
+		other := r.Answers() - r.ByStatus[201] - r.ByStatus[409] - r.ByStatus[503]
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%.0f\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n",
+			r.Target, r.Mode, r.Conns, offered, r.Rate(), r.ByStatus[201], r.ByStatus[409], r.ByStatus[503], other, r.Errors,
+			dur(r.Quantile(50)), dur(r.Quantile(90)), dur(r.Quantile(99)), dur(r.Quantile(99.9)), dur(r.Max()),
+			dur(r.SellOut), ratio(r.Rate(), ceiling, true), ratio(r.Rate(), redis, false))
+	}
+	tw.Flush()
+	for _, r := range rs {
+		if r.JobLatency == nil {
+			continue
+		}
+		var n int64
+		for _, v := range r.Finals {
+			n += v
+		}
+		fmt.Fprintf(out, "%s buyers: %d arrived, %d bought, %d told 409, %d left not knowing (error or 503 on their last of up to %d attempts); arrival to last answer p50 %s p99 %s max %s\n",
+			r.Target, n, r.Finals[201], r.Finals[409], r.Unresolved(), maxAttempts,
+			dur(micros(r.JobLatency.ValueAtQuantile(50))), dur(micros(r.JobLatency.ValueAtQuantile(99))), dur(micros(r.JobLatency.Max())))
+	}
+	for _, r := range rs {
+		if r.Audit != nil {
+			fmt.Fprintf(out, "audit %s: %s\n", r.Target, r.Audit)
+		}
+	}
+}
+
+type jsonReport struct {
+	Workload string       `json:"workload"`
+	Items    int          `json:"items"`
+	Stock    int64        `json:"stock_per_item"`
+	Results  []jsonResult `json:"results"`
+}
+
+type jsonResult struct {
+	Target       string           `json:"target"`
+	Mode         string           `json:"mode"`
+	Conns        int              `json:"conns"`
+	OfferedRate  float64          `json:"offered_rate,omitempty"`
+	AchievedRate float64          `json:"achieved_rate"`
+	ElapsedS     float64          `json:"elapsed_s"`
+	Sent         int64            `json:"sent"`
+	Errors       int64            `json:"errors"`
+	ByStatus     map[string]int64 `json:"by_status"`
+	LatencyUs    map[string]int64 `json:"latency_us"`
+	SellOutS     *float64         `json:"sell_out_s"`
+	VsCeiling    *float64         `json:"vs_ceiling,omitempty"`
+	VsRedisLua   *float64         `json:"vs_redis_lua,omitempty"`
+	Jobs         map[string]int64 `json:"jobs_by_last_status"`
+	JobLatencyUs map[string]int64 `json:"buyer_latency_us,omitempty"`
+	Timeline     []jsonSecond     `json:"per_second"`
+	Audit        *jsonAudit       `json:"audit,omitempty"`
+}
+
+type jsonSecond struct {
+	Answers int64 `json:"answers"`
+	P99Us   int64 `json:"p99_us"`
+}
+
+type jsonAudit struct {
+	OK       bool     `json:"ok"`
+	Checks   []string `json:"checks"`
+	Failures []string `json:"failures"`
+}
+
+func byStatus(m map[int]int64) map[string]int64 {
+	out := make(map[string]int64, len(m))
+	for k, v := range m {
+		out[strconv.Itoa(k)] = v
+	}
+	return out
+}
+
+func writeJSON(w io.Writer, plan *Plan, rs []Result) error {
+	ceiling, redis := rateOf(rs, TargetBare), rateOf(rs, TargetRedis)
+	rep := jsonReport{Workload: plan.Workload, Items: len(plan.Items), Stock: plan.Stock}
+	for _, r := range rs {
+		j := jsonResult{Target: r.Target, Mode: r.Mode, Conns: r.Conns, OfferedRate: r.Offered, AchievedRate: r.Rate(),
+			ElapsedS: r.Elapsed.Seconds(), Sent: r.Sent, Errors: r.Errors, ByStatus: byStatus(r.ByStatus),
+			LatencyUs: map[string]int64{"max": r.Latency.Max()}, Jobs: byStatus(r.Finals)}
+		for _, q := range quantiles {
+			j.LatencyUs["p"+strconv.FormatFloat(q, 'f', -1, 64)] = r.Latency.ValueAtQuantile(q)
+		}
+		if r.JobLatency != nil {
+			j.JobLatencyUs = map[string]int64{"max": r.JobLatency.Max()}
+			for _, q := range quantiles {
+				j.JobLatencyUs["p"+strconv.FormatFloat(q, 'f', -1, 64)] = r.JobLatency.ValueAtQuantile(q)
+			}
+		}
+		if r.SellOut >= 0 {
+			s := r.SellOut.Seconds()
+			j.SellOutS = &s
+		}
+		if ceiling > 0 {
+			v := r.Rate() / ceiling
+			j.VsCeiling = &v
+		}
+		if redis > 0 {
+			v := r.Rate() / redis
+			j.VsRedisLua = &v
+		}
+		for _, s := range r.Timeline {
+			j.Timeline = append(j.Timeline, jsonSecond{Answers: s.Answers, P99Us: s.P99.Microseconds()})
+		}
+		if r.Audit != nil {
+			j.Audit = &jsonAudit{OK: r.Audit.OK(), Checks: r.Audit.Checks, Failures: r.Audit.Failures}
+		}
+		rep.Results = append(rep.Results, j)
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(rep)
+}

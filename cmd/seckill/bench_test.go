@@ -1,0 +1,105 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/valyala/fasthttp"
+)
+
+// TestBenchCommand runs `seckill bench` as a user would: a short soldout run
+// against the in-process server passes its audit and writes the table, the
+// JSON and the SVG. It checks what was written, never how long it took.
+func TestBenchCommand(t *testing.T) {
+	dir := t.TempDir()
+	jsonPath, svgPath := filepath.Join(dir, "r.json"), filepath.Join(dir, "r.svg")
+	var out bytes.Buffer
+	err := benchMain(context.Background(), []string{"--workload", "soldout", "--conns", "4", "--duration", "200ms",
+		"--keys", "--data", filepath.Join(dir, "data"), "--json", jsonPath, "--svg", svgPath}, &out)
+	if err != nil {
+		t.Fatalf("bench: %v\n%s", err, out.String())
+	}
+	if !strings.Contains(out.String(), "audit seckill: ok") {
+		t.Fatalf("no passed audit in the report:\n%s", out.String())
+	}
+	var rep struct {
+		Results []struct {
+			Target string `json:"target"`
+			Sent   int64  `json:"sent"`
+			Audit  struct {
+				OK bool `json:"ok"`
+			} `json:"audit"`
+		} `json:"results"`
+	}
+	b, err := os.ReadFile(jsonPath)
+	if err != nil || json.Unmarshal(b, &rep) != nil || len(rep.Results) != 1 || !rep.Results[0].Audit.OK || rep.Results[0].Sent == 0 {
+		t.Fatalf("json report: %v %s", err, b)
+	}
+	if b, err := os.ReadFile(svgPath); err != nil || !bytes.HasPrefix(b, []byte("<svg")) {
+		t.Fatalf("svg: %v %.100s", err, b)
+	}
+}
+
+// TestBenchCommandFailsOnBrokenTarget points `seckill bench --url` at a
+// server that answers 201 with a fresh grab id and keeps nothing: the audit
+// must fail the command.
+func TestBenchCommandFailsOnBrokenTarget(t *testing.T) {
+	var n atomic.Int64
+	srv := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
+		switch {
+		case ctx.IsPut():
+			ctx.SetStatusCode(fasthttp.StatusCreated)
+		case ctx.IsGet(): // the admin view: nothing sold
+			ctx.SetBodyString(`{"stock":100,"sold":0,"remaining":100,"per_user_limit":1}`)
+		default:
+			ctx.SetStatusCode(fasthttp.StatusCreated)
+			ctx.SetBodyString(`{"status":"confirmed","grab_id":"x.0.` + strconv.FormatInt(n.Add(1), 10) + `"}`)
+		}
+	}}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	defer srv.Shutdown()
+	var out bytes.Buffer
+	err = benchMain(context.Background(), []string{"--workload", "soldout", "--conns", "2", "--duration", "100ms",
+		"--url", "http://" + ln.Addr().String(), "--token", "t"}, &out)
+	if err == nil || !strings.Contains(err.Error(), "audit of seckill failed") {
+		t.Fatalf("want a failed audit, got %v\n%s", err, out.String())
+	}
+}
+
+func TestBenchCommandRefusesBadFlags(t *testing.T) {
+	t.Setenv("SECKILL_ADMIN_TOKEN", "")
+	cases := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--workload", "nope"}, "unknown workload"},
+		{[]string{"--mode", "sideways"}, "unknown mode"},
+		{[]string{"--mode", "open"}, "--rate"},
+		{[]string{"--workload", "flash", "--mode", "closed"}, "open loop only"},
+		{[]string{"--url", "http://127.0.0.1:1"}, "admin token"},
+		{[]string{"--url", "127.0.0.1:1", "--token", "t"}, "want http://host:port"},
+		{[]string{"--conns", "0", "--duration", "1ms"}, "conns must be"},
+		{[]string{"--items", "-1"}, "items must be"},
+		{[]string{"extra"}, "unexpected arguments"},
+	}
+	for _, c := range cases {
+		t.Run(strings.Join(c.args, " "), func(t *testing.T) {
+			err := benchMain(context.Background(), append(c.args, "--data", t.TempDir()), &bytes.Buffer{})
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("want an error with %q, got %v", c.want, err)
+			}
+		})
+	}
+}
