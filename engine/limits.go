@@ -28,6 +28,13 @@ const (
 	// creation; the rest stays in the pool and follows the buyers, so an
 	// uneven crowd empties the pool before any shard says "sold out".
 	InitialQuotaPercent = 50
+	// DefaultPaymentWindowMs: 15 minutes, the usual time to pay a flash-sale
+	// order before its unit goes back on sale.
+	DefaultPaymentWindowMs = 15 * 60 * 1000
+	// MinPaymentWindowMs and MaxPaymentWindowMs bound the window an operator
+	// may set: shorter cannot be paid in, longer keeps units off sale.
+	MinPaymentWindowMs = 1000
+	MaxPaymentWindowMs = 24 * 60 * 60 * 1000
 	// MaxRefillChunk bounds one refill so a single shard never drains the
 	// pool of a large item in one step.
 	MaxRefillChunk = 10_000

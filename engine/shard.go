@@ -62,15 +62,27 @@ type ItemConfig struct {
 	PerUserLimit int64
 	StartsAtMs   int64 // 0: on sale from creation
 	EndsAtMs     int64 // 0: never ends
+	// PaymentWindowMs: an order unpaid this long after its grab is
+	// cancelled and its units return to stock. 0 means the default.
+	PaymentWindowMs int64
+}
+
+// PaymentWindow is the item's payment window in milliseconds.
+func (c ItemConfig) PaymentWindow() int64 {
+	if c.PaymentWindowMs == 0 {
+		return DefaultPaymentWindowMs
+	}
+	return c.PaymentWindowMs
 }
 
 // Sentinel errors for configuration problems callers report to operators.
 var (
-	ErrBadItemID = errors.New("item id must be 1-128 bytes of [A-Za-z0-9_.:-]")
-	ErrBadStock  = fmt.Errorf("stock must be 0..%d", MaxStock)
-	ErrBadShards = fmt.Errorf("shards must be 1..%d", MaxShards)
-	ErrBadLimit  = fmt.Errorf("per_user_limit must be 1..%d", MaxPerUserLimit)
-	ErrBadWindow = errors.New("ends_at must be after starts_at")
+	ErrBadItemID  = errors.New("item id must be 1-128 bytes of [A-Za-z0-9_.:-]")
+	ErrBadStock   = fmt.Errorf("stock must be 0..%d", MaxStock)
+	ErrBadShards  = fmt.Errorf("shards must be 1..%d", MaxShards)
+	ErrBadLimit   = fmt.Errorf("per_user_limit must be 1..%d", MaxPerUserLimit)
+	ErrBadWindow  = errors.New("ends_at must be after starts_at")
+	ErrBadPayment = fmt.Errorf("payment_window_s must be %d..%d", MinPaymentWindowMs/1000, MaxPaymentWindowMs/1000)
 )
 
 // Validate checks the configuration against the engine's limits.
@@ -86,6 +98,8 @@ func (c ItemConfig) Validate() error {
 		return ErrBadLimit
 	case c.EndsAtMs != 0 && c.EndsAtMs <= c.StartsAtMs:
 		return ErrBadWindow
+	case c.PaymentWindowMs != 0 && (c.PaymentWindowMs < MinPaymentWindowMs || c.PaymentWindowMs > MaxPaymentWindowMs):
+		return ErrBadPayment
 	}
 	return nil
 }

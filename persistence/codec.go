@@ -114,7 +114,8 @@ func encodeItem(dst []byte, c engine.ItemConfig) []byte {
 	dst = binary.AppendUvarint(dst, uint64(c.Shards))
 	dst = binary.AppendVarint(dst, c.PerUserLimit)
 	dst = binary.AppendVarint(dst, c.StartsAtMs)
-	return binary.AppendVarint(dst, c.EndsAtMs)
+	dst = binary.AppendVarint(dst, c.EndsAtMs)
+	return binary.AppendVarint(dst, c.PaymentWindowMs)
 }
 
 // DecodeItem decodes an item value stored under key i<item>.
@@ -127,6 +128,7 @@ func DecodeItem(item string, v []byte) (engine.ItemConfig, error) {
 	c.PerUserLimit = d.varint()
 	c.StartsAtMs = d.varint()
 	c.EndsAtMs = d.varint()
+	c.PaymentWindowMs = d.varint()
 	if err := d.done(); err != nil {
 		return engine.ItemConfig{}, fmt.Errorf("item %q: %w", item, err)
 	}

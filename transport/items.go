@@ -80,6 +80,7 @@ type itemAdminView struct {
 	Pool         int64            `json:"pool"`
 	InTransit    int64            `json:"in_transit"`
 	PerUserLimit int64            `json:"per_user_limit"`
+	PaymentS     int64            `json:"payment_window_s"`
 	StartsAt     *string          `json:"starts_at"`
 	EndsAt       *string          `json:"ends_at"`
 	Shards       []shardAdminView `json:"shards,omitempty"`
@@ -91,7 +92,7 @@ func (s *Server) adminView(it *actors.Item, withShards bool) itemAdminView {
 	// answer; remaining counts shards, pool and units in transit.
 	b, shards := it.View()
 	v := itemAdminView{Item: c.Item, Status: itemStatus(it, s.node.Now()), Stock: b.Stock, PerUserLimit: c.PerUserLimit,
-		Remaining: b.Remaining(), Sold: b.Sold, Pool: b.Pool, InTransit: b.InTransit,
+		Remaining: b.Remaining(), Sold: b.Sold, Pool: b.Pool, InTransit: b.InTransit, PaymentS: c.PaymentWindow() / 1000,
 		StartsAt: rfc3339(c.StartsAtMs, c.StartsAtMs == 0), EndsAt: rfc3339(c.EndsAtMs, c.EndsAtMs == 0)}
 	if withShards {
 		for _, sh := range shards {
@@ -173,6 +174,7 @@ type createItemBody struct {
 	PerUserLimit *int64  `json:"per_user_limit"`
 	StartsAt     *string `json:"starts_at"`
 	EndsAt       *string `json:"ends_at"`
+	PaymentS     *int64  `json:"payment_window_s"`
 }
 
 // DecodeCreateItem parses and checks a PUT /admin/v1/items/{item} body.
@@ -198,6 +200,12 @@ func DecodeCreateItem(item string, body []byte) (engine.ItemConfig, error) {
 	}
 	if cfg.EndsAtMs, err = parseTime("ends_at", b.EndsAt); err != nil {
 		return cfg, err
+	}
+	if b.PaymentS != nil {
+		if *b.PaymentS < 1 || *b.PaymentS > engine.MaxPaymentWindowMs/1000 {
+			return cfg, engine.ErrBadPayment
+		}
+		cfg.PaymentWindowMs = *b.PaymentS * 1000
 	}
 	return cfg, cfg.Validate()
 }
