@@ -17,12 +17,14 @@ import (
 //	g<item>\x00<shard:2><seq:8>   confirmed grab (big-endian, so a shard's
 //	                              grabs are one range in sequence order)
 //	r<item>\x00<shard:2><seq:8>   the grab was released (returned to stock)
+//	u<item>\x00<shard:2>          relay cursor: grabs up to this seq are in the stream
 const (
 	prefixItem     = 'i'
 	prefixPool     = 'p'
 	prefixCounters = 'c'
 	prefixGrab     = 'g'
 	prefixRelease  = 'r'
+	prefixCursor   = 'u'
 	// valueVersion leads every value so the format can change later.
 	valueVersion = 1
 )
@@ -264,4 +266,15 @@ func (d *decoder) done() error {
 		d.fail()
 	}
 	return d.err
+}
+
+// DecodeCursor decodes a relay cursor value.
+func DecodeCursor(v []byte) (uint64, error) {
+	d := decoder{b: v}
+	d.version()
+	seq := d.uvarint()
+	if err := d.done(); err != nil {
+		return 0, fmt.Errorf("cursor: %w", err)
+	}
+	return seq, nil
 }

@@ -2,6 +2,7 @@ package persistence
 
 import (
 	"bytes"
+	"encoding/binary"
 	"testing"
 
 	"github.com/seckill/seckill/engine"
@@ -86,6 +87,29 @@ func FuzzDecodePool(f *testing.F) {
 		}
 		if len(st.Sent) != len(st.Got) || len(st.Sent) > engine.MaxShards || st.Pool < 0 || st.Pool > st.Stock {
 			t.Fatalf("accepted %+v", st)
+		}
+	})
+}
+
+func FuzzDecodeOrder(f *testing.F) {
+	o := engine.NewOrder(engine.Grab{Item: "i", Shard: 1, Seq: 2, User: "u", Qty: 1, AtMs: 5}, 6, 100)
+	f.Add(o.GrabID, encodeOrder(nil, o))
+	f.Fuzz(func(t *testing.T, id string, v []byte) {
+		got, err := DecodeOrder(id, v)
+		if err != nil {
+			return
+		}
+		if got.GrabID != id || got.State < engine.PendingPayment || got.State > engine.Cancelled || !engine.ValidID(got.User) {
+			t.Fatalf("accepted %+v", got)
+		}
+	})
+}
+
+func FuzzDecodeCursor(f *testing.F) {
+	f.Add([]byte{1, 5})
+	f.Fuzz(func(t *testing.T, v []byte) {
+		if seq, err := DecodeCursor(v); err == nil && !bytes.Equal(binary.AppendUvarint([]byte{1}, seq), v) && !nonCanonicalVarint(v) {
+			t.Fatalf("%x decoded to %d", v, seq)
 		}
 	})
 }

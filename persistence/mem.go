@@ -157,3 +157,33 @@ func (m *Mem) Reopen() *Mem {
 	}
 	return &Mem{kv: kv}
 }
+
+// GrabsAfter reads up to max grabs of a shard after seq.
+func (m *Mem) GrabsAfter(item string, shard int, after uint64, max int, fn func(engine.Grab) error) error {
+	var gs []engine.Grab
+	if err := m.ShardGrabs(item, shard, func(g engine.Grab) error {
+		if g.Seq > after && len(gs) < max {
+			gs = append(gs, g)
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	for _, g := range gs {
+		if err := fn(g); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// RelayCursor reads how far the relay has published a shard.
+func (m *Mem) RelayCursor(item string, shard int) (uint64, error) {
+	m.mu.Lock()
+	v, ok := m.kv[string(shardPrefix(nil, prefixCursor, item, shard))]
+	m.mu.Unlock()
+	if !ok {
+		return 0, nil
+	}
+	return DecodeCursor(v)
+}

@@ -109,6 +109,43 @@ func (p *Pebble) ShardReleases(item string, shard int, fn func(uint64) error) er
 	return p.scanShard(prefixRelease, item, shard, func(seq uint64, _ []byte) error { return fn(seq) })
 }
 
+// GrabsAfter reads up to max grabs of a shard after seq.
+func (p *Pebble) GrabsAfter(item string, shard int, after uint64, max int, fn func(engine.Grab) error) error {
+	lo := grabKey(nil, item, shard, after+1)
+	it, err := p.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: prefixEnd(grabShardPrefix(nil, item, shard))})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	for ok, n := it.First(), 0; ok && n < max; ok, n = it.Next(), n+1 {
+		_, _, seq, err := ParseGrabKey(it.Key())
+		if err != nil {
+			return err
+		}
+		g, err := DecodeGrab(item, shard, seq, it.Value())
+		if err != nil {
+			return err
+		}
+		if err := fn(g); err != nil {
+			return err
+		}
+	}
+	return it.Error()
+}
+
+// RelayCursor reads how far the relay has published a shard.
+func (p *Pebble) RelayCursor(item string, shard int) (uint64, error) {
+	v, closer, err := p.db.Get(shardPrefix(nil, prefixCursor, item, shard))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	defer closer.Close()
+	return DecodeCursor(v)
+}
+
 // scanShard calls fn with the sequence and value of every key of one
 // shard under prefix, in sequence order.
 func (p *Pebble) scanShard(prefix byte, item string, shard int, fn func(seq uint64, v []byte) error) error {

@@ -5,6 +5,7 @@
 package persistence
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 
@@ -26,6 +27,12 @@ type Store interface {
 	ShardGrabs(item string, shard int, fn func(engine.Grab) error) error
 	// ShardReleases feeds fn the sequence of each released grab of a shard.
 	ShardReleases(item string, shard int, fn func(seq uint64) error) error
+	// GrabsAfter feeds fn up to max grabs of a shard with seq > after, in
+	// order: the outbox the relay publishes from.
+	GrabsAfter(item string, shard int, after uint64, max int, fn func(engine.Grab) error) error
+	// RelayCursor is the highest seq of a shard the relay has had
+	// acknowledged by the stream (0 for none).
+	RelayCursor(item string, shard int) (uint64, error)
 	Close() error
 }
 
@@ -41,6 +48,7 @@ const (
 	KindCounters                 // Item, Shard, Counters
 	KindGrab                     // Grab, Counters (the shard's, after it)
 	KindRelease                  // Grab (item, shard, seq), Counters
+	KindCursor                   // Item, Shard, Cursor
 )
 
 // Record is one durable fact. Which fields are set depends on Kind.
@@ -51,6 +59,7 @@ type Record struct {
 	Shard    int
 	Counters engine.Counters
 	Grab     engine.Grab
+	Cursor   uint64
 }
 
 // Batch collects records for one Apply, in decision order: when two
@@ -99,6 +108,11 @@ func (b *Batch) PutRelease(g engine.Grab, c engine.Counters) {
 	b.Records = append(b.Records, Record{Kind: KindRelease, Grab: g, Counters: c})
 }
 
+// PutCursor records how far the relay has published a shard's grabs.
+func (b *Batch) PutCursor(item string, shard int, seq uint64) {
+	b.Records = append(b.Records, Record{Kind: KindCursor, Item: engine.ItemConfig{Item: item}, Shard: shard, Cursor: seq})
+}
+
 // encode calls set with the key and value of every record, in order. The
 // slices passed to set are valid only during the call (set copies them).
 func (b *Batch) encode(buf []byte, set func(k, v []byte) error) ([]byte, error) {
@@ -126,6 +140,11 @@ func (b *Batch) encode(buf []byte, set func(k, v []byte) error) ([]byte, error) 
 			buf = countersKey(buf, r.Item.Item, r.Shard)
 			k := len(buf)
 			buf = encodeCounters(buf, r.Counters)
+			emit(s, k)
+		case KindCursor:
+			buf = shardPrefix(buf, prefixCursor, r.Item.Item, r.Shard)
+			k := len(buf)
+			buf = binary.AppendUvarint(append(buf, valueVersion), r.Cursor)
 			emit(s, k)
 		case KindGrab, KindRelease:
 			if r.Kind == KindGrab {
