@@ -205,6 +205,16 @@ func ParseGrabKey(k []byte) (item string, shard int, seq uint64, err error) {
 	return item, shard, seq, nil
 }
 
+// uvarintLen is the length of x's shortest encoding: decoders refuse
+// padded varints so that every record has exactly one spelling.
+func uvarintLen(x uint64) int {
+	n := 1
+	for ; x >= 0x80; x >>= 7 {
+		n++
+	}
+	return n
+}
+
 // decoder reads a value; the first problem sticks and later reads return zero.
 type decoder struct {
 	b   []byte
@@ -226,7 +236,11 @@ func (d *decoder) varint() int64 {
 		return 0
 	}
 	v, n := binary.Varint(d.b)
-	if n <= 0 {
+	ux := uint64(v) << 1 // zigzag, as binary.PutVarint encodes
+	if v < 0 {
+		ux = ^ux
+	}
+	if n <= 0 || n != uvarintLen(ux) {
 		d.fail()
 		return 0
 	}
@@ -239,7 +253,7 @@ func (d *decoder) uvarint() uint64 {
 		return 0
 	}
 	v, n := binary.Uvarint(d.b)
-	if n <= 0 {
+	if n <= 0 || n != uvarintLen(v) {
 		d.fail()
 		return 0
 	}

@@ -275,6 +275,8 @@ type itemAdmin struct {
 	Stock     int64        `json:"stock"`
 	Remaining int64        `json:"remaining"`
 	Sold      int64        `json:"sold"`
+	Pool      int64        `json:"pool"`
+	InTransit int64        `json:"in_transit"`
 	Shards    []shardAdmin `json:"shards"`
 }
 
