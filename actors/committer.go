@@ -77,6 +77,11 @@ func (c *committer) round() {
 	}
 	if err != nil {
 		c.node.opts.Logger.Error("group commit failed", "records", c.batch.Len(), "err", err)
+	} else if c.batch.Len() > 0 {
+		select {
+		case c.node.relayKick <- struct{}{}:
+		default:
+		}
 	}
 	for i := range c.reqs {
 		r := &c.reqs[i]

@@ -48,6 +48,10 @@ type Node struct {
 	committers []*committer
 	commitWG   sync.WaitGroup
 
+	// relayKick wakes the relay after a commit with grabs in it.
+	relayKick chan struct{}
+	relayed   atomic.Int64
+
 	mu     sync.Mutex // serialises item creation and Close
 	items  atomic.Pointer[map[string]*Item]
 	closed bool
@@ -67,7 +71,7 @@ func Start(store persistence.Store, opts Options) (*Node, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	n := &Node{opts: opts, store: store}
+	n := &Node{opts: opts, store: store, relayKick: make(chan struct{}, 1)}
 	n.sys = actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
 		return slog.New(slog.DiscardHandler)
 	}))

@@ -1,0 +1,147 @@
+package actors
+
+import (
+	"context"
+	"time"
+
+	"github.com/seckill/seckill/engine"
+	"github.com/seckill/seckill/persistence"
+)
+
+const (
+	// MaxRelayBatch bounds the grabs in one publish round: one async
+	// publish window's worth, acknowledged together.
+	MaxRelayBatch = 1024
+	// RelayIdle is how often the relay looks for work without a kick.
+	RelayIdle = 200 * time.Millisecond
+	// RelayRetryMin and RelayRetryMax bound the backoff while the stream
+	// is unreachable; the sale goes on and the backlog waits on disk.
+	RelayRetryMin = 100 * time.Millisecond
+	RelayRetryMax = 5 * time.Second
+)
+
+// Publisher sends grabs to the stream and returns nil only once the server
+// has acknowledged every one. Publishing a grab twice must be harmless.
+type Publisher interface {
+	Publish(ctx context.Context, grabs []engine.Grab) error
+}
+
+// relayCursor is the relay's memory of one shard.
+type relayCursor struct {
+	ref    *shardRef
+	cursor uint64 // grabs up to here are acknowledged by the stream
+	loaded bool
+}
+
+// RunRelay publishes every durable grab, in order per shard, and advances
+// each shard's durable cursor only after the stream acknowledged. The grab
+// records in Pebble are the outbox: nothing is lost if the process dies
+// between a commit and a publish, since the relay starts again from the
+// cursor. It returns when ctx is done.
+func (n *Node) RunRelay(ctx context.Context, pub Publisher) error {
+	cursors := map[*shardRef]*relayCursor{}
+	backoff := RelayRetryMin
+	idle := time.NewTicker(RelayIdle)
+	defer idle.Stop()
+	var batch []engine.Grab
+	var moved []*relayCursor
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-n.relayKick:
+		case <-idle.C:
+		}
+		for {
+			var err error
+			batch, moved, err = n.collect(cursors, batch[:0], moved[:0])
+			if err == nil && len(batch) == 0 {
+				break
+			}
+			if err == nil {
+				err = pub.Publish(ctx, batch)
+			}
+			if err == nil {
+				err = n.saveCursors(batch, moved)
+			}
+			if err != nil {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				n.opts.Logger.Warn("relay: will retry", "grabs", len(batch), "backoff", backoff, "err", err)
+				select {
+				case <-ctx.Done():
+					return ctx.Err()
+				case <-time.After(backoff):
+				}
+				backoff = min(backoff*2, RelayRetryMax)
+				continue
+			}
+			backoff = RelayRetryMin
+			n.relayed.Add(int64(len(batch)))
+		}
+	}
+}
+
+// collect reads up to MaxRelayBatch durable grabs past the cursors.
+func (n *Node) collect(cursors map[*shardRef]*relayCursor, batch []engine.Grab, moved []*relayCursor) ([]engine.Grab, []*relayCursor, error) {
+	for _, it := range n.Items() {
+		for _, ref := range it.shards {
+			rc := cursors[ref]
+			if rc == nil {
+				rc = &relayCursor{ref: ref}
+				cursors[ref] = rc
+			}
+			if !rc.loaded {
+				c, err := n.store.RelayCursor(it.Config.Item, ref.index)
+				if err != nil {
+					return batch, moved, err
+				}
+				rc.cursor, rc.loaded = c, true
+			}
+			durable := ref.durableSeq.Load()
+			room := MaxRelayBatch - len(batch)
+			if durable <= rc.cursor || room <= 0 {
+				continue
+			}
+			before := len(batch)
+			err := n.store.GrabsAfter(it.Config.Item, ref.index, rc.cursor, min(room, int(durable-rc.cursor)), func(g engine.Grab) error {
+				batch = append(batch, g)
+				return nil
+			})
+			if err != nil {
+				return batch, moved, err
+			}
+			if len(batch) > before {
+				moved = append(moved, rc)
+			}
+		}
+	}
+	return batch, moved, nil
+}
+
+// saveCursors advances the cursors of the shards in an acknowledged batch.
+func (n *Node) saveCursors(batch []engine.Grab, moved []*relayCursor) error {
+	last := map[*shardRef]uint64{}
+	for _, rc := range moved {
+		for _, g := range batch {
+			if g.Item == rc.ref.item.Config.Item && g.Shard == rc.ref.index && g.Seq > last[rc.ref] {
+				last[rc.ref] = g.Seq
+			}
+		}
+	}
+	var b persistence.Batch
+	for _, rc := range moved {
+		b.PutCursor(rc.ref.item.Config.Item, rc.ref.index, last[rc.ref])
+	}
+	if err := n.store.Apply(&b); err != nil {
+		return err
+	}
+	for _, rc := range moved {
+		rc.cursor = last[rc.ref]
+	}
+	return nil
+}
+
+// Relayed counts grabs the relay has had acknowledged since start.
+func (n *Node) Relayed() int64 { return n.relayed.Load() }
