@@ -30,6 +30,12 @@ type OrderStore interface {
 	Due(nowMs int64, limit int) ([]engine.Order, error)
 	// Scan feeds fn every order of an item.
 	Scan(item string, fn func(engine.Order) error) error
+	// Unreleased lists up to limit cancelled orders whose units have not
+	// been confirmed back in stock; MarkReleased records that they are.
+	// The marker is written with the cancel, so a crash between the cancel
+	// and the release leaves work to redo, never a lost unit.
+	Unreleased(limit int) ([]string, error)
+	MarkReleased(grabID string) error
 	Close() error
 }
 
@@ -40,9 +46,11 @@ var ErrNoOrder = errors.New("no such order")
 //
 //	o<grab id>                       the order
 //	t<pay by ms:8><grab id>          pending orders by payment deadline
+//	x<grab id>                       cancelled, units not yet back in stock
 const (
-	prefixOrder    = 'o'
-	prefixDeadline = 't'
+	prefixOrder     = 'o'
+	prefixDeadline  = 't'
+	prefixUnrelease = 'x'
 )
 
 func orderKey(dst []byte, grabID string) []byte { return append(append(dst, prefixOrder), grabID...) }
@@ -186,6 +194,11 @@ func (p *PebbleOrders) Update(grabID string, fn func(engine.Order) (engine.Order
 			return o, 0, err
 		}
 	}
+	if next.State == engine.Cancelled {
+		if err := b.Set(append([]byte{prefixUnrelease}, grabID...), nil, nil); err != nil {
+			return o, 0, err
+		}
+	}
 	if err := b.Commit(pebble.Sync); err != nil {
 		return o, 0, fmt.Errorf("update order %s: %w", grabID, err)
 	}
@@ -236,6 +249,26 @@ func (p *PebbleOrders) Scan(item string, fn func(engine.Order) error) error {
 		}
 	}
 	return it.Error()
+}
+
+// Unreleased lists cancelled orders whose release is not confirmed.
+func (p *PebbleOrders) Unreleased(limit int) ([]string, error) {
+	lo := []byte{prefixUnrelease}
+	it, err := p.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: prefixEnd(lo)})
+	if err != nil {
+		return nil, err
+	}
+	defer it.Close()
+	var out []string
+	for ok := it.First(); ok && len(out) < limit; ok = it.Next() {
+		out = append(out, string(it.Key()[1:]))
+	}
+	return out, it.Error()
+}
+
+// MarkReleased records that a cancelled order's units are back in stock.
+func (p *PebbleOrders) MarkReleased(grabID string) error {
+	return p.db.Delete(append([]byte{prefixUnrelease}, grabID...), pebble.Sync)
 }
 
 // Close closes the store.

@@ -1,0 +1,194 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/seckill/seckill/engine"
+	"github.com/seckill/seckill/persistence"
+)
+
+const (
+	// SweepEvery is how often unpaid orders past their window are looked
+	// for; a buyer's unit is back on sale at most this long after it.
+	SweepEvery = 250 * time.Millisecond
+	// MaxSweepBatch bounds the orders one sweep handles.
+	MaxSweepBatch = 512
+)
+
+// Errors of the order lifecycle.
+var (
+	ErrNoOrder    = errors.New("no such order")
+	ErrProcessing = errors.New("grab confirmed, order not written yet")
+	ErrNotBuyer   = errors.New("the order belongs to another user")
+)
+
+// Orders is the order side of a node: it writes orders from confirmed
+// grabs and runs their lifecycle (pay, cancel, expire), returning a
+// cancelled order's units through the release path exactly once.
+type Orders struct {
+	node  *Node // for releases, grab lookups and the clock
+	store persistence.OrderStore
+}
+
+// NewOrders serves orders of node from store.
+func NewOrders(node *Node, store persistence.OrderStore) *Orders {
+	return &Orders{node: node, store: store}
+}
+
+// OrderMsg is a confirmed grab as an order writer receives it.
+type OrderMsg struct {
+	Grab    engine.Grab
+	PayByMs int64 // 0: the item's window from the grab time
+}
+
+// Write makes the orders of a batch of confirmed grabs in one durable
+// write; an order already written is not written again. It returns the
+// grabs that could not be written.
+func (o *Orders) Write(msgs []OrderMsg) map[string]error {
+	now := o.node.Now()
+	orders := make([]engine.Order, 0, len(msgs))
+	for _, m := range msgs {
+		window := int64(engine.DefaultPaymentWindowMs)
+		if it, ok := o.node.Item(m.Grab.Item); ok {
+			window = it.Config.PaymentWindow()
+		}
+		ord := engine.NewOrder(m.Grab, now, window)
+		if m.PayByMs != 0 {
+			ord.PayByMs = m.PayByMs
+		}
+		orders = append(orders, ord)
+	}
+	if _, err := o.store.WriteNew(orders); err != nil {
+		failed := make(map[string]error, len(msgs))
+		for _, m := range msgs {
+			failed[m.Grab.ID()] = err
+		}
+		return failed
+	}
+	return nil
+}
+
+// Get returns an order; ErrProcessing when the grab is confirmed but its
+// order is not written yet, ErrNoOrder when there is no such grab.
+func (o *Orders) Get(grabID string) (engine.Order, error) {
+	ord, ok, err := o.store.Get(grabID)
+	if err != nil {
+		return engine.Order{}, err
+	}
+	if ok {
+		return ord, nil
+	}
+	if o.node.GrabDurable(grabID) {
+		return engine.Order{}, ErrProcessing
+	}
+	return engine.Order{}, ErrNoOrder
+}
+
+// Pay marks an order paid (a stand-in for a payment provider's callback).
+func (o *Orders) Pay(grabID string) (engine.Order, engine.OrderOutcome, error) {
+	if _, err := o.Get(grabID); err != nil {
+		return engine.Order{}, 0, err
+	}
+	now := o.node.Now()
+	return o.store.Update(grabID, func(ord engine.Order) (engine.Order, engine.OrderOutcome) { return ord.Pay(now) })
+}
+
+// Cancel cancels the buyer's order and returns its units to stock.
+func (o *Orders) Cancel(grabID, user string) (engine.Order, engine.OrderOutcome, error) {
+	cur, err := o.Get(grabID)
+	if err != nil {
+		return engine.Order{}, 0, err
+	}
+	if cur.User != user {
+		return cur, engine.OrderConflict, ErrNotBuyer
+	}
+	now := o.node.Now()
+	ord, out, err := o.store.Update(grabID, func(ord engine.Order) (engine.Order, engine.OrderOutcome) { return ord.Cancel(user, now) })
+	if err != nil {
+		return ord, out, err
+	}
+	if ord.State == engine.Cancelled {
+		// Also for a repeated cancel: the release is idempotent, and this
+		// finishes one a crash may have interrupted.
+		if err := o.release(grabID); err != nil {
+			return ord, out, err
+		}
+	}
+	return ord, out, nil
+}
+
+// release returns a cancelled order's units through the release path and
+// clears its marker. Releasing twice returns the units once.
+func (o *Orders) release(grabID string) error {
+	item, _, _, ok := engine.ParseGrabID(grabID)
+	if !ok {
+		return fmt.Errorf("release %q: bad grab id", grabID)
+	}
+	r := o.node.Release(item, grabID)
+	if r.Err != nil {
+		return fmt.Errorf("release %s: %w", grabID, r.Err)
+	}
+	return o.store.MarkReleased(grabID)
+}
+
+// Sweep cancels unpaid orders past their window and finishes releases a
+// crash interrupted. It returns how many orders it cancelled.
+func (o *Orders) Sweep() (int, error) {
+	now := o.node.Now()
+	due, err := o.store.Due(now, MaxSweepBatch)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, d := range due {
+		_, out, err := o.store.Update(d.GrabID, func(ord engine.Order) (engine.Order, engine.OrderOutcome) { return ord.Expire(now) })
+		if err != nil {
+			return n, err
+		}
+		if out == engine.OrderChanged {
+			n++
+		}
+	}
+	ids, err := o.store.Unreleased(MaxSweepBatch)
+	if err != nil {
+		return n, err
+	}
+	for _, id := range ids {
+		if err := o.release(id); err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// RunSweeper sweeps every SweepEvery until ctx is done.
+func (o *Orders) RunSweeper(ctx context.Context) {
+	t := time.NewTicker(SweepEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if _, err := o.Sweep(); err != nil {
+				o.node.opts.Logger.Warn("order sweep", "err", err)
+			}
+		}
+	}
+}
+
+// GrabDurable reports whether a grab id names a confirmed grab on disk.
+func (n *Node) GrabDurable(grabID string) bool {
+	item, shard, seq, ok := engine.ParseGrabID(grabID)
+	if !ok {
+		return false
+	}
+	it, ok := n.Item(item)
+	if !ok || shard >= len(it.shards) {
+		return false
+	}
+	return seq <= it.shards[shard].durableSeq.Load()
+}
