@@ -1,0 +1,164 @@
+package actors
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	"github.com/seckill/seckill/engine"
+	"github.com/seckill/seckill/persistence"
+)
+
+const (
+	// ReconcileGraceMs: a grab younger than this without a message or an
+	// order is in flight, not missing.
+	ReconcileGraceMs = 30_000
+	// maxIDsPerMismatch bounds the grab ids listed per mismatch.
+	maxIDsPerMismatch = 100
+)
+
+// StreamReader feeds fn every grab message of an item in the stream.
+type StreamReader func(ctx context.Context, item string, fn func(grabID string) error) error
+
+// Mismatch is one kind of disagreement, with the grab ids involved.
+type Mismatch struct {
+	Kind    string   `json:"kind"`
+	Count   int      `json:"count"`
+	GrabIDs []string `json:"grab_ids"`
+}
+
+// Report compares, for one item, the confirmed grabs on disk, the messages
+// in the stream, the orders by state, the units released and the counters.
+type Report struct {
+	Item        string         `json:"item"`
+	Stock       int64          `json:"stock"`
+	Sold        int64          `json:"sold"`
+	Remaining   int64          `json:"remaining"`
+	Grabs       int            `json:"grabs"`
+	Released    int            `json:"released"`
+	InStream    int            `json:"in_stream"`
+	Orders      map[string]int `json:"orders"`
+	InFlight    int            `json:"in_flight"` // younger than the grace period, not yet everywhere
+	Mismatches  []Mismatch     `json:"mismatches"`
+	Clean       bool           `json:"clean"`
+	StreamCheck bool           `json:"stream_checked"`
+}
+
+// Reconcile builds the report of one item. It only reads. stream may be nil
+// (no stream to compare with); nowMs decides what is still in flight.
+func Reconcile(ctx context.Context, store persistence.Store, orders persistence.OrderStore, stream StreamReader, cfg engine.ItemConfig, nowMs int64) (Report, error) {
+	rep := Report{Item: cfg.Item, Orders: map[string]int{}}
+	bad := map[string][]string{}
+	add := func(kind, id string) { bad[kind] = append(bad[kind], id) }
+
+	st, err := store.Pool(cfg.Item)
+	if err != nil {
+		return rep, err
+	}
+	pool, err := engine.RestorePool(cfg, st)
+	if err != nil {
+		return rep, err
+	}
+	grabs := map[string]engine.Grab{}
+	released := map[string]bool{}
+	counters := make([]engine.Counters, cfg.Shards)
+	for i := 0; i < cfg.Shards; i++ {
+		sh, err := persistence.LoadShard(store, cfg, i) // checks sold against the grabs
+		if err != nil {
+			add("shard_counters", fmt.Sprintf("%s.%d: %v", cfg.Item, i, err))
+			continue
+		}
+		counters[i] = sh.Counters()
+		if err := store.ShardGrabs(cfg.Item, i, func(g engine.Grab) error { grabs[g.ID()] = g; return nil }); err != nil {
+			return rep, err
+		}
+		if err := store.ShardReleases(cfg.Item, i, func(seq uint64) error {
+			released[engine.Grab{Item: cfg.Item, Shard: i, Seq: seq}.ID()] = true
+			return nil
+		}); err != nil {
+			return rep, err
+		}
+	}
+	b := engine.Account(pool, counters)
+	rep.Stock, rep.Sold, rep.Remaining = b.Stock, b.Sold, b.Remaining()
+	if err := b.Check(); err != nil {
+		add("conservation", err.Error())
+	}
+	rep.Grabs, rep.Released = len(grabs), len(released)
+	young := func(id string) bool { return nowMs-grabs[id].AtMs < ReconcileGraceMs }
+
+	if stream != nil {
+		rep.StreamCheck = true
+		seen := map[string]bool{}
+		if err := stream(ctx, cfg.Item, func(id string) error {
+			if _, ok := grabs[id]; !ok {
+				add("message_without_grab", id)
+			}
+			seen[id] = true
+			return nil
+		}); err != nil {
+			return rep, err
+		}
+		rep.InStream = len(seen)
+		for id := range grabs {
+			if !seen[id] {
+				if young(id) {
+					rep.InFlight++
+				} else {
+					add("grab_not_in_stream", id)
+				}
+			}
+		}
+	}
+
+	if orders != nil {
+		unreleased, err := orders.Unreleased(1 << 20)
+		if err != nil {
+			return rep, err
+		}
+		releasing := map[string]bool{}
+		for _, id := range unreleased {
+			releasing[id] = true
+		}
+		have := map[string]bool{}
+		if err := orders.Scan(cfg.Item, func(o engine.Order) error {
+			have[o.GrabID] = true
+			rep.Orders[o.State.String()]++
+			g, ok := grabs[o.GrabID]
+			switch {
+			case !ok:
+				add("order_without_grab", o.GrabID)
+			case g.User != o.User || g.Qty != o.Qty:
+				add("order_differs_from_grab", o.GrabID)
+			case o.State == engine.Cancelled && !released[o.GrabID] && !releasing[o.GrabID]:
+				add("cancelled_not_released", o.GrabID)
+			case o.State != engine.Cancelled && released[o.GrabID]:
+				add("released_not_cancelled", o.GrabID)
+			}
+			return nil
+		}); err != nil {
+			return rep, err
+		}
+		for id := range grabs {
+			if !have[id] {
+				if young(id) {
+					rep.InFlight++
+				} else {
+					add("grab_without_order", id)
+				}
+			}
+		}
+	}
+	kinds := make([]string, 0, len(bad))
+	for k := range bad {
+		kinds = append(kinds, k)
+	}
+	slices.Sort(kinds)
+	for _, k := range kinds {
+		ids := bad[k]
+		slices.Sort(ids)
+		rep.Mismatches = append(rep.Mismatches, Mismatch{Kind: k, Count: len(ids), GrabIDs: ids[:min(len(ids), maxIDsPerMismatch)]})
+	}
+	rep.Clean = len(rep.Mismatches) == 0
+	return rep, nil
+}

@@ -1,0 +1,84 @@
+package actors
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"testing"
+
+	"github.com/seckill/seckill/engine"
+)
+
+func TestReconcileFindsEachMismatch(t *testing.T) {
+	var clock atomic.Int64
+	clock.Store(100_000)
+	n, o := startOrders(t, &clock)
+	cfg := engine.ItemConfig{Item: "rc", Stock: 10, Shards: 2, PerUserLimit: 1}
+	if err := n.CreateItem(cfg); err != nil {
+		t.Fatal(err)
+	}
+	var grabs []engine.Grab
+	for i := 0; i < 5; i++ {
+		r := grabRetrying(t, n, "rc", fmt.Sprint("u", i), "k")
+		if r.Outcome != engine.Confirmed {
+			t.Fatal(r.Outcome, r.Err)
+		}
+		grabs = append(grabs, r.Grab)
+	}
+	stream := map[string]bool{}
+	reader := func(ctx context.Context, item string, fn func(string) error) error {
+		for id := range stream {
+			if err := fn(id); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	report := func() Report {
+		t.Helper()
+		rep, err := Reconcile(context.Background(), n.store, o.store, reader, cfg, clock.Load())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rep
+	}
+	// Fresh grabs are in flight, not missing.
+	if rep := report(); !rep.Clean || rep.InFlight == 0 {
+		t.Fatalf("young grabs: %+v", rep)
+	}
+	clock.Add(ReconcileGraceMs)
+	for _, g := range grabs {
+		stream[g.ID()] = true
+		o.Write([]OrderMsg{{Grab: g}})
+	}
+	if rep := report(); !rep.Clean || rep.InStream != 5 || rep.Orders["pending_payment"] != 5 {
+		t.Fatalf("all in place: %+v", rep)
+	}
+	// Break one thing of each kind.
+	delete(stream, grabs[0].ID())                                                                                      // grab_not_in_stream
+	stream["rc.1.99"] = true                                                                                           // message_without_grab
+	o.store.WriteNew([]engine.Order{{GrabID: "rc.0.77", Item: "rc", User: "x", Qty: 1, State: engine.PendingPayment}}) // order_without_grab
+	n.Release("rc", grabs[1].ID())                                                                                     // released_not_cancelled
+	o.store.Update(grabs[2].ID(), func(ord engine.Order) (engine.Order, engine.OrderOutcome) { return ord.Cancel(ord.User, 1) })
+	o.store.MarkReleased(grabs[2].ID()) // cancelled_not_released
+	rep := report()
+	got := map[string][]string{}
+	for _, m := range rep.Mismatches {
+		got[m.Kind] = m.GrabIDs
+	}
+	want := map[string]string{
+		"grab_not_in_stream":     grabs[0].ID(),
+		"message_without_grab":   "rc.1.99",
+		"order_without_grab":     "rc.0.77",
+		"released_not_cancelled": grabs[1].ID(),
+		"cancelled_not_released": grabs[2].ID(),
+	}
+	if rep.Clean || len(got) != len(want) {
+		t.Fatalf("mismatches %+v", rep.Mismatches)
+	}
+	for k, id := range want {
+		if len(got[k]) != 1 || got[k][0] != id {
+			t.Errorf("%s: %v, want [%s]", k, got[k], id)
+		}
+	}
+}
