@@ -40,6 +40,9 @@ type Server struct {
 	adminToken []byte
 	log        *slog.Logger
 	draining   atomic.Bool
+	orders     *actors.Orders
+	dead       DeadLetters
+	reconcile  Reconciler
 }
 
 // NewServer returns the HTTP front of node. Admin calls must carry
@@ -116,6 +119,16 @@ func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
 		writeJSON(ctx, fasthttp.StatusOK, respOK)
 	case bytes.HasPrefix(path, pathAdminItems):
 		s.admin(ctx, path[len(pathAdminItems):])
+	case bytes.HasPrefix(path, pathV1Orders):
+		s.order(ctx, path[len(pathV1Orders):])
+	case bytes.HasPrefix(path, pathAdminOrders):
+		if s.auth(ctx) {
+			s.adminDead(ctx, path[len(pathAdminOrders):])
+		}
+	case string(path) == pathReconcile:
+		if s.auth(ctx) {
+			s.adminReconcile(ctx)
+		}
 	default:
 		writeError(ctx, fasthttp.StatusNotFound, "not_found", "no such path")
 	}

@@ -1,0 +1,233 @@
+package transport
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"time"
+
+	"github.com/seckill/seckill/actors"
+	"github.com/seckill/seckill/engine"
+	"github.com/valyala/fasthttp"
+)
+
+// DeadLetter is an order message that could not be written after every
+// retry, as the admin API lists it.
+type DeadLetter struct {
+	GrabID     string `json:"grab_id"`
+	Item       string `json:"item"`
+	Deliveries int    `json:"deliveries"`
+	Reason     string `json:"reason,omitempty"`
+}
+
+// DeadLetters lists and retries dead letters (the dead-letter stream).
+type DeadLetters interface {
+	ListDead(ctx context.Context, limit int) ([]DeadLetter, error)
+	// RetryDead sends a dead letter to the order writers again; it returns
+	// ErrNoDeadLetter when there is none for grabID.
+	RetryDead(ctx context.Context, grabID string) error
+}
+
+// ErrNoDeadLetter: no dead letter for that grab id.
+var ErrNoDeadLetter = errors.New("no such dead letter")
+
+// Reconciler reports on one item.
+type Reconciler func(ctx context.Context, item engine.ItemConfig) (actors.Report, error)
+
+const (
+	// adminCallTimeout bounds admin calls that reach the stream.
+	adminCallTimeout = 10 * time.Second
+	// maxDeadListed bounds one listing of dead letters.
+	maxDeadListed = 1000
+)
+
+// WithOrders adds the order endpoints: the order service, the dead letters
+// and the reconciler (each may be nil when that part is not running here).
+func (s *Server) WithOrders(o *actors.Orders, dead DeadLetters, rec Reconciler) *Server {
+	s.orders, s.dead, s.reconcile = o, dead, rec
+	return s
+}
+
+var (
+	pathV1Orders    = []byte("/v1/orders/")
+	pathAdminOrders = []byte("/admin/v1/orders/dead")
+	pathReconcile   = "/admin/v1/reconcile"
+
+	respProcessing   = []byte(`{"status":"processing"}`)
+	respUnknownOrder = []byte(`{"status":"unknown_order"}`)
+	respNoOrders     = []byte(`{"status":"unavailable","error":"orders are not served by this node"}`)
+)
+
+type orderView struct {
+	GrabID    string `json:"grab_id"`
+	Item      string `json:"item"`
+	UserID    string `json:"user_id"`
+	Qty       int64  `json:"qty"`
+	Status    string `json:"status"`
+	CreatedAt string `json:"created_at"`
+	PayBy     string `json:"pay_by"`
+	UpdatedAt string `json:"updated_at"`
+	Reason    string `json:"reason,omitempty"`
+}
+
+func viewOrder(o engine.Order) orderView {
+	ts := func(ms int64) string { return time.UnixMilli(ms).UTC().Format(time.RFC3339Nano) }
+	return orderView{GrabID: o.GrabID, Item: o.Item, UserID: o.User, Qty: o.Qty, Status: o.State.String(),
+		CreatedAt: ts(o.CreatedMs), PayBy: ts(o.PayByMs), UpdatedAt: ts(o.UpdatedMs), Reason: o.Reason}
+}
+
+// order routes /v1/orders/{grab_id}[/pay|/cancel].
+func (s *Server) order(ctx *fasthttp.RequestCtx, rest []byte) {
+	if s.orders == nil {
+		writeJSON(ctx, fasthttp.StatusServiceUnavailable, respNoOrders)
+		return
+	}
+	id, action := rest, ""
+	if i := bytes.IndexByte(rest, '/'); i >= 0 {
+		id, action = rest[:i], string(rest[i+1:])
+	}
+	grabID := string(id)
+	if _, _, _, ok := engine.ParseGrabID(grabID); !ok {
+		writeError(ctx, fasthttp.StatusBadRequest, "bad_request", "grab id must look like <item>.<shard>.<seq>")
+		return
+	}
+	var (
+		o   engine.Order
+		out engine.OrderOutcome
+		err error
+	)
+	switch action {
+	case "":
+		if !s.method(ctx, fasthttp.MethodGet) {
+			return
+		}
+		o, err = s.orders.Get(grabID)
+		out = engine.OrderUnchanged
+	case "pay":
+		if !s.method(ctx, fasthttp.MethodPost) {
+			return
+		}
+		o, out, err = s.orders.Pay(grabID)
+	case "cancel":
+		if !s.method(ctx, fasthttp.MethodPost) {
+			return
+		}
+		body, derr := DecodeGrabBody(ctx.PostBody()) // {"user_id":...}
+		if derr != nil {
+			writeError(ctx, fasthttp.StatusBadRequest, "bad_request", derr.Error())
+			return
+		}
+		o, out, err = s.orders.Cancel(grabID, body.UserID)
+	default:
+		writeError(ctx, fasthttp.StatusNotFound, "not_found", "no such path")
+		return
+	}
+	switch {
+	case errors.Is(err, actors.ErrProcessing):
+		ctx.Response.Header.Set("Retry-After", RetryAfterSeconds)
+		writeJSON(ctx, fasthttp.StatusAccepted, respProcessing)
+	case errors.Is(err, actors.ErrNoOrder):
+		writeJSON(ctx, fasthttp.StatusNotFound, respUnknownOrder)
+	case errors.Is(err, actors.ErrNotBuyer):
+		writeError(ctx, fasthttp.StatusForbidden, "forbidden", "the order belongs to another user")
+	case err != nil:
+		s.log.Error("order", "grab", grabID, "action", action, "err", err)
+		ctx.Response.Header.Set("Retry-After", RetryAfterSeconds)
+		writeJSON(ctx, fasthttp.StatusServiceUnavailable, respUnavailable)
+	case out == engine.OrderConflict:
+		// Paid wins over a later cancel and the other way round.
+		writeValue(ctx, fasthttp.StatusConflict, viewOrder(o))
+	default:
+		writeValue(ctx, fasthttp.StatusOK, viewOrder(o))
+	}
+}
+
+// adminDead routes /admin/v1/orders/dead[/{grab_id}/retry].
+func (s *Server) adminDead(ctx *fasthttp.RequestCtx, rest []byte) {
+	if s.dead == nil {
+		writeJSON(ctx, fasthttp.StatusServiceUnavailable, respNoOrders)
+		return
+	}
+	c, cancel := context.WithTimeout(context.Background(), adminCallTimeout)
+	defer cancel()
+	if len(rest) == 0 {
+		if !s.method(ctx, fasthttp.MethodGet) {
+			return
+		}
+		dead, err := s.dead.ListDead(c, maxDeadListed)
+		if err != nil {
+			s.log.Error("list dead letters", "err", err)
+			writeJSON(ctx, fasthttp.StatusServiceUnavailable, respUnavailable)
+			return
+		}
+		if dead == nil {
+			dead = []DeadLetter{}
+		}
+		writeValue(ctx, fasthttp.StatusOK, struct {
+			Dead []DeadLetter `json:"dead"`
+		}{dead})
+		return
+	}
+	id, ok := bytes.CutSuffix(rest, []byte("/retry"))
+	if !ok || len(id) < 2 || id[0] != '/' {
+		writeError(ctx, fasthttp.StatusNotFound, "not_found", "no such path")
+		return
+	}
+	if !s.method(ctx, fasthttp.MethodPost) {
+		return
+	}
+	grabID := string(id[1:])
+	switch err := s.dead.RetryDead(c, grabID); {
+	case err == nil:
+		writeValue(ctx, fasthttp.StatusOK, map[string]string{"status": "retried", "grab_id": grabID})
+	case errors.Is(err, ErrNoDeadLetter):
+		writeError(ctx, fasthttp.StatusNotFound, "unknown_dead_letter", "no dead letter for "+grabID)
+	default:
+		s.log.Error("retry dead letter", "grab", grabID, "err", err)
+		writeJSON(ctx, fasthttp.StatusServiceUnavailable, respUnavailable)
+	}
+}
+
+// adminReconcile answers GET /admin/v1/reconcile[?item=X]: 200 when clean,
+// 409 with the mismatches otherwise.
+func (s *Server) adminReconcile(ctx *fasthttp.RequestCtx) {
+	if !s.method(ctx, fasthttp.MethodGet) {
+		return
+	}
+	if s.reconcile == nil {
+		writeJSON(ctx, fasthttp.StatusServiceUnavailable, respNoOrders)
+		return
+	}
+	c, cancel := context.WithTimeout(context.Background(), adminCallTimeout)
+	defer cancel()
+	var items []*actors.Item
+	if q := ctx.QueryArgs().Peek("item"); q != nil {
+		it, ok := s.node.Item(string(q))
+		if !ok {
+			writeJSON(ctx, fasthttp.StatusNotFound, respUnknownItem)
+			return
+		}
+		items = append(items, it)
+	} else {
+		items = s.node.Items()
+	}
+	out := struct {
+		Clean bool            `json:"clean"`
+		Items []actors.Report `json:"items"`
+	}{Clean: true, Items: []actors.Report{}}
+	for _, it := range items {
+		rep, err := s.reconcile(c, it.Config)
+		if err != nil {
+			s.log.Error("reconcile", "item", it.Config.Item, "err", err)
+			writeJSON(ctx, fasthttp.StatusServiceUnavailable, respUnavailable)
+			return
+		}
+		out.Clean = out.Clean && rep.Clean
+		out.Items = append(out.Items, rep)
+	}
+	status := fasthttp.StatusOK
+	if !out.Clean {
+		status = fasthttp.StatusConflict
+	}
+	writeValue(ctx, status, out)
+}

@@ -1,0 +1,127 @@
+package transport
+
+import (
+	"context"
+	"net"
+	"testing"
+
+	"github.com/seckill/seckill/actors"
+	"github.com/seckill/seckill/engine"
+	"github.com/seckill/seckill/persistence"
+)
+
+type fakeDead struct{ dead []DeadLetter }
+
+func (f *fakeDead) ListDead(ctx context.Context, limit int) ([]DeadLetter, error) { return f.dead, nil }
+func (f *fakeDead) RetryDead(ctx context.Context, id string) error {
+	for i, d := range f.dead {
+		if d.GrabID == id {
+			f.dead = append(f.dead[:i], f.dead[i+1:]...)
+			return nil
+		}
+	}
+	return ErrNoDeadLetter
+}
+
+// startOrderServer runs the front with the order service over real Pebble
+// stores; orders are written straight from grabs (the stream is tested in
+// transport/bus and end to end in cmd/seckill).
+func startOrderServer(t *testing.T) (*testServer, *actors.Orders) {
+	t.Helper()
+	store, err := persistence.OpenPebble(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	node, err := actors.Start(store, actors.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	os, err := persistence.OpenPebbleOrders(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	orders := actors.NewOrders(node, os)
+	rec := func(ctx context.Context, cfg engine.ItemConfig) (actors.Report, error) {
+		return actors.Reconcile(ctx, store, os, nil, cfg, node.Now())
+	}
+	srv := NewServer(node, testToken, nil).WithOrders(orders, &fakeDead{dead: []DeadLetter{{GrabID: "x.0.1", Item: "x", Deliveries: 5}}}, rec).FastHTTP()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	t.Cleanup(func() {
+		srv.Shutdown()
+		<-done
+		node.Close()
+		os.Close()
+	})
+	return &testServer{url: "http://" + ln.Addr().String(), node: node}, orders
+}
+
+func TestOrderContract(t *testing.T) {
+	ts, orders := startOrderServer(t)
+	ts.create(t, "o", `{"stock":3,"shards":1,"payment_window_s":600}`)
+	var ids []string
+	for _, u := range []string{"a", "b", "c"} {
+		r := ts.do(t, "POST", "/v1/items/o/grab", `{"user_id":"`+u+`"}`, nil)
+		ids = append(ids, r.body["grab_id"].(string))
+	}
+	if r := ts.do(t, "GET", "/v1/orders/"+ids[0], "", nil); r.code != 202 || r.body["status"] != "processing" {
+		t.Fatalf("before the writer: %d %s", r.code, r.raw)
+	}
+	var grabs []actors.OrderMsg
+	for _, id := range ids {
+		item, shard, seq, _ := engine.ParseGrabID(id)
+		grabs = append(grabs, actors.OrderMsg{Grab: engine.Grab{Item: item, Shard: shard, Seq: seq, Qty: 1, AtMs: ts.node.Now()}})
+	}
+	for i, u := range []string{"a", "b", "c"} {
+		grabs[i].Grab.User = u
+	}
+	if failed := orders.Write(grabs); failed != nil {
+		t.Fatal(failed)
+	}
+	for _, tc := range []struct {
+		name, method, path, body string
+		code                     int
+		status                   string
+	}{
+		{"get", "GET", "/v1/orders/" + ids[0], "", 200, "pending_payment"},
+		{"pay", "POST", "/v1/orders/" + ids[0] + "/pay", "", 200, "paid"},
+		{"pay again", "POST", "/v1/orders/" + ids[0] + "/pay", "", 200, "paid"},
+		{"cancel a paid order", "POST", "/v1/orders/" + ids[0] + "/cancel", `{"user_id":"a"}`, 409, "paid"},
+		{"cancel by another buyer", "POST", "/v1/orders/" + ids[1] + "/cancel", `{"user_id":"a"}`, 403, "forbidden"},
+		{"cancel", "POST", "/v1/orders/" + ids[1] + "/cancel", `{"user_id":"b"}`, 200, "cancelled"},
+		{"cancel again", "POST", "/v1/orders/" + ids[1] + "/cancel", `{"user_id":"b"}`, 200, "cancelled"},
+		{"pay a cancelled order", "POST", "/v1/orders/" + ids[1] + "/pay", "", 409, "cancelled"},
+		{"unknown order", "GET", "/v1/orders/o.0.99", "", 404, "unknown_order"},
+		{"bad id", "GET", "/v1/orders/nope", "", 400, "bad_request"},
+		{"cancel without user", "POST", "/v1/orders/" + ids[2] + "/cancel", `{}`, 400, "bad_request"},
+		{"dead letters need a token", "GET", "/admin/v1/orders/dead", "", 401, "unauthorized"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if r := ts.do(t, tc.method, tc.path, tc.body, nil); r.code != tc.code || r.body["status"] != tc.status {
+				t.Fatalf("got %d %s, want %d %s", r.code, r.raw, tc.code, tc.status)
+			}
+		})
+	}
+	// The cancelled unit is back: a new buyer gets it.
+	if r := ts.do(t, "POST", "/v1/items/o/grab", `{"user_id":"d"}`, nil); r.code != 201 {
+		t.Fatalf("after the cancel: %d %s", r.code, r.raw)
+	}
+	r := ts.do(t, "GET", "/admin/v1/orders/dead", "", admin)
+	if dead, _ := r.body["dead"].([]any); r.code != 200 || len(dead) != 1 {
+		t.Fatalf("dead letters: %d %s", r.code, r.raw)
+	}
+	if r := ts.do(t, "POST", "/admin/v1/orders/dead/x.0.1/retry", "", admin); r.code != 200 || r.body["status"] != "retried" {
+		t.Fatalf("retry: %d %s", r.code, r.raw)
+	}
+	if r := ts.do(t, "POST", "/admin/v1/orders/dead/x.0.1/retry", "", admin); r.code != 404 {
+		t.Fatalf("retry again: %d %s", r.code, r.raw)
+	}
+	// The new grab has no order yet but is young: reconcile is clean.
+	if r := ts.do(t, "GET", "/admin/v1/reconcile?item=o", "", admin); r.code != 200 || r.body["clean"] != true {
+		t.Fatalf("reconcile: %d %s", r.code, r.raw)
+	}
+}
