@@ -112,14 +112,28 @@ func (it *Item) updateSoldOut() {
 }
 
 func (it *Item) balanceLocked() engine.Balance {
+	b, _ := it.readLocked(false)
+	return b
+}
+
+// readLocked reads every shard's counters once and sums the balance from
+// those same reads, so a view's shards always add up to its totals.
+func (it *Item) readLocked(withShards bool) (engine.Balance, []ShardView) {
 	b := engine.Balance{Stock: it.stock, Pool: it.poolAvail}
+	var views []ShardView
+	if withShards {
+		views = make([]ShardView, len(it.shards))
+	}
 	for i, r := range it.shards {
 		a, s := r.load()
 		b.ShardRemaining += a - s
 		b.Sold += s
 		b.InTransit += it.sent[i] - r.received + r.returned - it.got[i]
+		if withShards {
+			views[i] = ShardView{Shard: i, Allocated: a, Sold: s, Refills: r.refills, Steals: r.steals}
+		}
 	}
-	return b
+	return b, views
 }
 
 // Balance is the item's whole stock counted once:
@@ -146,12 +160,7 @@ func (v ShardView) Remaining() int64 { return v.Allocated - v.Sold }
 func (it *Item) View() (engine.Balance, []ShardView) {
 	it.viewMu.Lock()
 	defer it.viewMu.Unlock()
-	out := make([]ShardView, len(it.shards))
-	for i, r := range it.shards {
-		a, s := r.load()
-		out[i] = ShardView{Shard: i, Allocated: a, Sold: s, Refills: r.refills, Steals: r.steals}
-	}
-	return it.balanceLocked(), out
+	return it.readLocked(true)
 }
 
 // Remaining is every unsold unit of the item.

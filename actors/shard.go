@@ -92,9 +92,9 @@ func (a *shardActor) grab(c *call) {
 		a.ref.publishGrab(d.Counters)
 		a.ref.committer.in <- grabReq(a.ref, a.gen, d, c)
 		a.topUp()
-	case d.Outcome == engine.Replayed && d.Grab.Seq > a.ref.durableSeq.Load():
-		// The original is decided but maybe not yet on disk: answer after
-		// the commit that holds it, which is queued ahead of this.
+	case d.Outcome == engine.Replayed && d.Grab.Seq > a.ref.durableSeq.Load(), d.Outcome == engine.Released:
+		// The original grab (or its release) is decided but maybe not yet
+		// on disk: answer after the commit that holds it, queued ahead.
 		a.ref.committer.in <- grabReq(a.ref, a.gen, d, c)
 	case d.Outcome == engine.NeedStock:
 		a.needStock(c, in.Qty)
@@ -180,7 +180,7 @@ func (a *shardActor) serveWaiting() {
 		case d.Outcome == engine.Confirmed:
 			a.ref.publishGrab(d.Counters)
 			a.ref.committer.in <- grabReq(a.ref, a.gen, d, p.c)
-		case d.Outcome == engine.Replayed && d.Grab.Seq > a.ref.durableSeq.Load():
+		case d.Outcome == engine.Replayed && d.Grab.Seq > a.ref.durableSeq.Load(), d.Outcome == engine.Released:
 			a.ref.committer.in <- grabReq(a.ref, a.gen, d, p.c)
 		default:
 			p.c.finish(Reply{Outcome: d.Outcome, Grab: d.Grab})
