@@ -24,6 +24,9 @@ type (
 	returnedMsg struct {
 		shard int
 		total int64
+		// answer: this answers the pool's giveBackMsg (a release or a
+		// shard's own return is not one, and must not end a steal).
+		answer bool
 	}
 	// retryMsg makes the pool look again for units for waiting shards.
 	retryMsg struct{}
@@ -75,7 +78,9 @@ func (p *poolActor) Receive(ctx actor.Context) {
 		p.urgent[m.shard] = p.urgent[m.shard] || m.urgent
 		p.serve()
 	case returnedMsg:
-		delete(p.stealing, m.shard)
+		if m.answer {
+			delete(p.stealing, m.shard)
+		}
 		if m.total >= 0 && p.pool.Receive(m.shard, m.total) > 0 {
 			p.item.publishPool(p.pool)
 			p.commit(nil)

@@ -228,16 +228,16 @@ func (a *shardActor) giveBack(want int64) {
 				Kind: persistence.KindCounters, Item: engine.ItemConfig{Item: a.ref.item.Config.Item}, Shard: shard, Counters: c},
 				after: func(err error) {
 					if err == nil {
-						root.Send(pool, returnedMsg{shard: shard, total: c.Returned})
+						root.Send(pool, returnedMsg{shard: shard, total: c.Returned, answer: true})
 					} else {
-						root.Send(pool, returnedMsg{shard: shard, total: -1})
+						root.Send(pool, returnedMsg{shard: shard, total: -1, answer: true})
 					}
 				}}
 			return
 		}
 	}
 	// Nothing to give: tell the pool at once so it can look elsewhere.
-	a.node.sys.Root.Send(a.ref.item.pool.pid, returnedMsg{shard: a.ref.index, total: total})
+	a.node.sys.Root.Send(a.ref.item.pool.pid, returnedMsg{shard: a.ref.index, total: total, answer: true})
 }
 
 func (a *shardActor) release(m *releaseCall) {
