@@ -33,7 +33,8 @@ type Orders struct {
 	store persistence.OrderStore
 }
 
-// NewOrders serves orders of node from store.
+// NewOrders serves orders of node from store. A standalone order writer
+// has no node: it only writes, with each message's PayByMs.
 func NewOrders(node *Node, store persistence.OrderStore) *Orders {
 	return &Orders{node: node, store: store}
 }
@@ -48,12 +49,17 @@ type OrderMsg struct {
 // write; an order already written is not written again. It returns the
 // grabs that could not be written.
 func (o *Orders) Write(msgs []OrderMsg) map[string]error {
-	now := o.node.Now()
+	now := time.Now().UnixMilli()
+	if o.node != nil {
+		now = o.node.Now()
+	}
 	orders := make([]engine.Order, 0, len(msgs))
 	for _, m := range msgs {
 		window := int64(engine.DefaultPaymentWindowMs)
-		if it, ok := o.node.Item(m.Grab.Item); ok {
-			window = it.Config.PaymentWindow()
+		if o.node != nil {
+			if it, ok := o.node.Item(m.Grab.Item); ok {
+				window = it.Config.PaymentWindow()
+			}
 		}
 		ord := engine.NewOrder(m.Grab, now, window)
 		if m.PayByMs != 0 {

@@ -47,7 +47,7 @@ type Report struct {
 // Reconcile builds the report of one item. It only reads. stream may be nil
 // (no stream to compare with); nowMs decides what is still in flight.
 func Reconcile(ctx context.Context, store persistence.Store, orders persistence.OrderStore, stream StreamReader, cfg engine.ItemConfig, nowMs int64) (Report, error) {
-	rep := Report{Item: cfg.Item, Orders: map[string]int{}}
+	rep := Report{Item: cfg.Item, Orders: map[string]int{}, Mismatches: []Mismatch{}}
 	bad := map[string][]string{}
 	add := func(kind, id string) { bad[kind] = append(bad[kind], id) }
 

@@ -14,8 +14,10 @@ import (
 const usage = `usage: seckill <command> [flags]
 
 commands:
-  serve    run the engine and its HTTP API
-  bench    measure seckill over HTTP beside a bare fasthttp handler
+  serve      run the engine, its HTTP API and the order pipeline
+  orders     run order writers in their own process
+  reconcile  compare grabs, stream, orders and counters of a stopped node
+  bench      measure seckill over HTTP beside a bare fasthttp handler
 `
 
 func main() {
@@ -27,6 +29,10 @@ func main() {
 	switch os.Args[1] {
 	case "serve":
 		err = serve(context.Background(), os.Args[2:])
+	case "orders":
+		err = runOrders(context.Background(), os.Args[2:])
+	case "reconcile":
+		err = runReconcile(context.Background(), os.Args[2:])
 	case "bench":
 		err = runBench(context.Background(), os.Args[2:])
 	case "-h", "--help", "help":

@@ -35,6 +35,9 @@ func serve(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	dataDir := fs.String("data", envOr("SECKILL_DATA", "./data"), "data directory (env SECKILL_DATA)")
 	httpAddr := fs.String("http", envOr("SECKILL_HTTP", "127.0.0.1:8080"), "HTTP listen address (env SECKILL_HTTP)")
+	natsURL := fs.String("nats", envOr("SECKILL_NATS", ""), "external NATS server or cluster URL; empty runs one in-process (env SECKILL_NATS)")
+	natsListen := fs.String("nats-listen", envOr("SECKILL_NATS_LISTEN", "127.0.0.1:4222"), "where the in-process NATS server listens for order writers in other processes; empty: in-process only (env SECKILL_NATS_LISTEN)")
+	writers := fs.Int("order-writers", 1, "order writers to run in this process (0: orders are written by `seckill orders` elsewhere)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -62,11 +65,32 @@ func serve(ctx context.Context, args []string) error {
 	}
 	log.Info("loaded", "items", len(node.Items()), "units_sold", grabs, "took", time.Since(started).Round(time.Millisecond))
 
-	front := transport.NewServer(node, token, log)
+	st, err := openStream(*natsURL, *dataDir, *natsListen, "seckill")
+	if err != nil {
+		node.Close()
+		return fmt.Errorf("nats: %w", err)
+	}
+	pipe, err := startPipeline(node, st, filepath.Join(*dataDir, "orders"), *writers, log)
+	if err != nil {
+		node.Close()
+		st.close()
+		return err
+	}
+	shutdown := func() error {
+		perr := pipe.stop()
+		nerr := node.Close()
+		st.close()
+		return errors.Join(perr, nerr)
+	}
+	if st.emb != nil && st.emb.ClientURL() != "" {
+		log.Info("nats", "url", st.emb.ClientURL(), "store", filepath.Join(*dataDir, "nats"))
+	}
+
+	front := transport.NewServer(node, token, log).WithOrders(pipe.orders, deadLetters{st.js}, pipe.reconciler(store, node))
 	srv := front.FastHTTP()
 	ln, err := net.Listen("tcp", *httpAddr)
 	if err != nil {
-		node.Close()
+		shutdown()
 		return fmt.Errorf("listen %s: %w", *httpAddr, err)
 	}
 	// The address line is what scripts and tests wait for.
@@ -78,7 +102,7 @@ func serve(ctx context.Context, args []string) error {
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
 	select {
 	case err := <-serveErr:
-		node.Close()
+		shutdown()
 		return fmt.Errorf("http: %w", err)
 	case s := <-sig:
 		log.Info("draining", "signal", s.String())
@@ -90,7 +114,7 @@ func serve(ctx context.Context, args []string) error {
 	if err := srv.ShutdownWithContext(sctx); err != nil {
 		log.Warn("http shutdown", "err", err)
 	}
-	if err := node.Close(); err != nil {
+	if err := shutdown(); err != nil {
 		return fmt.Errorf("close: %w", err)
 	}
 	log.Info("stopped")

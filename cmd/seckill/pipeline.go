@@ -1,0 +1,207 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/seckill/seckill/actors"
+	"github.com/seckill/seckill/engine"
+	"github.com/seckill/seckill/persistence"
+	"github.com/seckill/seckill/transport"
+	"github.com/seckill/seckill/transport/bus"
+)
+
+const (
+	// publishWindow bounds async publishes awaiting acknowledgement.
+	publishWindow = 256
+	// writerBatch is how many messages an order writer fetches at once and
+	// writes in one commit.
+	writerBatch = 256
+	// ensureRetry is how often stream set-up is retried while NATS is away.
+	ensureRetry = 2 * time.Second
+)
+
+// stream is a connection to NATS JetStream, embedded or external.
+type stream struct {
+	emb *bus.Embedded
+	nc  *nats.Conn
+	js  jetstream.JetStream
+}
+
+// openStream starts the embedded server under dataDir/nats (listening on
+// listen, "" for in-process only) or dials url.
+func openStream(url, dataDir, listen, name string) (*stream, error) {
+	s := &stream{}
+	var err error
+	if url == "" {
+		if s.emb, err = bus.StartEmbedded(filepath.Join(dataDir, "nats"), listen); err != nil {
+			return nil, err
+		}
+		s.nc, err = s.emb.Connect(name)
+	} else {
+		s.nc, err = bus.Dial(url, name)
+	}
+	if err != nil {
+		s.close()
+		return nil, err
+	}
+	if s.js, err = jetstream.New(s.nc); err != nil {
+		s.close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// ensure sets up streams and consumer, retrying until it works or ctx ends:
+// NATS being away at start does not stop the sale.
+func (s *stream) ensure(ctx context.Context, log *slog.Logger) error {
+	for {
+		c, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := bus.Ensure(c, s.js, bus.Config{})
+		cancel()
+		if err == nil {
+			return nil
+		}
+		log.Warn("nats: stream set-up failed, retrying", "err", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(ensureRetry):
+		}
+	}
+}
+
+// close ends the connection; nothing unacknowledged is lost with it (the
+// relay republishes from its cursor, writers' messages are redelivered).
+func (s *stream) close() {
+	if s.emb != nil {
+		s.emb.Shutdown() // drains its in-process connections first
+		return
+	}
+	if s.nc != nil {
+		s.nc.Close()
+	}
+}
+
+// relayPublisher adapts the bus publisher to the relay.
+type relayPublisher struct {
+	pub  *bus.Publisher
+	node *actors.Node
+	msgs []bus.GrabMsg
+}
+
+func (p *relayPublisher) Publish(ctx context.Context, grabs []engine.Grab) error {
+	p.msgs = p.msgs[:0]
+	for _, g := range grabs {
+		m := bus.GrabMsg{GrabID: g.ID(), Item: g.Item, Shard: g.Shard, Seq: g.Seq, User: g.User, Qty: g.Qty, Key: g.Key, AtMs: g.AtMs}
+		if it, ok := p.node.Item(g.Item); ok {
+			m.PayByMs = g.AtMs + it.Config.PaymentWindow()
+		}
+		p.msgs = append(p.msgs, m)
+	}
+	return p.pub.PublishBatch(ctx, p.msgs)
+}
+
+// writerHandler writes a fetched batch of grabs as orders.
+func writerHandler(o *actors.Orders) bus.Handler {
+	return func(ctx context.Context, msgs []bus.GrabMsg) map[string]error {
+		om := make([]actors.OrderMsg, len(msgs))
+		for i, m := range msgs {
+			om[i] = actors.OrderMsg{PayByMs: m.PayByMs, Grab: engine.Grab{Item: m.Item, Shard: m.Shard, Seq: m.Seq,
+				User: m.User, Qty: m.Qty, Key: m.Key, AtMs: m.AtMs}}
+		}
+		return o.Write(om)
+	}
+}
+
+// deadLetters adapts the bus to the admin API.
+type deadLetters struct{ js jetstream.JetStream }
+
+func (d deadLetters) ListDead(ctx context.Context, limit int) ([]transport.DeadLetter, error) {
+	dl, err := bus.ListDead(ctx, d.js, limit)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]transport.DeadLetter, len(dl))
+	for i, x := range dl {
+		out[i] = transport.DeadLetter{GrabID: x.GrabID, Item: x.Item, Deliveries: x.Deliveries, Reason: x.Reason}
+	}
+	return out, nil
+}
+
+func (d deadLetters) RetryDead(ctx context.Context, grabID string) error {
+	err := bus.RetryDead(ctx, d.js, grabID)
+	if errors.Is(err, bus.ErrNotFound) {
+		return transport.ErrNoDeadLetter
+	}
+	return err
+}
+
+// streamReader lists the grab ids of an item in the stream.
+func streamReader(js jetstream.JetStream) actors.StreamReader {
+	return func(ctx context.Context, item string, fn func(string) error) error {
+		return bus.GrabsInStream(ctx, js, item, func(m bus.GrabMsg) error { return fn(m.GrabID) })
+	}
+}
+
+// pipeline runs the order side of a node: relay, order writers, dead-letter
+// copier and payment-window sweeper.
+type pipeline struct {
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	orders *actors.Orders
+	ostore *persistence.PebbleOrders
+	st     *stream
+	pub    *bus.Publisher
+}
+
+func startPipeline(node *actors.Node, st *stream, ordersDir string, writers int, log *slog.Logger) (*pipeline, error) {
+	ostore, err := persistence.OpenPebbleOrders(ordersDir)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	p := &pipeline{cancel: cancel, orders: actors.NewOrders(node, ostore), ostore: ostore, st: st,
+		pub: bus.NewPublisher(st.js, publishWindow)}
+	p.wg.Go(func() {
+		if p.st.ensure(ctx, log) != nil {
+			return
+		}
+		var inner sync.WaitGroup
+		inner.Go(func() { node.RunRelay(ctx, &relayPublisher{pub: p.pub, node: node}) })
+		for range writers {
+			inner.Go(func() { bus.RunWriter(ctx, st.js, writerBatch, writerHandler(p.orders)) })
+		}
+		inner.Go(func() { bus.RunDLQCopier(ctx, st.js) })
+		inner.Wait()
+	})
+	if writers > 0 {
+		p.wg.Go(func() { p.orders.RunSweeper(ctx) })
+	}
+	return p, nil
+}
+
+// reconciler reports on an item from this node's stores and the stream.
+func (p *pipeline) reconciler(store persistence.Store, node *actors.Node) transport.Reconciler {
+	return func(ctx context.Context, cfg engine.ItemConfig) (actors.Report, error) {
+		return actors.Reconcile(ctx, store, p.ostore, streamReader(p.st.js), cfg, node.Now())
+	}
+}
+
+// stop ends the background work; the node and stream are closed by the caller.
+func (p *pipeline) stop() error {
+	p.cancel()
+	p.wg.Wait()
+	p.pub.Close()
+	if err := p.ostore.Close(); err != nil {
+		return fmt.Errorf("close order store: %w", err)
+	}
+	return nil
+}

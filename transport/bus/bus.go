@@ -1,0 +1,96 @@
+// Package bus owns seckill's NATS JetStream layer: the streams and the
+// consumer that carry confirmed grabs from the outbox relay to the order
+// writers, the embedded server, the batch publisher, the writer loop and the
+// dead-letter path.
+//
+// Delivery is at least once everywhere: Nats-Msg-Id dedupes a republished
+// batch within the stream's window, and a redelivered message is harmless
+// because order writers key orders by grab id. Nothing here is the source of
+// truth for a confirmed grab; the Pebble outbox is.
+package bus
+
+import (
+	"strings"
+	"time"
+)
+
+// Names of the streams, subjects and consumers. They are part of the
+// contract with order writers in other processes (and languages).
+const (
+	// StreamGrabs holds one message per confirmed grab, on GrabSubject(item).
+	StreamGrabs = "GRABS"
+	// SubjectPrefix starts every grab subject: seckill.grabs.<item token>.
+	SubjectPrefix = "seckill.grabs."
+	// StreamDLQ holds the dead letters, on DLQSubject(item).
+	StreamDLQ = "GRABS_DLQ"
+	// DLQPrefix starts every dead-letter subject: seckill.dlq.<item token>.
+	DLQPrefix = "seckill.dlq."
+	// ConsumerOrders is the durable pull consumer shared by all order writers.
+	ConsumerOrders = "orders"
+	// StreamAdvisories captures the server's max-deliveries and terminated
+	// advisories of ConsumerOrders: the only record of which message died.
+	StreamAdvisories = "GRABS_ADVISORIES"
+	// ConsumerDLQCopier is the durable consumer of StreamAdvisories shared by
+	// dead-letter copiers.
+	ConsumerDLQCopier = "dlq-copier"
+
+	advisoryMaxDeliveries = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES." + StreamGrabs + "." + ConsumerOrders
+	advisoryTerminated    = "$JS.EVENT.ADVISORY.CONSUMER.MSG_TERMINATED." + StreamGrabs + "." + ConsumerOrders
+)
+
+// Headers set on dead letters, besides Nats-Msg-Id.
+const (
+	HeaderGrabID     = "Seckill-Grab-Id"    // the grab id (also in the body, unless the body is the problem)
+	HeaderGrabsSeq   = "Seckill-Grabs-Seq"  // sequence of the original message in GRABS
+	HeaderDeliveries = "Seckill-Deliveries" // deliveries before it died
+	HeaderReason     = "Seckill-Reason"     // the last handler error, when a writer gave up on it
+)
+
+// Limits.
+const (
+	// MaxQty matches engine.MaxPerUserLimit: no grab holds more units.
+	MaxQty = 1000
+	// MaxGrabMsgSize bounds a message body in GRABS (the stream refuses
+	// larger ones): an encoded grab of maximal ids and key is under 750 bytes.
+	MaxGrabMsgSize = 1024
+	// MaxBatch bounds one PublishBatch and one writer fetch: a few hundred
+	// grabs fill a Pebble batch and a publish window; more only adds latency.
+	MaxBatch = 4096
+	// MaxPublishWindow bounds acks in flight per publisher: past a few
+	// thousand the server is the bottleneck and a failure costs more resends.
+	MaxPublishWindow = 4096
+	// MaxAckPending bounds messages delivered to writers and not yet acked,
+	// over all writers: enough for several writers fetching MaxBatch-sized
+	// batches, small enough that a stuck writer cannot hold the whole backlog.
+	MaxAckPending = 4 * MaxBatch
+	// MaxReasonLen bounds the handler error kept with a dead letter.
+	MaxReasonLen = 256
+	// MaxListDead bounds one ListDead answer.
+	MaxListDead = 1000
+	// MaxDLQMsgs bounds the dead-letter stream. When it is full the copier
+	// fails loudly and keeps the advisory, instead of dropping dead letters.
+	MaxDLQMsgs = 100_000
+	// GrabsMaxAge keeps grabs a week for reconciliation and replays, and
+	// bounds the disk the stream takes.
+	GrabsMaxAge = 7 * 24 * time.Hour
+)
+
+// GrabSubject is the subject of item's grabs. Item ids may hold dots, and
+// "a..b" or "a." would make an invalid subject (the server drops it): the
+// token replaces '.' with '~', which no id holds, so each item is exactly one
+// token and the mapping is one-to-one.
+func GrabSubject(item string) string { return SubjectPrefix + itemToken(item) }
+
+// DLQSubject is the subject of item's dead letters.
+func DLQSubject(item string) string { return DLQPrefix + itemToken(item) }
+
+func itemToken(item string) string { return strings.ReplaceAll(item, ".", "~") }
+
+// itemFromSubject inverts GrabSubject and DLQSubject.
+func itemFromSubject(prefix, subj string) (string, bool) {
+	tok, ok := strings.CutPrefix(subj, prefix)
+	if !ok || tok == "" {
+		return "", false
+	}
+	return strings.ReplaceAll(tok, "~", "."), true
+}

@@ -1,0 +1,78 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+const (
+	// scanBuffer bounds the messages a scan holds in memory at once.
+	scanBuffer = 512
+	// scanInactive lets the server drop a scan's consumer soon after the
+	// scan ends (the library default keeps it 5 minutes).
+	scanInactive = 30 * time.Second
+)
+
+// GrabsInStream calls fn with every grab of item in GRABS, in stream order,
+// up to the last one present when it starts. It reads through an ordered
+// consumer (no server state left behind, at most scanBuffer messages in
+// memory). A message that does not decode is skipped and reported in the
+// returned error (wrapping ErrInvalidGrab) after the others; an error from
+// fn stops the scan and is returned. Bound it with ctx.
+func GrabsInStream(ctx context.Context, js jetstream.JetStream, item string, fn func(GrabMsg) error) error {
+	subj := GrabSubject(item)
+	s, err := js.Stream(ctx, StreamGrabs)
+	if err != nil {
+		return fmt.Errorf("scan %s: %w", subj, err)
+	}
+	last, err := s.GetLastMsgForSubject(ctx, subj)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("scan %s: last message: %w", subj, err)
+	}
+	cons, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+		FilterSubjects:    []string{subj},
+		InactiveThreshold: scanInactive,
+	})
+	if err != nil {
+		return fmt.Errorf("scan %s: %w", subj, err)
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(scanBuffer))
+	if err != nil {
+		return fmt.Errorf("scan %s: %w", subj, err)
+	}
+	defer it.Stop()
+	var bad int
+	var firstBad error
+	for {
+		m, err := it.Next(jetstream.NextContext(ctx))
+		if err != nil {
+			return fmt.Errorf("scan %s: %w", subj, err)
+		}
+		md, err := m.Metadata()
+		if err != nil {
+			return fmt.Errorf("scan %s: %w", subj, err)
+		}
+		g, err := DecodeGrab(m.Data())
+		if err != nil {
+			if bad++; firstBad == nil {
+				firstBad = fmt.Errorf("seq %d: %w", md.Sequence.Stream, err)
+			}
+		} else if err := fn(g); err != nil {
+			return err
+		}
+		if md.Sequence.Stream >= last.Sequence {
+			break
+		}
+	}
+	if bad > 0 {
+		return fmt.Errorf("scan %s: %d messages do not decode, first %w", subj, bad, firstBad)
+	}
+	return nil
+}

@@ -1,0 +1,226 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Writer loop settings.
+const (
+	// DefaultWriterBatch fills one order-store transaction without making
+	// the first grab of the batch wait long for the last.
+	DefaultWriterBatch = 256
+	// FetchWait is how long one pull waits for a first message. A pull lost
+	// in a server restart is replaced after at most this long.
+	FetchWait = 5 * time.Second
+	// RetryWaitMin and RetryWaitMax bound the backoff of the writer and the
+	// copier after an error (server down, consumer missing).
+	RetryWaitMin = 100 * time.Millisecond
+	RetryWaitMax = 5 * time.Second
+	// policyRefresh is how often a writer rereads MaxDeliver and BackOff,
+	// so that a changed Config reaches running writers.
+	policyRefresh = time.Minute
+)
+
+// Handler writes a batch of grabs as orders, in one transaction, and
+// returns only after its commit. It reports the grabs it could not write,
+// keyed by grab id; every other grab of the batch is acked. A batch may hold
+// the same grab id twice (a republish after the dedupe window), and a grab
+// may come again after it was written (a lost ack): the order store must
+// key orders by grab id.
+type Handler func(ctx context.Context, msgs []GrabMsg) (failed map[string]error)
+
+// RunWriter fetches batches of up to batch grabs from the orders consumer
+// and hands them to h until ctx ends; several writers may share the
+// consumer. A grab h reports failed, or a body that does not decode, is
+// redelivered after the consumer's BackOff for its delivery count; on its
+// last delivery it is terminated with the error as reason, which the
+// dead-letter copier turns into a dead letter. Errors (server down or
+// restarting, consumer missing) are logged and retried with backoff. It
+// returns nil when ctx ends.
+func RunWriter(ctx context.Context, js jetstream.JetStream, batch int, h Handler) error {
+	if h == nil {
+		return errors.New("run writer: nil handler")
+	}
+	batch = min(max(batch, 1), MaxBatch)
+	log := slog.Default().With("component", "bus.writer")
+	var b backoff
+	for ctx.Err() == nil {
+		err := writeLoop(ctx, js, batch, h, log, &b)
+		if ctx.Err() != nil {
+			break
+		}
+		log.Warn("order writer: retrying", "err", err, "wait", b.next())
+		b.wait(ctx)
+	}
+	return nil
+}
+
+// writeLoop runs until an error.
+func writeLoop(ctx context.Context, js jetstream.JetStream, batch int, h Handler, log *slog.Logger, b *backoff) error {
+	cons, err := js.Consumer(ctx, StreamGrabs, ConsumerOrders)
+	if err != nil {
+		return fmt.Errorf("consumer %s/%s: %w", StreamGrabs, ConsumerOrders, err)
+	}
+	pol, polAt := policyOf(cons.CachedInfo()), time.Now()
+	for {
+		if st := js.Conn().Status(); st != nats.CONNECTED {
+			// A pull sent now would sit in the reconnect buffer and reach
+			// the server stale.
+			return fmt.Errorf("connection %s", st)
+		}
+		if time.Since(polAt) > policyRefresh {
+			info, err := cons.Info(ctx)
+			if err != nil {
+				return fmt.Errorf("consumer info: %w", err)
+			}
+			pol, polAt = policyOf(info), time.Now()
+		}
+		msgs, err := fetch(ctx, cons, batch)
+		if err != nil {
+			return err
+		}
+		b.reset()
+		if len(msgs) > 0 {
+			write(ctx, msgs, pol, h, log)
+		}
+	}
+}
+
+// fetch waits up to FetchWait for one message, then takes whatever else is
+// ready, up to batch: a lone grab is not held back to fill a batch, and a
+// backlog still goes in full batches.
+func fetch(ctx context.Context, cons jetstream.Consumer, batch int) ([]jetstream.Msg, error) {
+	wctx, cancel := context.WithTimeout(ctx, FetchWait)
+	defer cancel()
+	first, err := cons.Fetch(1, jetstream.FetchContext(wctx))
+	if err != nil {
+		return nil, fmt.Errorf("fetch: %w", err)
+	}
+	msgs := make([]jetstream.Msg, 0, batch)
+	for m := range first.Messages() {
+		msgs = append(msgs, m)
+	}
+	if err := first.Error(); err != nil && !(errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil) {
+		return nil, fmt.Errorf("fetch: %w", err)
+	}
+	if len(msgs) == 0 || batch == 1 {
+		return msgs, nil
+	}
+	rest, err := cons.FetchNoWait(batch - 1)
+	if err != nil {
+		return msgs, nil // the next fetch reports it
+	}
+	for m := range rest.Messages() {
+		msgs = append(msgs, m)
+	}
+	return msgs, nil
+}
+
+// write hands the decodable grabs to h, then acks the written ones and
+// naks or terminates the others.
+func write(ctx context.Context, msgs []jetstream.Msg, pol consumerPolicy, h Handler, log *slog.Logger) {
+	grabs := make([]GrabMsg, 0, len(msgs))
+	errs := make([]error, len(msgs)) // decode errors, then handler errors
+	ids := make([]string, len(msgs))
+	for i, m := range msgs {
+		g, err := DecodeGrab(m.Data())
+		if err != nil {
+			ids[i] = m.Headers().Get(jetstream.MsgIDHeader) // for the logs
+			errs[i] = fmt.Errorf("decode: %w", err)
+			continue
+		}
+		ids[i] = g.GrabID
+		grabs = append(grabs, g)
+	}
+	var failed map[string]error
+	if len(grabs) > 0 {
+		failed = h(ctx, grabs)
+	}
+	var nFailed int
+	var firstErr error
+	for i, m := range msgs {
+		err := errs[i]
+		if err == nil {
+			err = failed[ids[i]]
+		}
+		if err == nil {
+			if aerr := m.Ack(); aerr != nil {
+				log.Warn("ack failed; the grab will be redelivered", "grab_id", ids[i], "err", aerr)
+			}
+			continue
+		}
+		nFailed++
+		if firstErr == nil {
+			firstErr = err
+		}
+		fail(m, ids[i], err, pol, log)
+	}
+	if nFailed > 0 {
+		log.Warn("grabs not written", "failed", nFailed, "of", len(msgs), "first_err", firstErr)
+	}
+}
+
+// fail schedules a redelivery of m, or terminates it on its last delivery.
+func fail(m jetstream.Msg, grabID string, cause error, pol consumerPolicy, log *slog.Logger) {
+	md, err := m.Metadata()
+	if err != nil { // not a JetStream delivery: nothing to schedule
+		log.Error("failed grab without metadata", "grab_id", grabID, "err", err, "cause", cause)
+		return
+	}
+	n := md.NumDelivered
+	if pol.last(n) {
+		reason := sanitizeReason(cause.Error())
+		log.Error("grab dead after its last delivery", "grab_id", grabID, "stream_seq", md.Sequence.Stream, "deliveries", n, "reason", reason)
+		err = m.TermWithReason(reason)
+	} else {
+		err = m.NakWithDelay(pol.delay(n))
+	}
+	if err != nil {
+		log.Warn("nak failed; the grab comes back after its ack wait", "grab_id", grabID, "err", err)
+	}
+}
+
+// sanitizeReason makes an error fit a header value: printable ASCII, at
+// most MaxReasonLen bytes.
+func sanitizeReason(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if r < 0x20 || r > 0x7e {
+			return ' '
+		}
+		return r
+	}, s)
+	if len(s) > MaxReasonLen {
+		s = s[:MaxReasonLen]
+	}
+	return s
+}
+
+// backoff doubles from RetryWaitMin to RetryWaitMax.
+type backoff struct{ d time.Duration }
+
+func (b *backoff) next() time.Duration {
+	if b.d == 0 {
+		return RetryWaitMin
+	}
+	return min(2*b.d, RetryWaitMax)
+}
+
+func (b *backoff) wait(ctx context.Context) {
+	b.d = b.next()
+	t := time.NewTimer(b.d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
+func (b *backoff) reset() { b.d = 0 }
