@@ -67,14 +67,23 @@ func (o *Orders) Write(msgs []OrderMsg) map[string]error {
 		}
 		orders = append(orders, ord)
 	}
-	if _, err := o.store.WriteNew(orders); err != nil {
-		failed := make(map[string]error, len(msgs))
-		for _, m := range msgs {
-			failed[m.Grab.ID()] = err
-		}
-		return failed
+	if _, err := o.store.WriteNew(orders); err == nil {
+		return nil
+	} else if len(orders) == 1 {
+		return map[string]error{orders[0].GrabID: err}
 	}
-	return nil
+	// One bad order must not hold back its batch: write them one by one
+	// and report only those that fail.
+	var failed map[string]error
+	for _, ord := range orders {
+		if _, err := o.store.WriteNew([]engine.Order{ord}); err != nil {
+			if failed == nil {
+				failed = map[string]error{}
+			}
+			failed[ord.GrabID] = err
+		}
+	}
+	return failed
 }
 
 // Get returns an order; ErrProcessing when the grab is confirmed but its

@@ -42,7 +42,7 @@ func runOrders(ctx context.Context, args []string) error {
 	defer st.close()
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := st.ensure(ctx, log); err != nil {
+	if err := st.ensure(ctx, bus.Config{}, log); err != nil {
 		return err
 	}
 	orders := actors.NewOrders(nil, store)

@@ -61,10 +61,10 @@ func openStream(url, dataDir, listen, name string) (*stream, error) {
 
 // ensure sets up streams and consumer, retrying until it works or ctx ends:
 // NATS being away at start does not stop the sale.
-func (s *stream) ensure(ctx context.Context, log *slog.Logger) error {
+func (s *stream) ensure(ctx context.Context, cfg bus.Config, log *slog.Logger) error {
 	for {
 		c, cancel := context.WithTimeout(ctx, 10*time.Second)
-		err := bus.Ensure(c, s.js, bus.Config{})
+		err := bus.Ensure(c, s.js, cfg)
 		cancel()
 		if err == nil {
 			return nil
@@ -157,21 +157,19 @@ type pipeline struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	orders *actors.Orders
-	ostore *persistence.PebbleOrders
+	ostore persistence.OrderStore
 	st     *stream
 	pub    *bus.Publisher
 }
 
-func startPipeline(node *actors.Node, st *stream, ordersDir string, writers int, log *slog.Logger) (*pipeline, error) {
-	ostore, err := persistence.OpenPebbleOrders(ordersDir)
-	if err != nil {
-		return nil, err
-	}
+// startPipeline runs the pipeline over an open order store, which it
+// closes on stop.
+func startPipeline(node *actors.Node, st *stream, ostore persistence.OrderStore, writers int, cfg bus.Config, log *slog.Logger) *pipeline {
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &pipeline{cancel: cancel, orders: actors.NewOrders(node, ostore), ostore: ostore, st: st,
 		pub: bus.NewPublisher(st.js, publishWindow)}
 	p.wg.Go(func() {
-		if p.st.ensure(ctx, log) != nil {
+		if p.st.ensure(ctx, cfg, log) != nil {
 			return
 		}
 		var inner sync.WaitGroup
@@ -185,7 +183,7 @@ func startPipeline(node *actors.Node, st *stream, ordersDir string, writers int,
 	if writers > 0 {
 		p.wg.Go(func() { p.orders.RunSweeper(ctx) })
 	}
-	return p, nil
+	return p
 }
 
 // reconciler reports on an item from this node's stores and the stream.

@@ -19,6 +19,7 @@ import (
 	"github.com/seckill/seckill/actors"
 	"github.com/seckill/seckill/persistence"
 	"github.com/seckill/seckill/transport"
+	"github.com/seckill/seckill/transport/bus"
 )
 
 // drainTimeout bounds how long SIGTERM waits for requests in flight.
@@ -70,12 +71,13 @@ func serve(ctx context.Context, args []string) error {
 		node.Close()
 		return fmt.Errorf("nats: %w", err)
 	}
-	pipe, err := startPipeline(node, st, filepath.Join(*dataDir, "orders"), *writers, log)
+	ostore, err := persistence.OpenPebbleOrders(filepath.Join(*dataDir, "orders"))
 	if err != nil {
 		node.Close()
 		st.close()
 		return err
 	}
+	pipe := startPipeline(node, st, ostore, *writers, bus.Config{}, log)
 	shutdown := func() error {
 		perr := pipe.stop()
 		nerr := node.Close()

@@ -1,0 +1,220 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/seckill/seckill/actors"
+	"github.com/seckill/seckill/engine"
+	"github.com/seckill/seckill/persistence"
+	"github.com/seckill/seckill/transport"
+	"github.com/seckill/seckill/transport/bus"
+)
+
+// poisonStore refuses to write the orders of one user while poisoned: a
+// cause an operator fixes (a bad row, a constraint), then retries.
+type poisonStore struct {
+	persistence.OrderStore
+	user     string
+	poisoned atomic.Bool
+}
+
+var errPoison = errors.New("order store refuses this order")
+
+func (p *poisonStore) WriteNew(orders []engine.Order) (int, error) {
+	if p.poisoned.Load() {
+		for _, o := range orders {
+			if o.User == p.user {
+				return 0, errPoison
+			}
+		}
+	}
+	return p.OrderStore.WriteNew(orders)
+}
+
+// inProcess is a whole node in this process: Pebble, shard actors, the
+// embedded NATS server, the order pipeline and the HTTP front.
+type inProcess struct {
+	url  string
+	node *actors.Node
+}
+
+func startInProcess(t *testing.T, ostoreWrap func(persistence.OrderStore) persistence.OrderStore, cfg bus.Config) *inProcess {
+	t.Helper()
+	dir := t.TempDir()
+	log := slog.New(slog.DiscardHandler)
+	store, err := persistence.OpenPebble(dir + "/pebble")
+	if err != nil {
+		t.Fatal(err)
+	}
+	node, err := actors.Start(store, actors.Options{Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := openStream("", dir, "", "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ostore persistence.OrderStore
+	if ostore, err = persistence.OpenPebbleOrders(dir + "/orders"); err != nil {
+		t.Fatal(err)
+	}
+	if ostoreWrap != nil {
+		ostore = ostoreWrap(ostore)
+	}
+	pipe := startPipeline(node, st, ostore, 1, cfg, log)
+	srv := transport.NewServer(node, testAdminToken, log).WithOrders(pipe.orders, deadLetters{st.js}, pipe.reconciler(store, node)).FastHTTP()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	t.Cleanup(func() {
+		srv.Shutdown()
+		<-done
+		pipe.stop()
+		node.Close()
+		st.close()
+	})
+	return &inProcess{url: "http://" + ln.Addr().String(), node: node}
+}
+
+const testAdminToken = "pipeline-test-token"
+
+func call(t *testing.T, method, url, body string, admin bool) (int, map[string]any) {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, strings.NewReader(body))
+	if admin {
+		req.Header.Set("Authorization", "Bearer "+testAdminToken)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	var m map[string]any
+	if err := json.Unmarshal(raw, &m); err != nil {
+		t.Fatalf("%s %s: %d %q", method, url, resp.StatusCode, raw)
+	}
+	return resp.StatusCode, m
+}
+
+// eventually polls cond until it holds or the deadline passes. Delivery
+// through the stream is asynchronous; nothing here measures time.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within the deadline", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestPoisonMessageGoesToDeadLettersAndRetries(t *testing.T) {
+	poison := &poisonStore{user: "poison"}
+	poison.poisoned.Store(true)
+	n := startInProcess(t, func(s persistence.OrderStore) persistence.OrderStore { poison.OrderStore = s; return poison },
+		bus.Config{MaxDeliver: 3, BackOff: []time.Duration{100 * time.Millisecond, 100 * time.Millisecond}})
+	if code, _ := call(t, "PUT", n.url+"/admin/v1/items/p", `{"stock":10,"shards":2}`, true); code != 201 {
+		t.Fatal(code)
+	}
+	var ids []string
+	for _, u := range []string{"a", "poison", "b"} {
+		code, m := call(t, "POST", n.url+"/v1/items/p/grab", `{"user_id":"`+u+`"}`, false)
+		if code != 201 {
+			t.Fatalf("%s: %d %v", u, code, m)
+		}
+		ids = append(ids, m["grab_id"].(string))
+	}
+	// The good orders are written; the poisoned one, after its retries,
+	// is a dead letter the admin API shows.
+	for _, id := range []string{ids[0], ids[2]} {
+		eventually(t, "order "+id, func() bool { code, _ := call(t, "GET", n.url+"/v1/orders/"+id, "", false); return code == 200 })
+	}
+	eventually(t, "dead letter", func() bool {
+		_, m := call(t, "GET", n.url+"/admin/v1/orders/dead", "", true)
+		dead, _ := m["dead"].([]any)
+		return len(dead) == 1 && dead[0].(map[string]any)["grab_id"] == ids[1]
+	})
+	if code, m := call(t, "GET", n.url+"/v1/orders/"+ids[1], "", false); code != 202 {
+		t.Fatalf("poisoned order: %d %v", code, m)
+	}
+	// Fix the cause, retry: the order is written and the DLQ empties.
+	poison.poisoned.Store(false)
+	if code, m := call(t, "POST", n.url+"/admin/v1/orders/dead/"+ids[1]+"/retry", "", true); code != 200 {
+		t.Fatalf("retry: %d %v", code, m)
+	}
+	eventually(t, "retried order", func() bool { code, _ := call(t, "GET", n.url+"/v1/orders/"+ids[1], "", false); return code == 200 })
+	_, m := call(t, "GET", n.url+"/admin/v1/orders/dead", "", true)
+	if dead, _ := m["dead"].([]any); len(dead) != 0 {
+		t.Fatalf("dead letters after the retry: %v", m)
+	}
+	if code, m := call(t, "POST", n.url+"/admin/v1/orders/dead/"+ids[1]+"/retry", "", true); code != 404 {
+		t.Fatalf("second retry: %d %v", code, m)
+	}
+	if code, m := call(t, "GET", n.url+"/admin/v1/reconcile?item=p", "", true); code != 200 || m["clean"] != true {
+		t.Fatalf("reconcile: %d %v", code, m)
+	}
+}
+
+// TestUnpaidOrdersReturnTheirUnits: with a one-second payment window the
+// unpaid orders are cancelled, their units sell again, and the paid one
+// stays sold.
+func TestUnpaidOrdersReturnTheirUnits(t *testing.T) {
+	n := startInProcess(t, nil, bus.Config{})
+	if code, _ := call(t, "PUT", n.url+"/admin/v1/items/w", `{"stock":3,"shards":1,"payment_window_s":1}`, true); code != 201 {
+		t.Fatal(code)
+	}
+	var ids []string
+	for _, u := range []string{"a", "b", "c"} {
+		code, m := call(t, "POST", n.url+"/v1/items/w/grab", `{"user_id":"`+u+`"}`, false)
+		if code != 201 {
+			t.Fatalf("%s: %d", u, code)
+		}
+		ids = append(ids, m["grab_id"].(string))
+	}
+	eventually(t, "orders", func() bool { code, _ := call(t, "GET", n.url+"/v1/orders/"+ids[0], "", false); return code == 200 })
+	if code, m := call(t, "POST", n.url+"/v1/orders/"+ids[0]+"/pay", "", false); code != 200 || m["status"] != "paid" {
+		t.Fatalf("pay: %d %v", code, m)
+	}
+	// c cancels while the timeout may fire: either way its unit comes back once.
+	call(t, "POST", n.url+"/v1/orders/"+ids[2]+"/cancel", `{"user_id":"c"}`, false)
+	for _, id := range ids[1:] {
+		eventually(t, "cancel of "+id, func() bool {
+			_, m := call(t, "GET", n.url+"/v1/orders/"+id, "", false)
+			return m["status"] == "cancelled"
+		})
+	}
+	eventually(t, "units back", func() bool {
+		_, m := call(t, "GET", n.url+"/admin/v1/items/w", "", true)
+		return m["remaining"] == 2.0
+	})
+	for _, u := range []string{"b", "d"} {
+		if code, m := call(t, "POST", n.url+"/v1/items/w/grab", `{"user_id":"`+u+`"}`, false); code != 201 {
+			t.Fatalf("%s after the timeout: %d %v", u, code, m)
+		}
+	}
+	if code, m := call(t, "POST", n.url+"/v1/items/w/grab", `{"user_id":"e"}`, false); code != 409 || m["status"] != "sold_out" {
+		t.Fatalf("a fourth unit: %d %v", code, m)
+	}
+	_, m := call(t, "GET", n.url+"/admin/v1/items/w", "", true)
+	if m["sold"] != 3.0 || m["remaining"] != 0.0 || m["stock"] != 3.0 {
+		t.Fatalf("item after resale: %v", m)
+	}
+	eventually(t, "reconcile clean", func() bool {
+		code, _ := call(t, "GET", n.url+"/admin/v1/reconcile?item=w", "", true)
+		return code == 200
+	})
+}
