@@ -49,6 +49,15 @@ type inProcess struct {
 
 func startInProcess(t *testing.T, ostoreWrap func(persistence.OrderStore) persistence.OrderStore, cfg bus.Config) *inProcess {
 	t.Helper()
+	return startInProcessTB(t, ostoreWrap, cfg)
+}
+
+// startInProcessB is startInProcess for benchmarks.
+func startInProcessB(b *testing.B, ostoreWrap func(persistence.OrderStore) persistence.OrderStore) *inProcess {
+	return startInProcessTB(b, ostoreWrap, bus.Config{})
+}
+
+func startInProcessTB(t testing.TB, ostoreWrap func(persistence.OrderStore) persistence.OrderStore, cfg bus.Config) *inProcess {
 	dir := t.TempDir()
 	log := slog.New(slog.DiscardHandler)
 	store, err := persistence.OpenPebble(dir + "/pebble")
