@@ -4,17 +4,21 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/seckill/seckill/actors"
 	"github.com/seckill/seckill/persistence"
 	"github.com/seckill/seckill/transport"
+	"github.com/seckill/seckill/transport/bus"
+	"github.com/seckill/seckill/transport/pipeline"
 	"github.com/valyala/fasthttp"
 )
 
@@ -76,7 +80,7 @@ func StartBare() (*Target, error) {
 // StartLocal runs a whole seckill node (Pebble in dataDir, shard actors,
 // HTTP front) in this process.
 func StartLocal(dataDir, token string) (*Target, error) {
-	store, err := persistence.OpenPebble(dataDir)
+	store, err := persistence.OpenPebble(filepath.Join(dataDir, "pebble"))
 	if err != nil {
 		return nil, fmt.Errorf("open pebble in %s: %w", dataDir, err)
 	}
@@ -86,9 +90,30 @@ func StartLocal(dataDir, token string) (*Target, error) {
 		store.Close()
 		return nil, fmt.Errorf("start node: %w", err)
 	}
-	t, err := serveOn(TargetSeckill, transport.NewServer(node, token, log).FastHTTP(), node.Close)
+	// The whole system, as `seckill serve` runs it: embedded NATS, the
+	// relay and an order writer take their share of the machine too.
+	st, err := pipeline.OpenStream("", dataDir, "", "bench")
 	if err != nil {
 		node.Close()
+		return nil, err
+	}
+	ostore, err := persistence.OpenPebbleOrders(filepath.Join(dataDir, "orders"))
+	if err != nil {
+		node.Close()
+		st.Close()
+		return nil, err
+	}
+	pipe := pipeline.Start(node, st, ostore, 1, bus.Config{}, log)
+	stop := func() error {
+		perr := pipe.Stop()
+		nerr := node.Close()
+		st.Close()
+		return errors.Join(perr, nerr)
+	}
+	front := transport.NewServer(node, token, log).WithOrders(pipe.Orders, pipeline.DeadLetters{JS: st.JS}, pipe.Reconciler(store, node))
+	t, err := serveOn(TargetSeckill, front.FastHTTP(), stop)
+	if err != nil {
+		stop()
 		return nil, err
 	}
 	t.Admin, t.Replays = NewSeckillAdmin(t.URL, token), true

@@ -17,6 +17,7 @@ import (
 	"github.com/seckill/seckill/actors"
 	"github.com/seckill/seckill/persistence"
 	"github.com/seckill/seckill/transport/bus"
+	"github.com/seckill/seckill/transport/pipeline"
 )
 
 // runOrders runs order writers as their own process: they share the
@@ -35,21 +36,21 @@ func runOrders(ctx context.Context, args []string) error {
 		return err
 	}
 	defer store.Close()
-	st, err := openStream(*natsURL, "", "", "seckill-orders")
+	st, err := pipeline.OpenStream(*natsURL, "", "", "seckill-orders")
 	if err != nil {
 		return err
 	}
-	defer st.close()
+	defer st.Close()
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := st.ensure(ctx, bus.Config{}, log); err != nil {
+	if err := st.Ensure(ctx, bus.Config{}, log); err != nil {
 		return err
 	}
 	orders := actors.NewOrders(nil, store)
 	fmt.Printf("seckill orders: writing from %s to %s with %d writers\n", *natsURL, *dir, *writers)
 	var wg sync.WaitGroup
 	for range *writers {
-		wg.Go(func() { bus.RunWriter(ctx, st.js, writerBatch, writerHandler(orders)) })
+		wg.Go(func() { bus.RunWriter(ctx, st.JS, pipeline.WriterBatch, pipeline.WriterHandler(orders)) })
 	}
 	wg.Wait()
 	log.Info("stopped")
@@ -83,11 +84,11 @@ func runReconcile(ctx context.Context, args []string) error {
 		return err
 	}
 	defer ostore.Close()
-	st, err := openStream(*natsURL, *dataDir, "", "seckill-reconcile")
+	st, err := pipeline.OpenStream(*natsURL, *dataDir, "", "seckill-reconcile")
 	if err != nil {
 		return err
 	}
-	defer st.close()
+	defer st.Close()
 	cfgs, err := store.Items()
 	if err != nil {
 		return err
@@ -99,7 +100,7 @@ func runReconcile(ctx context.Context, args []string) error {
 			continue
 		}
 		// Offline nothing is in flight: every grab is old enough to count.
-		rep, err := actors.Reconcile(ctx, store, ostore, streamReader(st.js), cfg, math.MaxInt64/2)
+		rep, err := actors.Reconcile(ctx, store, ostore, pipeline.StreamReader(st.JS), cfg, math.MaxInt64/2)
 		if err != nil {
 			return fmt.Errorf("reconcile %s: %w", cfg.Item, err)
 		}

@@ -17,6 +17,7 @@ import (
 	"github.com/seckill/seckill/persistence"
 	"github.com/seckill/seckill/transport"
 	"github.com/seckill/seckill/transport/bus"
+	"github.com/seckill/seckill/transport/pipeline"
 )
 
 // poisonStore refuses to write the orders of one user while poisoned: a
@@ -68,7 +69,7 @@ func startInProcessTB(t testing.TB, ostoreWrap func(persistence.OrderStore) pers
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := openStream("", dir, "", "test")
+	st, err := pipeline.OpenStream("", dir, "", "test")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,8 +80,8 @@ func startInProcessTB(t testing.TB, ostoreWrap func(persistence.OrderStore) pers
 	if ostoreWrap != nil {
 		ostore = ostoreWrap(ostore)
 	}
-	pipe := startPipeline(node, st, ostore, 1, cfg, log)
-	srv := transport.NewServer(node, testAdminToken, log).WithOrders(pipe.orders, deadLetters{st.js}, pipe.reconciler(store, node)).FastHTTP()
+	pipe := pipeline.Start(node, st, ostore, 1, cfg, log)
+	srv := transport.NewServer(node, testAdminToken, log).WithOrders(pipe.Orders, pipeline.DeadLetters{JS: st.JS}, pipe.Reconciler(store, node)).FastHTTP()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -90,9 +91,9 @@ func startInProcessTB(t testing.TB, ostoreWrap func(persistence.OrderStore) pers
 	t.Cleanup(func() {
 		srv.Shutdown()
 		<-done
-		pipe.stop()
+		pipe.Stop()
 		node.Close()
-		st.close()
+		st.Close()
 	})
 	return &inProcess{url: "http://" + ln.Addr().String(), node: node}
 }

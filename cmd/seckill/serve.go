@@ -20,6 +20,7 @@ import (
 	"github.com/seckill/seckill/persistence"
 	"github.com/seckill/seckill/transport"
 	"github.com/seckill/seckill/transport/bus"
+	"github.com/seckill/seckill/transport/pipeline"
 )
 
 // drainTimeout bounds how long SIGTERM waits for requests in flight.
@@ -66,7 +67,7 @@ func serve(ctx context.Context, args []string) error {
 	}
 	log.Info("loaded", "items", len(node.Items()), "units_sold", grabs, "took", time.Since(started).Round(time.Millisecond))
 
-	st, err := openStream(*natsURL, *dataDir, *natsListen, "seckill")
+	st, err := pipeline.OpenStream(*natsURL, *dataDir, *natsListen, "seckill")
 	if err != nil {
 		node.Close()
 		return fmt.Errorf("nats: %w", err)
@@ -74,21 +75,21 @@ func serve(ctx context.Context, args []string) error {
 	ostore, err := persistence.OpenPebbleOrders(filepath.Join(*dataDir, "orders"))
 	if err != nil {
 		node.Close()
-		st.close()
+		st.Close()
 		return err
 	}
-	pipe := startPipeline(node, st, ostore, *writers, bus.Config{}, log)
+	pipe := pipeline.Start(node, st, ostore, *writers, bus.Config{}, log)
 	shutdown := func() error {
-		perr := pipe.stop()
+		perr := pipe.Stop()
 		nerr := node.Close()
-		st.close()
+		st.Close()
 		return errors.Join(perr, nerr)
 	}
-	if st.emb != nil && st.emb.ClientURL() != "" {
-		log.Info("nats", "url", st.emb.ClientURL(), "store", filepath.Join(*dataDir, "nats"))
+	if st.Emb != nil && st.Emb.ClientURL() != "" {
+		log.Info("nats", "url", st.Emb.ClientURL(), "store", filepath.Join(*dataDir, "nats"))
 	}
 
-	front := transport.NewServer(node, token, log).WithOrders(pipe.orders, deadLetters{st.js}, pipe.reconciler(store, node))
+	front := transport.NewServer(node, token, log).WithOrders(pipe.Orders, pipeline.DeadLetters{JS: st.JS}, pipe.Reconciler(store, node))
 	srv := front.FastHTTP()
 	ln, err := net.Listen("tcp", *httpAddr)
 	if err != nil {

@@ -1,4 +1,8 @@
-package main
+// Package pipeline wires a node's order side: the stream connection
+// (embedded NATS or external), the relay, order writers, the dead-letter
+// copier and the payment-window sweeper. seckill serve and the bench
+// harness run the same wiring.
+package pipeline
 
 import (
 	"context"
@@ -21,50 +25,50 @@ import (
 const (
 	// publishWindow bounds async publishes awaiting acknowledgement.
 	publishWindow = 256
-	// writerBatch is how many messages an order writer fetches at once and
+	// WriterBatch is how many messages an order writer fetches at once and
 	// writes in one commit.
-	writerBatch = 256
+	WriterBatch = 256
 	// ensureRetry is how often stream set-up is retried while NATS is away.
 	ensureRetry = 2 * time.Second
 )
 
-// stream is a connection to NATS JetStream, embedded or external.
-type stream struct {
-	emb *bus.Embedded
+// Stream is a connection to NATS JetStream, embedded or external.
+type Stream struct {
+	Emb *bus.Embedded // nil when the server is external
 	nc  *nats.Conn
-	js  jetstream.JetStream
+	JS  jetstream.JetStream
 }
 
-// openStream starts the embedded server under dataDir/nats (listening on
+// OpenStream starts the embedded server under dataDir/nats (listening on
 // listen, "" for in-process only) or dials url.
-func openStream(url, dataDir, listen, name string) (*stream, error) {
-	s := &stream{}
+func OpenStream(url, dataDir, listen, name string) (*Stream, error) {
+	s := &Stream{}
 	var err error
 	if url == "" {
-		if s.emb, err = bus.StartEmbedded(filepath.Join(dataDir, "nats"), listen); err != nil {
+		if s.Emb, err = bus.StartEmbedded(filepath.Join(dataDir, "nats"), listen); err != nil {
 			return nil, err
 		}
-		s.nc, err = s.emb.Connect(name)
+		s.nc, err = s.Emb.Connect(name)
 	} else {
 		s.nc, err = bus.Dial(url, name)
 	}
 	if err != nil {
-		s.close()
+		s.Close()
 		return nil, err
 	}
-	if s.js, err = jetstream.New(s.nc); err != nil {
-		s.close()
+	if s.JS, err = jetstream.New(s.nc); err != nil {
+		s.Close()
 		return nil, err
 	}
 	return s, nil
 }
 
-// ensure sets up streams and consumer, retrying until it works or ctx ends:
+// Ensure sets up streams and consumer, retrying until it works or ctx ends:
 // NATS being away at start does not stop the sale.
-func (s *stream) ensure(ctx context.Context, cfg bus.Config, log *slog.Logger) error {
+func (s *Stream) Ensure(ctx context.Context, cfg bus.Config, log *slog.Logger) error {
 	for {
 		c, cancel := context.WithTimeout(ctx, 10*time.Second)
-		err := bus.Ensure(c, s.js, cfg)
+		err := bus.Ensure(c, s.JS, cfg)
 		cancel()
 		if err == nil {
 			return nil
@@ -78,11 +82,11 @@ func (s *stream) ensure(ctx context.Context, cfg bus.Config, log *slog.Logger) e
 	}
 }
 
-// close ends the connection; nothing unacknowledged is lost with it (the
+// Close ends the connection; nothing unacknowledged is lost with it (the
 // relay republishes from its cursor, writers' messages are redelivered).
-func (s *stream) close() {
-	if s.emb != nil {
-		s.emb.Shutdown() // drains its in-process connections first
+func (s *Stream) Close() {
+	if s.Emb != nil {
+		s.Emb.Shutdown() // drains its in-process connections first
 		return
 	}
 	if s.nc != nil {
@@ -109,8 +113,8 @@ func (p *relayPublisher) Publish(ctx context.Context, grabs []engine.Grab) error
 	return p.pub.PublishBatch(ctx, p.msgs)
 }
 
-// writerHandler writes a fetched batch of grabs as orders.
-func writerHandler(o *actors.Orders) bus.Handler {
+// WriterHandler writes a fetched batch of grabs as orders.
+func WriterHandler(o *actors.Orders) bus.Handler {
 	return func(ctx context.Context, msgs []bus.GrabMsg) map[string]error {
 		om := make([]actors.OrderMsg, len(msgs))
 		for i, m := range msgs {
@@ -121,11 +125,11 @@ func writerHandler(o *actors.Orders) bus.Handler {
 	}
 }
 
-// deadLetters adapts the bus to the admin API.
-type deadLetters struct{ js jetstream.JetStream }
+// DeadLetters adapts the bus to the admin API.
+type DeadLetters struct{ JS jetstream.JetStream }
 
-func (d deadLetters) ListDead(ctx context.Context, limit int) ([]transport.DeadLetter, error) {
-	dl, err := bus.ListDead(ctx, d.js, limit)
+func (d DeadLetters) ListDead(ctx context.Context, limit int) ([]transport.DeadLetter, error) {
+	dl, err := bus.ListDead(ctx, d.JS, limit)
 	if err != nil {
 		return nil, err
 	}
@@ -136,65 +140,65 @@ func (d deadLetters) ListDead(ctx context.Context, limit int) ([]transport.DeadL
 	return out, nil
 }
 
-func (d deadLetters) RetryDead(ctx context.Context, grabID string) error {
-	err := bus.RetryDead(ctx, d.js, grabID)
+func (d DeadLetters) RetryDead(ctx context.Context, grabID string) error {
+	err := bus.RetryDead(ctx, d.JS, grabID)
 	if errors.Is(err, bus.ErrNotFound) {
 		return transport.ErrNoDeadLetter
 	}
 	return err
 }
 
-// streamReader lists the grab ids of an item in the stream.
-func streamReader(js jetstream.JetStream) actors.StreamReader {
+// StreamReader lists the grab ids of an item in the stream.
+func StreamReader(js jetstream.JetStream) actors.StreamReader {
 	return func(ctx context.Context, item string, fn func(string) error) error {
 		return bus.GrabsInStream(ctx, js, item, func(m bus.GrabMsg) error { return fn(m.GrabID) })
 	}
 }
 
-// pipeline runs the order side of a node: relay, order writers, dead-letter
+// Pipeline runs the order side of a node: relay, order writers, dead-letter
 // copier and payment-window sweeper.
-type pipeline struct {
+type Pipeline struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
-	orders *actors.Orders
+	Orders *actors.Orders
 	ostore persistence.OrderStore
-	st     *stream
+	st     *Stream
 	pub    *bus.Publisher
 }
 
-// startPipeline runs the pipeline over an open order store, which it
+// Start runs the pipeline over an open order store, which it
 // closes on stop.
-func startPipeline(node *actors.Node, st *stream, ostore persistence.OrderStore, writers int, cfg bus.Config, log *slog.Logger) *pipeline {
+func Start(node *actors.Node, st *Stream, ostore persistence.OrderStore, writers int, cfg bus.Config, log *slog.Logger) *Pipeline {
 	ctx, cancel := context.WithCancel(context.Background())
-	p := &pipeline{cancel: cancel, orders: actors.NewOrders(node, ostore), ostore: ostore, st: st,
-		pub: bus.NewPublisher(st.js, publishWindow)}
+	p := &Pipeline{cancel: cancel, Orders: actors.NewOrders(node, ostore), ostore: ostore, st: st,
+		pub: bus.NewPublisher(st.JS, publishWindow)}
 	p.wg.Go(func() {
-		if p.st.ensure(ctx, cfg, log) != nil {
+		if p.st.Ensure(ctx, cfg, log) != nil {
 			return
 		}
 		var inner sync.WaitGroup
 		inner.Go(func() { node.RunRelay(ctx, &relayPublisher{pub: p.pub, node: node}) })
 		for range writers {
-			inner.Go(func() { bus.RunWriter(ctx, st.js, writerBatch, writerHandler(p.orders)) })
+			inner.Go(func() { bus.RunWriter(ctx, st.JS, WriterBatch, WriterHandler(p.Orders)) })
 		}
-		inner.Go(func() { bus.RunDLQCopier(ctx, st.js) })
+		inner.Go(func() { bus.RunDLQCopier(ctx, st.JS) })
 		inner.Wait()
 	})
 	if writers > 0 {
-		p.wg.Go(func() { p.orders.RunSweeper(ctx) })
+		p.wg.Go(func() { p.Orders.RunSweeper(ctx) })
 	}
 	return p
 }
 
-// reconciler reports on an item from this node's stores and the stream.
-func (p *pipeline) reconciler(store persistence.Store, node *actors.Node) transport.Reconciler {
+// Reconciler reports on an item from this node's stores and the stream.
+func (p *Pipeline) Reconciler(store persistence.Store, node *actors.Node) transport.Reconciler {
 	return func(ctx context.Context, cfg engine.ItemConfig) (actors.Report, error) {
-		return actors.Reconcile(ctx, store, p.ostore, streamReader(p.st.js), cfg, node.Now())
+		return actors.Reconcile(ctx, store, p.ostore, StreamReader(p.st.JS), cfg, node.Now())
 	}
 }
 
-// stop ends the background work; the node and stream are closed by the caller.
-func (p *pipeline) stop() error {
+// Stop ends the background work; the node and stream are closed by the caller.
+func (p *Pipeline) Stop() error {
 	p.cancel()
 	p.wg.Wait()
 	p.pub.Close()
