@@ -20,12 +20,13 @@ func BenchmarkGrabConfirmed(b *testing.B) {
 	}
 }
 
-// BenchmarkGrabSoldOut measures the refusal path.
-func BenchmarkGrabSoldOut(b *testing.B) {
+// BenchmarkGrabEmptyShard measures the refusal path of a shard with
+// nothing left (the pool decides whether the item is sold out).
+func BenchmarkGrabEmptyShard(b *testing.B) {
 	s := NewShard(ItemConfig{Item: "bench", Stock: 0, Shards: 1, PerUserLimit: 1}, 0)
 	b.ReportAllocs()
 	for b.Loop() {
-		if d := s.Grab(GrabInput{User: "u", Qty: 1, NowMs: 1}); d.Outcome != SoldOut {
+		if d := s.Grab(GrabInput{User: "u", Qty: 1, NowMs: 1}); d.Outcome != NeedStock {
 			b.Fatal(d.Outcome)
 		}
 	}
