@@ -27,20 +27,22 @@ var calls = sync.Pool{New: func() any { return &call{done: make(chan Reply, 1)} 
 func (c *call) finish(r Reply) { c.done <- r }
 
 // Grab asks the item's shard for user to decide a grab and waits for the
-// answer. Requests without an idempotency key are answered from the
-// sold-out flag and the sale window without an actor hop; a keyed request
-// always reaches its shard, which may hold an earlier grab to replay.
+// answer. Once the item is sold out, or outside its sale window, a request
+// is answered here without an actor hop unless its user ever held a grab of
+// the item: only then can its key replay an earlier grab, which the shard
+// decides.
 func (n *Node) Grab(item, user string, qty int64, key string) Reply {
 	it, ok := n.Item(item)
 	if !ok {
 		return Reply{Err: ErrUnknownItem}
 	}
-	if key == "" {
-		if it.soldOut.Load() {
-			return Reply{Outcome: engine.SoldOut}
-		}
+	if key == "" || !it.isHolder(user) {
+		// In the engine's order: the window, then stock.
 		if w := it.Config.Window(n.opts.Clock()); w != 0 {
 			return Reply{Outcome: w}
+		}
+		if it.soldOut.Load() {
+			return Reply{Outcome: engine.SoldOut}
 		}
 	}
 	ref := it.shards[engine.ShardFor(item, user, len(it.shards))]

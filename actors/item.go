@@ -30,6 +30,11 @@ type Item struct {
 	// hop. poolEmpty lets shards skip asking an empty pool for a top-up.
 	soldOut   atomic.Bool
 	poolEmpty atomic.Bool
+	// holders is every user who ever held a grab of the item (at most
+	// stock + releases entries). A shard adds a user before it publishes
+	// the counters of that grab, so whoever sees the item sold out also
+	// sees its holders.
+	holders sync.Map
 
 	// viewMu orders every change of where units are (transfers, releases,
 	// stock changes) against readers of the whole balance. Grabs do not
@@ -67,6 +72,13 @@ func (r *shardRef) load() (allocated, sold int64) {
 }
 
 func pack(c engine.Counters) uint64 { return uint64(c.Allocated)<<32 | uint64(c.Sold) }
+
+func (it *Item) addHolder(user string) { it.holders.Store(user, struct{}{}) }
+
+func (it *Item) isHolder(user string) bool {
+	_, ok := it.holders.Load(user)
+	return ok
+}
 
 // publishGrab publishes counters after a grab: allocation unchanged.
 func (r *shardRef) publishGrab(c engine.Counters) {

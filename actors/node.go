@@ -112,6 +112,9 @@ func (n *Node) spawnItem(cfg engine.ItemConfig, li *persistence.LoadedItem) *Ite
 		ref.durableSeq.Store(c.NextSeq - 1)
 		it.shards[i] = ref
 	}
+	for _, sh := range li.Shards {
+		sh.Holders(it.addHolder)
+	}
 	it.publishPool(li.Pool)
 	// The pool's PID must exist before any shard can ask it for units.
 	pa := &poolActor{node: n, item: it, lane: it.pool, pool: li.Pool, c: n.committers[0]}

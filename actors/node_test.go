@@ -184,6 +184,8 @@ func TestGrabAnswers(t *testing.T) {
 		{1500, "w", u, "k", engine.Replayed, nil},
 		{1500, "w", u, "k2", engine.LimitReached, nil},
 		{1500, "w", "other", "", engine.SoldOut, nil},
+		{1500, "w", "other", "k", engine.SoldOut, nil}, // keyed, but never held a grab
+		{1500, "w", u, "k", engine.Replayed, nil},      // a holder's key still replays
 		{2500, "w", u, "k", engine.Replayed, nil},
 		{2500, "w", "late", "", engine.SoldOut, nil},
 	} {

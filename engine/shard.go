@@ -306,6 +306,14 @@ func (s *Shard) Counters() Counters { return s.c }
 // Users returns how many distinct users hold units on this shard.
 func (s *Shard) Users() int { return len(s.bought) }
 
+// Holders calls fn for the user of every grab the shard ever made,
+// released ones included (a user may appear more than once).
+func (s *Shard) Holders(fn func(user string)) {
+	for _, g := range s.grabs {
+		fn(g.user)
+	}
+}
+
 // Bought returns the units user holds.
 func (s *Shard) Bought(user string) int64 { return s.bought[user] }
 
