@@ -187,7 +187,7 @@ func TestGrabAnswers(t *testing.T) {
 		{1500, "w", "other", "k", engine.SoldOut, nil}, // keyed, but never held a grab
 		{1500, "w", u, "k", engine.Replayed, nil},      // a holder's key still replays
 		{2500, "w", u, "k", engine.Replayed, nil},
-		{2500, "w", "late", "", engine.SoldOut, nil},
+		{2500, "w", "late", "", engine.Ended, nil},
 	} {
 		clock.Store(tc.now)
 		r := n.Grab(tc.item, tc.user, 1, tc.key)
