@@ -44,14 +44,21 @@ type Report struct {
 	StreamCheck bool           `json:"stream_checked"`
 }
 
-// Reconcile builds the report of one item. It only reads. stream may be nil
-// (no stream to compare with); nowMs decides what is still in flight.
-func Reconcile(ctx context.Context, store persistence.Store, orders persistence.OrderStore, stream StreamReader, cfg engine.ItemConfig, nowMs int64) (Report, error) {
+// Reconcile builds the report of one item. It only reads, and can run while
+// the node sells: grabs, releases and counters come from one snapshot
+// taken first; stream messages and orders of grabs newer than the snapshot
+// are left out, and what is younger than ReconcileGraceMs is in flight, not
+// missing. Offline (live false, a stopped node) nothing is newer than the
+// snapshot, so every message and order must have its grab. stream may be
+// nil (no stream to compare with).
+func Reconcile(ctx context.Context, store persistence.Store, orders persistence.OrderStore, stream StreamReader, cfg engine.ItemConfig, nowMs int64, live bool) (Report, error) {
 	rep := Report{Item: cfg.Item, Orders: map[string]int{}, Mismatches: []Mismatch{}}
 	bad := map[string][]string{}
 	add := func(kind, id string) { bad[kind] = append(bad[kind], id) }
+	view, release := store.Snapshot()
+	defer release()
 
-	st, err := store.Pool(cfg.Item)
+	st, err := view.Pool(cfg.Item)
 	if err != nil {
 		return rep, err
 	}
@@ -63,16 +70,16 @@ func Reconcile(ctx context.Context, store persistence.Store, orders persistence.
 	released := map[string]bool{}
 	counters := make([]engine.Counters, cfg.Shards)
 	for i := 0; i < cfg.Shards; i++ {
-		sh, err := persistence.LoadShard(store, cfg, i) // checks sold against the grabs
+		sh, err := persistence.LoadShard(view, cfg, i) // checks sold against the grabs
 		if err != nil {
 			add("shard_counters", fmt.Sprintf("%s.%d: %v", cfg.Item, i, err))
 			continue
 		}
 		counters[i] = sh.Counters()
-		if err := store.ShardGrabs(cfg.Item, i, func(g engine.Grab) error { grabs[g.ID()] = g; return nil }); err != nil {
+		if err := view.ShardGrabs(cfg.Item, i, func(g engine.Grab) error { grabs[g.ID()] = g; return nil }); err != nil {
 			return rep, err
 		}
-		if err := store.ShardReleases(cfg.Item, i, func(seq uint64) error {
+		if err := view.ShardReleases(cfg.Item, i, func(seq uint64) error {
 			released[engine.Grab{Item: cfg.Item, Shard: i, Seq: seq}.ID()] = true
 			return nil
 		}); err != nil {
@@ -86,12 +93,22 @@ func Reconcile(ctx context.Context, store persistence.Store, orders persistence.
 	}
 	rep.Grabs, rep.Released = len(grabs), len(released)
 	young := func(id string) bool { return nowMs-grabs[id].AtMs < ReconcileGraceMs }
+	// newer: a grab decided after the snapshot (its message or order may
+	// already exist).
+	newer := func(id string) bool {
+		_, sh, seq, ok := engine.ParseGrabID(id)
+		return live && ok && sh < len(counters) && seq >= counters[sh].NextSeq
+	}
+	inFlight := map[string]bool{}
 
 	if stream != nil {
 		rep.StreamCheck = true
 		seen := map[string]bool{}
 		if err := stream(ctx, cfg.Item, func(id string) error {
 			if _, ok := grabs[id]; !ok {
+				if newer(id) {
+					return nil
+				}
 				add("message_without_grab", id)
 			}
 			seen[id] = true
@@ -103,7 +120,7 @@ func Reconcile(ctx context.Context, store persistence.Store, orders persistence.
 		for id := range grabs {
 			if !seen[id] {
 				if young(id) {
-					rep.InFlight++
+					inFlight[id] = true
 				} else {
 					add("grab_not_in_stream", id)
 				}
@@ -122,16 +139,23 @@ func Reconcile(ctx context.Context, store persistence.Store, orders persistence.
 		}
 		have := map[string]bool{}
 		if err := orders.Scan(cfg.Item, func(o engine.Order) error {
+			g, ok := grabs[o.GrabID]
+			if !ok && newer(o.GrabID) {
+				return nil
+			}
 			have[o.GrabID] = true
 			rep.Orders[o.State.String()]++
-			g, ok := grabs[o.GrabID]
 			switch {
 			case !ok:
 				add("order_without_grab", o.GrabID)
 			case g.User != o.User || g.Qty != o.Qty:
 				add("order_differs_from_grab", o.GrabID)
 			case o.State == engine.Cancelled && !released[o.GrabID] && !releasing[o.GrabID]:
-				add("cancelled_not_released", o.GrabID)
+				if nowMs-o.UpdatedMs < ReconcileGraceMs {
+					inFlight[o.GrabID] = true // released after the snapshot
+				} else {
+					add("cancelled_not_released", o.GrabID)
+				}
 			case o.State != engine.Cancelled && released[o.GrabID]:
 				add("released_not_cancelled", o.GrabID)
 			}
@@ -142,13 +166,14 @@ func Reconcile(ctx context.Context, store persistence.Store, orders persistence.
 		for id := range grabs {
 			if !have[id] {
 				if young(id) {
-					rep.InFlight++
+					inFlight[id] = true
 				} else {
 					add("grab_without_order", id)
 				}
 			}
 		}
 	}
+	rep.InFlight = len(inFlight)
 	kinds := make([]string, 0, len(bad))
 	for k := range bad {
 		kinds = append(kinds, k)

@@ -36,7 +36,7 @@ func TestReconcileFindsEachMismatch(t *testing.T) {
 	}
 	report := func() Report {
 		t.Helper()
-		rep, err := Reconcile(context.Background(), n.store, o.store, reader, cfg, clock.Load())
+		rep, err := Reconcile(context.Background(), n.store, o.store, reader, cfg, clock.Load(), false)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -79,6 +79,38 @@ func TestReconcileFindsEachMismatch(t *testing.T) {
 	for k, id := range want {
 		if len(got[k]) != 1 || got[k][0] != id {
 			t.Errorf("%s: %v, want [%s]", k, got[k], id)
+		}
+	}
+}
+
+// TestLiveReconcileIgnoresGrabsAfterItsSnapshot: a grab made while the
+// report is being built (after its snapshot) with its message and order
+// already in place is not a mismatch live; offline it would be.
+func TestLiveReconcileIgnoresGrabsAfterItsSnapshot(t *testing.T) {
+	var clock atomic.Int64
+	clock.Store(100_000)
+	n, o := startOrders(t, &clock)
+	cfg := engine.ItemConfig{Item: "live", Stock: 10, Shards: 1, PerUserLimit: 1}
+	if err := n.CreateItem(cfg); err != nil {
+		t.Fatal(err)
+	}
+	for _, live := range []bool{true, false} {
+		user := fmt.Sprint("during-", live)
+		reader := func(ctx context.Context, item string, fn func(string) error) error {
+			// Runs after the snapshot: a sale goes on meanwhile.
+			r := grabRetrying(t, n, "live", user, "k")
+			if r.Outcome != engine.Confirmed {
+				t.Fatal(r.Outcome, r.Err)
+			}
+			o.Write([]OrderMsg{{Grab: r.Grab}})
+			return fn(r.Grab.ID())
+		}
+		rep, err := Reconcile(context.Background(), n.store, o.store, reader, cfg, clock.Load(), live)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep.Clean != live {
+			t.Fatalf("live=%v: clean %v, mismatches %+v", live, rep.Clean, rep.Mismatches)
 		}
 	}
 }

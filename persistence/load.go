@@ -9,7 +9,7 @@ import (
 )
 
 // LoadShard rebuilds one engine shard from the store and checks it.
-func LoadShard(s Store, cfg engine.ItemConfig, index int) (*engine.Shard, error) {
+func LoadShard(s Reader, cfg engine.ItemConfig, index int) (*engine.Shard, error) {
 	c, err := s.ShardCounters(cfg.Item, index)
 	if err != nil {
 		return nil, err

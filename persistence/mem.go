@@ -138,6 +138,9 @@ func (m *Mem) ShardGrabs(item string, shard int, fn func(engine.Grab) error) err
 	return nil
 }
 
+// Snapshot returns a copy of the store as it is now.
+func (m *Mem) Snapshot() (Reader, func()) { return m.Reopen(), func() {} }
+
 // Close marks the store closed.
 func (m *Mem) Close() error {
 	m.mu.Lock()

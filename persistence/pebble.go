@@ -3,6 +3,7 @@ package persistence
 import (
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"sync"
 
@@ -20,6 +21,7 @@ const (
 
 // Pebble is the Store on local disk.
 type Pebble struct {
+	pebbleReader
 	db *pebble.DB
 
 	// mu is held for reading by every Apply and for writing by Close, so
@@ -45,7 +47,7 @@ func OpenPebble(dir string) (*Pebble, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open pebble %s: %w", dir, err)
 	}
-	return &Pebble{db: db}, nil
+	return &Pebble{pebbleReader: pebbleReader{db}, db: db}, nil
 }
 
 // Apply writes b in one batch and returns after Commit(pebble.Sync): the
@@ -72,9 +74,9 @@ func (p *Pebble) Apply(b *Batch) error {
 }
 
 // Items lists every item.
-func (p *Pebble) Items() ([]engine.ItemConfig, error) {
+func (p pebbleReader) Items() ([]engine.ItemConfig, error) {
 	lo := []byte{prefixItem}
-	it, err := p.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: prefixEnd(lo)})
+	it, err := p.r.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: prefixEnd(lo)})
 	if err != nil {
 		return nil, err
 	}
@@ -91,8 +93,8 @@ func (p *Pebble) Items() ([]engine.ItemConfig, error) {
 }
 
 // Pool reads an item's pool ledger.
-func (p *Pebble) Pool(item string) (engine.PoolState, error) {
-	v, closer, err := p.db.Get(poolKey(nil, item))
+func (p pebbleReader) Pool(item string) (engine.PoolState, error) {
+	v, closer, err := p.r.Get(poolKey(nil, item))
 	if err != nil {
 		return engine.PoolState{}, fmt.Errorf("load pool %s: %w", item, err)
 	}
@@ -105,14 +107,14 @@ func (p *Pebble) Pool(item string) (engine.PoolState, error) {
 }
 
 // ShardReleases reads which grabs of a shard were released.
-func (p *Pebble) ShardReleases(item string, shard int, fn func(uint64) error) error {
+func (p pebbleReader) ShardReleases(item string, shard int, fn func(uint64) error) error {
 	return p.scanShard(prefixRelease, item, shard, func(seq uint64, _ []byte) error { return fn(seq) })
 }
 
 // GrabsAfter reads up to max grabs of a shard after seq.
-func (p *Pebble) GrabsAfter(item string, shard int, after uint64, max int, fn func(engine.Grab) error) error {
+func (p pebbleReader) GrabsAfter(item string, shard int, after uint64, max int, fn func(engine.Grab) error) error {
 	lo := grabKey(nil, item, shard, after+1)
-	it, err := p.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: prefixEnd(grabShardPrefix(nil, item, shard))})
+	it, err := p.r.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: prefixEnd(grabShardPrefix(nil, item, shard))})
 	if err != nil {
 		return err
 	}
@@ -134,8 +136,8 @@ func (p *Pebble) GrabsAfter(item string, shard int, after uint64, max int, fn fu
 }
 
 // RelayCursor reads how far the relay has published a shard.
-func (p *Pebble) RelayCursor(item string, shard int) (uint64, error) {
-	v, closer, err := p.db.Get(shardPrefix(nil, prefixCursor, item, shard))
+func (p pebbleReader) RelayCursor(item string, shard int) (uint64, error) {
+	v, closer, err := p.r.Get(shardPrefix(nil, prefixCursor, item, shard))
 	if errors.Is(err, pebble.ErrNotFound) {
 		return 0, nil
 	}
@@ -148,9 +150,9 @@ func (p *Pebble) RelayCursor(item string, shard int) (uint64, error) {
 
 // scanShard calls fn with the sequence and value of every key of one
 // shard under prefix, in sequence order.
-func (p *Pebble) scanShard(prefix byte, item string, shard int, fn func(seq uint64, v []byte) error) error {
+func (p pebbleReader) scanShard(prefix byte, item string, shard int, fn func(seq uint64, v []byte) error) error {
 	lo := shardPrefix(nil, prefix, item, shard)
-	it, err := p.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: prefixEnd(lo)})
+	it, err := p.r.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: prefixEnd(lo)})
 	if err != nil {
 		return err
 	}
@@ -168,8 +170,8 @@ func (p *Pebble) scanShard(prefix byte, item string, shard int, fn func(seq uint
 }
 
 // ShardCounters reads a shard's counters.
-func (p *Pebble) ShardCounters(item string, shard int) (engine.Counters, error) {
-	v, closer, err := p.db.Get(countersKey(nil, item, shard))
+func (p pebbleReader) ShardCounters(item string, shard int) (engine.Counters, error) {
+	v, closer, err := p.r.Get(countersKey(nil, item, shard))
 	if err != nil {
 		return engine.Counters{}, fmt.Errorf("load counters %s.%d: %w", item, shard, err)
 	}
@@ -182,7 +184,7 @@ func (p *Pebble) ShardCounters(item string, shard int) (engine.Counters, error) 
 }
 
 // ShardGrabs reads a shard's grabs in sequence order.
-func (p *Pebble) ShardGrabs(item string, shard int, fn func(engine.Grab) error) error {
+func (p pebbleReader) ShardGrabs(item string, shard int, fn func(engine.Grab) error) error {
 	return p.scanShard(prefixGrab, item, shard, func(seq uint64, v []byte) error {
 		g, err := DecodeGrab(item, shard, seq, v)
 		if err != nil {
@@ -201,6 +203,22 @@ func (p *Pebble) Close() error {
 	}
 	p.closed = true
 	return p.db.Close()
+}
+
+// pebbleGetIter is what both a database and a snapshot offer to readers.
+type pebbleGetIter interface {
+	Get(key []byte) ([]byte, io.Closer, error)
+	NewIter(o *pebble.IterOptions) (*pebble.Iterator, error)
+}
+
+// pebbleReader reads records from a database or from one of its snapshots.
+type pebbleReader struct{ r pebbleGetIter }
+
+// Snapshot returns a consistent view of the store as it is now, and the
+// function that releases it.
+func (p *Pebble) Snapshot() (Reader, func()) {
+	snap := p.db.NewSnapshot()
+	return pebbleReader{snap}, func() { snap.Close() }
 }
 
 // DB exposes the database to tools in this module (benchmarks, reconcile).

@@ -12,11 +12,8 @@ import (
 	"github.com/seckill/seckill/engine"
 )
 
-// Store makes records durable and reads them back.
-type Store interface {
-	// Apply makes every record of b durable, all or none, in order, before
-	// it returns. An error means none of them may be reported as durable.
-	Apply(b *Batch) error
+// Reader reads records back.
+type Reader interface {
 	// Items lists every item created, in id order.
 	Items() ([]engine.ItemConfig, error)
 	// Pool returns an item's pool ledger.
@@ -33,6 +30,18 @@ type Store interface {
 	// RelayCursor is the highest seq of a shard the relay has had
 	// acknowledged by the stream (0 for none).
 	RelayCursor(item string, shard int) (uint64, error)
+}
+
+// Store makes records durable and reads them back.
+type Store interface {
+	Reader
+	// Apply makes every record of b durable, all or none, in order, before
+	// it returns. An error means none of them may be reported as durable.
+	Apply(b *Batch) error
+	// Snapshot is a consistent read-only view as of now, for readers that
+	// must not see half of what is written meanwhile (reconciliation);
+	// release frees it.
+	Snapshot() (view Reader, release func())
 	Close() error
 }
 

@@ -42,7 +42,7 @@ func startOrderServer(t *testing.T) (*testServer, *actors.Orders) {
 	}
 	orders := actors.NewOrders(node, os)
 	rec := func(ctx context.Context, cfg engine.ItemConfig) (actors.Report, error) {
-		return actors.Reconcile(ctx, store, os, nil, cfg, node.Now())
+		return actors.Reconcile(ctx, store, os, nil, cfg, node.Now(), true)
 	}
 	srv := NewServer(node, testToken, nil).WithOrders(orders, &fakeDead{dead: []DeadLetter{{GrabID: "x.0.1", Item: "x", Deliveries: 5}}}, rec).FastHTTP()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

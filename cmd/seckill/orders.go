@@ -100,7 +100,7 @@ func runReconcile(ctx context.Context, args []string) error {
 			continue
 		}
 		// Offline nothing is in flight: every grab is old enough to count.
-		rep, err := actors.Reconcile(ctx, store, ostore, pipeline.StreamReader(st.JS), cfg, math.MaxInt64/2)
+		rep, err := actors.Reconcile(ctx, store, ostore, pipeline.StreamReader(st.JS), cfg, math.MaxInt64/2, false)
 		if err != nil {
 			return fmt.Errorf("reconcile %s: %w", cfg.Item, err)
 		}

@@ -18,9 +18,10 @@ const (
 )
 
 // GrabsInStream calls fn with every grab of item in GRABS, in stream order,
-// up to the last one present when it starts. It reads through an ordered
-// consumer (no server state left behind, at most scanBuffer messages in
-// memory). A message that does not decode is skipped and reported in the
+// up to the last one present when it starts. It reads through an ephemeral
+// consumer that it deletes when done (scans polled often would otherwise
+// pile up consumers until the stream's limit), with at most scanBuffer
+// messages in memory. A message that does not decode is skipped and reported in the
 // returned error (wrapping ErrInvalidGrab) after the others; an error from
 // fn stops the scan and is returned. Bound it with ctx.
 func GrabsInStream(ctx context.Context, js jetstream.JetStream, item string, fn func(GrabMsg) error) error {
@@ -36,13 +37,21 @@ func GrabsInStream(ctx context.Context, js jetstream.JetStream, item string, fn 
 	if err != nil {
 		return fmt.Errorf("scan %s: last message: %w", subj, err)
 	}
-	cons, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
-		FilterSubjects:    []string{subj},
-		InactiveThreshold: scanInactive,
+	cons, err := s.CreateConsumer(ctx, jetstream.ConsumerConfig{
+		FilterSubject:     subj,
+		AckPolicy:         jetstream.AckNonePolicy,
+		DeliverPolicy:     jetstream.DeliverAllPolicy,
+		InactiveThreshold: scanInactive, // cleans up if the delete below is lost
+		MemoryStorage:     true,
 	})
 	if err != nil {
 		return fmt.Errorf("scan %s: %w", subj, err)
 	}
+	defer func() {
+		dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = s.DeleteConsumer(dctx, cons.CachedInfo().Name)
+	}()
 	it, err := cons.Messages(jetstream.PullMaxMessages(scanBuffer))
 	if err != nil {
 		return fmt.Errorf("scan %s: %w", subj, err)

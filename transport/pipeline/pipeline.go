@@ -193,7 +193,7 @@ func Start(node *actors.Node, st *Stream, ostore persistence.OrderStore, writers
 // Reconciler reports on an item from this node's stores and the stream.
 func (p *Pipeline) Reconciler(store persistence.Store, node *actors.Node) transport.Reconciler {
 	return func(ctx context.Context, cfg engine.ItemConfig) (actors.Report, error) {
-		return actors.Reconcile(ctx, store, p.ostore, StreamReader(p.st.JS), cfg, node.Now())
+		return actors.Reconcile(ctx, store, p.ostore, StreamReader(p.st.JS), cfg, node.Now(), true)
 	}
 }
 
