@@ -130,7 +130,7 @@ func (n *Node) saveCursors(batch []engine.Grab, moved []*relayCursor) error {
 			}
 		}
 	}
-	var b persistence.Batch
+	b := persistence.Batch{Lazy: true} // a lost advance only republishes
 	for _, rc := range moved {
 		b.PutCursor(rc.ref.item.Config.Item, rc.ref.index, last[rc.ref])
 	}

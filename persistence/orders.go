@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
 	"github.com/seckill/seckill/engine"
 )
 
@@ -109,7 +110,14 @@ type PebbleOrders struct {
 
 // OpenPebbleOrders opens (creating if needed) the order store in dir.
 func OpenPebbleOrders(dir string) (*PebbleOrders, error) {
-	db, err := pebble.Open(dir, &pebble.Options{FormatMajorVersion: pebble.FormatNewest, Logger: quietLogger{}})
+	opts := &pebble.Options{FormatMajorVersion: pebble.FormatNewest, Logger: quietLogger{}}
+	// Every write first looks the grab id up, and almost every lookup
+	// misses: bloom filters answer a miss without reading a block.
+	for i := range opts.Levels {
+		opts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
+		opts.Levels[i].FilterType = pebble.TableFilter
+	}
+	db, err := pebble.Open(dir, opts)
 	if err != nil {
 		return nil, fmt.Errorf("open order store %s: %w", dir, err)
 	}

@@ -67,7 +67,11 @@ func (p *Pebble) Apply(b *Batch) error {
 	if err != nil {
 		return err
 	}
-	if err := wb.Commit(pebble.Sync); err != nil {
+	opt := pebble.Sync
+	if b.Lazy {
+		opt = pebble.NoSync
+	}
+	if err := wb.Commit(opt); err != nil {
 		return fmt.Errorf("commit %d records: %w", b.Len(), err)
 	}
 	return nil

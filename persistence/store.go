@@ -76,6 +76,11 @@ type Record struct {
 // Batch is reused: Reset clears it without freeing its memory.
 type Batch struct {
 	Records []Record
+	// Lazy lets Apply return before the records reach the disk: for
+	// records whose loss in a crash is harmless (the relay cursor: a lost
+	// advance only republishes, and writers dedupe by grab id). They are
+	// still written in order with everything else.
+	Lazy bool
 }
 
 // Len counts the records in the batch.
@@ -84,7 +89,7 @@ func (b *Batch) Len() int { return len(b.Records) }
 // Reset empties the batch for reuse.
 func (b *Batch) Reset() {
 	clear(b.Records)
-	b.Records = b.Records[:0]
+	b.Records, b.Lazy = b.Records[:0], false
 }
 
 // PutItem records a new item, its pool and every shard's initial counters.
