@@ -30,6 +30,7 @@ type Config struct {
 	URL         string // seckill at this URL instead of in-process
 	Token       string // its admin token
 	DataDir     string // for the in-process seckill ("" = a fresh temp dir)
+	NoOrders    bool   // in-process seckill without the order pipeline (engine and HTTP only)
 	Redis       string // Redis+Lua against this Redis URL instead of a redis-server started here
 	AppendFsync string // appendfsync of the redis-server started here
 
@@ -152,15 +153,15 @@ type starter struct {
 
 // startLocalIn starts the in-process seckill in dir, or in a fresh
 // temporary directory removed when the target stops.
-func startLocalIn(dir string) (*Target, error) {
+func startLocalIn(dir string, orders bool) (*Target, error) {
 	if dir != "" {
-		return StartLocal(dir, localToken)
+		return StartLocal(dir, localToken, orders)
 	}
 	d, err := os.MkdirTemp("", "seckill-bench-")
 	if err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
-	t, err := StartLocal(d, localToken)
+	t, err := StartLocal(d, localToken, orders)
 	if err != nil {
 		os.RemoveAll(d)
 		return nil, err
@@ -183,7 +184,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer) ([]Result, error) {
 		if cfg.URL != "" {
 			return Remote(cfg.URL, cfg.Token), nil
 		}
-		return startLocalIn(cfg.DataDir)
+		return startLocalIn(cfg.DataDir, !cfg.NoOrders)
 	}}}
 	if cfg.Compare {
 		starters = append(starters,

@@ -79,7 +79,7 @@ func StartBare() (*Target, error) {
 
 // StartLocal runs a whole seckill node (Pebble in dataDir, shard actors,
 // HTTP front) in this process.
-func StartLocal(dataDir, token string) (*Target, error) {
+func StartLocal(dataDir, token string, orders bool) (*Target, error) {
 	store, err := persistence.OpenPebble(filepath.Join(dataDir, "pebble"))
 	if err != nil {
 		return nil, fmt.Errorf("open pebble in %s: %w", dataDir, err)
@@ -89,6 +89,15 @@ func StartLocal(dataDir, token string) (*Target, error) {
 	if err != nil {
 		store.Close()
 		return nil, fmt.Errorf("start node: %w", err)
+	}
+	if !orders {
+		t, err := serveOn(TargetSeckill, transport.NewServer(node, token, log).FastHTTP(), node.Close)
+		if err != nil {
+			node.Close()
+			return nil, err
+		}
+		t.Admin, t.Replays = NewSeckillAdmin(t.URL, token), true
+		return t, nil
 	}
 	// The whole system, as `seckill serve` runs it: embedded NATS, the
 	// relay and an order writer take their share of the machine too.

@@ -42,6 +42,7 @@ func benchMain(ctx context.Context, args []string, out io.Writer) error {
 	fs.StringVar(&cfg.URL, "url", "", "measure the seckill at this URL (http://host:port) instead of one started in-process")
 	fs.StringVar(&cfg.Token, "token", os.Getenv("SECKILL_ADMIN_TOKEN"), "admin token of --url (env SECKILL_ADMIN_TOKEN)")
 	fs.StringVar(&cfg.DataDir, "data", "", "data directory for the in-process server (default: a fresh temp dir)")
+	fs.BoolVar(&cfg.NoOrders, "no-orders", false, "run the in-process server without its order pipeline (NATS, relay, order writer): the engine and HTTP alone")
 	fs.StringVar(&cfg.Redis, "redis", "", "Redis URL for Redis+Lua (default: start redis-server on a free port)")
 	fs.StringVar(&cfg.AppendFsync, "redis-appendfsync", "everysec", "appendfsync of the redis-server started here: "+strings.Join(bench.AppendFsyncPolicies, " | "))
 	jsonPath := fs.String("json", "", "also write results as JSON to this file")
