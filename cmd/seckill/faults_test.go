@@ -101,7 +101,7 @@ func (w *lineWatcher) Write(p []byte) (int, error) {
 // ready (on stderr when readyOnStderr, else on stdout), with that line's
 // submatches. Like startSeckill, the child is killed when t ends if it still
 // runs, and its output is logged if t failed.
-func startChild(t *testing.T, name string, ready *regexp.Regexp, readyOnStderr bool, path string, args ...string) (*seckillProc, []string) {
+func startChild(t *testing.T, name string, ready *regexp.Regexp, readyOnStderr bool, token, path string, args ...string) (*seckillProc, []string) {
 	t.Helper()
 	w := &lineWatcher{re: ready, found: make(chan struct{})}
 	p := &seckillProc{
@@ -113,7 +113,7 @@ func startChild(t *testing.T, name string, ready *regexp.Regexp, readyOnStderr b
 	}
 	// The later of duplicate variables wins: nothing from the test's own
 	// environment points a child elsewhere.
-	p.cmd.Env = append(os.Environ(), "SECKILL_ADMIN_TOKEN="+faultToken, "SECKILL_NATS=", "SECKILL_DATA=", "SECKILL_ORDERS=")
+	p.cmd.Env = append(os.Environ(), "SECKILL_ADMIN_TOKEN="+token, "SECKILL_NATS=", "SECKILL_DATA=", "SECKILL_ORDERS=")
 	if readyOnStderr {
 		p.cmd.Stdout, p.cmd.Stderr = p.stdout, io.MultiWriter(p.stderr, w)
 	} else {
@@ -154,7 +154,7 @@ func startChild(t *testing.T, name string, ready *regexp.Regexp, readyOnStderr b
 func startServe(t *testing.T, bin, dataDir, name string, extra ...string) *seckillProc {
 	t.Helper()
 	args := append([]string{"serve", "--data", dataDir, "--http", "127.0.0.1:0"}, extra...)
-	p, m := startChild(t, name, serveLine, false, bin, args...)
+	p, m := startChild(t, name, serveLine, false, faultToken, bin, args...)
 	p.URL = m[1]
 	return p
 }
@@ -162,7 +162,7 @@ func startServe(t *testing.T, bin, dataDir, name string, extra ...string) *secki
 // startOrderWriter runs `seckill orders` writing to ordersDir from natsURL.
 func startOrderWriter(t *testing.T, bin, natsURL, ordersDir, name string) *seckillProc {
 	t.Helper()
-	p, _ := startChild(t, name, ordersLine, false, bin, "orders", "--nats", natsURL, "--orders", ordersDir)
+	p, _ := startChild(t, name, ordersLine, false, faultToken, bin, "orders", "--nats", natsURL, "--orders", ordersDir)
 	return p
 }
 
@@ -198,7 +198,7 @@ func buildNATSServer(t *testing.T) string {
 // startNATSServer runs a JetStream nats-server storing under storeDir.
 func startNATSServer(t *testing.T, bin, storeDir string, port int, name string) *seckillProc {
 	t.Helper()
-	p, _ := startChild(t, name, natsReadyLine, true, bin, "-js", "-sd", storeDir, "-a", "127.0.0.1", "-p", strconv.Itoa(port))
+	p, _ := startChild(t, name, natsReadyLine, true, faultToken, bin, "-js", "-sd", storeDir, "-a", "127.0.0.1", "-p", strconv.Itoa(port))
 	return p
 }
 

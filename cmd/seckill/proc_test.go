@@ -11,7 +11,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -114,49 +113,15 @@ type seckillProc struct {
 	err    error         // cmd.Wait's result; read only after done
 }
 
-// startSeckill runs `seckill serve` on dataDir with the admin token and a
-// kernel-chosen port, and returns once the child printed its address. The
-// child is killed when t ends if it still runs; its output is logged if t
-// failed.
+// startSeckill runs `seckill serve` on dataDir with the admin token, a
+// kernel-chosen port and an in-process-only NATS server, and returns once
+// the child printed its address. The child is killed when t ends if it
+// still runs; its output is logged if t failed.
 func startSeckill(t *testing.T, bin, dataDir, token, name string) *seckillProc {
 	t.Helper()
-	p := &seckillProc{
-		name:   name,
-		cmd:    exec.Command(bin, "serve", "--data", dataDir, "--http", "127.0.0.1:0"),
-		stdout: &stdoutWatcher{ready: make(chan string, 1)},
-		stderr: &syncBuffer{},
-		done:   make(chan struct{}),
-	}
-	p.cmd.Env = append(os.Environ(), "SECKILL_ADMIN_TOKEN="+token)
-	p.cmd.Stdout = p.stdout
-	p.cmd.Stderr = p.stderr
-	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", name, err)
-	}
-	go func() {
-		p.err = p.cmd.Wait()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-p.done:
-		default:
-			_ = p.cmd.Process.Kill()
-			<-p.done
-		}
-		if t.Failed() {
-			t.Logf("%s (pid %d) exit: %v\n--- stdout ---\n%s--- stderr ---\n%s",
-				name, p.cmd.Process.Pid, p.err, p.stdout.String(), p.stderr.String())
-		}
-	})
-	select {
-	case p.URL = <-p.stdout.ready:
-	case <-p.done:
-		t.Fatalf("%s exited before serving: %v\nstderr:\n%s", name, p.err, p.stderr.String())
-	case <-time.After(procReadyTimeout):
-		t.Fatalf("%s printed no serving line within %v\nstdout:\n%s\nstderr:\n%s",
-			name, procReadyTimeout, p.stdout.String(), p.stderr.String())
-	}
+	p, m := startChild(t, name, serveLine, false, token, bin,
+		"serve", "--data", dataDir, "--http", "127.0.0.1:0", "--nats-listen", "")
+	p.URL = m[1]
 	return p
 }
 
