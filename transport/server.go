@@ -68,7 +68,10 @@ func (s *Server) FastHTTP() *fasthttp.Server {
 		Concurrency:                  MaxConns,
 		NoDefaultContentType:         true,
 		DisablePreParseMultipartForm: true,
-		Logger:                       fasthttpLogger{s.log},
+		// On SIGTERM, idle keep-alive connections are closed at once rather
+		// than holding the drain until they time out.
+		CloseOnShutdown: true,
+		Logger:          fasthttpLogger{s.log},
 	}
 }
 
