@@ -12,6 +12,10 @@ const (
 	// MaxRelayBatch bounds the grabs in one publish round: one async
 	// publish window's worth, acknowledged together.
 	MaxRelayBatch = 1024
+	// RelayLinger is how long the relay lets grabs gather after a kick, so
+	// that a busy sale publishes in large batches rather than one publish
+	// round per group commit. It adds at most this much to the order lag.
+	RelayLinger = 2 * time.Millisecond
 	// RelayIdle is how often the relay looks for work without a kick.
 	RelayIdle = 200 * time.Millisecond
 	// RelayRetryMin and RelayRetryMax bound the backoff while the stream
@@ -50,6 +54,11 @@ func (n *Node) RunRelay(ctx context.Context, pub Publisher) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-n.relayKick:
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(RelayLinger):
+			}
 		case <-idle.C:
 		}
 		for {
