@@ -129,7 +129,25 @@ func (b *Batch) PutCursor(item string, shard int, seq uint64) {
 
 // encode calls set with the key and value of every record, in order. The
 // slices passed to set are valid only during the call (set copies them).
+//
+// A shard's counters are written once per batch, from its last record that
+// carries them: the batch is applied atomically, so the earlier ones would
+// be overwritten before anyone could read them. That halves the writes of
+// a batch of grabs.
 func (b *Batch) encode(buf []byte, set func(k, v []byte) error) ([]byte, error) {
+	type shardKey struct {
+		item  string
+		shard int
+	}
+	last := make(map[shardKey]int, 16)
+	for i := range b.Records {
+		switch r := &b.Records[i]; r.Kind {
+		case KindCounters:
+			last[shardKey{r.Item.Item, r.Shard}] = i
+		case KindGrab, KindRelease:
+			last[shardKey{r.Grab.Item, r.Grab.Shard}] = i
+		}
+	}
 	var err error
 	emit := func(start, keyEnd int) {
 		if err == nil {
@@ -151,6 +169,9 @@ func (b *Batch) encode(buf []byte, set func(k, v []byte) error) ([]byte, error) 
 			buf = encodePool(buf, r.Pool)
 			emit(s, k)
 		case KindCounters:
+			if last[shardKey{r.Item.Item, r.Shard}] != i {
+				continue
+			}
 			buf = countersKey(buf, r.Item.Item, r.Shard)
 			k := len(buf)
 			buf = encodeCounters(buf, r.Counters)
@@ -172,11 +193,13 @@ func (b *Batch) encode(buf []byte, set func(k, v []byte) error) ([]byte, error) 
 				buf = append(buf, valueVersion)
 				emit(s, k)
 			}
-			s = len(buf)
-			buf = countersKey(buf, r.Grab.Item, r.Grab.Shard)
-			k := len(buf)
-			buf = encodeCounters(buf, r.Counters)
-			emit(s, k)
+			if last[shardKey{r.Grab.Item, r.Grab.Shard}] == i {
+				s = len(buf)
+				buf = countersKey(buf, r.Grab.Item, r.Grab.Shard)
+				k := len(buf)
+				buf = encodeCounters(buf, r.Counters)
+				emit(s, k)
+			}
 		default:
 			return buf, fmt.Errorf("record %d: unknown kind %d", i, r.Kind)
 		}
