@@ -36,7 +36,8 @@ func (n *Node) Grab(item, user string, qty int64, key string) Reply {
 	if !ok {
 		return Reply{Err: ErrUnknownItem}
 	}
-	if key == "" || !it.isHolder(user) {
+	ref := it.shards[engine.ShardFor(item, user, len(it.shards))]
+	if key == "" || !ref.isHolder(user) {
 		// In the engine's order: the window, then stock.
 		if w := it.Config.Window(n.opts.Clock()); w != 0 {
 			return Reply{Outcome: w}
@@ -45,7 +46,6 @@ func (n *Node) Grab(item, user string, qty int64, key string) Reply {
 			return Reply{Outcome: engine.SoldOut}
 		}
 	}
-	ref := it.shards[engine.ShardFor(item, user, len(it.shards))]
 	if ref.inflight.Add(1) > MaxInflightPerShard {
 		ref.inflight.Add(-1)
 		return Reply{Err: ErrOverloaded}

@@ -30,11 +30,6 @@ type Item struct {
 	// hop. poolEmpty lets shards skip asking an empty pool for a top-up.
 	soldOut   atomic.Bool
 	poolEmpty atomic.Bool
-	// holders is every user who ever held a grab of the item (at most
-	// stock + releases entries). A shard adds a user before it publishes
-	// the counters of that grab, so whoever sees the item sold out also
-	// sees its holders.
-	holders sync.Map
 
 	// viewMu orders every change of where units are (transfers, releases,
 	// stock changes) against readers of the whole balance. Grabs do not
@@ -60,6 +55,10 @@ type shardRef struct {
 	// durableSeq is the highest grab sequence known to be on disk; a replay
 	// of an older grab needs no wait for a commit.
 	durableSeq atomic.Uint64
+	// holders is every user who ever held a grab of the item on this shard
+	// (at most its grabs), for the front's sold-out answers.
+	holdersMu sync.RWMutex
+	holders   map[string]struct{}
 	// Under item.viewMu: the shard's side of transfers, and counts for
 	// operators.
 	received, returned int64
@@ -73,10 +72,19 @@ func (r *shardRef) load() (allocated, sold int64) {
 
 func pack(c engine.Counters) uint64 { return uint64(c.Allocated)<<32 | uint64(c.Sold) }
 
-func (it *Item) addHolder(user string) { it.holders.Store(user, struct{}{}) }
+// addHolder records that user holds (or held) a grab on this shard. The
+// shard adds a user before it publishes the counters of that grab, so
+// whoever sees the item sold out also sees its holders.
+func (r *shardRef) addHolder(user string) {
+	r.holdersMu.Lock()
+	r.holders[user] = struct{}{}
+	r.holdersMu.Unlock()
+}
 
-func (it *Item) isHolder(user string) bool {
-	_, ok := it.holders.Load(user)
+func (r *shardRef) isHolder(user string) bool {
+	r.holdersMu.RLock()
+	_, ok := r.holders[user]
+	r.holdersMu.RUnlock()
 	return ok
 }
 

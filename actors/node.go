@@ -47,6 +47,7 @@ type Node struct {
 	sys        *actor.ActorSystem
 	committers []*committer
 	commitWG   sync.WaitGroup
+	dispatch   *poolDispatcher
 
 	// relayKick wakes the relay after a commit with grabs in it.
 	relayKick chan struct{}
@@ -71,7 +72,7 @@ func Start(store persistence.Store, opts Options) (*Node, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	n := &Node{opts: opts, store: store, relayKick: make(chan struct{}, 1)}
+	n := &Node{opts: opts, store: store, relayKick: make(chan struct{}, 1), dispatch: newPoolDispatcher()}
 	n.sys = actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
 		return slog.New(slog.DiscardHandler)
 	}))
@@ -106,22 +107,22 @@ func (n *Node) spawnItem(cfg engine.ItemConfig, li *persistence.LoadedItem) *Ite
 		pool: &lane{stopped: make(chan struct{})}}
 	for i, sh := range li.Shards {
 		c := sh.Counters()
-		ref := &shardRef{lane: lane{stopped: make(chan struct{})}, item: it, index: i,
+		ref := &shardRef{lane: lane{stopped: make(chan struct{})}, item: it, index: i, holders: map[string]struct{}{},
 			committer: n.committers[i%len(n.committers)], received: c.Received, returned: c.Returned}
 		ref.counters.Store(pack(c))
 		ref.durableSeq.Store(c.NextSeq - 1)
 		it.shards[i] = ref
 	}
-	for _, sh := range li.Shards {
-		sh.Holders(it.addHolder)
+	for i, sh := range li.Shards {
+		sh.Holders(it.shards[i].addHolder)
 	}
 	it.publishPool(li.Pool)
 	// The pool's PID must exist before any shard can ask it for units.
 	pa := &poolActor{node: n, item: it, lane: it.pool, pool: li.Pool, c: n.committers[0]}
-	it.pool.pid = n.sys.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return pa }))
+	it.pool.pid = n.sys.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return pa }, actor.WithDispatcher(n.dispatch)))
 	for i, sh := range li.Shards {
 		a := &shardActor{node: n, ref: it.shards[i], shard: sh}
-		it.shards[i].pid = n.sys.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return a }))
+		it.shards[i].pid = n.sys.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return a }, actor.WithDispatcher(n.dispatch)))
 	}
 	return it
 }
@@ -221,4 +222,5 @@ func (n *Node) stopCommitters() {
 		close(c.in)
 	}
 	n.commitWG.Wait()
+	n.dispatch.stop()
 }

@@ -89,7 +89,7 @@ func (a *shardActor) grab(c *call) {
 	d := a.shard.Grab(in)
 	switch {
 	case d.Outcome == engine.Confirmed:
-		a.ref.item.addHolder(in.User)
+		a.ref.addHolder(in.User)
 		a.ref.publishGrab(d.Counters)
 		a.ref.committer.in <- grabReq(a.ref, a.gen, d, c)
 		a.topUp()
@@ -179,7 +179,7 @@ func (a *shardActor) serveWaiting() {
 		a.waiting = a.waiting[1:]
 		switch {
 		case d.Outcome == engine.Confirmed:
-			a.ref.item.addHolder(in.User)
+			a.ref.addHolder(in.User)
 			a.ref.publishGrab(d.Counters)
 			a.ref.committer.in <- grabReq(a.ref, a.gen, d, p.c)
 		case d.Outcome == engine.Replayed && d.Grab.Seq > a.ref.durableSeq.Load(), d.Outcome == engine.Released:
