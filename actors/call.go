@@ -36,6 +36,12 @@ func (n *Node) Grab(item, user string, qty int64, key string) Reply {
 	if !ok {
 		return Reply{Err: ErrUnknownItem}
 	}
+	return n.GrabIn(it, user, qty, key)
+}
+
+// GrabIn is Grab for an item the caller has already looked up.
+func (n *Node) GrabIn(it *Item, user string, qty int64, key string) Reply {
+	item := it.Config.Item
 	ref := it.shards[engine.ShardFor(item, user, len(it.shards))]
 	if key == "" || !ref.isHolder(user) {
 		// In the engine's order: the window, then stock.

@@ -190,7 +190,7 @@ func (s *Server) grab(ctx *fasthttp.RequestCtx, itemB []byte) {
 			"qty must be 1.."+strconv.FormatInt(it.Config.PerUserLimit, 10)+" (the item's per-user limit)")
 		return
 	}
-	r := s.node.Grab(it.Config.Item, body.UserID, body.Qty, key)
+	r := s.node.GrabIn(it, body.UserID, body.Qty, key)
 	switch {
 	case r.Err == nil:
 	case errors.Is(r.Err, actors.ErrUnknownItem):
