@@ -106,11 +106,16 @@ func DecodeOrder(grabID string, v []byte) (engine.Order, error) {
 type PebbleOrders struct {
 	db *pebble.DB
 	mu sync.Mutex // serialises WriteNew and Update
+	// known holds every grab id with an order (under mu). Orders are at
+	// most the item's stock plus releases, so the set is small; it lets a
+	// write of a batch skip a Pebble lookup per order, which profiles
+	// showed as the writer's largest cost.
+	known map[string]struct{}
 }
 
 // OpenPebbleOrders opens (creating if needed) the order store in dir.
 func OpenPebbleOrders(dir string) (*PebbleOrders, error) {
-	opts := &pebble.Options{FormatMajorVersion: pebble.FormatNewest, Logger: quietLogger{}}
+	opts := &pebble.Options{FormatMajorVersion: pebble.FormatNewest, Logger: quietLogger{}, MemTableSize: pebbleMemTable}
 	// Every write first looks the grab id up, and almost every lookup
 	// misses: bloom filters answer a miss without reading a block.
 	for i := range opts.Levels {
@@ -121,7 +126,21 @@ func OpenPebbleOrders(dir string) (*PebbleOrders, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open order store %s: %w", dir, err)
 	}
-	return &PebbleOrders{db: db}, nil
+	p := &PebbleOrders{db: db, known: map[string]struct{}{}}
+	lo := []byte{prefixOrder}
+	it, err := db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: prefixEnd(lo)})
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	for ok := it.First(); ok; ok = it.Next() {
+		p.known[string(it.Key()[1:])] = struct{}{}
+	}
+	if err := errors.Join(it.Error(), it.Close()); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open order store %s: %w", dir, err)
+	}
+	return p, nil
 }
 
 func (p *PebbleOrders) get(grabID string) (engine.Order, bool, error) {
@@ -150,9 +169,7 @@ func (p *PebbleOrders) WriteNew(orders []engine.Order) (int, error) {
 			continue
 		}
 		seen[o.GrabID] = true
-		if _, ok, err := p.get(o.GrabID); err != nil {
-			return 0, err
-		} else if ok {
+		if _, ok := p.known[o.GrabID]; ok {
 			continue
 		}
 		if err := b.Set(orderKey(nil, o.GrabID), encodeOrder(nil, o), nil); err != nil {
@@ -170,6 +187,9 @@ func (p *PebbleOrders) WriteNew(orders []engine.Order) (int, error) {
 	}
 	if err := b.Commit(pebble.Sync); err != nil {
 		return 0, fmt.Errorf("write %d orders: %w", n, err)
+	}
+	for id := range seen {
+		p.known[id] = struct{}{}
 	}
 	return n, nil
 }
