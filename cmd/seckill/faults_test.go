@@ -183,16 +183,7 @@ func waitKilled(t *testing.T, p *seckillProc) {
 // go.mod).
 func buildNATSServer(t *testing.T) string {
 	t.Helper()
-	goTool, err := exec.LookPath("go")
-	if err != nil {
-		t.Fatalf("the go command is needed to build nats-server: %v", err)
-	}
-	bin := filepath.Join(t.TempDir(), "nats-server")
-	cmd := exec.Command(goTool, "build", "-o", bin, "github.com/nats-io/nats-server/v2")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build nats-server: %v\n%s", err, out)
-	}
-	return bin
+	return goBuild(t, "nats-server", "github.com/nats-io/nats-server/v2")
 }
 
 // startNATSServer runs a JetStream nats-server storing under storeDir.

@@ -34,14 +34,19 @@ const (
 // ends. Later builds in the same run are mostly served by the build cache.
 func buildSeckill(t *testing.T) string {
 	t.Helper()
+	return goBuild(t, "seckill", ".")
+}
+
+// goBuild builds pkg (at the version go.mod pins) into a temporary binary.
+func goBuild(t *testing.T, name, pkg string) string {
+	t.Helper()
 	goTool, err := exec.LookPath("go")
 	if err != nil {
-		t.Fatalf("the go command is needed to build seckill: %v", err)
+		t.Fatalf("the go command is needed to build %s: %v", name, err)
 	}
-	bin := filepath.Join(t.TempDir(), "seckill")
-	cmd := exec.Command(goTool, "build", "-o", bin, ".")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	bin := filepath.Join(t.TempDir(), name)
+	if out, err := exec.Command(goTool, "build", "-o", bin, pkg).CombinedOutput(); err != nil {
+		t.Fatalf("go build %s: %v\n%s", name, err, out)
 	}
 	return bin
 }
