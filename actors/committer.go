@@ -21,83 +21,149 @@ type commitReq struct {
 	// after, when set, runs on the committer after the commit with its
 	// result; it only sends messages.
 	after func(error)
+	// dropped: decided on memory a failed commit made wrong; never written.
+	dropped bool
 }
 
 // committer turns the decisions queued by its lanes into one Pebble batch
-// per round: while one commit waits on fdatasync the next round's decisions
-// queue up, so the batch grows with the load (group commit). A lane always
-// uses the same committer, so its records land in the order decided.
+// per round (group commit) and never waits for the disk itself: it submits
+// a round and goes on gathering the next while Pebble syncs, and its syncer
+// answers each round, in order, once its fdatasync has returned. A decision
+// thus waits for the sync under way and the one that holds it, never for a
+// whole earlier round's. A lane always uses the same committer, so its
+// records land in the order decided.
 type committer struct {
-	node  *Node
-	in    chan commitReq
+	node *Node
+	in   chan commitReq
+	// submitted carries rounds to the syncer in submission order; free
+	// brings them back for reuse.
+	submitted chan *round
+	free      chan *round
+	done      chan struct{} // closed when the syncer has answered everything
+}
+
+// round is one group commit.
+type round struct {
 	batch persistence.Batch
 	reqs  []commitReq
+	wait  func() error // nil when the round wrote nothing
+	err   error        // the submission failed
 }
 
 func newCommitter(n *Node) *committer {
-	return &committer{node: n, in: make(chan commitReq, CommitQueueLen)}
+	return &committer{node: n, in: make(chan commitReq, CommitQueueLen),
+		submitted: make(chan *round, MaxRoundsInFlight), free: make(chan *round, MaxRoundsInFlight),
+		done: make(chan struct{})}
 }
 
+// run gathers and submits rounds until in is closed, then lets the syncer
+// answer what is left.
 func (c *committer) run() {
+	go c.sync()
+	defer func() {
+		close(c.submitted)
+		<-c.done
+	}()
 	for first := range c.in {
-		c.reqs = append(c.reqs[:0], first)
+		var r *round
+		select {
+		case r = <-c.free:
+		default:
+			r = &round{}
+		}
+		r.reqs = append(r.reqs[:0], first)
 	drain:
-		for len(c.reqs) < MaxCommitBatch {
+		for len(r.reqs) < MaxCommitBatch {
 			select {
-			case r, ok := <-c.in:
+			case q, ok := <-c.in:
 				if !ok {
 					break drain
 				}
-				c.reqs = append(c.reqs, r)
+				r.reqs = append(r.reqs, q)
 			default:
 				break drain
 			}
 		}
-		c.round()
+		c.submit(r)
+		c.submitted <- r
 	}
 }
 
-func (c *committer) round() {
-	c.batch.Reset()
-	for i := range c.reqs {
-		r := &c.reqs[i]
-		if r.gen <= r.lane.failedGen.Load() {
-			// Decided on memory a failed commit made wrong: never confirm.
-			c.finish(r, errDropped)
-			r.lane = nil
+// submit hands r's records to the store. A decision made on memory that a
+// failed commit made wrong is dropped, never written.
+func (c *committer) submit(r *round) {
+	r.batch.Reset()
+	r.wait, r.err = nil, nil
+	for i := range r.reqs {
+		q := &r.reqs[i]
+		if q.gen <= q.lane.failedGen.Load() {
+			q.dropped = true
 			continue
 		}
-		if r.rec.Kind != 0 {
-			c.batch.Records = append(c.batch.Records, r.rec)
+		if q.rec.Kind != 0 {
+			r.batch.Records = append(r.batch.Records, q.rec)
 		}
 	}
-	var err error
-	if c.batch.Len() > 0 {
-		err = c.node.store.Apply(&c.batch)
+	if r.batch.Len() == 0 {
+		return
 	}
-	if err != nil {
-		c.node.opts.Logger.Error("group commit failed", "records", c.batch.Len(), "err", err)
-	} else if c.batch.Len() > 0 {
+	r.wait, r.err = c.node.store.Submit(&r.batch)
+	if r.err != nil {
+		// Poison the lanes now, before the next round is submitted: their
+		// later decisions were made on memory holding this round's.
+		c.poison(r)
+	}
+}
+
+// poison marks every lane of a failed round so that its later decisions are
+// dropped, and makes each reload its durable state.
+func (c *committer) poison(r *round) {
+	for i := range r.reqs {
+		q := &r.reqs[i]
+		if !q.dropped && q.lane.failedGen.Load() < q.gen {
+			q.lane.failedGen.Store(q.gen)
+			c.node.sys.Root.Send(q.lane.pid, reloadMsg{gen: q.gen})
+		}
+	}
+}
+
+// sync answers each submitted round once its records are durable.
+func (c *committer) sync() {
+	defer close(c.done)
+	for r := range c.submitted {
+		err := r.err
+		if err == nil && r.wait != nil {
+			if err = r.wait(); err != nil {
+				c.poison(r)
+			}
+		}
+		if err != nil {
+			c.node.opts.Logger.Error("group commit failed", "records", r.batch.Len(), "err", err)
+		} else if r.batch.Len() > 0 {
+			select {
+			case c.node.relayKick <- struct{}{}:
+			default:
+			}
+		}
+		for i := range r.reqs {
+			q := &r.reqs[i]
+			switch {
+			case q.dropped:
+				c.finish(q, errDropped)
+			case err == nil && q.durable != nil && q.rec.Grab.Seq > q.durable.durableSeq.Load():
+				q.durable.durableSeq.Store(q.rec.Grab.Seq)
+				fallthrough
+			default:
+				c.finish(q, err)
+			}
+		}
+		clear(r.reqs)
+		r.reqs = r.reqs[:0]
 		select {
-		case c.node.relayKick <- struct{}{}:
+		case c.free <- r:
 		default:
 		}
 	}
-	for i := range c.reqs {
-		r := &c.reqs[i]
-		if r.lane == nil {
-			continue
-		}
-		if err != nil && r.lane.failedGen.Load() < r.gen {
-			r.lane.failedGen.Store(r.gen)
-			c.node.sys.Root.Send(r.lane.pid, reloadMsg{gen: r.gen})
-		}
-		if err == nil && r.durable != nil && r.rec.Grab.Seq > r.durable.durableSeq.Load() {
-			r.durable.durableSeq.Store(r.rec.Grab.Seq)
-		}
-		c.finish(r, err)
-	}
-	clear(c.reqs)
 }
 
 func (c *committer) finish(r *commitReq, err error) {

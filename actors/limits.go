@@ -18,9 +18,15 @@ const (
 	// block on a full queue, which pushes back to the HTTP front.
 	CommitQueueLen = 16384
 	// DefaultCommitters: each shard's records always go to the same
-	// committer (so they land in order); two committers let one build its
-	// batch while the other waits on fdatasync.
-	DefaultCommitters = 2
+	// committer (so they land in order). A committer never waits on the
+	// disk itself (see MaxRoundsInFlight), so one keeps the WAL busy.
+	DefaultCommitters = 1
+	// MaxRoundsInFlight bounds the group commits a committer has submitted
+	// and not yet answered. Pebble syncs every batch queued during one
+	// fdatasync in the next, so a decision is submitted at once rather than
+	// waiting for a round to finish; the bound keeps rounds from shrinking
+	// to one decision each (a Pebble commit apiece) under heavy load.
+	MaxRoundsInFlight = 8
 	// RefillWait bounds how long a buyer whose shard is empty waits for
 	// units from the pool or a sibling before hearing "unavailable, retry".
 	// A refill takes one actor hop and one group commit, well under it.

@@ -11,9 +11,12 @@ import (
 	"github.com/seckill/seckill/persistence"
 )
 
-// faultyStore fails every Apply while failing is set.
+// faultyStore fails every Apply and Submit while failing is set: a Submit
+// at once, or, with atSync, only when its wait is called (an fdatasync that
+// failed after the batch was handed over; nothing of it is kept).
 type faultyStore struct {
 	persistence.Store
+	atSync  bool
 	failing atomic.Bool
 	applies atomic.Int64
 }
@@ -26,6 +29,17 @@ func (f *faultyStore) Apply(b *persistence.Batch) error {
 		return errInjected
 	}
 	return f.Store.Apply(b)
+}
+
+func (f *faultyStore) Submit(b *persistence.Batch) (func() error, error) {
+	f.applies.Add(1)
+	if f.failing.Load() {
+		if f.atSync {
+			return func() error { return errInjected }, nil
+		}
+		return nil, errInjected
+	}
+	return f.Store.Submit(b)
 }
 
 func startNode(t *testing.T, s persistence.Store) *Node {
@@ -113,44 +127,48 @@ func (n *Node) mustItem(t *testing.T, id string) *Item {
 }
 
 func TestFailedCommitNeverConfirmsAndReloads(t *testing.T) {
-	store := &faultyStore{Store: persistence.NewMem()}
-	n := startNode(t, store)
-	defer n.Close()
-	if err := n.CreateItem(engine.ItemConfig{Item: "f", Stock: 10, Shards: 1, PerUserLimit: 1}); err != nil {
-		t.Fatal(err)
-	}
-	if r := n.Grab("f", "a", 1, "ka"); r.Outcome != engine.Confirmed {
-		t.Fatalf("first grab: %+v", r)
-	}
-	store.failing.Store(true)
-	var wg sync.WaitGroup
-	var confirmedWhileFailing atomic.Int64
-	for i := 0; i < 20; i++ {
-		wg.Go(func() {
-			r := n.Grab("f", fmt.Sprintf("b%d", i), 1, "k")
-			if r.Err == nil && r.Outcome == engine.Confirmed {
-				confirmedWhileFailing.Add(1)
+	for _, atSync := range []bool{false, true} {
+		t.Run(fmt.Sprintf("atSync=%v", atSync), func(t *testing.T) {
+			store := &faultyStore{Store: persistence.NewMem(), atSync: atSync}
+			n := startNode(t, store)
+			defer n.Close()
+			if err := n.CreateItem(engine.ItemConfig{Item: "f", Stock: 10, Shards: 1, PerUserLimit: 1}); err != nil {
+				t.Fatal(err)
+			}
+			if r := n.Grab("f", "a", 1, "ka"); r.Outcome != engine.Confirmed {
+				t.Fatalf("first grab: %+v", r)
+			}
+			store.failing.Store(true)
+			var wg sync.WaitGroup
+			var confirmedWhileFailing atomic.Int64
+			for i := 0; i < 20; i++ {
+				wg.Go(func() {
+					r := n.Grab("f", fmt.Sprintf("b%d", i), 1, "k")
+					if r.Err == nil && r.Outcome == engine.Confirmed {
+						confirmedWhileFailing.Add(1)
+					}
+				})
+			}
+			wg.Wait()
+			if c := confirmedWhileFailing.Load(); c != 0 {
+				t.Fatalf("%d grabs confirmed while every commit failed", c)
+			}
+			store.failing.Store(false)
+			// The shard reloads: only "a" holds a unit, so 9 remain for others and
+			// every failed user can grab again.
+			for i := 0; i < 9; i++ {
+				r := n.Grab("f", fmt.Sprintf("b%d", i), 1, "k")
+				if r.Err != nil || r.Outcome != engine.Confirmed {
+					t.Fatalf("grab %d after recovery: %+v", i, r)
+				}
+			}
+			if r := n.Grab("f", "z", 1, ""); r.Outcome != engine.SoldOut {
+				t.Fatalf("11th unit: %+v", r)
+			}
+			if r := n.Grab("f", "a", 1, "ka"); r.Outcome != engine.Replayed {
+				t.Fatalf("replay of first grab: %+v", r)
 			}
 		})
-	}
-	wg.Wait()
-	if c := confirmedWhileFailing.Load(); c != 0 {
-		t.Fatalf("%d grabs confirmed while every commit failed", c)
-	}
-	store.failing.Store(false)
-	// The shard reloads: only "a" holds a unit, so 9 remain for others and
-	// every failed user can grab again.
-	for i := 0; i < 9; i++ {
-		r := n.Grab("f", fmt.Sprintf("b%d", i), 1, "k")
-		if r.Err != nil || r.Outcome != engine.Confirmed {
-			t.Fatalf("grab %d after recovery: %+v", i, r)
-		}
-	}
-	if r := n.Grab("f", "z", 1, ""); r.Outcome != engine.SoldOut {
-		t.Fatalf("11th unit: %+v", r)
-	}
-	if r := n.Grab("f", "a", 1, "ka"); r.Outcome != engine.Replayed {
-		t.Fatalf("replay of first grab: %+v", r)
 	}
 }
 

@@ -40,6 +40,14 @@ func (m *Mem) Apply(b *Batch) error {
 	return nil
 }
 
+// Submit applies b at once; its wait reports nothing more.
+func (m *Mem) Submit(b *Batch) (func() error, error) {
+	if err := m.Apply(b); err != nil {
+		return nil, err
+	}
+	return func() error { return nil }, nil
+}
+
 func (m *Mem) sortedKeys(prefix string) []string {
 	var ks []string
 	for k := range m.kv {

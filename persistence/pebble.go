@@ -24,9 +24,9 @@ type Pebble struct {
 	pebbleReader
 	db *pebble.DB
 
-	// mu is held for reading by every Apply and for writing by Close, so
-	// concurrent Applies share fdatasyncs (Pebble's group commit) and none
-	// runs on a closed database.
+	// mu is held for reading from every Submit until its wait returns and
+	// for writing by Close, so concurrent batches share fdatasyncs (Pebble's
+	// group commit) and none runs on a closed database.
 	mu     sync.RWMutex
 	closed bool
 }
@@ -53,28 +53,58 @@ func OpenPebble(dir string) (*Pebble, error) {
 // Apply writes b in one batch and returns after Commit(pebble.Sync): the
 // records are on disk (fdatasync) when it returns nil.
 func (p *Pebble) Apply(b *Batch) error {
-	p.mu.RLock()
-	defer p.mu.RUnlock()
-	if p.closed {
-		return ErrClosed
-	}
-	wb := p.db.NewBatch()
-	defer wb.Close()
-	bp := scratch.Get().(*[]byte)
-	buf := (*bp)[:0]
-	defer func() { *bp = buf[:0]; scratch.Put(bp) }()
-	buf, err := b.encode(buf, func(k, v []byte) error { return wb.Set(k, v, nil) })
+	wait, err := p.Submit(b)
 	if err != nil {
 		return err
 	}
-	opt := pebble.Sync
+	return wait()
+}
+
+// Submit writes b to the WAL and memtable (pebble.DB.ApplyNoSyncWait) and
+// returns a wait for its fdatasync. Pebble syncs every batch queued while
+// one sync runs in the next, so a committer that keeps submitting while
+// earlier batches sync pays about one and a half fdatasyncs per decision
+// rather than two or more. Close waits for every outstanding wait.
+func (p *Pebble) Submit(b *Batch) (func() error, error) {
+	p.mu.RLock()
+	if p.closed {
+		p.mu.RUnlock()
+		return nil, ErrClosed
+	}
+	wb := p.db.NewBatch()
+	fail := func(err error) (func() error, error) {
+		wb.Close()
+		p.mu.RUnlock()
+		return nil, err
+	}
+	bp := scratch.Get().(*[]byte)
+	buf, err := b.encode((*bp)[:0], func(k, v []byte) error { return wb.Set(k, v, nil) })
+	*bp = buf[:0]
+	scratch.Put(bp)
+	if err != nil {
+		return fail(err)
+	}
 	if b.Lazy {
-		opt = pebble.NoSync
+		if err := wb.Commit(pebble.NoSync); err != nil {
+			return fail(fmt.Errorf("commit %d records: %w", b.Len(), err))
+		}
+		wb.Close()
+		p.mu.RUnlock()
+		return func() error { return nil }, nil
 	}
-	if err := wb.Commit(opt); err != nil {
-		return fmt.Errorf("commit %d records: %w", b.Len(), err)
+	n := b.Len()
+	if err := p.db.ApplyNoSyncWait(wb, pebble.Sync); err != nil {
+		return fail(fmt.Errorf("commit %d records: %w", n, err))
 	}
-	return nil
+	return func() error {
+		err := wb.SyncWait()
+		wb.Close()
+		p.mu.RUnlock()
+		if err != nil {
+			return fmt.Errorf("sync %d records: %w", n, err)
+		}
+		return nil
+	}, nil
 }
 
 // Items lists every item.

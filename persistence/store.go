@@ -38,6 +38,17 @@ type Store interface {
 	// Apply makes every record of b durable, all or none, in order, before
 	// it returns. An error means none of them may be reported as durable.
 	Apply(b *Batch) error
+	// Submit starts making b durable and returns without waiting for the
+	// disk, so that a caller can hand over the next batch while this one's
+	// fdatasync runs; b may be reused once Submit returns. err means b was
+	// not written. Otherwise wait blocks
+	// until every record of b is durable (nil) or none may be reported
+	// durable (an error); it must be called exactly once. Batches land in
+	// the order submitted, and a failed sync fails every later one too
+	// (Pebble's WAL errors are sticky), so waiting in submission order
+	// never reports a batch durable after an earlier one failed. Readers
+	// may see b's records before wait returns, as they may during Apply.
+	Submit(b *Batch) (wait func() error, err error)
 	// Snapshot is a consistent read-only view as of now, for readers that
 	// must not see half of what is written meanwhile (reconciliation);
 	// release frees it.

@@ -64,6 +64,7 @@ func TestStoreRoundTrip(t *testing.T) {
 				}
 			}
 			b.Reset()
+			var waits []func() error // pipelined: submitted, waited at the end
 			for u := 0; u < 60; u++ {
 				c := cfgs[u%2]
 				user := fmt.Sprintf("user-%d", u)
@@ -72,15 +73,22 @@ func TestStoreRoundTrip(t *testing.T) {
 				if d.MustPersist() {
 					b.PutGrab(d.Grab, d.Counters)
 				}
-				if u%7 == 0 { // several batches
-					if err := s.Apply(&b); err != nil {
+				if u%7 == 0 { // several batches, submitted without waiting
+					wait, err := s.Submit(&b)
+					if err != nil {
 						t.Fatal(err)
 					}
-					b.Reset()
+					waits = append(waits, wait)
+					b.Reset() // Submit has encoded it: b is free again
 				}
 			}
 			if err := s.Apply(&b); err != nil {
 				t.Fatal(err)
+			}
+			for i, wait := range waits {
+				if err := wait(); err != nil {
+					t.Fatalf("wait %d: %v", i, err)
+				}
 			}
 			s = reopen()
 			items, err := s.Items()
@@ -107,6 +115,9 @@ func TestStoreRoundTrip(t *testing.T) {
 			}
 			if err := s.Apply(&b); !errors.Is(err, ErrClosed) {
 				t.Fatalf("Apply after Close: %v", err)
+			}
+			if _, err := s.Submit(&b); !errors.Is(err, ErrClosed) {
+				t.Fatalf("Submit after Close: %v", err)
 			}
 		})
 	}
