@@ -17,7 +17,9 @@ import (
 // Names of the streams, subjects and consumers. They are part of the
 // contract with order writers in other processes (and languages).
 const (
-	// StreamGrabs holds one message per confirmed grab, on GrabSubject(item).
+	// StreamGrabs holds the confirmed grabs on GrabSubject(item): each
+	// message one grab (a JSON object) or a run of up to MaxGrabsPerMsg
+	// grabs of one shard (a JSON array of them); see DecodeGrabs.
 	StreamGrabs = "GRABS"
 	// SubjectPrefix starts every grab subject: seckill.grabs.<item token>.
 	SubjectPrefix = "seckill.grabs."
@@ -50,9 +52,15 @@ const (
 const (
 	// MaxQty matches engine.MaxPerUserLimit: no grab holds more units.
 	MaxQty = 1000
+	// MaxGrabsPerMsg bounds the grabs in one GRABS message: the relay
+	// sends each shard's run of new grabs in messages of up to this many, so
+	// that the server, the publisher and the writers handle one message per
+	// run rather than one per grab.
+	MaxGrabsPerMsg = 64
 	// MaxGrabMsgSize bounds a message body in GRABS (the stream refuses
-	// larger ones): an encoded grab of maximal ids and key is under 750 bytes.
-	MaxGrabMsgSize = 1024
+	// larger ones): an encoded grab of maximal ids and key is under 750
+	// bytes, so MaxGrabsPerMsg of them fit.
+	MaxGrabMsgSize = 64 << 10
 	// MaxBatch bounds one PublishBatch and one writer fetch: a few hundred
 	// grabs fill a Pebble batch and a publish window; more only adds latency.
 	MaxBatch = 4096

@@ -27,9 +27,12 @@ const (
 	copyRetryDelay = 5 * time.Second
 )
 
-// DeadLetter is a grab that no order writer could write.
+// DeadLetter is a message of GRABS that no order writer could write: one
+// grab, or a run of them that died whole (never acked: no writer running).
 type DeadLetter struct {
-	GrabID     string // "" when the original had neither Msg-Id nor a decodable body
+	// GrabID is the grab's id, or a run's Msg-Id ("<first grab id>+<last
+	// seq>"); "" when the original had neither Msg-Id nor a decodable body.
+	GrabID     string
 	Item       string
 	Seq        uint64 // sequence in GRABS_DLQ
 	Deliveries int
@@ -119,6 +122,7 @@ func copyDead(ctx context.Context, js jetstream.JetStream, grabs jetstream.Strea
 		log.Error("dead grab on an unexpected subject, not copied", "subject", orig.Subject, "stream_seq", a.StreamSeq)
 		return nil
 	}
+	// A run's Msg-Id, "<first grab id>+<last seq>", names its dead letter.
 	grabID := orig.Header.Get(jetstream.MsgIDHeader)
 	if grabID == "" {
 		if g, err := DecodeGrab(orig.Data); err == nil {

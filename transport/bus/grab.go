@@ -91,10 +91,27 @@ func appendString(dst []byte, s string) []byte {
 	return append(dst, '"')
 }
 
-// DecodeGrab parses and validates a GRABS message body. It is strict: one
-// JSON object with exactly the nine fields (names case-sensitive, each once),
-// integers without fraction or exponent, strings of printable ASCII (escapes
-// allowed), nothing after the object, and the values Validate accepts.
+// EncodeGrabs appends the body of one GRABS message holding msgs: a lone
+// grab as its object (EncodeGrab), several as a JSON array of them.
+func EncodeGrabs(dst []byte, msgs []GrabMsg) []byte {
+	if len(msgs) == 1 {
+		return EncodeGrab(dst, msgs[0])
+	}
+	dst = append(dst, '[')
+	for i, m := range msgs {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = EncodeGrab(dst, m)
+	}
+	return append(dst, ']')
+}
+
+// DecodeGrab parses and validates a GRABS message body of one grab. It is
+// strict: one JSON object with exactly the nine fields (names
+// case-sensitive, each once), integers without fraction or exponent, strings
+// of printable ASCII (escapes allowed), nothing after the object, and the
+// values Validate accepts.
 func DecodeGrab(b []byte) (GrabMsg, error) {
 	var m GrabMsg
 	if len(b) > MaxGrabMsgSize {
@@ -104,10 +121,58 @@ func DecodeGrab(b []byte) (GrabMsg, error) {
 	if err := d.object(&m); err != nil {
 		return GrabMsg{}, fmt.Errorf("%w: %v", ErrInvalidGrab, err)
 	}
+	if err := d.end(); err != nil {
+		return GrabMsg{}, fmt.Errorf("%w: %v", ErrInvalidGrab, err)
+	}
 	if err := m.Validate(); err != nil {
 		return GrabMsg{}, err
 	}
 	return m, nil
+}
+
+// DecodeGrabs parses and validates any GRABS message body: one grab object
+// (DecodeGrab), or a JSON array of 1..MaxGrabsPerMsg such objects, each as
+// strict as DecodeGrab's, all of one item (the message's subject).
+func DecodeGrabs(b []byte) ([]GrabMsg, error) {
+	if len(b) > MaxGrabMsgSize {
+		return nil, fmt.Errorf("%w: %d bytes, at most %d", ErrInvalidGrab, len(b), MaxGrabMsgSize)
+	}
+	d := decoder{b: b}
+	if !d.consume('[') {
+		m, err := DecodeGrab(b)
+		if err != nil {
+			return nil, err
+		}
+		return []GrabMsg{m}, nil
+	}
+	var out []GrabMsg
+	for {
+		if len(out) == MaxGrabsPerMsg {
+			return nil, fmt.Errorf("%w: more than %d grabs in one message", ErrInvalidGrab, MaxGrabsPerMsg)
+		}
+		var m GrabMsg
+		if err := d.object(&m); err != nil {
+			return nil, fmt.Errorf("%w: grab %d: %v", ErrInvalidGrab, len(out), err)
+		}
+		if err := m.Validate(); err != nil {
+			return nil, fmt.Errorf("grab %d: %w", len(out), err)
+		}
+		if len(out) > 0 && m.Item != out[0].Item {
+			return nil, fmt.Errorf("%w: grab %d is of item %q, grab 0 of %q", ErrInvalidGrab, len(out), m.Item, out[0].Item)
+		}
+		out = append(out, m)
+		if d.consume(',') {
+			continue
+		}
+		if !d.consume(']') {
+			return nil, fmt.Errorf("%w: %v", ErrInvalidGrab, d.errorf("want ',' or ']'"))
+		}
+		break
+	}
+	if err := d.end(); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidGrab, err)
+	}
+	return out, nil
 }
 
 // decoder is a small strict JSON reader for the flat GrabMsg object:
@@ -193,12 +258,17 @@ func (d *decoder) object(m *GrabMsg) error {
 		}
 		break
 	}
-	d.space()
-	if d.i != len(d.b) {
-		return d.errorf("data after the object")
-	}
 	if seen != fAll {
 		return fmt.Errorf("missing field %s", missingField(seen))
+	}
+	return nil
+}
+
+// end checks that nothing but white space follows.
+func (d *decoder) end() error {
+	d.space()
+	if d.i != len(d.b) {
+		return d.errorf("data after the message")
 	}
 	return nil
 }

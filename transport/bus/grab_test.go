@@ -3,6 +3,8 @@ package bus
 import (
 	"encoding/json"
 	"errors"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -122,6 +124,107 @@ func FuzzDecodeGrab(f *testing.F) {
 		again, err := DecodeGrab(EncodeGrab(nil, m))
 		if err != nil || again != m {
 			t.Fatalf("round trip: %+v, %v; want %+v", again, err, m)
+		}
+	})
+}
+
+func TestGrabsRoundTrip(t *testing.T) {
+	long := strings.Repeat("x", 128)
+	maximal := make([]GrabMsg, MaxGrabsPerMsg) // the largest message the relay sends
+	for i := range maximal {
+		seq := uint64(1<<64-1) - uint64(i)
+		maximal[i] = GrabMsg{GrabID: long + ".1023." + strconv.FormatUint(seq, 10), Item: long, Shard: 1023, Seq: seq,
+			User: long, Qty: MaxQty, Key: strings.Repeat(`"`, 64), AtMs: 1<<63 - 1, PayByMs: 1<<63 - 1}
+	}
+	for name, run := range map[string][]GrabMsg{
+		"one":     grabs("p", 7, 1),
+		"two":     grabs("p", 7, 2),
+		"maximal": maximal,
+	} {
+		b := EncodeGrabs(nil, run)
+		if len(b) > MaxGrabMsgSize {
+			t.Fatalf("%s: %d bytes encoded, MaxGrabMsgSize %d", name, len(b), MaxGrabMsgSize)
+		}
+		got, err := DecodeGrabs(b)
+		if err != nil || !slices.Equal(got, run) {
+			t.Fatalf("%s: decoded %d grabs, %v", name, len(got), err)
+		}
+		var std []GrabMsg // other languages read a run as a plain JSON array
+		if len(run) == 1 {
+			std = make([]GrabMsg, 1)
+			err = json.Unmarshal(b, &std[0])
+		} else {
+			err = json.Unmarshal(b, &std)
+		}
+		if err != nil || !slices.Equal(std, run) {
+			t.Fatalf("%s: encoding/json reads %d grabs, %v", name, len(std), err)
+		}
+	}
+}
+
+func TestDecodeGrabsRejects(t *testing.T) {
+	one := string(EncodeGrab(nil, grabs("p", 1, 1)[0]))
+	other := string(EncodeGrab(nil, grabs("q", 2, 1)[0]))
+	if _, err := DecodeGrabs([]byte(`[` + one + `]`)); err != nil {
+		t.Fatalf("the base case: %v", err)
+	}
+	for name, in := range map[string]string{
+		"empty array":     `[]`,
+		"too many":        `[` + strings.Repeat(one+`,`, MaxGrabsPerMsg) + one + `]`,
+		"two items":       `[` + one + `,` + other + `]`,
+		"trailing comma":  `[` + one + `,]`,
+		"data after":      `[` + one + `] x`,
+		"unterminated":    `[` + one,
+		"nested":          `[[` + one + `]]`,
+		"not an object":   `[1]`,
+		"invalid element": `[` + one + `,` + strings.Replace(one, `"qty":1`, `"qty":0`, 1) + `]`,
+		"bad single":      `{}`,
+		"too big":         `[` + one + strings.Repeat(" ", MaxGrabMsgSize) + `]`,
+	} {
+		if got, err := DecodeGrabs([]byte(in)); err == nil || !errors.Is(err, ErrInvalidGrab) {
+			t.Errorf("%s: got %d grabs, %v; want ErrInvalidGrab", name, len(got), err)
+		}
+	}
+}
+
+// FuzzDecodeGrabs: DecodeGrabs never panics, accepts only runs of 1 to
+// MaxGrabsPerMsg valid grabs of one item that encoding/json reads the same
+// way, and what it accepts survives a round trip through EncodeGrabs.
+func FuzzDecodeGrabs(f *testing.F) {
+	f.Add(EncodeGrabs(nil, grabs("seed", 1, 1)))
+	f.Add(EncodeGrabs(nil, grabs("seed", 1, 3)))
+	f.Add([]byte(`[` + string(EncodeGrab(nil, grabs("p", 1, 1)[0])) + `,{"grab_id":"q.1.1"}]`))
+	f.Add([]byte(`[]`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		run, err := DecodeGrabs(b)
+		if err != nil {
+			if !errors.Is(err, ErrInvalidGrab) {
+				t.Fatalf("error %v does not wrap ErrInvalidGrab", err)
+			}
+			return
+		}
+		if len(run) < 1 || len(run) > MaxGrabsPerMsg {
+			t.Fatalf("decoded %d grabs", len(run))
+		}
+		for _, m := range run {
+			if err := m.Validate(); err != nil || m.Item != run[0].Item {
+				t.Fatalf("decoded %+v in a run of %q: %v", m, run[0].Item, err)
+			}
+		}
+		var std []GrabMsg
+		if err := json.Unmarshal(b, &std); err != nil {
+			std = make([]GrabMsg, 1)
+			err = json.Unmarshal(b, &std[0])
+			if err != nil {
+				t.Fatalf("encoding/json cannot read what we read: %v", err)
+			}
+		}
+		if !slices.Equal(std, run) {
+			t.Fatalf("encoding/json reads %+v; we read %+v", std, run)
+		}
+		again, err := DecodeGrabs(EncodeGrabs(nil, run))
+		if err != nil || !slices.Equal(again, run) {
+			t.Fatalf("round trip: %+v, %v; want %+v", again, err, run)
 		}
 	})
 }

@@ -29,16 +29,24 @@ func TestPublishWriteOnce(t *testing.T) {
 	}
 	p := NewPublisher(js, DefaultPublishWindow)
 	defer p.Close()
+	var runs uint64 // messages: runs of one item and shard, at most MaxGrabsPerMsg
 	for i := 0; i < len(all); i += 256 {
-		if err := p.PublishBatch(ctx, all[i:min(i+256, len(all))]); err != nil {
+		batch := all[i:min(i+256, len(all))]
+		if err := p.PublishBatch(ctx, batch); err != nil {
 			t.Fatal(err)
 		}
+		for rest := batch; len(rest) > 0; runs++ {
+			rest = rest[len(nextRun(rest)):]
+		}
+	}
+	if runs >= uint64(len(all))/MaxGrabsPerMsg+20 {
+		t.Fatalf("%d runs for %d grabs: not batched", runs, len(all))
 	}
 	if err := p.PublishBatch(ctx, all[:256]); err != nil { // the relay's retry
 		t.Fatal(err)
 	}
-	if n := streamInfo(t, js, StreamGrabs).State.Msgs; n != uint64(len(all)) {
-		t.Fatalf("GRABS holds %d messages, want %d: the retry was stored again", n, len(all))
+	if n := streamInfo(t, js, StreamGrabs).State.Msgs; n != runs {
+		t.Fatalf("GRABS holds %d messages, want %d: the retry was stored again", n, runs)
 	}
 
 	o := newOrders()
@@ -94,8 +102,8 @@ func TestPublishRefusesInvalid(t *testing.T) {
 // enough for a healthy batch under -race; the later ones are short.
 var deadCfg = Config{MaxDeliver: 3, BackOff: []time.Duration{time.Second, 100 * time.Millisecond}}
 
-// TestDeadLetterAndRetry: a grab the handler always fails is redelivered
-// with NakWithDelay, terminated on its last delivery with the handler's
+// TestDeadLetterAndRetry: a grab the handler always fails is split out of
+// its run (the others are acked) and redelivered alone with NakWithDelay, terminated on its last delivery with the handler's
 // error, copied to the DLQ, listed, and after the cause is fixed
 // RetryDead makes the handler write it. A body that does not decode takes
 // the same road.
@@ -132,8 +140,10 @@ func TestDeadLetterAndRetry(t *testing.T) {
 	if !o.hasAll(append(append([]GrabMsg{}, batch[:3]...), batch[4:]...)) {
 		t.Fatal("healthy grabs not written")
 	}
-	if n := o.deliveries(poison.GrabID); n != deadCfg.MaxDeliver {
-		t.Fatalf("poison delivered %d times, want %d", n, deadCfg.MaxDeliver)
+	// Once in its run, whose other grabs were written and acked; then,
+	// split out as a message of its own, MaxDeliver times.
+	if n := o.deliveries(poison.GrabID); n != 1+deadCfg.MaxDeliver {
+		t.Fatalf("poison delivered %d times, want %d", n, 1+deadCfg.MaxDeliver)
 	}
 	byID := map[string]DeadLetter{}
 	for _, d := range dead {
@@ -164,6 +174,44 @@ func TestDeadLetterAndRetry(t *testing.T) {
 	for _, id := range []string{poison.GrabID, "q.1.1", "", "not an id"} {
 		if err := RetryDead(ctx, js, id); !errors.Is(err, ErrNotFound) {
 			t.Fatalf("RetryDead(%q) = %v, want ErrNotFound", id, err)
+		}
+	}
+}
+
+// TestRunFailingWholeSplitsOnLastDelivery: a run whose grabs all fail (the
+// order store is down) is redelivered whole with backoff, split on its last
+// delivery, and each grab then dies alone under its own id; none is lost.
+func TestRunFailingWholeSplitsOnLastDelivery(t *testing.T) {
+	e := startServer(t, t.TempDir(), "")
+	js := inProcess(t, e, deadCfg)
+	ctx := context.Background()
+	batch := grabs("p", 1, 3)
+	o := newOrders()
+	for _, g := range batch {
+		o.setPoison(g.GrabID, errors.New("order store down"))
+	}
+	run(t, func(ctx context.Context) error { return RunWriter(ctx, js, 4, o.handle) })
+	run(t, func(ctx context.Context) error { return RunDLQCopier(ctx, js) })
+	p := NewPublisher(js, 4)
+	defer p.Close()
+	if err := p.PublishBatch(ctx, batch); err != nil {
+		t.Fatal(err)
+	}
+	var dead []DeadLetter
+	eventually(t, "a dead letter per grab", func() bool {
+		var err error
+		dead, err = ListDead(ctx, js, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(dead) == len(batch)
+	})
+	for i, g := range batch {
+		if n := o.deliveries(g.GrabID); n != 2*deadCfg.MaxDeliver {
+			t.Errorf("grab %s delivered %d times, want %d (as the run, then alone)", g.GrabID, n, 2*deadCfg.MaxDeliver)
+		}
+		if d := dead[i]; d.GrabID != g.GrabID || d.Deliveries != deadCfg.MaxDeliver {
+			t.Errorf("dead letter %d: %+v, want grab %s after %d deliveries", i, d, g.GrabID, deadCfg.MaxDeliver)
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -57,13 +58,18 @@ func newPublisher(js jetstream.JetStream, window int, timeout time.Duration) *Pu
 	return &Publisher{js: own, window: window, timeout: timeout, turn: make(chan struct{}, 1)}
 }
 
-// PublishBatch publishes every message on GrabSubject(Item) with
-// Nats-Msg-Id = GrabID and returns nil once the server has acknowledged all
-// of them (a duplicate within the window counts as acknowledged). On error
-// some may be stored and others not: the caller retries the whole batch
-// later, and the Msg-Id makes that safe. It returns within PublishTimeout,
-// sooner if ctx ends. A batch holding an invalid grab is refused whole
-// (ErrInvalidGrab, nothing sent): retrying it cannot help.
+// PublishBatch publishes msgs to GRABS and returns nil once the server has
+// acknowledged all of them; on an error some may be stored, and publishing
+// the batch again is harmless. Consecutive grabs of one shard go in one
+// message of up to MaxGrabsPerMsg (their order kept), a lone grab as a
+// message of its own. Nats-Msg-Id is the grab id of a lone grab and
+// "<first grab id>+<last seq>" of a run ('+' is in no id), so the stream's
+// dedupe window drops a republished message; a run cut differently after a
+// restart may store a grab twice, which writers take (orders are keyed by
+// grab id). Acks are waited for with at most the window in flight, and a
+// duplicate within the window counts as acknowledged. It returns within
+// PublishTimeout, sooner if ctx ends. A batch holding an invalid grab is
+// refused whole (ErrInvalidGrab, nothing sent): retrying it cannot help.
 func (p *Publisher) PublishBatch(ctx context.Context, msgs []GrabMsg) error {
 	if len(msgs) > MaxBatch {
 		return fmt.Errorf("publish %d grabs: at most %d a batch", len(msgs), MaxBatch)
@@ -87,28 +93,44 @@ func (p *Publisher) PublishBatch(ctx context.Context, msgs []GrabMsg) error {
 	buf := make([]byte, 0, len(msgs)*256)
 	inflight := make([]jetstream.PubAckFuture, 0, min(len(msgs), p.window))
 	ids := make([]string, 0, cap(inflight))
-	for i := range msgs {
+	for rest := msgs; len(rest) > 0; {
+		run := nextRun(rest)
+		rest = rest[len(run):]
 		if len(inflight) == p.window {
 			if err := settle(ctx, inflight[0]); err != nil {
-				return fmt.Errorf("publish grab %s: %w", ids[0], err)
+				return fmt.Errorf("publish %s: %w", ids[0], err)
 			}
 			inflight, ids = inflight[1:], ids[1:]
 		}
-		start := len(buf)
-		buf = EncodeGrab(buf, msgs[i])
-		m := &nats.Msg{Subject: GrabSubject(msgs[i].Item), Data: buf[start:len(buf):len(buf)]}
-		f, err := p.js.PublishMsgAsync(m, jetstream.WithMsgID(msgs[i].GrabID))
-		if err != nil {
-			return fmt.Errorf("publish grab %s: %w", msgs[i].GrabID, err)
+		id := run[0].GrabID
+		if len(run) > 1 {
+			id += "+" + strconv.FormatUint(run[len(run)-1].Seq, 10)
 		}
-		inflight, ids = append(inflight, f), append(ids, msgs[i].GrabID)
+		start := len(buf)
+		buf = EncodeGrabs(buf, run)
+		m := &nats.Msg{Subject: GrabSubject(run[0].Item), Data: buf[start:len(buf):len(buf)]}
+		f, err := p.js.PublishMsgAsync(m, jetstream.WithMsgID(id))
+		if err != nil {
+			return fmt.Errorf("publish %s: %w", id, err)
+		}
+		inflight, ids = append(inflight, f), append(ids, id)
 	}
 	for i, f := range inflight {
 		if err := settle(ctx, f); err != nil {
-			return fmt.Errorf("publish grab %s: %w", ids[i], err)
+			return fmt.Errorf("publish %s: %w", ids[i], err)
 		}
 	}
 	return nil
+}
+
+// nextRun is the longest prefix of msgs, up to MaxGrabsPerMsg, whose grabs
+// are of one item and shard: one message's worth.
+func nextRun(msgs []GrabMsg) []GrabMsg {
+	n := 1
+	for n < len(msgs) && n < MaxGrabsPerMsg && msgs[n].Item == msgs[0].Item && msgs[n].Shard == msgs[0].Shard {
+		n++
+	}
+	return msgs[:n]
 }
 
 // settle waits for one ack.

@@ -17,7 +17,8 @@ const (
 	scanInactive = 30 * time.Second
 )
 
-// GrabsInStream calls fn with every grab of item in GRABS, in stream order,
+// GrabsInStream calls fn with every grab of item in GRABS, in stream order
+// (a grab stored twice, in two runs cut differently, comes twice),
 // up to the last one present when it starts. It reads through an ephemeral
 // consumer that it deletes when done (scans polled often would otherwise
 // pile up consumers until the stream's limit), with at most scanBuffer
@@ -68,13 +69,16 @@ func GrabsInStream(ctx context.Context, js jetstream.JetStream, item string, fn 
 		if err != nil {
 			return fmt.Errorf("scan %s: %w", subj, err)
 		}
-		g, err := DecodeGrab(m.Data())
+		run, err := DecodeGrabs(m.Data())
 		if err != nil {
 			if bad++; firstBad == nil {
 				firstBad = fmt.Errorf("seq %d: %w", md.Sequence.Stream, err)
 			}
-		} else if err := fn(g); err != nil {
-			return err
+		}
+		for _, g := range run {
+			if err := fn(g); err != nil {
+				return err
+			}
 		}
 		if md.Sequence.Stream >= last.Sequence {
 			break

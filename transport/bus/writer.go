@@ -89,7 +89,7 @@ func writeLoop(ctx context.Context, js jetstream.JetStream, batch int, h Handler
 		}
 		b.reset()
 		if len(msgs) > 0 {
-			write(ctx, msgs, pol, h, log)
+			write(ctx, js, msgs, pol, h, log)
 		}
 	}
 }
@@ -124,21 +124,31 @@ func fetch(ctx context.Context, cons jetstream.Consumer, batch int) ([]jetstream
 	return msgs, nil
 }
 
-// write hands the decodable grabs to h, then acks the written ones and
-// naks or terminates the others.
-func write(ctx context.Context, msgs []jetstream.Msg, pol consumerPolicy, h Handler, log *slog.Logger) {
-	grabs := make([]GrabMsg, 0, len(msgs))
+// write hands the decodable grabs to h, then acks the messages whose grabs
+// were all written and naks or terminates the others. A message holding a
+// run of grabs of which some failed is split: each failed grab goes back to
+// GRABS as a message of its own (Msg-Id = grab id), to be redelivered and,
+// if it keeps failing, dead-lettered alone; the run is acked once the server
+// holds them. A run whose grabs all failed (the order store is down, say)
+// is redelivered whole, and split only on its last delivery.
+func write(ctx context.Context, js jetstream.JetStream, msgs []jetstream.Msg, pol consumerPolicy, h Handler, log *slog.Logger) {
+	var grabs []GrabMsg
+	runs := make([][]GrabMsg, len(msgs))
 	errs := make([]error, len(msgs)) // decode errors, then handler errors
-	ids := make([]string, len(msgs))
+	ids := make([]string, len(msgs)) // for the logs
 	for i, m := range msgs {
-		g, err := DecodeGrab(m.Data())
+		run, err := DecodeGrabs(m.Data())
 		if err != nil {
-			ids[i] = m.Headers().Get(jetstream.MsgIDHeader) // for the logs
+			ids[i] = m.Headers().Get(jetstream.MsgIDHeader)
 			errs[i] = fmt.Errorf("decode: %w", err)
 			continue
 		}
-		ids[i] = g.GrabID
-		grabs = append(grabs, g)
+		ids[i] = run[0].GrabID
+		if len(run) > 1 {
+			ids[i] = m.Headers().Get(jetstream.MsgIDHeader)
+		}
+		runs[i] = run
+		grabs = append(grabs, run...)
 	}
 	var failed map[string]error
 	if len(grabs) > 0 {
@@ -148,24 +158,58 @@ func write(ctx context.Context, msgs []jetstream.Msg, pol consumerPolicy, h Hand
 	var firstErr error
 	for i, m := range msgs {
 		err := errs[i]
-		if err == nil {
-			err = failed[ids[i]]
+		var bad []GrabMsg
+		for _, g := range runs[i] {
+			if gerr := failed[g.GrabID]; gerr != nil {
+				bad = append(bad, g)
+				if err == nil {
+					err = gerr
+				}
+			}
 		}
 		if err == nil {
 			if aerr := m.Ack(); aerr != nil {
-				log.Warn("ack failed; the grab will be redelivered", "grab_id", ids[i], "err", aerr)
+				log.Warn("ack failed; the grabs will be redelivered", "msg", ids[i], "err", aerr)
 			}
 			continue
 		}
-		nFailed++
+		nFailed += max(len(bad), 1)
 		if firstErr == nil {
 			firstErr = err
+		}
+		if len(runs[i]) > 1 && (len(bad) < len(runs[i]) || lastDelivery(m, pol)) {
+			if perr := republish(ctx, js, bad); perr != nil {
+				log.Warn("split of a run failed; the run will be redelivered", "msg", ids[i], "err", perr)
+			} else {
+				if aerr := m.Ack(); aerr != nil {
+					log.Warn("ack failed; the run will be redelivered", "msg", ids[i], "err", aerr)
+				}
+				continue
+			}
 		}
 		fail(m, ids[i], err, pol, log)
 	}
 	if nFailed > 0 {
-		log.Warn("grabs not written", "failed", nFailed, "of", len(msgs), "first_err", firstErr)
+		log.Warn("grabs not written", "failed", nFailed, "of", len(grabs), "first_err", firstErr)
 	}
+}
+
+// lastDelivery reports whether m is on its last delivery.
+func lastDelivery(m jetstream.Msg, pol consumerPolicy) bool {
+	md, err := m.Metadata()
+	return err == nil && pol.last(md.NumDelivered)
+}
+
+// republish puts each grab back in GRABS as a message of its own and
+// returns once the server holds them all.
+func republish(ctx context.Context, js jetstream.JetStream, grabs []GrabMsg) error {
+	for _, g := range grabs {
+		m := &nats.Msg{Subject: GrabSubject(g.Item), Data: EncodeGrab(nil, g)}
+		if _, err := js.PublishMsg(ctx, m, jetstream.WithMsgID(g.GrabID), jetstream.WithExpectStream(StreamGrabs)); err != nil {
+			return fmt.Errorf("republish grab %s: %w", g.GrabID, err)
+		}
+	}
+	return nil
 }
 
 // fail schedules a redelivery of m, or terminates it on its last delivery.
