@@ -65,15 +65,11 @@ type ItemState struct {
 // server settings as seckill's front.
 func StartBare() (*Target, error) {
 	body := []byte(`{"status":"sold_out"}`)
-	srv := &fasthttp.Server{
-		Name:                 "bare",
-		NoDefaultContentType: true,
-		Handler: func(ctx *fasthttp.RequestCtx) {
-			ctx.SetStatusCode(fasthttp.StatusConflict)
-			ctx.SetContentType("application/json")
-			ctx.SetBody(body)
-		},
-	}
+	srv := transport.NewFastHTTP("bare", func(ctx *fasthttp.RequestCtx) {
+		ctx.SetStatusCode(fasthttp.StatusConflict)
+		ctx.SetContentType("application/json")
+		ctx.SetBody(body)
+	})
 	return serveOn(TargetBare, srv, nil)
 }
 

@@ -56,10 +56,19 @@ func NewServer(node *actors.Node, adminToken string, log *slog.Logger) *Server {
 
 // FastHTTP returns a fasthttp server configured with seckill's limits.
 func (s *Server) FastHTTP() *fasthttp.Server {
+	srv := NewFastHTTP("seckill", s.Handle)
+	srv.ErrorHandler = s.transportError
+	srv.Logger = fasthttpLogger{s.log}
+	return srv
+}
+
+// NewFastHTTP returns a fasthttp server running h with seckill's limits
+// and timeouts: the front's settings, which the bench harness's bare
+// handler shares so that it measures the same HTTP ceiling.
+func NewFastHTTP(name string, h fasthttp.RequestHandler) *fasthttp.Server {
 	return &fasthttp.Server{
-		Handler:                      s.Handle,
-		ErrorHandler:                 s.transportError,
-		Name:                         "seckill",
+		Handler:                      h,
+		Name:                         name,
 		MaxRequestBodySize:           MaxBodyBytes,
 		ReadBufferSize:               MaxHeaderBytes,
 		ReadTimeout:                  ReadTimeout,
@@ -71,7 +80,6 @@ func (s *Server) FastHTTP() *fasthttp.Server {
 		// On SIGTERM, idle keep-alive connections are closed at once rather
 		// than holding the drain until they time out.
 		CloseOnShutdown: true,
-		Logger:          fasthttpLogger{s.log},
 	}
 }
 
