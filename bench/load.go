@@ -217,9 +217,22 @@ func newClient(base string, conns int) (*fasthttp.HostClient, error) {
 // Closed loop finds the saturation point; its latency is per answer and
 // hides queueing (the next request is not sent while the server stalls).
 func ClosedLoop(ctx context.Context, base string, conns int, d time.Duration, limit int64, plan *Plan) (Result, error) {
-	client, err := newClient(base, conns)
+	start := time.Now()
+	tallies, _, err := closedLoop(ctx, base, conns, d, limit, plan, 0, start)
 	if err != nil {
 		return Result{}, err
+	}
+	r := merge(tallies, time.Since(start))
+	r.Mode, r.Conns = "closed", conns
+	return r, nil
+}
+
+// closedLoop runs one closed-loop slice from job firstJob on, recording
+// times from origin, and returns its tallies and the next job.
+func closedLoop(ctx context.Context, base string, conns int, d time.Duration, limit int64, plan *Plan, firstJob int64, origin time.Time) ([]tally, int64, error) {
+	client, err := newClient(base, conns)
+	if err != nil {
+		return nil, firstJob, err
 	}
 	defer client.CloseIdleConnections()
 	ctx, cancel := context.WithTimeout(ctx, d)
@@ -230,10 +243,10 @@ func ClosedLoop(ctx context.Context, base string, conns int, d time.Duration, li
 		tallies []tally
 		wg      sync.WaitGroup
 	)
-	start := time.Now()
+	next.Store(firstJob)
 	for range conns {
 		wg.Go(func() {
-			s := newSender(client, plan, start)
+			s := newSender(client, plan, origin)
 			defer s.release()
 			for ctx.Err() == nil {
 				job := next.Add(1) - 1
@@ -248,7 +261,7 @@ func ClosedLoop(ctx context.Context, base string, conns int, d time.Duration, li
 		})
 	}
 	wg.Wait()
-	r := merge(tallies, time.Since(start))
-	r.Mode, r.Conns = "closed", conns
-	return r, nil
+	// Every job taken below the limit was sent: the next slice goes on
+	// from here with no job repeated or skipped.
+	return tallies, next.Load(), nil
 }

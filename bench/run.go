@@ -26,6 +26,12 @@ type Config struct {
 	Shards   int           // shards per item on seckill
 	Keys     bool          // send an Idempotency-Key with every grab (always in flash)
 	Compare  bool          // also measure the bare handler and Redis+Lua
+	// Rounds splits a closed-loop run into this many slices per target,
+	// the targets taking turns (in alternating order), so that a machine
+	// that speeds up or slows down during the run is shared by all of them
+	// rather than landing on whichever ran then. 0 or 1: each target runs
+	// its whole duration in turn.
+	Rounds int
 
 	URL         string // seckill at this URL instead of in-process
 	Token       string // its admin token
@@ -51,6 +57,11 @@ type Workload struct {
 const (
 	// MaxItems bounds --items: each item is created and audited one by one.
 	MaxItems = 10_000
+	// MaxRounds bounds --rounds: each slice opens its connections anew.
+	MaxRounds = 100
+	// DefaultRounds is how many interleaved slices the command measures a
+	// closed loop in.
+	DefaultRounds = 5
 	// MaxUsers bounds --users: the harness keeps a few dozen bytes per
 	// buyer and attempt in memory until the run ends.
 	MaxUsers = 100_000_000
@@ -113,6 +124,8 @@ func (cfg Config) plan(runID string) (*Plan, Schedule, error) {
 		return nil, Schedule{}, fmt.Errorf("duration must be > 0, not %v", cfg.Duration)
 	case p.Users < 0 || p.Users > MaxUsers:
 		return nil, Schedule{}, fmt.Errorf("users must be 0..%d, not %d", MaxUsers, p.Users)
+	case cfg.Rounds < 0 || cfg.Rounds > MaxRounds:
+		return nil, Schedule{}, fmt.Errorf("rounds must be 0..%d, not %d", MaxRounds, cfg.Rounds)
 	}
 	for i := range items {
 		name := "bench-" + w.Name + "-" + runID
@@ -195,6 +208,14 @@ func Run(ctx context.Context, cfg Config, out io.Writer) ([]Result, error) {
 	// is still reported.
 	var results []Result
 	var errs []error
+	if sched == (Schedule{}) && cfg.Rounds > 1 {
+		var err error
+		results, err = runInterleaved(ctx, cfg, starters, plan)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		starters = nil
+	}
 	for _, s := range starters {
 		if ctx.Err() != nil {
 			errs = append(errs, ctx.Err())
@@ -230,6 +251,67 @@ func Run(ctx context.Context, cfg Config, out io.Writer) ([]Result, error) {
 
 // localToken is the admin token of the in-process seckill.
 const localToken = "bench-token"
+
+// runInterleaved starts every target, then measures them in cfg.Rounds
+// closed-loop slices each, taking turns; jobs go on from slice to slice, so
+// no buyer comes twice. The results are as if each target had run alone.
+func runInterleaved(ctx context.Context, cfg Config, starters []starter, plan *Plan) (results []Result, err error) {
+	type live struct {
+		t       *Target
+		tallies []tally
+		elapsed time.Duration
+		next    int64
+	}
+	var ls []*live
+	defer func() {
+		for _, l := range ls {
+			if e := l.t.Stop(); e != nil {
+				err = errors.Join(err, fmt.Errorf("%s: stop: %w", l.t.Name, e))
+			}
+		}
+	}()
+	for _, s := range starters {
+		t, err := s.start()
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", s.name, err)
+		}
+		ls = append(ls, &live{t: t})
+		if t.Admin != nil {
+			for _, item := range plan.Items {
+				if err := t.Admin.CreateItem(ctx, item, plan.Stock, plan.Shards, 1); err != nil {
+					return nil, fmt.Errorf("%s: %w", s.name, err)
+				}
+			}
+		}
+	}
+	slice := cfg.Duration / time.Duration(cfg.Rounds)
+	for round := 0; round < cfg.Rounds && ctx.Err() == nil; round++ {
+		for k := range ls {
+			l := ls[k]
+			if round%2 == 1 { // no target always runs right after the same one
+				l = ls[len(ls)-1-k]
+			}
+			start := time.Now()
+			ts, next, err := closedLoop(ctx, l.t.URL, cfg.Conns, slice, cfg.Requests, plan, l.next, start.Add(-l.elapsed))
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", l.t.Name, err)
+			}
+			l.elapsed += time.Since(start)
+			l.tallies, l.next = append(l.tallies, ts...), next
+		}
+	}
+	for _, l := range ls {
+		r := merge(l.tallies, l.elapsed)
+		r.Mode, r.Conns = "closed", cfg.Conns
+		r.Target, r.Workload = l.t.Name, plan.Workload
+		if l.t.Admin != nil {
+			r.SellOut = r.sellOut(len(plan.Items), plan.Stock)
+			r.Audit = audit(ctx, l.t, plan, &r)
+		}
+		results = append(results, r)
+	}
+	return results, nil
+}
 
 func runOne(ctx context.Context, cfg Config, s starter, plan *Plan, sched Schedule) (r Result, err error) {
 	t, err := s.start()

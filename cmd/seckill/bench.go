@@ -39,6 +39,7 @@ func benchMain(ctx context.Context, args []string, out io.Writer) error {
 	fs.IntVar(&cfg.Shards, "shards", bench.DefaultShards, "shards per item on seckill")
 	fs.BoolVar(&cfg.Keys, "keys", false, "send an Idempotency-Key with every grab (flash always does)")
 	fs.BoolVar(&cfg.Compare, "compare", false, "also measure Redis+Lua (the seeds' design) and a bare fasthttp handler (the HTTP ceiling)")
+	fs.IntVar(&cfg.Rounds, "rounds", bench.DefaultRounds, "closed loop: measure in this many slices per target, the targets taking turns, so that drift in the machine's speed is shared (1: each target in one piece)")
 	fs.StringVar(&cfg.URL, "url", "", "measure the seckill at this URL (http://host:port) instead of one started in-process")
 	fs.StringVar(&cfg.Token, "token", os.Getenv("SECKILL_ADMIN_TOKEN"), "admin token of --url (env SECKILL_ADMIN_TOKEN)")
 	fs.StringVar(&cfg.DataDir, "data", "", "data directory for the in-process server (default: a fresh temp dir)")
