@@ -147,15 +147,19 @@ func (c *committer) sync() {
 		}
 		for i := range r.reqs {
 			q := &r.reqs[i]
-			switch {
-			case q.dropped:
+			if q.dropped {
 				c.finish(q, errDropped)
-			case err == nil && q.durable != nil && q.rec.Grab.Seq > q.durable.durableSeq.Load():
-				q.durable.durableSeq.Store(q.rec.Grab.Seq)
-				fallthrough
-			default:
-				c.finish(q, err)
+				continue
 			}
+			if err == nil && q.durable != nil {
+				// Handed to the relay before durableSeq says so: the relay
+				// never looks for a durable grab that is not there yet.
+				q.durable.addFresh(q.rec.Grab)
+				if q.rec.Grab.Seq > q.durable.durableSeq.Load() {
+					q.durable.durableSeq.Store(q.rec.Grab.Seq)
+				}
+			}
+			c.finish(q, err)
 		}
 		clear(r.reqs)
 		r.reqs = r.reqs[:0]

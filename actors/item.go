@@ -59,6 +59,12 @@ type shardRef struct {
 	// (at most its grabs), for the front's sold-out answers.
 	holdersMu sync.RWMutex
 	holders   map[string]struct{}
+	// fresh is a run of consecutive grabs made durable since the relay's
+	// cursor, handed over in memory so that the relay need not read them
+	// back from Pebble; at most MaxFreshGrabs. Whatever it lacks, the relay
+	// reads from Pebble, the outbox of record.
+	freshMu sync.Mutex
+	fresh   []engine.Grab
 	// Under item.viewMu: the shard's side of transfers, and counts for
 	// operators.
 	received, returned int64
@@ -202,4 +208,41 @@ func (it *Item) richest(except map[int]bool) (int, int64) {
 		}
 	}
 	return best, most
+}
+
+// addFresh hands a grab that has just become durable to the relay. A grab
+// that does not follow the run (a gap, left by a full run) starts a new one:
+// the relay reads the grabs before it from Pebble.
+func (r *shardRef) addFresh(g engine.Grab) {
+	r.freshMu.Lock()
+	defer r.freshMu.Unlock()
+	switch n := len(r.fresh); {
+	case n > 0 && r.fresh[n-1].Seq+1 == g.Seq && n < MaxFreshGrabs:
+		r.fresh = append(r.fresh, g)
+	case n == 0 || r.fresh[n-1].Seq+1 != g.Seq:
+		clear(r.fresh)
+		r.fresh = append(r.fresh[:0], g)
+	}
+	// Else the run is full: g waits in Pebble.
+}
+
+// takeFresh forgets the grabs up to cursor (acknowledged by the stream)
+// and appends to batch up to max grabs that follow cursor, if the run
+// starts right after it; it reports whether it did.
+func (r *shardRef) takeFresh(batch []engine.Grab, cursor uint64, max int) ([]engine.Grab, bool) {
+	r.freshMu.Lock()
+	defer r.freshMu.Unlock()
+	k := 0
+	for k < len(r.fresh) && r.fresh[k].Seq <= cursor {
+		k++
+	}
+	if k > 0 {
+		n := copy(r.fresh, r.fresh[k:])
+		clear(r.fresh[n:])
+		r.fresh = r.fresh[:n]
+	}
+	if len(r.fresh) == 0 || r.fresh[0].Seq != cursor+1 {
+		return batch, false
+	}
+	return append(batch, r.fresh[:min(max, len(r.fresh))]...), true
 }

@@ -16,6 +16,10 @@ const (
 	// that a busy sale publishes in large batches rather than one publish
 	// round per group commit. It adds at most this much to the order lag.
 	RelayLinger = 2 * time.Millisecond
+	// MaxFreshGrabs bounds the grabs a shard keeps in memory for the relay
+	// (a few milliseconds of a busy shard's sale); past it, the relay reads
+	// them from Pebble.
+	MaxFreshGrabs = 512
 	// RelayIdle is how often the relay looks for work without a kick.
 	RelayIdle = 200 * time.Millisecond
 	// RelayRetryMin and RelayRetryMax bound the backoff while the stream
@@ -92,7 +96,9 @@ func (n *Node) RunRelay(ctx context.Context, pub Publisher) error {
 	}
 }
 
-// collect reads up to MaxRelayBatch durable grabs past the cursors.
+// collect gathers up to MaxRelayBatch durable grabs past the cursors: from
+// the run the committer handed over in memory when it starts at the cursor,
+// else from Pebble.
 func (n *Node) collect(cursors map[*shardRef]*relayCursor, batch []engine.Grab, moved []*relayCursor) ([]engine.Grab, []*relayCursor, error) {
 	for _, it := range n.Items() {
 		for _, ref := range it.shards {
@@ -114,12 +120,16 @@ func (n *Node) collect(cursors map[*shardRef]*relayCursor, batch []engine.Grab, 
 				continue
 			}
 			before := len(batch)
-			err := n.store.GrabsAfter(it.Config.Item, ref.index, rc.cursor, min(room, int(durable-rc.cursor)), func(g engine.Grab) error {
-				batch = append(batch, g)
-				return nil
-			})
-			if err != nil {
-				return batch, moved, err
+			want := min(room, int(durable-rc.cursor))
+			var ok bool
+			if batch, ok = ref.takeFresh(batch, rc.cursor, want); !ok {
+				err := n.store.GrabsAfter(it.Config.Item, ref.index, rc.cursor, want, func(g engine.Grab) error {
+					batch = append(batch, g)
+					return nil
+				})
+				if err != nil {
+					return batch, moved, err
+				}
 			}
 			if len(batch) > before {
 				moved = append(moved, rc)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/seckill/seckill/engine"
@@ -115,5 +116,79 @@ func TestRelayPublishesEveryGrabOnceInOrder(t *testing.T) {
 		if k != 1 {
 			t.Fatalf("grab %s published %d times across the restart", id, k)
 		}
+	}
+}
+
+// countingStore counts the relay's reads of the outbox from disk.
+type countingStore struct {
+	persistence.Store
+	reads atomic.Int64
+}
+
+func (c *countingStore) GrabsAfter(item string, shard int, after uint64, max int, fn func(engine.Grab) error) error {
+	c.reads.Add(1)
+	return c.Store.GrabsAfter(item, shard, after, max, fn)
+}
+
+// TestRelayHandoff: grabs reach the relay in memory from the committer
+// while the stream keeps up (no read of Pebble), and when it does not (a
+// backlog larger than a shard keeps in memory) the relay reads the rest
+// from Pebble; either way every grab is published once, in order per shard.
+func TestRelayHandoff(t *testing.T) {
+	cases := []struct {
+		name      string
+		shards    int
+		grabs     int
+		down      bool // the stream is down while the grabs are made
+		wantReads bool // the relay must read Pebble
+	}{
+		{"keeping up", 4, 300, false, false},
+		{"backlog past memory", 1, 3*MaxFreshGrabs + 7, true, true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			store := &countingStore{Store: persistence.NewMem()}
+			n := startNode(t, store)
+			defer n.Close()
+			if err := n.CreateItem(engine.ItemConfig{Item: "h", Stock: int64(c.grabs), Shards: c.shards, PerUserLimit: 1}); err != nil {
+				t.Fatal(err)
+			}
+			pub := newRecordingPublisher()
+			pub.down = c.down
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- n.RunRelay(ctx, pub) }()
+			for i := 0; i < c.grabs; i++ {
+				if r := n.Grab("h", fmt.Sprint("u", i), 1, ""); r.Outcome != engine.Confirmed {
+					t.Fatalf("grab %d: %v %v", i, r.Outcome, r.Err)
+				}
+				if !c.down {
+					pub.waitFor(t, i+1) // the stream keeps up
+				}
+			}
+			pub.mu.Lock()
+			pub.down = false
+			pub.mu.Unlock()
+			pub.waitFor(t, c.grabs)
+			cancel()
+			<-done
+			pub.mu.Lock()
+			defer pub.mu.Unlock()
+			for id, k := range pub.seen {
+				if k != 1 {
+					t.Errorf("grab %s published %d times", id, k)
+				}
+			}
+			for k, seqs := range pub.order {
+				for i, s := range seqs {
+					if s != uint64(i+1) {
+						t.Fatalf("shard %s published out of order at %d: %d", k, i, s)
+					}
+				}
+			}
+			if reads := store.reads.Load(); (reads > 0) != c.wantReads {
+				t.Fatalf("the relay read Pebble %d times", reads)
+			}
+		})
 	}
 }
