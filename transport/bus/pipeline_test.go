@@ -3,6 +3,7 @@ package bus
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -102,41 +103,57 @@ func TestPublishRefusesInvalid(t *testing.T) {
 // enough for a healthy batch under -race; the later ones are short.
 var deadCfg = Config{MaxDeliver: 3, BackOff: []time.Duration{time.Second, 100 * time.Millisecond}}
 
-// TestDeadLetterAndRetry: a grab the handler always fails is split out of
-// its run (the others are acked) and redelivered alone with NakWithDelay, terminated on its last delivery with the handler's
-// error, copied to the DLQ, listed, and after the cause is fixed
-// RetryDead makes the handler write it. A body that does not decode takes
-// the same road.
-func TestDeadLetterAndRetry(t *testing.T) {
+// deadLetterRig starts a server with deadCfg, a writer whose handler fails
+// the grabs in poison, and a dead-letter copier, and publishes batch.
+func deadLetterRig(t *testing.T, batch []GrabMsg, poison map[string]error) (jetstream.JetStream, *orders) {
+	t.Helper()
 	e := startServer(t, t.TempDir(), "")
 	js := inProcess(t, e, deadCfg)
+	o := newOrders()
+	for id, err := range poison {
+		o.setPoison(id, err)
+	}
+	run(t, func(ctx context.Context) error { return RunWriter(ctx, js, 4, o.handle) })
+	run(t, func(ctx context.Context) error { return RunDLQCopier(ctx, js) })
+	p := NewPublisher(js, 4)
+	t.Cleanup(p.Close)
+	if err := p.PublishBatch(context.Background(), batch); err != nil {
+		t.Fatal(err)
+	}
+	return js, o
+}
+
+// waitDead waits for n dead letters and returns them.
+func waitDead(t *testing.T, js jetstream.JetStream, n int) []DeadLetter {
+	t.Helper()
+	var dead []DeadLetter
+	eventually(t, fmt.Sprintf("%d dead letters", n), func() bool {
+		var err error
+		dead, err = ListDead(context.Background(), js, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(dead) == n
+	})
+	return dead
+}
+
+// TestDeadLetterAndRetry: a grab the handler always fails is split out of
+// its run (the others are acked) and redelivered alone with NakWithDelay,
+// terminated on its last delivery with the handler's error, copied to the
+// DLQ, listed, and after the cause is fixed RetryDead makes the handler
+// write it. A body that does not decode takes the same road.
+func TestDeadLetterAndRetry(t *testing.T) {
 	ctx := context.Background()
 	batch := grabs("p", 1, 10)
 	poison := batch[3]
-	o := newOrders()
-	o.setPoison(poison.GrabID, errors.New("order store: constraint\nviolated"))
-	run(t, func(ctx context.Context) error { return RunWriter(ctx, js, 4, o.handle) })
-	run(t, func(ctx context.Context) error { return RunDLQCopier(ctx, js) })
-
-	p := NewPublisher(js, 4)
-	defer p.Close()
-	if err := p.PublishBatch(ctx, batch); err != nil {
-		t.Fatal(err)
-	}
+	js, o := deadLetterRig(t, batch, map[string]error{poison.GrabID: errors.New("order store: constraint\nviolated")})
 	garbage := &nats.Msg{Subject: GrabSubject("p"), Data: []byte(`{"grab_id":"p.9.9"}`)}
 	if _, err := js.PublishMsg(ctx, garbage, jetstream.WithMsgID("p.9.9")); err != nil {
 		t.Fatal(err)
 	}
 
-	var dead []DeadLetter
-	eventually(t, "two dead letters", func() bool {
-		var err error
-		dead, err = ListDead(ctx, js, 10)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return len(dead) == 2
-	})
+	dead := waitDead(t, js, 2)
 	if !o.hasAll(append(append([]GrabMsg{}, batch[:3]...), batch[4:]...)) {
 		t.Fatal("healthy grabs not written")
 	}
@@ -182,30 +199,13 @@ func TestDeadLetterAndRetry(t *testing.T) {
 // order store is down) is redelivered whole with backoff, split on its last
 // delivery, and each grab then dies alone under its own id; none is lost.
 func TestRunFailingWholeSplitsOnLastDelivery(t *testing.T) {
-	e := startServer(t, t.TempDir(), "")
-	js := inProcess(t, e, deadCfg)
-	ctx := context.Background()
 	batch := grabs("p", 1, 3)
-	o := newOrders()
+	down := map[string]error{}
 	for _, g := range batch {
-		o.setPoison(g.GrabID, errors.New("order store down"))
+		down[g.GrabID] = errors.New("order store down")
 	}
-	run(t, func(ctx context.Context) error { return RunWriter(ctx, js, 4, o.handle) })
-	run(t, func(ctx context.Context) error { return RunDLQCopier(ctx, js) })
-	p := NewPublisher(js, 4)
-	defer p.Close()
-	if err := p.PublishBatch(ctx, batch); err != nil {
-		t.Fatal(err)
-	}
-	var dead []DeadLetter
-	eventually(t, "a dead letter per grab", func() bool {
-		var err error
-		dead, err = ListDead(ctx, js, 10)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return len(dead) == len(batch)
-	})
+	js, o := deadLetterRig(t, batch, down)
+	dead := waitDead(t, js, len(batch))
 	for i, g := range batch {
 		if n := o.deliveries(g.GrabID); n != 2*deadCfg.MaxDeliver {
 			t.Errorf("grab %s delivered %d times, want %d (as the run, then alone)", g.GrabID, n, 2*deadCfg.MaxDeliver)
