@@ -116,13 +116,24 @@ func (c *committer) submit(r *round) {
 }
 
 // poison marks every lane of a failed round so that its later decisions are
-// dropped, and makes each reload its durable state.
+// dropped, and makes each reload its durable state. The committer (a failed
+// submission) and the syncer (a failed sync) may both poison a lane, so the
+// mark only ever rises.
 func (c *committer) poison(r *round) {
 	for i := range r.reqs {
 		q := &r.reqs[i]
-		if !q.dropped && q.lane.failedGen.Load() < q.gen {
-			q.lane.failedGen.Store(q.gen)
-			c.node.sys.Root.Send(q.lane.pid, reloadMsg{gen: q.gen})
+		if q.dropped {
+			continue
+		}
+		for {
+			cur := q.lane.failedGen.Load()
+			if cur >= q.gen {
+				break
+			}
+			if q.lane.failedGen.CompareAndSwap(cur, q.gen) {
+				c.node.sys.Root.Send(q.lane.pid, reloadMsg{gen: q.gen})
+				break
+			}
 		}
 	}
 }
