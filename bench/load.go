@@ -222,9 +222,14 @@ func ClosedLoop(ctx context.Context, base string, conns int, d time.Duration, li
 	if err != nil {
 		return Result{}, err
 	}
-	r := merge(tallies, time.Since(start))
+	return closedResult(tallies, time.Since(start), conns), nil
+}
+
+// closedResult is the result of closed-loop tallies over elapsed.
+func closedResult(tallies []tally, elapsed time.Duration, conns int) Result {
+	r := merge(tallies, elapsed)
 	r.Mode, r.Conns = "closed", conns
-	return r, nil
+	return r
 }
 
 // closedLoop runs one closed-loop slice from job firstJob on, recording

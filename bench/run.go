@@ -276,12 +276,8 @@ func runInterleaved(ctx context.Context, cfg Config, starters []starter, plan *P
 			return nil, fmt.Errorf("%s: %w", s.name, err)
 		}
 		ls = append(ls, &live{t: t})
-		if t.Admin != nil {
-			for _, item := range plan.Items {
-				if err := t.Admin.CreateItem(ctx, item, plan.Stock, plan.Shards, 1); err != nil {
-					return nil, fmt.Errorf("%s: %w", s.name, err)
-				}
-			}
+		if err := createItems(ctx, t, plan); err != nil {
+			return nil, fmt.Errorf("%s: %w", s.name, err)
 		}
 	}
 	slice := cfg.Duration / time.Duration(cfg.Rounds)
@@ -301,16 +297,33 @@ func runInterleaved(ctx context.Context, cfg Config, starters []starter, plan *P
 		}
 	}
 	for _, l := range ls {
-		r := merge(l.tallies, l.elapsed)
-		r.Mode, r.Conns = "closed", cfg.Conns
-		r.Target, r.Workload = l.t.Name, plan.Workload
-		if l.t.Admin != nil {
-			r.SellOut = r.sellOut(len(plan.Items), plan.Stock)
-			r.Audit = audit(ctx, l.t, plan, &r)
-		}
-		results = append(results, r)
+		results = append(results, finish(ctx, l.t, plan, closedResult(l.tallies, l.elapsed, cfg.Conns)))
 	}
 	return results, nil
+}
+
+// createItems creates the plan's items on a target that holds stock.
+func createItems(ctx context.Context, t *Target, plan *Plan) error {
+	if t.Admin == nil {
+		return nil
+	}
+	for _, item := range plan.Items {
+		if err := t.Admin.CreateItem(ctx, item, plan.Stock, plan.Shards, 1); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// finish names r after its target and, for a target that holds stock,
+// adds its sell-out time and audit.
+func finish(ctx context.Context, t *Target, plan *Plan, r Result) Result {
+	r.Target, r.Workload = t.Name, plan.Workload
+	if t.Admin != nil {
+		r.SellOut = r.sellOut(len(plan.Items), plan.Stock)
+		r.Audit = audit(ctx, t, plan, &r)
+	}
+	return r
 }
 
 func runOne(ctx context.Context, cfg Config, s starter, plan *Plan, sched Schedule) (r Result, err error) {
@@ -323,12 +336,8 @@ func runOne(ctx context.Context, cfg Config, s starter, plan *Plan, sched Schedu
 			err = fmt.Errorf("stop: %w", e)
 		}
 	}()
-	if t.Admin != nil {
-		for _, item := range plan.Items {
-			if err := t.Admin.CreateItem(ctx, item, plan.Stock, plan.Shards, 1); err != nil {
-				return Result{}, err
-			}
-		}
+	if err := createItems(ctx, t, plan); err != nil {
+		return Result{}, err
 	}
 	if sched == (Schedule{}) { // closed loop
 		r, err = ClosedLoop(ctx, t.URL, cfg.Conns, cfg.Duration, cfg.Requests, plan)
@@ -338,10 +347,5 @@ func runOne(ctx context.Context, cfg Config, s starter, plan *Plan, sched Schedu
 	if err != nil {
 		return Result{}, err
 	}
-	r.Target, r.Workload = t.Name, plan.Workload
-	if t.Admin != nil {
-		r.SellOut = r.sellOut(len(plan.Items), plan.Stock)
-		r.Audit = audit(ctx, t, plan, &r)
-	}
-	return r, nil
+	return finish(ctx, t, plan, r), nil
 }
