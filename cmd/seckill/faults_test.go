@@ -693,6 +693,31 @@ func offlineReconcile(t *testing.T, bin, item string, stock, want int, args ...s
 	return a.Items[0]
 }
 
+// startFaultTest builds the seckill binary and an HTTP client for a
+// fault test, and notes when it started.
+func startFaultTest(t *testing.T) (started time.Time, bin string, client *http.Client) {
+	t.Helper()
+	started = time.Now()
+	bin = buildSeckill(t)
+	client = newTestHTTPClient(faultClients)
+	t.Cleanup(client.CloseIdleConnections)
+	return started, bin, client
+}
+
+// stopAndAudit ends a fault test's sale: it stops serve (after closing the
+// client's idle keep-alive connections, which the drain would wait for),
+// reconciles offline with args and checks that the order store in
+// ordersDir holds exactly grabs.
+func stopAndAudit(t *testing.T, client *http.Client, srv *seckillProc, bin, item string, stock int, ordersDir string, grabs map[string]string, started time.Time, args ...string) {
+	t.Helper()
+	client.CloseIdleConnections()
+	srv.stop(t)
+	off := offlineReconcile(t, bin, item, stock, stock, args...)
+	checkOrderStore(t, ordersDir, item, grabs)
+	t.Logf("offline reconcile clean: %d grabs, %d in stream, orders %v; the order store holds exactly the %d orders; total %v",
+		off.Grabs, off.InStream, off.Orders, len(grabs), time.Since(started).Round(time.Millisecond))
+}
+
 // checkOrderStore opens a stopped order store and requires exactly one
 // pending order for each grab in grabs (grab id -> user) and no other.
 func checkOrderStore(t *testing.T, dir, item string, grabs map[string]string) {
@@ -928,11 +953,8 @@ func TestOrdersEndToEnd(t *testing.T) {
 		stock  = 2000
 		buyers = 10_000
 	)
-	started := time.Now()
-	bin := buildSeckill(t)
+	started, bin, client := startFaultTest(t)
 	dataDir := t.TempDir()
-	client := newTestHTTPClient(faultClients)
-	t.Cleanup(client.CloseIdleConnections)
 
 	srv := startServe(t, bin, dataDir, "server", "--nats-listen", fmt.Sprintf("127.0.0.1:%d", freePort(t)))
 	createItem(t, client, srv.URL, item, stock)
@@ -967,12 +989,7 @@ func TestOrdersEndToEnd(t *testing.T) {
 	t.Logf("orders: %d of %d grabs were still processing when the sale ended; all %d orders 200 %v after the last answer; live reconcile clean (%d grabs, %d in stream, orders %v) %v after it",
 		processing, len(grabs), len(grabs), ordersAt.Round(time.Millisecond), rep.Grabs, rep.InStream, rep.Orders, time.Since(saleEnd).Round(time.Millisecond))
 
-	client.CloseIdleConnections() // else the server waits for idle keep-alive connections
-	srv.stop(t)
-	off := offlineReconcile(t, bin, item, stock, stock, "--data", dataDir)
-	checkOrderStore(t, filepath.Join(dataDir, "orders"), item, grabs)
-	t.Logf("offline reconcile clean: %d grabs, %d in stream, orders %v; order store holds exactly the %d orders; total %v",
-		off.Grabs, off.InStream, off.Orders, len(grabs), time.Since(started).Round(time.Millisecond))
+	stopAndAudit(t, client, srv, bin, item, stock, filepath.Join(dataDir, "orders"), grabs, started, "--data", dataDir)
 }
 
 // TestNATSDownMidSale: serve on an external nats-server, which is stopped
@@ -986,14 +1003,11 @@ func TestNATSDownMidSale(t *testing.T) {
 		buyers = 4000
 		rate   = 150 // buyers a second: the sale lasts about 20 s, past the outage
 	)
-	started := time.Now()
-	bin := buildSeckill(t)
+	started, bin, client := startFaultTest(t)
 	natsBin := buildNATSServer(t)
 	dataDir, natsStore := t.TempDir(), t.TempDir()
 	natsPort := freePort(t)
 	natsURL := fmt.Sprintf("nats://127.0.0.1:%d", natsPort)
-	client := newTestHTTPClient(faultClients)
-	t.Cleanup(client.CloseIdleConnections)
 
 	ns1 := startNATSServer(t, natsBin, natsStore, natsPort, "nats-server 1")
 	srv := startServe(t, bin, dataDir, "server", "--nats", natsURL, "--nats-listen", fmt.Sprintf("127.0.0.1:%d", freePort(t)))
@@ -1060,13 +1074,8 @@ func TestNATSDownMidSale(t *testing.T) {
 	rep := waitLiveReconcile(t, client, srv.URL, item, stock, stock, true)
 	t.Logf("live reconcile clean: %d grabs, %d in stream, orders %v", rep.Grabs, rep.InStream, rep.Orders)
 
-	client.CloseIdleConnections() // else the server waits for idle keep-alive connections
-	srv.stop(t)
-	off := offlineReconcile(t, bin, item, stock, stock, "--data", dataDir, "--nats", natsURL)
+	stopAndAudit(t, client, srv, bin, item, stock, filepath.Join(dataDir, "orders"), grabs, started, "--data", dataDir, "--nats", natsURL)
 	ns2.stop(t)
-	checkOrderStore(t, filepath.Join(dataDir, "orders"), item, grabs)
-	t.Logf("offline reconcile clean: %d grabs, %d in stream, orders %v; total %v",
-		off.Grabs, off.InStream, off.Orders, time.Since(started).Round(time.Millisecond))
 }
 
 // TestOrderWriterKilledMidBatch: serve without an order writer of its own,
@@ -1081,13 +1090,10 @@ func TestOrderWriterKilledMidBatch(t *testing.T) {
 		// rounds bounds the kills (see below).
 		rounds = 3
 	)
-	started := time.Now()
-	bin := buildSeckill(t)
+	started, bin, client := startFaultTest(t)
 	dataDir, ordersDir := t.TempDir(), t.TempDir()
 	natsPort := freePort(t)
 	natsURL := fmt.Sprintf("nats://127.0.0.1:%d", natsPort)
-	client := newTestHTTPClient(faultClients)
-	t.Cleanup(client.CloseIdleConnections)
 
 	srv := startServe(t, bin, dataDir, "server", "--order-writers", "0", "--nats-listen", fmt.Sprintf("127.0.0.1:%d", natsPort))
 	w1 := startOrderWriter(t, bin, natsURL, ordersDir, "order writer 1")
@@ -1192,13 +1198,7 @@ func TestOrderWriterKilledMidBatch(t *testing.T) {
 
 	watch.nc.Close()
 	w.stop(t)
-	client.CloseIdleConnections() // else the server waits for idle keep-alive connections
-	srv.stop(t)
-	grabs := sale.grabs(0)
-	off := offlineReconcile(t, bin, item, stock, stock, "--data", dataDir, "--orders", ordersDir)
-	checkOrderStore(t, ordersDir, item, grabs)
-	t.Logf("offline reconcile clean: %d grabs, %d in stream, orders %v; total %v",
-		off.Grabs, off.InStream, off.Orders, time.Since(started).Round(time.Millisecond))
+	stopAndAudit(t, client, srv, bin, item, stock, ordersDir, sale.grabs(0), started, "--data", dataDir, "--orders", ordersDir)
 }
 
 // TestSeckillKilledBetweenCommitAndPublish: serve SIGKILLed at full load
@@ -1218,12 +1218,9 @@ func TestSeckillKilledBetweenCommitAndPublish(t *testing.T) {
 		// one to leave grabs past the cursor or without an order.
 		rounds = 4
 	)
-	started := time.Now()
-	bin := buildSeckill(t)
+	started, bin, client := startFaultTest(t)
 	dataDir := t.TempDir()
 	natsListen := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	client := newTestHTTPClient(faultClients)
-	t.Cleanup(client.CloseIdleConnections)
 
 	srv := startServe(t, bin, dataDir, "server 1", "--nats-listen", natsListen)
 	createItem(t, client, srv.URL, item, stock)
@@ -1314,12 +1311,7 @@ func TestSeckillKilledBetweenCommitAndPublish(t *testing.T) {
 	rep := waitLiveReconcile(t, client, srv.URL, item, stock, stock, true)
 	t.Logf("live reconcile clean: %d grabs, %d in stream, orders %v", rep.Grabs, rep.InStream, rep.Orders)
 
-	client.CloseIdleConnections() // else the server waits for idle keep-alive connections
-	srv.stop(t)
-	off := offlineReconcile(t, bin, item, stock, stock, "--data", dataDir)
-	checkOrderStore(t, filepath.Join(dataDir, "orders"), item, grabs)
-	t.Logf("offline reconcile clean: %d grabs, %d in stream, orders %v; total %v",
-		off.Grabs, off.InStream, off.Orders, time.Since(started).Round(time.Millisecond))
+	stopAndAudit(t, client, srv, bin, item, stock, filepath.Join(dataDir, "orders"), grabs, started, "--data", dataDir)
 }
 
 // TestLiveReconcileDuringSale asks GET /admin/v1/reconcile over and over
@@ -1336,11 +1328,8 @@ func TestLiveReconcileDuringSale(t *testing.T) {
 		buyers = 2200
 		rate   = 250 // buyers a second: 8 s of sale, well inside the 30 s grace
 	)
-	started := time.Now()
-	bin := buildSeckill(t)
+	started, bin, client := startFaultTest(t)
 	dataDir := t.TempDir()
-	client := newTestHTTPClient(faultClients)
-	t.Cleanup(client.CloseIdleConnections)
 
 	srv := startServe(t, bin, dataDir, "server", "--order-writers", "0", "--nats-listen", fmt.Sprintf("127.0.0.1:%d", freePort(t)))
 	createItem(t, client, srv.URL, item, stock)
@@ -1454,11 +1443,8 @@ func TestLiveReconcilePolledOften(t *testing.T) {
 		items = 50
 		polls = 25 // 1250 stream scans in all
 	)
-	started := time.Now()
-	bin := buildSeckill(t)
+	started, bin, client := startFaultTest(t)
 	dataDir := t.TempDir()
-	client := newTestHTTPClient(faultClients)
-	t.Cleanup(client.CloseIdleConnections)
 
 	srv := startServe(t, bin, dataDir, "server", "--nats-listen", fmt.Sprintf("127.0.0.1:%d", freePort(t)))
 	grabs := map[string]string{}
