@@ -15,10 +15,10 @@ import (
 	"strings"
 
 	"github.com/seckill/seckill/actors"
+	"github.com/seckill/seckill/bus"
 	"github.com/seckill/seckill/persistence"
+	"github.com/seckill/seckill/system"
 	"github.com/seckill/seckill/transport"
-	"github.com/seckill/seckill/transport/bus"
-	"github.com/seckill/seckill/transport/pipeline"
 	"github.com/valyala/fasthttp"
 )
 
@@ -97,7 +97,7 @@ func StartLocal(dataDir, token string, orders bool) (*Target, error) {
 	}
 	// The whole system, as `seckill serve` runs it: embedded NATS, the
 	// relay and an order writer take their share of the machine too.
-	st, err := pipeline.OpenStream("", dataDir, "", "bench")
+	st, err := system.OpenStream("", dataDir, "", "bench")
 	if err != nil {
 		node.Close()
 		return nil, err
@@ -108,14 +108,14 @@ func StartLocal(dataDir, token string, orders bool) (*Target, error) {
 		st.Close()
 		return nil, err
 	}
-	pipe := pipeline.Start(node, st, ostore, 1, bus.Config{}, log)
+	pipe := system.Start(node, st, ostore, 1, bus.Config{}, log)
 	stop := func() error {
 		perr := pipe.Stop()
 		nerr := node.Close()
 		st.Close()
 		return errors.Join(perr, nerr)
 	}
-	front := transport.NewServer(node, token, log).WithOrders(pipe.Orders, pipeline.DeadLetters{JS: st.JS}, pipe.Reconciler(store, node))
+	front := transport.NewServer(node, token, log).WithOrders(pipe.Orders, system.DeadLetters{JS: st.JS}, pipe.Reconciler(store, node))
 	t, err := serveOn(TargetSeckill, front.FastHTTP(), stop)
 	if err != nil {
 		stop()

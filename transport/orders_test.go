@@ -25,7 +25,7 @@ func (f *fakeDead) RetryDead(ctx context.Context, id string) error {
 
 // startOrderServer runs the front with the order service over real Pebble
 // stores; orders are written straight from grabs (the stream is tested in
-// transport/bus and end to end in cmd/seckill).
+// bus and end to end in cmd/seckill).
 func startOrderServer(t *testing.T) (*testServer, *actors.Orders) {
 	t.Helper()
 	store, err := persistence.OpenPebble(t.TempDir())

@@ -36,9 +36,9 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/seckill/seckill/bus"
 	"github.com/seckill/seckill/engine"
 	"github.com/seckill/seckill/persistence"
-	"github.com/seckill/seckill/transport/bus"
 )
 
 const (
@@ -1490,7 +1490,7 @@ func TestLiveReconcilePolledOften(t *testing.T) {
 				break
 			}
 		}
-		t.Errorf("BUG transport/bus/scan.go (GrabsInStream): %d of %d live reconciles failed, the first: %s. Server log: %s. "+
+		t.Errorf("BUG bus/scan.go (GrabsInStream): %d of %d live reconciles failed, the first: %s. Server log: %s. "+
 			"Each stream scan makes an ordered consumer that it.Stop() does not delete; the server keeps it for its InactiveThreshold (30 s), "+
 			"and nats-server allows 1000 consumers per stream by default, so past 1000 scans in 30 s every reconcile answers 503",
 			len(failed), polls, failed[0], evidence)

@@ -15,9 +15,9 @@ import (
 	"syscall"
 
 	"github.com/seckill/seckill/actors"
+	"github.com/seckill/seckill/bus"
 	"github.com/seckill/seckill/persistence"
-	"github.com/seckill/seckill/transport/bus"
-	"github.com/seckill/seckill/transport/pipeline"
+	"github.com/seckill/seckill/system"
 )
 
 // runOrders runs order writers as their own process: they share the
@@ -36,7 +36,7 @@ func runOrders(ctx context.Context, args []string) error {
 		return err
 	}
 	defer store.Close()
-	st, err := pipeline.OpenStream(*natsURL, "", "", "seckill-orders")
+	st, err := system.OpenStream(*natsURL, "", "", "seckill-orders")
 	if err != nil {
 		return err
 	}
@@ -50,7 +50,7 @@ func runOrders(ctx context.Context, args []string) error {
 	fmt.Printf("seckill orders: writing from %s to %s with %d writers\n", *natsURL, *dir, *writers)
 	var wg sync.WaitGroup
 	for range *writers {
-		wg.Go(func() { bus.RunWriter(ctx, st.JS, pipeline.WriterBatch, pipeline.WriterHandler(orders)) })
+		wg.Go(func() { bus.RunWriter(ctx, st.JS, system.WriterBatch, system.WriterHandler(orders)) })
 	}
 	wg.Wait()
 	log.Info("stopped")
@@ -84,7 +84,7 @@ func runReconcile(ctx context.Context, args []string) error {
 		return err
 	}
 	defer ostore.Close()
-	st, err := pipeline.OpenStream(*natsURL, *dataDir, "", "seckill-reconcile")
+	st, err := system.OpenStream(*natsURL, *dataDir, "", "seckill-reconcile")
 	if err != nil {
 		return err
 	}
@@ -100,7 +100,7 @@ func runReconcile(ctx context.Context, args []string) error {
 			continue
 		}
 		// Offline nothing is in flight: every grab is old enough to count.
-		rep, err := actors.Reconcile(ctx, store, ostore, pipeline.StreamReader(st.JS), cfg, math.MaxInt64/2, false)
+		rep, err := actors.Reconcile(ctx, store, ostore, system.StreamReader(st.JS), cfg, math.MaxInt64/2, false)
 		if err != nil {
 			return fmt.Errorf("reconcile %s: %w", cfg.Item, err)
 		}

@@ -13,11 +13,11 @@ import (
 	"time"
 
 	"github.com/seckill/seckill/actors"
+	"github.com/seckill/seckill/bus"
 	"github.com/seckill/seckill/engine"
 	"github.com/seckill/seckill/persistence"
+	"github.com/seckill/seckill/system"
 	"github.com/seckill/seckill/transport"
-	"github.com/seckill/seckill/transport/bus"
-	"github.com/seckill/seckill/transport/pipeline"
 )
 
 // poisonStore refuses to write the orders of one user while poisoned: a
@@ -69,7 +69,7 @@ func startInProcessTB(t testing.TB, ostoreWrap func(persistence.OrderStore) pers
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := pipeline.OpenStream("", dir, "", "test")
+	st, err := system.OpenStream("", dir, "", "test")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,8 +80,8 @@ func startInProcessTB(t testing.TB, ostoreWrap func(persistence.OrderStore) pers
 	if ostoreWrap != nil {
 		ostore = ostoreWrap(ostore)
 	}
-	pipe := pipeline.Start(node, st, ostore, 1, cfg, log)
-	srv := transport.NewServer(node, testAdminToken, log).WithOrders(pipe.Orders, pipeline.DeadLetters{JS: st.JS}, pipe.Reconciler(store, node)).FastHTTP()
+	pipe := system.Start(node, st, ostore, 1, cfg, log)
+	srv := transport.NewServer(node, testAdminToken, log).WithOrders(pipe.Orders, system.DeadLetters{JS: st.JS}, pipe.Reconciler(store, node)).FastHTTP()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -17,10 +17,10 @@ import (
 	"time"
 
 	"github.com/seckill/seckill/actors"
+	"github.com/seckill/seckill/bus"
 	"github.com/seckill/seckill/persistence"
+	"github.com/seckill/seckill/system"
 	"github.com/seckill/seckill/transport"
-	"github.com/seckill/seckill/transport/bus"
-	"github.com/seckill/seckill/transport/pipeline"
 )
 
 // drainTimeout bounds how long SIGTERM waits for requests in flight.
@@ -67,7 +67,7 @@ func serve(ctx context.Context, args []string) error {
 	}
 	log.Info("loaded", "items", len(node.Items()), "units_sold", grabs, "took", time.Since(started).Round(time.Millisecond))
 
-	st, err := pipeline.OpenStream(*natsURL, *dataDir, *natsListen, "seckill")
+	st, err := system.OpenStream(*natsURL, *dataDir, *natsListen, "seckill")
 	if err != nil {
 		node.Close()
 		return fmt.Errorf("nats: %w", err)
@@ -78,7 +78,7 @@ func serve(ctx context.Context, args []string) error {
 		st.Close()
 		return err
 	}
-	pipe := pipeline.Start(node, st, ostore, *writers, bus.Config{}, log)
+	pipe := system.Start(node, st, ostore, *writers, bus.Config{}, log)
 	shutdown := func() error {
 		perr := pipe.Stop()
 		nerr := node.Close()
@@ -89,7 +89,7 @@ func serve(ctx context.Context, args []string) error {
 		log.Info("nats", "url", st.Emb.ClientURL(), "store", filepath.Join(*dataDir, "nats"))
 	}
 
-	front := transport.NewServer(node, token, log).WithOrders(pipe.Orders, pipeline.DeadLetters{JS: st.JS}, pipe.Reconciler(store, node))
+	front := transport.NewServer(node, token, log).WithOrders(pipe.Orders, system.DeadLetters{JS: st.JS}, pipe.Reconciler(store, node))
 	srv := front.FastHTTP()
 	ln, err := net.Listen("tcp", *httpAddr)
 	if err != nil {

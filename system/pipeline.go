@@ -1,8 +1,8 @@
-// Package pipeline wires a node's order side: the stream connection
+// Package system is the composition root. It wires a node's order side: the stream connection
 // (embedded NATS or external), the relay, order writers, the dead-letter
 // copier and the payment-window sweeper. seckill serve and the bench
 // harness run the same wiring.
-package pipeline
+package system
 
 import (
 	"context"
@@ -16,10 +16,10 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/seckill/seckill/actors"
+	"github.com/seckill/seckill/bus"
 	"github.com/seckill/seckill/engine"
 	"github.com/seckill/seckill/persistence"
 	"github.com/seckill/seckill/transport"
-	"github.com/seckill/seckill/transport/bus"
 )
 
 const (
