@@ -38,4 +38,20 @@ const (
 	// MaxRefillChunk bounds one refill so a single shard never drains the
 	// pool of a large item in one step.
 	MaxRefillChunk = 10_000
+	// MaxWaitingPerShard bounds the buyers parked at one shard for units.
+	MaxWaitingPerShard = 4096
+	// RefillWaitMs bounds how long a buyer whose shard is empty waits for
+	// units from the pool or a sibling before hearing "retry". A refill
+	// takes one hop and one group commit, well under it.
+	RefillWaitMs = 50
+	// AskRetryMs: an ask unanswered this long is sent again (a message
+	// lost between processes); in one process none is lost.
+	AskRetryMs = RefillWaitMs / 2
+	// StealRetryMs is how soon the pool looks again for units for waiting
+	// shards while every unsold unit is moving between the pool and shards.
+	StealRetryMs = 2
+	// StealTimeoutMs: a shard asked to give back that has not answered in
+	// this long is asked no more for now (a message lost, or a shard
+	// restarting); the pool looks elsewhere.
+	StealTimeoutMs = 200
 )

@@ -3,6 +3,7 @@ package engine
 import (
 	"errors"
 	"fmt"
+	"slices"
 )
 
 // PoolState is an item's durable pool record. Sent and Got are cumulative
@@ -67,68 +68,111 @@ func (p *Pool) SentTo(i int) int64 { return p.st.Sent[i] }
 func (p *Pool) GotFrom(i int) int64 { return p.st.Got[i] }
 
 // Grant sends up to want units to shard i. It returns the units granted
-// and the cumulative total the shard must reach (its refill message).
+// and the cumulative total the shard must reach (its refill message). A
+// grant that would break the ledger is refused (nothing granted).
 func (p *Pool) Grant(i int, want int64) (granted, sentTotal int64) {
 	n := min(want, p.st.Pool)
-	if n <= 0 {
+	if n <= 0 || i < 0 || i >= len(p.st.Sent) {
+		return 0, p.sentTo(i)
+	}
+	next := p.st
+	next.Pool -= n
+	if !p.apply(next, i, n, 0) {
 		return 0, p.st.Sent[i]
 	}
-	p.st.Pool -= n
-	p.st.Sent[i] += n
-	p.mustVerify()
 	return n, p.st.Sent[i]
+}
+
+func (p *Pool) sentTo(i int) int64 {
+	if i < 0 || i >= len(p.st.Sent) {
+		return 0
+	}
+	return p.st.Sent[i]
 }
 
 // Receive takes units shard i gave back; returnedTotal is the shard's
 // cumulative Returned. It returns how many units are new (zero for a return
-// seen before).
+// seen before, or one the ledger refuses).
 func (p *Pool) Receive(i int, returnedTotal int64) int64 {
+	if i < 0 || i >= len(p.st.Got) {
+		return 0
+	}
 	diff := returnedTotal - p.st.Got[i]
 	if diff <= 0 {
 		return 0
 	}
-	p.st.Got[i] = returnedTotal
-	p.st.Pool += diff
-	p.mustVerify()
+	next := p.st
+	next.Pool += diff
+	if !p.apply(next, i, 0, diff) {
+		return 0
+	}
 	return diff
 }
 
 // ChangeStock adds units (delta > 0) to the pool, or takes unsold units
 // (delta < 0) out of it; never more than the pool holds.
 func (p *Pool) ChangeStock(delta int64) error {
-	if p.st.Stock+delta > MaxStock {
+	if p.st.Stock+delta > MaxStock || p.st.Stock+delta < 0 {
 		return ErrBadStock
 	}
 	if delta < 0 && -delta > p.st.Pool {
 		return ErrInsufficient
 	}
-	p.st.Stock += delta
-	p.st.Pool += delta
-	p.mustVerify()
+	next := p.st
+	next.Stock += delta
+	next.Pool += delta
+	if !p.apply(next, -1, 0, 0) {
+		return ErrBroken
+	}
 	return nil
+}
+
+// ErrBroken: the step would break an invariant; it was refused and the
+// state is unchanged. It is a bug: tests panic instead.
+var ErrBroken = errors.New("refused: the step would break an invariant")
+
+// apply checks next (the pool's scalars, with sent and got of shard i
+// raised by dSent and dGot) against the ledger's invariants and only then
+// makes it the pool's state: a step that would break one is refused,
+// leaving the state as it was (the shard does the same).
+func (p *Pool) apply(next PoolState, i int, dSent, dGot int64) bool {
+	next.Sent, next.Got = p.st.Sent, p.st.Got
+	if i >= 0 {
+		next.Sent, next.Got = slices.Clone(p.st.Sent), slices.Clone(p.st.Got)
+		next.Sent[i] += dSent
+		next.Got[i] += dGot
+	}
+	if err := verifyPool(p.cfg, next); err != nil {
+		if panicOnBroken {
+			panic(err)
+		}
+		return false
+	}
+	if i >= 0 {
+		// Write in place: the clone was only for the check.
+		p.st.Sent[i], p.st.Got[i] = next.Sent[i], next.Got[i]
+		next.Sent, next.Got = p.st.Sent, p.st.Got
+	}
+	p.st = next
+	return true
 }
 
 // Verify checks the pool's own ledger:
 // Stock == Pool + initial quota + Σ Sent - Σ Got, and nothing negative.
-func (p *Pool) Verify() error {
-	st := p.st
-	sum := st.Pool + p.cfg.InitialQuota()
+func (p *Pool) Verify() error { return verifyPool(p.cfg, p.st) }
+
+func verifyPool(cfg ItemConfig, st PoolState) error {
+	sum := st.Pool + cfg.InitialQuota()
 	for i := range st.Sent {
 		if st.Sent[i] < 0 || st.Got[i] < 0 {
-			return fmt.Errorf("pool %s: shard %d sent %d got %d", p.cfg.Item, i, st.Sent[i], st.Got[i])
+			return fmt.Errorf("pool %s: shard %d sent %d got %d", cfg.Item, i, st.Sent[i], st.Got[i])
 		}
 		sum += st.Sent[i] - st.Got[i]
 	}
 	if st.Pool < 0 || st.Stock < 0 || st.Stock > MaxStock || sum != st.Stock {
-		return fmt.Errorf("pool %s ledger broken: stock %d, pool %d, accounted %d", p.cfg.Item, st.Stock, st.Pool, sum)
+		return fmt.Errorf("pool %s ledger broken: stock %d, pool %d, accounted %d", cfg.Item, st.Stock, st.Pool, sum)
 	}
 	return nil
-}
-
-func (p *Pool) mustVerify() {
-	if err := p.Verify(); err != nil && panicOnBroken {
-		panic(err)
-	}
 }
 
 // InTransit is the units on their way between the pool and shard c's

@@ -38,6 +38,17 @@ const (
 	AlreadyReleased
 	// UnknownGrab: no such grab on this shard.
 	UnknownGrab
+	// Busy: too many buyers already wait at this shard; not tried.
+	Busy
+	// Retry: the buyer waited RefillWaitMs and no unit reached the shard,
+	// though stock may exist elsewhere: try again (never a false sold out).
+	Retry
+	// StockChanged: a stock change was applied (Answer.Stock is the new stock).
+	StockChanged
+	// Insufficient: a reduction asked for more than is unsold (Answer.Available).
+	Insufficient
+	// BadStock: the stock would leave 0..MaxStock.
+	BadStock
 )
 
 var outcomeNames = [...]string{
@@ -45,6 +56,7 @@ var outcomeNames = [...]string{
 	LimitReached: "limit_reached", NotStarted: "not_started", Ended: "ended",
 	KeyReused: "key_reused", BadQty: "bad_qty", Broken: "broken", NeedStock: "need_stock",
 	Released: "released", AlreadyReleased: "already_released", UnknownGrab: "unknown_grab",
+	Busy: "busy", Retry: "retry", StockChanged: "stock_changed", Insufficient: "insufficient", BadStock: "bad_stock",
 }
 
 func (o Outcome) String() string {
