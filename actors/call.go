@@ -18,8 +18,11 @@ type Reply struct {
 // waits on done instead of a protoactor future: no future allocation and no
 // future race (upstream issue #1145).
 type call struct {
-	in   engine.GrabInput
-	done chan Reply // buffered 1: whoever answers never blocks
+	in engine.GrabInput
+	// release: return grab seq to stock instead of grabbing.
+	release bool
+	seq     uint64
+	done    chan Reply // buffered 1: whoever answers never blocks
 }
 
 var calls = sync.Pool{New: func() any { return &call{done: make(chan Reply, 1)} }}
@@ -85,15 +88,12 @@ func (n *Node) Release(item, grabID string) Reply {
 	if !ok || gi != item || shard >= len(it.shards) {
 		return Reply{Err: ErrUnknownGrab}
 	}
-	m := &releaseCall{seq: seq, done: make(chan Reply, 1)}
+	m := &call{release: true, seq: seq, done: make(chan Reply, 1)}
 	n.sys.Root.Send(it.shards[shard].pid, m)
 	t := time.NewTimer(n.opts.RequestTimeout)
 	defer t.Stop()
 	select {
 	case r := <-m.done:
-		if r.Err == nil && r.Outcome == engine.UnknownGrab {
-			r.Err = ErrUnknownGrab
-		}
 		return r
 	case <-t.C:
 		return Reply{Err: ErrUnavailable}
@@ -116,5 +116,24 @@ func (n *Node) ChangeStock(item string, delta int64) StockReply {
 		return r
 	case <-t.C:
 		return StockReply{Err: ErrUnavailable}
+	}
+}
+
+// send delivers a protocol message to its addressee on this node: a shard
+// or pool actor, or the item's front (the sold-out flag).
+func (n *Node) send(m engine.Msg) {
+	it, ok := n.Item(m.To.Item)
+	if !ok {
+		return
+	}
+	switch s := m.To.Shard; {
+	case s == engine.FrontShard:
+		if m.Kind == engine.MsgStatus {
+			it.soldOut.Store(m.SoldOut)
+		}
+	case s == engine.PoolShard:
+		n.sys.Root.Send(it.pool.pid, m)
+	case s >= 0 && s < len(it.shards):
+		n.sys.Root.Send(it.shards[s].pid, m)
 	}
 }

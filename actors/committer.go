@@ -18,9 +18,10 @@ type commitReq struct {
 	reply Reply
 	// durable, when set, is raised to the grab's sequence after the commit.
 	durable *shardRef
-	// after, when set, runs on the committer after the commit with its
-	// result; it only sends messages.
-	after func(error)
+	// answers and msgs are given and sent after the commit (a failed one
+	// answers unavailable and sends nothing): a step's Ready.
+	answers []pending
+	msgs    []engine.Msg
 	// dropped: decided on memory a failed commit made wrong; never written.
 	dropped bool
 }
@@ -189,17 +190,29 @@ func (c *committer) finish(r *commitReq, err error) {
 			r.c.finish(r.reply)
 		}
 	}
-	if r.after != nil {
-		r.after(err)
+	for _, p := range r.answers {
+		switch {
+		case p.c != nil && err != nil:
+			p.c.finish(Reply{Err: ErrUnavailable})
+		case p.c != nil:
+			p.c.finish(reply(p.a))
+		case err != nil:
+			p.s.done <- StockReply{Err: ErrUnavailable}
+		default:
+			p.s.done <- stockReply(p.a)
+		}
+	}
+	if err == nil {
+		for _, m := range r.msgs {
+			c.node.send(m)
+		}
 	}
 }
 
-// grabReq is the commit request of a grab decision.
-func grabReq(ref *shardRef, gen uint64, d engine.Decision, c *call) commitReq {
-	r := commitReq{lane: &ref.lane, gen: gen, c: c, reply: Reply{Outcome: d.Outcome, Grab: d.Grab}}
-	if d.Outcome == engine.Confirmed {
-		r.rec = persistence.Record{Kind: persistence.KindGrab, Grab: d.Grab, Counters: d.Counters}
-		r.durable = ref
-	}
-	return r
+// pending is an answer waiting for a commit: to a grab or release (c) or
+// to a stock change (s).
+type pending struct {
+	c *call
+	s *stockCall
+	a engine.Answer
 }

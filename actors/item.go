@@ -25,11 +25,10 @@ type Item struct {
 	shards []*shardRef
 	pool   *lane
 
-	// soldOut is set exactly when every unit is sold (no shard, the pool
-	// nor a transfer holds one), so the front can answer without an actor
-	// hop. poolEmpty lets shards skip asking an empty pool for a top-up.
-	soldOut   atomic.Bool
-	poolEmpty atomic.Bool
+	// soldOut is the pool's word (engine.MsgStatus): no shard, the pool
+	// nor a transfer holds a unit, so the front can answer without an
+	// actor hop.
+	soldOut atomic.Bool
 
 	// viewMu orders every change of where units are (transfers, releases,
 	// stock changes) against readers of the whole balance. Grabs do not
@@ -94,28 +93,19 @@ func (r *shardRef) isHolder(user string) bool {
 	return ok
 }
 
-// publishGrab publishes counters after a grab: allocation unchanged.
-func (r *shardRef) publishGrab(c engine.Counters) {
-	r.counters.Store(pack(c))
-	if c.Remaining() == 0 {
-		r.item.updateSoldOut()
+// publish publishes a shard's counters for the views. Counters whose
+// allocation did not move (grabs) need no lock: a grab changes sold and
+// remaining together.
+func (r *shardRef) publish(c engine.Counters, refills, steals int64) {
+	if c.Received == r.received && c.Returned == r.returned {
+		r.counters.Store(pack(c))
+		return
 	}
-}
-
-// publishMove publishes counters whose allocation moved (refill, give
-// back, release, reload).
-func (r *shardRef) publishMove(c engine.Counters, refill, steal bool) {
 	it := r.item
 	it.viewMu.Lock()
 	r.counters.Store(pack(c))
 	r.received, r.returned = c.Received, c.Returned
-	if refill {
-		r.refills++
-	}
-	if steal {
-		r.steals++
-	}
-	it.soldOut.Store(it.balanceLocked().Remaining() == 0)
+	r.refills, r.steals = refills, steals
 	it.viewMu.Unlock()
 }
 
@@ -126,14 +116,6 @@ func (it *Item) publishPool(p *engine.Pool) {
 	for i := range it.sent {
 		it.sent[i], it.got[i] = p.SentTo(i), p.GotFrom(i)
 	}
-	it.poolEmpty.Store(it.poolAvail == 0)
-	it.soldOut.Store(it.balanceLocked().Remaining() == 0)
-	it.viewMu.Unlock()
-}
-
-func (it *Item) updateSoldOut() {
-	it.viewMu.Lock()
-	it.soldOut.Store(it.balanceLocked().Remaining() == 0)
 	it.viewMu.Unlock()
 }
 
@@ -194,21 +176,6 @@ func (it *Item) Remaining() int64 { return it.Balance().Remaining() }
 
 // SoldOut reports whether every unit is sold.
 func (it *Item) SoldOut() bool { return it.soldOut.Load() }
-
-// richest returns the shard other than except holding the most unsold
-// units, or -1 when none holds any.
-func (it *Item) richest(except map[int]bool) (int, int64) {
-	best, most := -1, int64(0)
-	for i, r := range it.shards {
-		if except[i] {
-			continue
-		}
-		if a, s := r.load(); a-s > most {
-			best, most = i, a-s
-		}
-	}
-	return best, most
-}
 
 // addFresh hands a grab that has just become durable to the relay. A grab
 // that does not follow the run (a gap, left by a full run) starts a new one:

@@ -27,15 +27,6 @@ const (
 	// waiting for a round to finish; the bound keeps rounds from shrinking
 	// to one decision each (a Pebble commit apiece) under heavy load.
 	MaxRoundsInFlight = 8
-	// RefillWait bounds how long a buyer whose shard is empty waits for
-	// units from the pool or a sibling before hearing "unavailable, retry".
-	// A refill takes one actor hop and one group commit, well under it.
-	RefillWait = 50 * time.Millisecond
-	// StealRetry is how soon the pool looks again for units for waiting
-	// shards while every unsold unit is moving between the pool and shards.
-	StealRetry = 2 * time.Millisecond
-	// MaxWaitingPerShard bounds the buyers parked at one shard for a refill.
-	MaxWaitingPerShard = 4096
 	// DefaultRequestTimeout is how long the front waits for a shard's answer.
 	// A grab that times out may still be confirmed later: the buyer's retry
 	// with the same Idempotency-Key then returns it.

@@ -117,11 +117,17 @@ func (n *Node) spawnItem(cfg engine.ItemConfig, li *persistence.LoadedItem) *Ite
 		sh.Holders(it.shards[i].addHolder)
 	}
 	it.publishPool(li.Pool)
+	counters := make([]engine.Counters, len(li.Shards))
+	for i, sh := range li.Shards {
+		counters[i] = sh.Counters()
+	}
+	pn := engine.NewPoolNode(li.Pool, counters)
+	it.soldOut.Store(pn.SoldOut())
 	// The pool's PID must exist before any shard can ask it for units.
-	pa := &poolActor{node: n, item: it, lane: it.pool, pool: li.Pool, c: n.committers[0]}
+	pa := &poolActor{node: n, item: it, lane: it.pool, pn: pn, c: n.committers[0]}
 	it.pool.pid = n.sys.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return pa }, actor.WithDispatcher(n.dispatch)))
 	for i, sh := range li.Shards {
-		a := &shardActor{node: n, ref: it.shards[i], shard: sh}
+		a := &shardActor{node: n, ref: it.shards[i], sn: engine.NewShardNode(sh, 1)}
 		it.shards[i].pid = n.sys.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return a }, actor.WithDispatcher(n.dispatch)))
 	}
 	return it

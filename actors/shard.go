@@ -8,290 +8,205 @@ import (
 	"github.com/seckill/seckill/persistence"
 )
 
-// Messages a shard actor receives besides *call.
+// Messages a shard or pool actor receives besides engine.Msg, *call and
+// *stockCall.
 type (
 	// reloadMsg asks an actor to drop its memory and reload from disk after
 	// a failed commit of generation gen.
 	reloadMsg struct{ gen uint64 }
-	// refillMsg carries the pool's cumulative count sent to the shard.
-	refillMsg struct{ sentTotal int64 }
-	// noStockMsg: the pool found no unit anywhere for this shard's buyers.
-	noStockMsg struct{}
-	// giveBackMsg asks the shard to hand up to want unsold units to the pool.
-	giveBackMsg struct{ want int64 }
-	// tickMsg makes the shard look at buyers waiting for a refill.
+	// tickMsg: the time a step asked to be woken at has come.
 	tickMsg struct{}
-	// releaseCall returns grab seq to stock.
-	releaseCall struct {
-		seq  uint64
-		done chan Reply
-	}
 )
 
-// parked is a buyer waiting for stock to reach this shard.
-type parked struct {
-	c        *call
-	deadline time.Time
-}
-
-// shardActor owns one engine.Shard. It decides in arrival order and never
-// waits for the disk: durable decisions go to its committer, which replies.
+// shardActor hosts one engine.ShardNode: it feeds it requests, messages
+// and the time, and carries out its Ready. It never waits for the disk:
+// what must be durable goes to its committer, which answers and sends after
+// the commit.
 type shardActor struct {
-	node  *Node
-	ref   *shardRef
-	shard *engine.Shard // nil while a reload has failed
+	node *Node
+	ref  *shardRef
+	sn   *engine.ShardNode
+	// broken: the last reload failed; the next request tries again.
+	broken bool
 	// gen numbers the decisions made since the last reload from disk; it
 	// starts at 1 so that failedGen's zero value poisons nothing.
-	gen uint64
-	// asked: a refill request is with the pool and not yet answered.
-	asked bool
-	// waiting buyers, oldest first, and whether a tick is scheduled.
-	waiting []parked
-	ticking bool
+	gen     uint64
+	tickets tickets[*call]
+	timer   wake
 }
 
 func (a *shardActor) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *call:
-		a.grab(m)
-	case refillMsg:
-		a.refill(m.sentTotal)
-	case noStockMsg:
-		a.asked = false
-		a.answerWaiting(Reply{Outcome: engine.SoldOut})
-	case giveBackMsg:
-		a.giveBack(m.want)
-	case *releaseCall:
-		a.release(m)
+		if a.broken && !a.reload() {
+			m.finish(Reply{Err: ErrUnavailable})
+			return
+		}
+		t := a.tickets.add(m)
+		if m.release {
+			a.sn.Release(t, m.seq)
+		} else {
+			in := m.in
+			in.NowMs = a.node.opts.Clock()
+			a.sn.Grab(t, in)
+		}
+	case engine.Msg:
+		if a.broken && !a.reload() {
+			return
+		}
+		a.sn.Step(m, a.node.opts.Clock())
 	case tickMsg:
-		a.tick()
+		a.timer.fired()
+		a.sn.Tick(a.node.opts.Clock())
 	case reloadMsg:
 		if m.gen >= a.gen {
 			a.reload()
 		}
 	case *actor.Started:
 		a.gen = 1
+		return
 	case *actor.Stopped:
-		a.answerWaiting(Reply{Err: ErrUnavailable})
+		a.sn.Stop()
+		a.flush()
 		close(a.ref.stopped)
-	}
-}
-
-func (a *shardActor) now() int64 { return a.node.opts.Clock() }
-
-func (a *shardActor) grab(c *call) {
-	if a.shard == nil && !a.reload() {
-		c.finish(Reply{Err: ErrUnavailable})
 		return
-	}
-	in := c.in
-	in.NowMs = a.now()
-	d := a.shard.Grab(in)
-	switch {
-	case d.Outcome == engine.Confirmed:
-		a.ref.addHolder(in.User)
-		a.ref.publishGrab(d.Counters)
-		a.ref.committer.in <- grabReq(a.ref, a.gen, d, c)
-		a.topUp()
-	case d.Outcome == engine.Replayed && d.Grab.Seq > a.ref.durableSeq.Load(), d.Outcome == engine.Released:
-		// The original grab (or its release) is decided but maybe not yet
-		// on disk: answer after the commit that holds it, queued ahead.
-		a.ref.committer.in <- grabReq(a.ref, a.gen, d, c)
-	case d.Outcome == engine.NeedStock:
-		a.needStock(c, in.Qty)
 	default:
-		c.finish(Reply{Outcome: d.Outcome, Grab: d.Grab})
-	}
-}
-
-// needStock parks a buyer this shard cannot serve yet and asks the pool,
-// unless every unit of the item is already sold.
-func (a *shardActor) needStock(c *call, qty int64) {
-	if a.ref.item.soldOut.Load() {
-		c.finish(Reply{Outcome: engine.SoldOut})
 		return
 	}
-	if len(a.waiting) >= MaxWaitingPerShard {
-		c.finish(Reply{Err: ErrOverloaded})
-		return
-	}
-	a.waiting = append(a.waiting, parked{c: c, deadline: time.Now().Add(RefillWait)})
-	a.ask(max(a.shard.Config().RefillChunk(), qty), true)
-	if !a.ticking {
-		a.ticking = true
-		pid, root := a.ref.pid, a.node.sys.Root
-		time.AfterFunc(RefillWait, func() { root.Send(pid, tickMsg{}) })
-	}
+	a.flush()
 }
 
-// topUp asks the pool for a chunk before the shard runs dry, when the pool
-// has units to give.
-func (a *shardActor) topUp() {
-	if want := a.shard.RefillWant(); want > 0 && !a.ref.item.poolEmpty.Load() {
-		a.ask(want, false)
-	}
-}
-
-func (a *shardActor) ask(want int64, urgent bool) {
-	if a.asked {
+// flush carries out the node's Ready.
+func (a *shardActor) flush() {
+	rd := a.sn.Ready()
+	if rd.Empty() && rd.WakeAtMs == 0 {
 		return
 	}
-	a.asked = true
-	a.node.sys.Root.Send(a.ref.item.pool.pid, refillReq{shard: a.ref.index, want: want, urgent: urgent})
-}
-
-func (a *shardActor) refill(sentTotal int64) {
-	a.asked = false
-	if a.shard == nil && !a.reload() {
-		return
-	}
-	n, c, err := a.shard.ApplyRefill(sentTotal)
-	if err != nil {
-		a.node.opts.Logger.Error("refill refused", "item", a.ref.item.Config.Item, "shard", a.ref.index, "err", err)
-		return
-	}
-	if n > 0 {
-		a.ref.publishMove(c, true, false)
-		// Queued ahead of the grabs it enables, on the same committer.
-		a.ref.committer.in <- commitReq{lane: &a.ref.lane, gen: a.gen, rec: persistence.Record{
-			Kind: persistence.KindCounters, Item: engine.ItemConfig{Item: a.ref.item.Config.Item}, Shard: a.ref.index, Counters: c}}
-	}
-	a.serveWaiting()
-}
-
-// serveWaiting retries parked buyers in arrival order until one still
-// finds no stock.
-func (a *shardActor) serveWaiting() {
-	for len(a.waiting) > 0 {
-		p := a.waiting[0]
-		in := p.c.in
-		in.NowMs = a.now()
-		d := a.shard.Grab(in)
-		if d.Outcome == engine.NeedStock {
-			if a.ref.item.soldOut.Load() {
-				a.answerWaiting(Reply{Outcome: engine.SoldOut})
-				return
-			}
-			a.ask(max(a.shard.Config().RefillChunk(), in.Qty), true)
-			return
-		}
-		a.waiting[0] = parked{}
-		a.waiting = a.waiting[1:]
-		switch {
-		case d.Outcome == engine.Confirmed:
-			a.ref.addHolder(in.User)
-			a.ref.publishGrab(d.Counters)
-			a.ref.committer.in <- grabReq(a.ref, a.gen, d, p.c)
-		case d.Outcome == engine.Replayed && d.Grab.Seq > a.ref.durableSeq.Load(), d.Outcome == engine.Released:
-			a.ref.committer.in <- grabReq(a.ref, a.gen, d, p.c)
-		default:
-			p.c.finish(Reply{Outcome: d.Outcome, Grab: d.Grab})
+	ref := a.ref
+	for _, ans := range rd.Answers {
+		if ans.Outcome == engine.Confirmed {
+			// Before the counters and any message that may make the item
+			// sold out: whoever sees it sold out also sees its holders.
+			ref.addHolder(ans.Grab.User)
 		}
 	}
-	a.topUp()
+	sh := a.sn.Shard()
+	ref.publish(sh.Counters(), a.sn.Refills(), a.sn.Steals())
+	for _, ans := range rd.NowAnswers {
+		a.tickets.take(ans.Ticket).finish(reply(ans))
+	}
+	for _, m := range rd.NowMsgs {
+		a.node.send(m)
+	}
+	if len(rd.Records) > 0 || len(rd.Answers) > 0 || len(rd.Msgs) > 0 {
+		a.commit(rd)
+	}
+	a.timer.at(rd.WakeAtMs, a.node, ref.pid)
+	a.sn.Advance()
 }
 
-func (a *shardActor) answerWaiting(r Reply) {
-	for _, p := range a.waiting {
-		p.c.finish(r)
+// commit queues the Ready's records on the shard's committer, the answers
+// and messages riding on the last of them. The common case, one grab and
+// its answer, is one request and no allocation.
+func (a *shardActor) commit(rd *engine.Ready) {
+	ref := a.ref
+	in := ref.committer.in
+	last := len(rd.Records) - 1
+	for i := 0; i < last; i++ {
+		in <- a.recordReq(rd.Records[i])
 	}
-	clear(a.waiting)
-	a.waiting = a.waiting[:0]
-}
-
-// tick answers buyers who waited RefillWait without a refill: 503, so they
-// retry; stock exists but has not reached this shard in time.
-func (a *shardActor) tick() {
-	a.ticking = false
-	now := time.Now()
-	i := 0
-	for ; i < len(a.waiting) && !now.Before(a.waiting[i].deadline); i++ {
-		a.waiting[i].c.finish(Reply{Err: ErrUnavailable})
-		a.waiting[i] = parked{}
+	q := commitReq{lane: &ref.lane, gen: a.gen}
+	if last >= 0 {
+		q = a.recordReq(rd.Records[last])
 	}
-	a.waiting = a.waiting[i:]
-	if len(a.waiting) > 0 {
-		a.ticking = true
-		pid, root := a.ref.pid, a.node.sys.Root
-		time.AfterFunc(time.Until(a.waiting[0].deadline), func() { root.Send(pid, tickMsg{}) })
-	}
-}
-
-func (a *shardActor) giveBack(want int64) {
-	total := int64(-1)
-	if a.shard != nil || a.reload() {
-		k, c := a.shard.GiveBack(want)
-		total = c.Returned
-		if k > 0 {
-			a.ref.publishMove(c, false, true)
-			pool, root := a.ref.item.pool.pid, a.node.sys.Root
-			shard := a.ref.index
-			a.ref.committer.in <- commitReq{lane: &a.ref.lane, gen: a.gen, rec: persistence.Record{
-				Kind: persistence.KindCounters, Item: engine.ItemConfig{Item: a.ref.item.Config.Item}, Shard: shard, Counters: c},
-				after: func(err error) {
-					if err == nil {
-						root.Send(pool, returnedMsg{shard: shard, total: c.Returned, answer: true})
-					} else {
-						root.Send(pool, returnedMsg{shard: shard, total: -1, answer: true})
-					}
-				}}
-			return
+	if len(rd.Answers) == 1 && len(rd.Msgs) == 0 {
+		q.c, q.reply = a.tickets.take(rd.Answers[0].Ticket), reply(rd.Answers[0])
+	} else {
+		for _, ans := range rd.Answers {
+			q.answers = append(q.answers, pending{c: a.tickets.take(ans.Ticket), a: ans})
 		}
+		q.msgs = append([]engine.Msg(nil), rd.Msgs...)
 	}
-	// Nothing to give: tell the pool at once so it can look elsewhere.
-	a.node.sys.Root.Send(a.ref.item.pool.pid, returnedMsg{shard: a.ref.index, total: total, answer: true})
+	in <- q
 }
 
-func (a *shardActor) release(m *releaseCall) {
-	if a.shard == nil && !a.reload() {
-		m.done <- Reply{Err: ErrUnavailable}
-		return
+func (a *shardActor) recordReq(r engine.Record) commitReq {
+	q := commitReq{lane: &a.ref.lane, gen: a.gen, rec: persistence.FromEngine(r)}
+	if r.Kind == engine.RecGrab {
+		q.durable = a.ref
 	}
-	d := a.shard.Release(m.seq)
-	switch d.Outcome {
-	case engine.Released:
-		a.ref.publishMove(d.Counters, false, false)
-		pool, root := a.ref.item.pool.pid, a.node.sys.Root
-		shard := a.ref.index
-		a.ref.committer.in <- commitReq{lane: &a.ref.lane, gen: a.gen,
-			rec: persistence.Record{Kind: persistence.KindRelease, Grab: d.Grab, Counters: d.Counters},
-			after: func(err error) {
-				if err != nil {
-					m.done <- Reply{Err: ErrUnavailable}
-					return
-				}
-				root.Send(pool, returnedMsg{shard: shard, total: d.Counters.Returned})
-				m.done <- Reply{Outcome: engine.Released, Grab: d.Grab}
-			}}
-	case engine.AlreadyReleased:
-		// The first release may still be on its way to disk: answer after it.
-		a.ref.committer.in <- commitReq{lane: &a.ref.lane, gen: a.gen, after: func(err error) {
-			if err != nil {
-				m.done <- Reply{Err: ErrUnavailable}
-				return
-			}
-			m.done <- Reply{Outcome: d.Outcome, Grab: d.Grab}
-		}}
-	default:
-		m.done <- Reply{Outcome: d.Outcome}
-	}
+	return q
 }
 
 // reload replaces the shard's memory with what is durable. Decisions of the
-// current generation still queued are dropped by the committers. The pool
-// is asked to resend its side, in case a refill was lost with the memory.
+// current generation still queued are dropped by the committers.
 func (a *shardActor) reload() bool {
 	cfg := a.ref.item.Config
 	a.gen = max(a.gen, a.ref.failedGen.Load()) + 1
 	sh, err := persistence.LoadShard(a.node.store, cfg, a.ref.index)
 	if err != nil {
 		a.node.opts.Logger.Error("reload shard", "item", cfg.Item, "shard", a.ref.index, "err", err)
-		a.shard = nil
+		a.broken = true
 		return false
 	}
-	a.shard = sh
-	a.ref.publishMove(sh.Counters(), false, false)
-	a.asked = false
-	a.node.sys.Root.Send(a.ref.item.pool.pid, syncMsg{shard: a.ref.index})
+	a.broken = false
+	a.sn.Restart(sh, a.gen)
 	return true
+}
+
+// tickets maps the engine's tickets to the host's waiting requests: a slab
+// with a free list, so a ticket costs no map and no allocation.
+type tickets[T any] struct {
+	slots []T
+	free  []engine.Ticket
+}
+
+func (t *tickets[T]) add(v T) engine.Ticket {
+	if n := len(t.free); n > 0 {
+		k := t.free[n-1]
+		t.free = t.free[:n-1]
+		t.slots[k-1] = v
+		return k
+	}
+	t.slots = append(t.slots, v)
+	return engine.Ticket(len(t.slots))
+}
+
+func (t *tickets[T]) take(k engine.Ticket) T {
+	v := t.slots[k-1]
+	var zero T
+	t.slots[k-1] = zero
+	t.free = append(t.free, k)
+	return v
+}
+
+// wake schedules the tick a Ready asks for: one timer at a time, the
+// earliest asked.
+type wake struct {
+	atMs int64 // the tick scheduled; 0: none
+}
+
+func (w *wake) fired() { w.atMs = 0 }
+
+func (w *wake) at(atMs int64, n *Node, pid *actor.PID) {
+	if atMs == 0 || (w.atMs != 0 && w.atMs <= atMs) {
+		return
+	}
+	w.atMs = atMs
+	d := max(time.Duration(atMs-n.opts.Clock())*time.Millisecond, time.Millisecond)
+	root := n.sys.Root
+	time.AfterFunc(d, func() { root.Send(pid, tickMsg{}) })
+}
+
+// reply is the front's form of a shard's answer.
+func reply(a engine.Answer) Reply {
+	switch a.Outcome {
+	case engine.Busy:
+		return Reply{Err: ErrOverloaded}
+	case engine.Retry:
+		return Reply{Err: ErrUnavailable}
+	case engine.UnknownGrab:
+		return Reply{Outcome: a.Outcome, Err: ErrUnknownGrab}
+	}
+	return Reply{Outcome: a.Outcome, Grab: a.Grab}
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
-	"fmt"
 )
 
 // Addr names a participant in an item's sale protocol: one of its shards,
@@ -70,7 +69,7 @@ func (k MsgKind) String() string {
 	if k > 0 && k < msgKinds {
 		return msgNames[k]
 	}
-	return fmt.Sprintf("msg(%d)", uint8(k))
+	return sprintf("msg(%d)", uint8(k))
 }
 
 // Msg is one message between a shard, its item's pool and the fronts: a

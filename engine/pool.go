@@ -2,7 +2,6 @@ package engine
 
 import (
 	"errors"
-	"fmt"
 	"slices"
 )
 
@@ -38,7 +37,7 @@ func NewPool(cfg ItemConfig) *Pool {
 // RestorePool recreates a pool from its durable record.
 func RestorePool(cfg ItemConfig, st PoolState) (*Pool, error) {
 	if len(st.Sent) != cfg.Shards || len(st.Got) != cfg.Shards {
-		return nil, fmt.Errorf("pool %s: %d/%d shard entries for %d shards", cfg.Item, len(st.Sent), len(st.Got), cfg.Shards)
+		return nil, errf("pool %s: %d/%d shard entries for %d shards", cfg.Item, len(st.Sent), len(st.Got), cfg.Shards)
 	}
 	p := &Pool{cfg: cfg, st: st}
 	if err := p.Verify(); err != nil {
@@ -143,7 +142,7 @@ func (p *Pool) apply(next PoolState, i int, dSent, dGot int64) bool {
 		next.Got[i] += dGot
 	}
 	if err := verifyPool(p.cfg, next); err != nil {
-		if panicOnBroken {
+		if PanicOnBroken {
 			panic(err)
 		}
 		return false
@@ -165,12 +164,12 @@ func verifyPool(cfg ItemConfig, st PoolState) error {
 	sum := st.Pool + cfg.InitialQuota()
 	for i := range st.Sent {
 		if st.Sent[i] < 0 || st.Got[i] < 0 {
-			return fmt.Errorf("pool %s: shard %d sent %d got %d", cfg.Item, i, st.Sent[i], st.Got[i])
+			return errf("pool %s: shard %d sent %d got %d", cfg.Item, i, st.Sent[i], st.Got[i])
 		}
 		sum += st.Sent[i] - st.Got[i]
 	}
 	if st.Pool < 0 || st.Stock < 0 || st.Stock > MaxStock || sum != st.Stock {
-		return fmt.Errorf("pool %s ledger broken: stock %d, pool %d, accounted %d", cfg.Item, st.Stock, st.Pool, sum)
+		return errf("pool %s ledger broken: stock %d, pool %d, accounted %d", cfg.Item, st.Stock, st.Pool, sum)
 	}
 	return nil
 }
@@ -193,7 +192,7 @@ func (b Balance) Remaining() int64 { return b.ShardRemaining + b.Pool + b.InTran
 // Σ shard remaining + pool + in transit + sold == stock.
 func (b Balance) Check() error {
 	if b.InTransit < 0 || b.Remaining()+b.Sold != b.Stock {
-		return fmt.Errorf("conservation broken: %+v", b)
+		return errf("conservation broken: %+v", b)
 	}
 	return nil
 }
@@ -218,7 +217,7 @@ func Recover(p *Pool, shards []*Shard) (changed []int, err error) {
 	for i, s := range shards {
 		c := s.Counters()
 		if p.st.Sent[i] < c.Received || c.Returned < p.st.Got[i] {
-			return nil, fmt.Errorf("item %s shard %d: received %d of %d sent, pool got %d of %d returned",
+			return nil, errf("item %s shard %d: received %d of %d sent, pool got %d of %d returned",
 				p.cfg.Item, i, c.Received, p.st.Sent[i], p.st.Got[i], c.Returned)
 		}
 		if n, _, err := s.ApplyRefill(p.st.Sent[i]); err != nil {
@@ -234,7 +233,7 @@ func Recover(p *Pool, shards []*Shard) (changed []int, err error) {
 	}
 	b := Account(p, cs)
 	if b.InTransit != 0 {
-		return nil, fmt.Errorf("item %s: %d units still in transit after recovery", p.cfg.Item, b.InTransit)
+		return nil, errf("item %s: %d units still in transit after recovery", p.cfg.Item, b.InTransit)
 	}
 	return changed, b.Check()
 }

@@ -2,9 +2,7 @@ package engine
 
 import (
 	"errors"
-	"fmt"
 	"strconv"
-	"testing"
 )
 
 // Outcome is the answer a shard gives to a grab.
@@ -90,11 +88,11 @@ func (c ItemConfig) PaymentWindow() int64 {
 // Sentinel errors for configuration problems callers report to operators.
 var (
 	ErrBadItemID  = errors.New("item id must be 1-128 bytes of [A-Za-z0-9_.:-]")
-	ErrBadStock   = fmt.Errorf("stock must be 0..%d", MaxStock)
-	ErrBadShards  = fmt.Errorf("shards must be 1..%d", MaxShards)
-	ErrBadLimit   = fmt.Errorf("per_user_limit must be 1..%d", MaxPerUserLimit)
+	ErrBadStock   = errf("stock must be 0..%d", MaxStock)
+	ErrBadShards  = errf("shards must be 1..%d", MaxShards)
+	ErrBadLimit   = errf("per_user_limit must be 1..%d", MaxPerUserLimit)
 	ErrBadWindow  = errors.New("ends_at must be after starts_at")
-	ErrBadPayment = fmt.Errorf("payment_window_s must be %d..%d", MinPaymentWindowMs/1000, MaxPaymentWindowMs/1000)
+	ErrBadPayment = errf("payment_window_s must be %d..%d", MinPaymentWindowMs/1000, MaxPaymentWindowMs/1000)
 )
 
 // Validate checks the configuration against the engine's limits.
@@ -382,14 +380,14 @@ func (s *Shard) grab(user, key string, k keyed) Grab {
 // order; Verify checks the whole once all are in.
 func (s *Shard) Restore(g Grab) error {
 	if g.Item != s.cfg.Item || g.Shard != s.index {
-		return fmt.Errorf("grab %s does not belong to shard %s.%d", g.ID(), s.cfg.Item, s.index)
+		return errf("grab %s does not belong to shard %s.%d", g.ID(), s.cfg.Item, s.index)
 	}
 	if g.Seq == 0 || g.Seq >= s.c.NextSeq || g.Qty < 1 {
-		return fmt.Errorf("grab %s: seq %d qty %d out of range (next seq %d)", g.ID(), g.Seq, g.Qty, s.c.NextSeq)
+		return errf("grab %s: seq %d qty %d out of range (next seq %d)", g.ID(), g.Seq, g.Qty, s.c.NextSeq)
 	}
 	slot := &s.grabs[g.Seq-1]
 	if slot.qty != 0 {
-		return fmt.Errorf("grab %s restored twice", g.ID())
+		return errf("grab %s restored twice", g.ID())
 	}
 	*slot = grabSlot{user: g.User, qty: g.Qty}
 	s.bought[g.User] += g.Qty
@@ -403,11 +401,11 @@ func (s *Shard) Restore(g Grab) error {
 // record says. The counters already account for it.
 func (s *Shard) RestoreRelease(seq uint64) error {
 	if seq == 0 || seq >= s.c.NextSeq || s.grabs[seq-1].qty == 0 {
-		return fmt.Errorf("release of unknown grab %s.%d.%d", s.cfg.Item, s.index, seq)
+		return errf("release of unknown grab %s.%d.%d", s.cfg.Item, s.index, seq)
 	}
 	slot := &s.grabs[seq-1]
 	if slot.released {
-		return fmt.Errorf("grab %s.%d.%d released twice", s.cfg.Item, s.index, seq)
+		return errf("grab %s.%d.%d released twice", s.cfg.Item, s.index, seq)
 	}
 	slot.released = true
 	s.dropHolding(slot.user, slot.qty)
@@ -501,24 +499,24 @@ func (s *Shard) Verify() error {
 	var held int64
 	for i, g := range s.grabs {
 		if g.qty == 0 {
-			return fmt.Errorf("shard %s.%d: grab %d missing", s.cfg.Item, s.index, i+1)
+			return errf("shard %s.%d: grab %d missing", s.cfg.Item, s.index, i+1)
 		}
 		if !g.released {
 			held += g.qty
 		}
 	}
 	if held != s.c.Sold {
-		return fmt.Errorf("shard %s.%d: unreleased grabs hold %d units, sold is %d", s.cfg.Item, s.index, held, s.c.Sold)
+		return errf("shard %s.%d: unreleased grabs hold %d units, sold is %d", s.cfg.Item, s.index, held, s.c.Sold)
 	}
 	var sum int64
 	for u, n := range s.bought {
 		if n < 1 || n > s.cfg.PerUserLimit {
-			return fmt.Errorf("shard %s.%d: user %q holds %d, limit %d", s.cfg.Item, s.index, u, n, s.cfg.PerUserLimit)
+			return errf("shard %s.%d: user %q holds %d, limit %d", s.cfg.Item, s.index, u, n, s.cfg.PerUserLimit)
 		}
 		sum += n
 	}
 	if sum != s.c.Sold {
-		return fmt.Errorf("shard %s.%d: users hold %d units, sold is %d", s.cfg.Item, s.index, sum, s.c.Sold)
+		return errf("shard %s.%d: users hold %d units, sold is %d", s.cfg.Item, s.index, sum, s.c.Sold)
 	}
 	return nil
 }
@@ -527,17 +525,14 @@ func (s *Shard) Verify() error {
 func (s *Shard) checkCounters(c Counters) error {
 	if c.Allocated < 0 || c.Sold < 0 || c.Sold > c.Allocated || c.Allocated > MaxStock || c.NextSeq == 0 ||
 		c.Received < 0 || c.Returned < 0 || c.Allocated != s.cfg.InitialAllocation(s.index)+c.Received-c.Returned {
-		return fmt.Errorf("shard %s.%d counters broken: %+v (initial %d)", s.cfg.Item, s.index, c, s.cfg.InitialAllocation(s.index))
+		return errf("shard %s.%d counters broken: %+v (initial %d)", s.cfg.Item, s.index, c, s.cfg.InitialAllocation(s.index))
 	}
 	return nil
 }
 
-// panicOnBroken makes a broken invariant fail a test run loudly; a
-// production binary refuses the operation instead.
-var panicOnBroken = testing.Testing()
-
+// broken refuses a step that would break an invariant (see PanicOnBroken).
 func (s *Shard) broken(err error) Decision {
-	if panicOnBroken {
+	if PanicOnBroken {
 		panic(err)
 	}
 	return Decision{Outcome: Broken}

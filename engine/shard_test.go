@@ -238,8 +238,8 @@ func TestBrokenInvariantPanicsInTests(t *testing.T) {
 }
 
 func TestBrokenInvariantRefusedInProduction(t *testing.T) {
-	panicOnBroken = false
-	defer func() { panicOnBroken = true }()
+	PanicOnBroken = false
+	defer func() { PanicOnBroken = true }()
 	s := RestoreShard(testItem(1, 1, 1), 0, Counters{Allocated: 1, Sold: 0, NextSeq: 1, Received: 5})
 	before := s.Counters()
 	if d := s.Grab(GrabInput{User: "a", Qty: 1, NowMs: 1500}); d.Outcome != Broken {
