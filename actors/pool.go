@@ -1,7 +1,6 @@
 package actors
 
 import (
-	"errors"
 	"slices"
 	"time"
 
@@ -38,16 +37,6 @@ type (
 		done  chan StockReply
 	}
 )
-
-// StockReply answers a stock change.
-type StockReply struct {
-	Stock     int64 // the item's stock after the change
-	Available int64 // unsold units, when a reduction was refused
-	Err       error // ErrInsufficient, ErrUnavailable, engine.ErrBadStock
-}
-
-// ErrInsufficient: a stock reduction asked for more than is unsold.
-var ErrInsufficient = errors.New("not enough unsold units")
 
 // poolActor owns an item's engine.Pool: it grants refills, arbitrates
 // steals between shards and applies stock changes. Its ledger is made
