@@ -13,6 +13,9 @@ import (
 	"github.com/seckill/seckill/sale"
 )
 
+// The local node is the order side's stock.
+var _ Stock = (*actors.Local)(nil)
+
 // startOrders runs orders beside a live node over an in-memory store,
 // which it returns for Reconcile.
 func startOrders(t *testing.T, clock *atomic.Int64) (*actors.Node, *Orders, persistence.Store) {
