@@ -7,13 +7,6 @@ import (
 	"github.com/seckill/seckill/engine"
 )
 
-// Reply is a shard's answer to one grab.
-type Reply struct {
-	Outcome engine.Outcome // set when Err is nil
-	Grab    engine.Grab    // for Confirmed and Replayed
-	Err     error          // ErrUnavailable, ErrOverloaded, ErrUnknownItem
-}
-
 // call carries one grab to a shard actor and its answer back. The front
 // waits on done instead of a protoactor future: no future allocation and no
 // future race (upstream issue #1145).

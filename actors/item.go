@@ -152,18 +152,6 @@ func (it *Item) Balance() engine.Balance {
 	return it.balanceLocked()
 }
 
-// ShardView is a shard's numbers as last decided in memory.
-type ShardView struct {
-	Shard     int
-	Allocated int64
-	Sold      int64
-	Refills   int64 // refills received from the pool
-	Steals    int64 // times it gave units back to the pool for a sibling
-}
-
-// Remaining is what the shard can still sell.
-func (v ShardView) Remaining() int64 { return v.Allocated - v.Sold }
-
 // View returns the balance and every shard's numbers from one read.
 func (it *Item) View() (engine.Balance, []ShardView) {
 	it.viewMu.Lock()

@@ -14,17 +14,8 @@ import (
 	"github.com/seckill/seckill/persistence"
 )
 
-// Errors the front maps to answers.
+// Errors the front maps to answers live in sale (see service.go).
 var (
-	ErrUnknownItem = errors.New("unknown item")
-	ErrItemExists  = errors.New("item exists")
-	// ErrUnavailable: the grab's fate is not known to be durable (commit
-	// failed, timeout, shutting down). Nothing was confirmed to the buyer.
-	ErrUnavailable = errors.New("unavailable")
-	// ErrOverloaded: the shard's queue is full; the request was not tried.
-	ErrOverloaded = errors.New("overloaded")
-	// ErrUnknownGrab: no grab with that id.
-	ErrUnknownGrab = errors.New("unknown grab")
 	// errDropped: a decision made on memory a failed commit invalidated.
 	errDropped = errors.New("decision dropped after a failed commit")
 )

@@ -12,16 +12,6 @@ type stockCall struct {
 	done  chan StockReply
 }
 
-// StockReply answers a stock change.
-type StockReply struct {
-	Stock     int64 // the item's stock after the change
-	Available int64 // unsold units, when a reduction was refused
-	Err       error // ErrInsufficient, ErrUnavailable, engine.ErrBadStock
-}
-
-// ErrInsufficient: a stock reduction asked for more than is unsold.
-var ErrInsufficient = engine.ErrInsufficient
-
 // poolActor hosts an item's engine.PoolNode: grants, give-backs, steals,
 // stock changes and the sold-out decision are the engine's; the actor
 // delivers messages, runs the commits and sends what a step asks for after

@@ -87,7 +87,7 @@ func StartLocal(dataDir, token string, orders bool) (*Target, error) {
 		return nil, fmt.Errorf("start node: %w", err)
 	}
 	if !orders {
-		t, err := serveOn(TargetSeckill, transport.NewServer(node, token, log).FastHTTP(), node.Close)
+		t, err := serveOn(TargetSeckill, transport.NewServer(actors.NewLocal(node), token, log).FastHTTP(), node.Close)
 		if err != nil {
 			node.Close()
 			return nil, err
@@ -115,7 +115,7 @@ func StartLocal(dataDir, token string, orders bool) (*Target, error) {
 		st.Close()
 		return errors.Join(perr, nerr)
 	}
-	front := transport.NewServer(node, token, log).WithOrders(pipe.Orders, system.DeadLetters{JS: st.JS}, pipe.Reconciler(store, node))
+	front := transport.NewServer(actors.NewLocal(node), token, log).WithOrders(pipe.Orders, system.DeadLetters{JS: st.JS}, pipe.Reconciler(store, node))
 	t, err := serveOn(TargetSeckill, front.FastHTTP(), stop)
 	if err != nil {
 		stop()

@@ -13,10 +13,12 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/seckill/seckill/engine"
+	"github.com/seckill/seckill/sale"
 )
 
-// ErrNotFound is returned by RetryDead when no dead letter has the grab id.
-var ErrNotFound = errors.New("dead letter not found")
+// ErrNotFound is returned by RetryDead when no dead letter has the grab id:
+// sale's, so the admin API can tell it without a translation.
+var ErrNotFound = sale.ErrNoDeadLetter
 
 const (
 	// copierBatch bounds the advisories one copier takes at a time: dead
@@ -27,18 +29,9 @@ const (
 	copyRetryDelay = 5 * time.Second
 )
 
-// DeadLetter is a message of GRABS that no order writer could write: one
-// grab, or a run of them that died whole (never acked: no writer running).
-type DeadLetter struct {
-	// GrabID is the grab's id, or a run's Msg-Id ("<first grab id>+<last
-	// seq>"); "" when the original had neither Msg-Id nor a decodable body.
-	GrabID     string
-	Item       string
-	Seq        uint64 // sequence in GRABS_DLQ
-	Deliveries int
-	Reason     string // the writer's last error, or why the server gave up
-	Body       []byte // the original message body
-}
+// DeadLetter is a message of GRABS that no order writer could write; Seq
+// is its sequence in GRABS_DLQ. One type with the admin API's.
+type DeadLetter = sale.DeadLetter
 
 // advisory holds the fields we use of the server's max-deliveries and
 // terminated advisories (the same names in both).

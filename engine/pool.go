@@ -17,7 +17,7 @@ type PoolState struct {
 
 // ErrInsufficient is returned when a stock reduction asks for more than
 // the pool holds.
-var ErrInsufficient = errors.New("not enough unsold units in the pool")
+var ErrInsufficient = errors.New("not enough unsold units")
 
 // Pool is an item's stock that no shard holds yet, and the ledger of every
 // transfer between it and the shards.

@@ -6,7 +6,6 @@ package system
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"path/filepath"
@@ -18,8 +17,9 @@ import (
 	"github.com/seckill/seckill/actors"
 	"github.com/seckill/seckill/bus"
 	"github.com/seckill/seckill/engine"
+	"github.com/seckill/seckill/orders"
 	"github.com/seckill/seckill/persistence"
-	"github.com/seckill/seckill/transport"
+	"github.com/seckill/seckill/sale"
 )
 
 const (
@@ -114,42 +114,30 @@ func (p *relayPublisher) Publish(ctx context.Context, grabs []engine.Grab) error
 }
 
 // WriterHandler writes a fetched batch of grabs as orders.
-func WriterHandler(o *actors.Orders) bus.Handler {
+func WriterHandler(o *orders.Orders) bus.Handler {
 	return func(ctx context.Context, msgs []bus.GrabMsg) map[string]error {
-		om := make([]actors.OrderMsg, len(msgs))
+		om := make([]orders.Msg, len(msgs))
 		for i, m := range msgs {
-			om[i] = actors.OrderMsg{PayByMs: m.PayByMs, Grab: engine.Grab{Item: m.Item, Shard: m.Shard, Seq: m.Seq,
+			om[i] = orders.Msg{PayByMs: m.PayByMs, Grab: engine.Grab{Item: m.Item, Shard: m.Shard, Seq: m.Seq,
 				User: m.User, Qty: m.Qty, Key: m.Key, AtMs: m.AtMs}}
 		}
 		return o.Write(om)
 	}
 }
 
-// DeadLetters adapts the bus to the admin API.
+// DeadLetters adapts the bus to the admin API (sale.DeadLetters).
 type DeadLetters struct{ JS jetstream.JetStream }
 
-func (d DeadLetters) ListDead(ctx context.Context, limit int) ([]transport.DeadLetter, error) {
-	dl, err := bus.ListDead(ctx, d.JS, limit)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]transport.DeadLetter, len(dl))
-	for i, x := range dl {
-		out[i] = transport.DeadLetter{GrabID: x.GrabID, Item: x.Item, Deliveries: x.Deliveries, Reason: x.Reason}
-	}
-	return out, nil
+func (d DeadLetters) ListDead(ctx context.Context, limit int) ([]sale.DeadLetter, error) {
+	return bus.ListDead(ctx, d.JS, limit)
 }
 
 func (d DeadLetters) RetryDead(ctx context.Context, grabID string) error {
-	err := bus.RetryDead(ctx, d.JS, grabID)
-	if errors.Is(err, bus.ErrNotFound) {
-		return transport.ErrNoDeadLetter
-	}
-	return err
+	return bus.RetryDead(ctx, d.JS, grabID)
 }
 
 // StreamReader lists the grab ids of an item in the stream.
-func StreamReader(js jetstream.JetStream) actors.StreamReader {
+func StreamReader(js jetstream.JetStream) orders.StreamReader {
 	return func(ctx context.Context, item string, fn func(string) error) error {
 		return bus.GrabsInStream(ctx, js, item, func(m bus.GrabMsg) error { return fn(m.GrabID) })
 	}
@@ -160,7 +148,7 @@ func StreamReader(js jetstream.JetStream) actors.StreamReader {
 type Pipeline struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
-	Orders *actors.Orders
+	Orders *orders.Orders
 	ostore persistence.OrderStore
 	st     *Stream
 	pub    *bus.Publisher
@@ -170,7 +158,7 @@ type Pipeline struct {
 // closes on stop.
 func Start(node *actors.Node, st *Stream, ostore persistence.OrderStore, writers int, cfg bus.Config, log *slog.Logger) *Pipeline {
 	ctx, cancel := context.WithCancel(context.Background())
-	p := &Pipeline{cancel: cancel, Orders: actors.NewOrders(node, ostore), ostore: ostore, st: st,
+	p := &Pipeline{cancel: cancel, Orders: orders.New(actors.NewLocal(node), ostore, log), ostore: ostore, st: st,
 		pub: bus.NewPublisher(st.JS, publishWindow)}
 	p.wg.Go(func() {
 		if p.st.Ensure(ctx, cfg, log) != nil {
@@ -191,9 +179,9 @@ func Start(node *actors.Node, st *Stream, ostore persistence.OrderStore, writers
 }
 
 // Reconciler reports on an item from this node's stores and the stream.
-func (p *Pipeline) Reconciler(store persistence.Store, node *actors.Node) transport.Reconciler {
-	return func(ctx context.Context, cfg engine.ItemConfig) (actors.Report, error) {
-		return actors.Reconcile(ctx, store, p.ostore, StreamReader(p.st.JS), cfg, node.Now(), true)
+func (p *Pipeline) Reconciler(store persistence.Store, node *actors.Node) sale.Reconciler {
+	return func(ctx context.Context, cfg engine.ItemConfig) (sale.Report, error) {
+		return orders.Reconcile(ctx, store, p.ostore, StreamReader(p.st.JS), cfg, node.Now(), true)
 	}
 }
 

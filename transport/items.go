@@ -9,20 +9,20 @@ import (
 	"math"
 	"time"
 
-	"github.com/seckill/seckill/actors"
 	"github.com/seckill/seckill/engine"
+	"github.com/seckill/seckill/sale"
 	"github.com/valyala/fasthttp"
 )
 
 // itemStatus is the sale state a buyer sees.
-func itemStatus(it *actors.Item, nowMs int64) string {
+func itemStatus(it sale.ItemView, nowMs int64) string {
 	switch it.Config.Window(nowMs) {
 	case engine.NotStarted:
 		return "not_started"
 	case engine.Ended:
 		return "ended"
 	}
-	if it.SoldOut() {
+	if it.SoldOut {
 		return "sold_out"
 	}
 	return "on_sale"
@@ -50,14 +50,14 @@ func (s *Server) publicItem(ctx *fasthttp.RequestCtx, itemB []byte) {
 		writeError(ctx, fasthttp.StatusBadRequest, "bad_request", errBadItemID)
 		return
 	}
-	it, ok := s.node.Item(string(itemB))
+	it, ok := s.svc.Item(string(itemB))
 	if !ok {
 		writeJSON(ctx, fasthttp.StatusNotFound, respUnknownItem)
 		return
 	}
 	c := it.Config
 	writeValue(ctx, fasthttp.StatusOK, publicItemView{
-		Item: c.Item, Remaining: it.Remaining(), Status: itemStatus(it, s.node.Now()),
+		Item: c.Item, Remaining: it.Balance.Remaining(), Status: itemStatus(it, s.svc.Now()),
 		StartsAt: rfc3339(c.StartsAtMs, c.StartsAtMs == 0), EndsAt: rfc3339(c.EndsAtMs, c.EndsAtMs == 0),
 	})
 }
@@ -86,16 +86,17 @@ type itemAdminView struct {
 	Shards       []shardAdminView `json:"shards,omitempty"`
 }
 
-func (s *Server) adminView(it *actors.Item, withShards bool) itemAdminView {
+func (s *Server) adminView(it sale.ItemView, withShards bool) itemAdminView {
 	c := it.Config
-	// One read of pool and shards, so sold + remaining == stock in every
-	// answer; remaining counts shards, pool and units in transit.
-	b, shards := it.View()
-	v := itemAdminView{Item: c.Item, Status: itemStatus(it, s.node.Now()), Stock: b.Stock, PerUserLimit: c.PerUserLimit,
+	// Balance and shards come from one read of pool and shards, so sold +
+	// remaining == stock in every answer; remaining counts shards, pool and
+	// units in transit.
+	b := it.Balance
+	v := itemAdminView{Item: c.Item, Status: itemStatus(it, s.svc.Now()), Stock: b.Stock, PerUserLimit: c.PerUserLimit,
 		Remaining: b.Remaining(), Sold: b.Sold, Pool: b.Pool, InTransit: b.InTransit, PaymentS: c.PaymentWindow() / 1000,
 		StartsAt: rfc3339(c.StartsAtMs, c.StartsAtMs == 0), EndsAt: rfc3339(c.EndsAtMs, c.EndsAtMs == 0)}
 	if withShards {
-		for _, sh := range shards {
+		for _, sh := range it.Shards {
 			v.Shards = append(v.Shards, shardAdminView{Shard: sh.Shard, Allocated: sh.Allocated, Remaining: sh.Remaining(),
 				Sold: sh.Sold, Refills: sh.Refills, Steals: sh.Steals})
 		}
@@ -112,7 +113,7 @@ func (s *Server) admin(ctx *fasthttp.RequestCtx, rest []byte) {
 		if !s.method(ctx, fasthttp.MethodGet) {
 			return
 		}
-		items := s.node.Items()
+		items := s.svc.Items()
 		out := struct {
 			Items []itemAdminView `json:"items"`
 		}{Items: make([]itemAdminView, 0, len(items))}
@@ -153,7 +154,7 @@ func (s *Server) admin(ctx *fasthttp.RequestCtx, rest []byte) {
 	}
 	switch string(ctx.Method()) {
 	case fasthttp.MethodGet:
-		it, ok := s.node.Item(string(itemB))
+		it, ok := s.svc.Item(string(itemB))
 		if !ok {
 			writeJSON(ctx, fasthttp.StatusNotFound, respUnknownItem)
 			return
@@ -260,12 +261,12 @@ func (s *Server) createItem(ctx *fasthttp.RequestCtx, item string) {
 		writeError(ctx, fasthttp.StatusBadRequest, "bad_request", err.Error())
 		return
 	}
-	switch err := s.node.CreateItem(cfg); {
+	switch err := s.svc.CreateItem(cfg); {
 	case err == nil:
-	case errors.Is(err, actors.ErrItemExists):
+	case errors.Is(err, sale.ErrItemExists):
 		writeError(ctx, fasthttp.StatusConflict, "exists", "item "+item+" exists; stock changes come with the stock API")
 		return
-	case errors.Is(err, actors.ErrUnavailable):
+	case errors.Is(err, sale.ErrUnavailable):
 		writeJSON(ctx, fasthttp.StatusServiceUnavailable, respUnavailable)
 		return
 	default:
@@ -273,7 +274,7 @@ func (s *Server) createItem(ctx *fasthttp.RequestCtx, item string) {
 		writeJSON(ctx, fasthttp.StatusServiceUnavailable, respUnavailable)
 		return
 	}
-	it, _ := s.node.Item(item)
+	it, _ := s.svc.Item(item)
 	writeValue(ctx, fasthttp.StatusCreated, s.adminView(it, true))
 }
 
@@ -331,14 +332,14 @@ func (s *Server) changeStock(ctx *fasthttp.RequestCtx, item string) {
 		writeError(ctx, fasthttp.StatusBadRequest, "bad_request", err.Error())
 		return
 	}
-	r := s.node.ChangeStock(item, delta)
+	r := s.svc.ChangeStock(item, delta)
 	switch {
 	case r.Err == nil:
-		it, _ := s.node.Item(item)
+		it, _ := s.svc.Item(item)
 		writeValue(ctx, fasthttp.StatusOK, s.adminView(it, false))
-	case errors.Is(r.Err, actors.ErrUnknownItem):
+	case errors.Is(r.Err, sale.ErrUnknownItem):
 		writeJSON(ctx, fasthttp.StatusNotFound, respUnknownItem)
-	case errors.Is(r.Err, actors.ErrInsufficient):
+	case errors.Is(r.Err, sale.ErrInsufficient):
 		writeValue(ctx, fasthttp.StatusConflict, struct {
 			Status    string `json:"status"`
 			Error     string `json:"error"`
@@ -375,7 +376,7 @@ func (s *Server) release(ctx *fasthttp.RequestCtx, item string) {
 		writeError(ctx, fasthttp.StatusBadRequest, "bad_request", err.Error())
 		return
 	}
-	r := s.node.Release(item, id)
+	r := s.svc.Release(item, id)
 	switch {
 	case r.Err == nil:
 		writeValue(ctx, fasthttp.StatusOK, struct {
@@ -385,9 +386,9 @@ func (s *Server) release(ctx *fasthttp.RequestCtx, item string) {
 			UserID   string `json:"user_id"`
 			Qty      int64  `json:"qty"`
 		}{r.Outcome.String(), id, r.Outcome == engine.Released, r.Grab.User, r.Grab.Qty})
-	case errors.Is(r.Err, actors.ErrUnknownItem):
+	case errors.Is(r.Err, sale.ErrUnknownItem):
 		writeJSON(ctx, fasthttp.StatusNotFound, respUnknownItem)
-	case errors.Is(r.Err, actors.ErrUnknownGrab):
+	case errors.Is(r.Err, sale.ErrUnknownGrab):
 		writeError(ctx, fasthttp.StatusNotFound, "unknown_grab", "no grab "+id+" of item "+item)
 	default:
 		ctx.Response.Header.Set("Retry-After", RetryAfterSeconds)

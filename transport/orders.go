@@ -6,33 +6,10 @@ import (
 	"errors"
 	"time"
 
-	"github.com/seckill/seckill/actors"
 	"github.com/seckill/seckill/engine"
+	"github.com/seckill/seckill/sale"
 	"github.com/valyala/fasthttp"
 )
-
-// DeadLetter is an order message that could not be written after every
-// retry, as the admin API lists it.
-type DeadLetter struct {
-	GrabID     string `json:"grab_id"`
-	Item       string `json:"item"`
-	Deliveries int    `json:"deliveries"`
-	Reason     string `json:"reason,omitempty"`
-}
-
-// DeadLetters lists and retries dead letters (the dead-letter stream).
-type DeadLetters interface {
-	ListDead(ctx context.Context, limit int) ([]DeadLetter, error)
-	// RetryDead sends a dead letter to the order writers again; it returns
-	// ErrNoDeadLetter when there is none for grabID.
-	RetryDead(ctx context.Context, grabID string) error
-}
-
-// ErrNoDeadLetter: no dead letter for that grab id.
-var ErrNoDeadLetter = errors.New("no such dead letter")
-
-// Reconciler reports on one item.
-type Reconciler func(ctx context.Context, item engine.ItemConfig) (actors.Report, error)
 
 const (
 	// adminCallTimeout bounds admin calls that reach the stream.
@@ -43,7 +20,7 @@ const (
 
 // WithOrders adds the order endpoints: the order service, the dead letters
 // and the reconciler (each may be nil when that part is not running here).
-func (s *Server) WithOrders(o *actors.Orders, dead DeadLetters, rec Reconciler) *Server {
+func (s *Server) WithOrders(o sale.Orders, dead sale.DeadLetters, rec sale.Reconciler) *Server {
 	s.orders, s.dead, s.reconcile = o, dead, rec
 	return s
 }
@@ -123,12 +100,12 @@ func (s *Server) order(ctx *fasthttp.RequestCtx, rest []byte) {
 		return
 	}
 	switch {
-	case errors.Is(err, actors.ErrProcessing):
+	case errors.Is(err, sale.ErrProcessing):
 		ctx.Response.Header.Set("Retry-After", RetryAfterSeconds)
 		writeJSON(ctx, fasthttp.StatusAccepted, respProcessing)
-	case errors.Is(err, actors.ErrNoOrder):
+	case errors.Is(err, sale.ErrNoOrder):
 		writeJSON(ctx, fasthttp.StatusNotFound, respUnknownOrder)
-	case errors.Is(err, actors.ErrNotBuyer):
+	case errors.Is(err, sale.ErrNotBuyer):
 		writeError(ctx, fasthttp.StatusForbidden, "forbidden", "the order belongs to another user")
 	case err != nil:
 		s.log.Error("order", "grab", grabID, "action", action, "err", err)
@@ -161,10 +138,10 @@ func (s *Server) adminDead(ctx *fasthttp.RequestCtx, rest []byte) {
 			return
 		}
 		if dead == nil {
-			dead = []DeadLetter{}
+			dead = []sale.DeadLetter{}
 		}
 		writeValue(ctx, fasthttp.StatusOK, struct {
-			Dead []DeadLetter `json:"dead"`
+			Dead []sale.DeadLetter `json:"dead"`
 		}{dead})
 		return
 	}
@@ -180,7 +157,7 @@ func (s *Server) adminDead(ctx *fasthttp.RequestCtx, rest []byte) {
 	switch err := s.dead.RetryDead(c, grabID); {
 	case err == nil:
 		writeValue(ctx, fasthttp.StatusOK, map[string]string{"status": "retried", "grab_id": grabID})
-	case errors.Is(err, ErrNoDeadLetter):
+	case errors.Is(err, sale.ErrNoDeadLetter):
 		writeError(ctx, fasthttp.StatusNotFound, "unknown_dead_letter", "no dead letter for "+grabID)
 	default:
 		s.log.Error("retry dead letter", "grab", grabID, "err", err)
@@ -200,21 +177,21 @@ func (s *Server) adminReconcile(ctx *fasthttp.RequestCtx) {
 	}
 	c, cancel := context.WithTimeout(context.Background(), adminCallTimeout)
 	defer cancel()
-	var items []*actors.Item
+	var items []sale.ItemView
 	if q := ctx.QueryArgs().Peek("item"); q != nil {
-		it, ok := s.node.Item(string(q))
+		it, ok := s.svc.Item(string(q))
 		if !ok {
 			writeJSON(ctx, fasthttp.StatusNotFound, respUnknownItem)
 			return
 		}
 		items = append(items, it)
 	} else {
-		items = s.node.Items()
+		items = s.svc.Items()
 	}
 	out := struct {
-		Clean bool            `json:"clean"`
-		Items []actors.Report `json:"items"`
-	}{Clean: true, Items: []actors.Report{}}
+		Clean bool          `json:"clean"`
+		Items []sale.Report `json:"items"`
+	}{Clean: true, Items: []sale.Report{}}
 	for _, it := range items {
 		rep, err := s.reconcile(c, it.Config)
 		if err != nil {

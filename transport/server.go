@@ -1,6 +1,7 @@
 // Package transport is seckill's HTTP front: a fasthttp server that decodes
-// and bounds every request, routes a grab to its shard actor and writes the
-// v1 JSON contract.
+// and bounds every request, hands it to the sale (a sale.Service, the local
+// node or a cluster) and writes the v1 JSON contract. It knows nothing of
+// how a sale runs: it imports sale and engine, never actors.
 package transport
 
 import (
@@ -14,8 +15,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/seckill/seckill/actors"
 	"github.com/seckill/seckill/engine"
+	"github.com/seckill/seckill/sale"
 	"github.com/valyala/fasthttp"
 )
 
@@ -36,22 +37,22 @@ const (
 
 // Server answers the v1 HTTP contract.
 type Server struct {
-	node       *actors.Node
+	svc        sale.Service
 	adminToken []byte
 	log        *slog.Logger
 	draining   atomic.Bool
-	orders     *actors.Orders
-	dead       DeadLetters
-	reconcile  Reconciler
+	orders     sale.Orders
+	dead       sale.DeadLetters
+	reconcile  sale.Reconciler
 }
 
-// NewServer returns the HTTP front of node. Admin calls must carry
+// NewServer returns the HTTP front of svc. Admin calls must carry
 // "Authorization: Bearer <adminToken>".
-func NewServer(node *actors.Node, adminToken string, log *slog.Logger) *Server {
+func NewServer(svc sale.Service, adminToken string, log *slog.Logger) *Server {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Server{node: node, adminToken: []byte("Bearer " + adminToken), log: log}
+	return &Server{svc: svc, adminToken: []byte("Bearer " + adminToken), log: log}
 }
 
 // FastHTTP returns a fasthttp server configured with seckill's limits.
@@ -119,7 +120,7 @@ func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
 	case string(path) == "/v1/time":
 		if s.method(ctx, fasthttp.MethodGet) {
 			b := append(make([]byte, 0, 32), `{"now_ms":`...)
-			b = strconv.AppendInt(b, s.node.Now(), 10)
+			b = strconv.AppendInt(b, s.svc.Now(), 10)
 			writeJSON(ctx, fasthttp.StatusOK, append(b, '}'))
 		}
 	case string(path) == "/healthz":
@@ -188,29 +189,9 @@ func (s *Server) grab(ctx *fasthttp.RequestCtx, itemB []byte) {
 			return
 		}
 	}
-	it, ok := s.node.Item(string(itemB))
-	if !ok {
-		writeJSON(ctx, fasthttp.StatusNotFound, respUnknownItem)
-		return
-	}
-	if body.Qty > it.Config.PerUserLimit {
-		writeError(ctx, fasthttp.StatusBadRequest, "bad_request",
-			"qty must be 1.."+strconv.FormatInt(it.Config.PerUserLimit, 10)+" (the item's per-user limit)")
-		return
-	}
-	r := s.node.GrabIn(it, body.UserID, body.Qty, key)
-	switch {
-	case r.Err == nil:
-	case errors.Is(r.Err, actors.ErrUnknownItem):
-		writeJSON(ctx, fasthttp.StatusNotFound, respUnknownItem)
-		return
-	case errors.Is(r.Err, actors.ErrOverloaded):
-		ctx.Response.Header.Set("Retry-After", RetryAfterSeconds)
-		writeJSON(ctx, fasthttp.StatusServiceUnavailable, respOverloaded)
-		return
-	default:
-		ctx.Response.Header.Set("Retry-After", RetryAfterSeconds)
-		writeJSON(ctx, fasthttp.StatusServiceUnavailable, respUnavailable)
+	r := s.svc.Grab(string(itemB), body.UserID, body.Qty, key)
+	if r.Err != nil {
+		s.grabError(ctx, r.Err)
 		return
 	}
 	switch r.Outcome {
@@ -235,7 +216,26 @@ func (s *Server) grab(ctx *fasthttp.RequestCtx, itemB []byte) {
 	case engine.BadQty:
 		writeError(ctx, fasthttp.StatusBadRequest, "bad_request", "qty is out of range")
 	default:
-		s.log.Error("grab refused by a broken invariant", "item", it.Config.Item, "outcome", r.Outcome.String())
+		s.log.Error("grab refused by a broken invariant", "item", string(itemB), "outcome", r.Outcome.String())
+		ctx.Response.Header.Set("Retry-After", RetryAfterSeconds)
+		writeJSON(ctx, fasthttp.StatusServiceUnavailable, respUnavailable)
+	}
+}
+
+// grabError answers a grab that was not decided. It is out of grab so
+// that errors.As's target is not allocated on every grab.
+func (s *Server) grabError(ctx *fasthttp.RequestCtx, err error) {
+	var qty *sale.QtyError
+	switch {
+	case errors.Is(err, sale.ErrUnknownItem):
+		writeJSON(ctx, fasthttp.StatusNotFound, respUnknownItem)
+	case errors.As(err, &qty):
+		writeError(ctx, fasthttp.StatusBadRequest, "bad_request",
+			"qty must be 1.."+strconv.FormatInt(qty.Limit, 10)+" (the item's per-user limit)")
+	case errors.Is(err, sale.ErrOverloaded):
+		ctx.Response.Header.Set("Retry-After", RetryAfterSeconds)
+		writeJSON(ctx, fasthttp.StatusServiceUnavailable, respOverloaded)
+	default:
 		ctx.Response.Header.Set("Retry-After", RetryAfterSeconds)
 		writeJSON(ctx, fasthttp.StatusServiceUnavailable, respUnavailable)
 	}

@@ -35,7 +35,7 @@ func startServer(t *testing.T) *testServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := NewServer(node, testToken, nil).FastHTTP()
+	srv := NewServer(actors.NewLocal(node), testToken, nil).FastHTTP()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -229,7 +229,7 @@ func TestMalformedRequests(t *testing.T) {
 		{"zero qty", "POST", "/v1/items/it/grab", `{"user_id":"u","qty":0}`, nil, 400, "qty"},
 		{"negative qty", "POST", "/v1/items/it/grab", `{"user_id":"u","qty":-1}`, nil, 400, "qty"},
 		{"huge qty", "POST", "/v1/items/it/grab", `{"user_id":"u","qty":99999999999999999999999}`, nil, 400, "qty"},
-		{"qty over item limit", "POST", "/v1/items/it/grab", `{"user_id":"u","qty":4}`, nil, 400, "per-user limit"},
+		{"qty over item limit", "POST", "/v1/items/it/grab", `{"user_id":"u","qty":4}`, nil, 400, "qty must be 1..3 (the item's per-user limit)"},
 		{"fractional qty", "POST", "/v1/items/it/grab", `{"user_id":"u","qty":1.5}`, nil, 400, "qty"},
 		{"string qty", "POST", "/v1/items/it/grab", `{"user_id":"u","qty":"1"}`, nil, 400, "qty"},
 		{"unknown field", "POST", "/v1/items/it/grab", `{"user_id":"u","admin":true}`, nil, 400, "admin"},

@@ -1396,7 +1396,7 @@ func TestLiveReconcileDuringSale(t *testing.T) {
 	grabs := sale.grabs(0)
 	if n := len(overCounted); n > 0 {
 		b := overCounted[0]
-		t.Errorf("BUG actors/reconcile.go:106 and :145: in %d of %d answers in_flight exceeded the grabs, e.g. %d grabs, %d in the stream, %d orders, in_flight %d: "+
+		t.Errorf("BUG orders/reconcile.go (Reconcile): in %d of %d answers in_flight exceeded the grabs, e.g. %d grabs, %d in the stream, %d orders, in_flight %d: "+
 			"a young grab missing from the stream and without an order is counted twice",
 			n, answered, b.rep.Grabs, b.rep.InStream, sumOrders(b.rep), b.rep.InFlight)
 	}
@@ -1415,7 +1415,7 @@ func TestLiveReconcileDuringSale(t *testing.T) {
 		}
 		b := falseMismatch[0]
 		examples = append(examples, fmt.Sprintf("%d: %d grabs, %d in the stream, mismatches %+v", b.code, b.rep.Grabs, b.rep.InStream, b.rep.Mismatches))
-		t.Errorf("BUG actors/reconcile.go:72/93/124: %d of %d live answers during the sale reported mismatches (by kind %v) although every message and grab is consistent: "+
+		t.Errorf("BUG orders/reconcile.go (Reconcile): %d of %d live answers during the sale reported mismatches (by kind %v) although every message and grab is consistent: "+
 			"the grabs are read before the stream and the orders, without a common snapshot, so a grab confirmed and published in between shows as a message (or order) without a grab. "+
 			"Ids reported that are confirmed grabs: %v. First: %s",
 			n, answered, kinds, confirmed, strings.Join(examples, "; "))

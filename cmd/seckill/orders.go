@@ -14,9 +14,10 @@ import (
 	"sync"
 	"syscall"
 
-	"github.com/seckill/seckill/actors"
 	"github.com/seckill/seckill/bus"
+	"github.com/seckill/seckill/orders"
 	"github.com/seckill/seckill/persistence"
+	"github.com/seckill/seckill/sale"
 	"github.com/seckill/seckill/system"
 )
 
@@ -46,11 +47,11 @@ func runOrders(ctx context.Context, args []string) error {
 	if err := st.Ensure(ctx, bus.Config{}, log); err != nil {
 		return err
 	}
-	orders := actors.NewOrders(nil, store)
+	o := orders.New(nil, store, log)
 	fmt.Printf("seckill orders: writing from %s to %s with %d writers\n", *natsURL, *dir, *writers)
 	var wg sync.WaitGroup
 	for range *writers {
-		wg.Go(func() { bus.RunWriter(ctx, st.JS, system.WriterBatch, system.WriterHandler(orders)) })
+		wg.Go(func() { bus.RunWriter(ctx, st.JS, system.WriterBatch, system.WriterHandler(o)) })
 	}
 	wg.Wait()
 	log.Info("stopped")
@@ -93,14 +94,14 @@ func runReconcile(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	var reports []actors.Report
+	var reports []sale.Report
 	clean := true
 	for _, cfg := range cfgs {
 		if *item != "" && cfg.Item != *item {
 			continue
 		}
 		// Offline nothing is in flight: every grab is old enough to count.
-		rep, err := actors.Reconcile(ctx, store, ostore, system.StreamReader(st.JS), cfg, math.MaxInt64/2, false)
+		rep, err := orders.Reconcile(ctx, store, ostore, system.StreamReader(st.JS), cfg, math.MaxInt64/2, false)
 		if err != nil {
 			return fmt.Errorf("reconcile %s: %w", cfg.Item, err)
 		}
@@ -110,8 +111,8 @@ func runReconcile(ctx context.Context, args []string) error {
 	enc := json.NewEncoder(os.Stdout)
 	enc.SetIndent("", "  ")
 	if err := enc.Encode(struct {
-		Clean bool            `json:"clean"`
-		Items []actors.Report `json:"items"`
+		Clean bool          `json:"clean"`
+		Items []sale.Report `json:"items"`
 	}{clean, reports}); err != nil {
 		return err
 	}

@@ -81,7 +81,7 @@ func startInProcessTB(t testing.TB, ostoreWrap func(persistence.OrderStore) pers
 		ostore = ostoreWrap(ostore)
 	}
 	pipe := system.Start(node, st, ostore, 1, cfg, log)
-	srv := transport.NewServer(node, testAdminToken, log).WithOrders(pipe.Orders, system.DeadLetters{JS: st.JS}, pipe.Reconciler(store, node)).FastHTTP()
+	srv := transport.NewServer(actors.NewLocal(node), testAdminToken, log).WithOrders(pipe.Orders, system.DeadLetters{JS: st.JS}, pipe.Reconciler(store, node)).FastHTTP()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

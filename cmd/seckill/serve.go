@@ -89,7 +89,7 @@ func serve(ctx context.Context, args []string) error {
 		log.Info("nats", "url", st.Emb.ClientURL(), "store", filepath.Join(*dataDir, "nats"))
 	}
 
-	front := transport.NewServer(node, token, log).WithOrders(pipe.Orders, system.DeadLetters{JS: st.JS}, pipe.Reconciler(store, node))
+	front := transport.NewServer(actors.NewLocal(node), token, log).WithOrders(pipe.Orders, system.DeadLetters{JS: st.JS}, pipe.Reconciler(store, node))
 	srv := front.FastHTTP()
 	ln, err := net.Listen("tcp", *httpAddr)
 	if err != nil {

@@ -1,4 +1,4 @@
-package actors
+package orders
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 
 	"github.com/seckill/seckill/engine"
 	"github.com/seckill/seckill/persistence"
+	"github.com/seckill/seckill/sale"
 )
 
 const (
@@ -20,30 +21,6 @@ const (
 // StreamReader feeds fn every grab message of an item in the stream.
 type StreamReader func(ctx context.Context, item string, fn func(grabID string) error) error
 
-// Mismatch is one kind of disagreement, with the grab ids involved.
-type Mismatch struct {
-	Kind    string   `json:"kind"`
-	Count   int      `json:"count"`
-	GrabIDs []string `json:"grab_ids"`
-}
-
-// Report compares, for one item, the confirmed grabs on disk, the messages
-// in the stream, the orders by state, the units released and the counters.
-type Report struct {
-	Item        string         `json:"item"`
-	Stock       int64          `json:"stock"`
-	Sold        int64          `json:"sold"`
-	Remaining   int64          `json:"remaining"`
-	Grabs       int            `json:"grabs"`
-	Released    int            `json:"released"`
-	InStream    int            `json:"in_stream"`
-	Orders      map[string]int `json:"orders"`
-	InFlight    int            `json:"in_flight"` // younger than the grace period, not yet everywhere
-	Mismatches  []Mismatch     `json:"mismatches"`
-	Clean       bool           `json:"clean"`
-	StreamCheck bool           `json:"stream_checked"`
-}
-
 // Reconcile builds the report of one item. It only reads, and can run while
 // the node sells: grabs, releases and counters come from one snapshot
 // taken first; stream messages and orders of grabs newer than the snapshot
@@ -51,8 +28,8 @@ type Report struct {
 // missing. Offline (live false, a stopped node) nothing is newer than the
 // snapshot, so every message and order must have its grab. stream may be
 // nil (no stream to compare with).
-func Reconcile(ctx context.Context, store persistence.Store, orders persistence.OrderStore, stream StreamReader, cfg engine.ItemConfig, nowMs int64, live bool) (Report, error) {
-	rep := Report{Item: cfg.Item, Orders: map[string]int{}, Mismatches: []Mismatch{}}
+func Reconcile(ctx context.Context, store persistence.Store, orders persistence.OrderStore, stream StreamReader, cfg engine.ItemConfig, nowMs int64, live bool) (sale.Report, error) {
+	rep := sale.Report{Item: cfg.Item, Orders: map[string]int{}, Mismatches: []sale.Mismatch{}}
 	bad := map[string][]string{}
 	add := func(kind, id string) { bad[kind] = append(bad[kind], id) }
 	view, release := store.Snapshot()
@@ -182,7 +159,7 @@ func Reconcile(ctx context.Context, store persistence.Store, orders persistence.
 	for _, k := range kinds {
 		ids := bad[k]
 		slices.Sort(ids)
-		rep.Mismatches = append(rep.Mismatches, Mismatch{Kind: k, Count: len(ids), GrabIDs: ids[:min(len(ids), maxIDsPerMismatch)]})
+		rep.Mismatches = append(rep.Mismatches, sale.Mismatch{Kind: k, Count: len(ids), GrabIDs: ids[:min(len(ids), maxIDsPerMismatch)]})
 	}
 	rep.Clean = len(rep.Mismatches) == 0
 	return rep, nil

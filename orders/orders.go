@@ -1,13 +1,20 @@
-package actors
+// Package orders owns what happens after a confirmed grab: the orders it
+// makes, their lifecycle (pay, cancel, expire after the payment window),
+// the release of a cancelled order's units, and reconciliation, the audit
+// that grabs, stream messages, orders and counters agree. It reaches the
+// node that sells only through Stock, so it runs the same beside a local
+// node, a cluster's, or none (a standalone order writer).
+package orders
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/seckill/seckill/engine"
 	"github.com/seckill/seckill/persistence"
+	"github.com/seckill/seckill/sale"
 )
 
 const (
@@ -18,29 +25,43 @@ const (
 	MaxSweepBatch = 512
 )
 
-// Errors of the order lifecycle.
-var (
-	ErrNoOrder    = errors.New("no such order")
-	ErrProcessing = errors.New("grab confirmed, order not written yet")
-	ErrNotBuyer   = errors.New("the order belongs to another user")
-)
+// Stock is what the order side needs of the node that sells.
+type Stock interface {
+	// Release returns a cancelled order's units; releasing twice returns
+	// them once.
+	Release(item, grabID string) sale.Reply
+	// GrabDurable tells a grab whose order is not written yet
+	// (ErrProcessing) from no grab at all (ErrNoOrder).
+	GrabDurable(grabID string) bool
+	// PaymentWindow is the item's payment window in milliseconds.
+	PaymentWindow(item string) (int64, bool)
+	// Now is the sale's clock in Unix milliseconds.
+	Now() int64
+}
 
 // Orders is the order side of a node: it writes orders from confirmed
 // grabs and runs their lifecycle (pay, cancel, expire), returning a
 // cancelled order's units through the release path exactly once.
 type Orders struct {
-	node  *Node // for releases, grab lookups and the clock
+	stock Stock // for releases, grab lookups and the clock
 	store persistence.OrderStore
+	log   *slog.Logger
 }
 
-// NewOrders serves orders of node from store. A standalone order writer
-// has no node: it only writes, with each message's PayByMs.
-func NewOrders(node *Node, store persistence.OrderStore) *Orders {
-	return &Orders{node: node, store: store}
+var _ sale.Orders = (*Orders)(nil)
+
+// New serves the orders of stock's grabs from store. A standalone order
+// writer has no stock (nil): it only writes, with each message's PayByMs.
+// log nil is slog.Default().
+func New(stock Stock, store persistence.OrderStore, log *slog.Logger) *Orders {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Orders{stock: stock, store: store, log: log}
 }
 
-// OrderMsg is a confirmed grab as an order writer receives it.
-type OrderMsg struct {
+// Msg is a confirmed grab as an order writer receives it.
+type Msg struct {
 	Grab    engine.Grab
 	PayByMs int64 // 0: the item's window from the grab time
 }
@@ -48,17 +69,17 @@ type OrderMsg struct {
 // Write makes the orders of a batch of confirmed grabs in one durable
 // write; an order already written is not written again. It returns the
 // grabs that could not be written.
-func (o *Orders) Write(msgs []OrderMsg) map[string]error {
+func (o *Orders) Write(msgs []Msg) map[string]error {
 	now := time.Now().UnixMilli()
-	if o.node != nil {
-		now = o.node.Now()
+	if o.stock != nil {
+		now = o.stock.Now()
 	}
 	orders := make([]engine.Order, 0, len(msgs))
 	for _, m := range msgs {
 		window := int64(engine.DefaultPaymentWindowMs)
-		if o.node != nil {
-			if it, ok := o.node.Item(m.Grab.Item); ok {
-				window = it.Config.PaymentWindow()
+		if o.stock != nil {
+			if w, ok := o.stock.PaymentWindow(m.Grab.Item); ok {
+				window = w
 			}
 		}
 		ord := engine.NewOrder(m.Grab, now, window)
@@ -96,10 +117,10 @@ func (o *Orders) Get(grabID string) (engine.Order, error) {
 	if ok {
 		return ord, nil
 	}
-	if o.node.GrabDurable(grabID) {
-		return engine.Order{}, ErrProcessing
+	if o.stock.GrabDurable(grabID) {
+		return engine.Order{}, sale.ErrProcessing
 	}
-	return engine.Order{}, ErrNoOrder
+	return engine.Order{}, sale.ErrNoOrder
 }
 
 // Pay marks an order paid (a stand-in for a payment provider's callback).
@@ -107,7 +128,7 @@ func (o *Orders) Pay(grabID string) (engine.Order, engine.OrderOutcome, error) {
 	if _, err := o.Get(grabID); err != nil {
 		return engine.Order{}, 0, err
 	}
-	now := o.node.Now()
+	now := o.stock.Now()
 	return o.store.Update(grabID, func(ord engine.Order) (engine.Order, engine.OrderOutcome) { return ord.Pay(now) })
 }
 
@@ -118,9 +139,9 @@ func (o *Orders) Cancel(grabID, user string) (engine.Order, engine.OrderOutcome,
 		return engine.Order{}, 0, err
 	}
 	if cur.User != user {
-		return cur, engine.OrderConflict, ErrNotBuyer
+		return cur, engine.OrderConflict, sale.ErrNotBuyer
 	}
-	now := o.node.Now()
+	now := o.stock.Now()
 	ord, out, err := o.store.Update(grabID, func(ord engine.Order) (engine.Order, engine.OrderOutcome) { return ord.Cancel(user, now) })
 	if err != nil {
 		return ord, out, err
@@ -142,7 +163,7 @@ func (o *Orders) release(grabID string) error {
 	if !ok {
 		return fmt.Errorf("release %q: bad grab id", grabID)
 	}
-	r := o.node.Release(item, grabID)
+	r := o.stock.Release(item, grabID)
 	if r.Err != nil {
 		return fmt.Errorf("release %s: %w", grabID, r.Err)
 	}
@@ -152,7 +173,7 @@ func (o *Orders) release(grabID string) error {
 // Sweep cancels unpaid orders past their window and finishes releases a
 // crash interrupted. It returns how many orders it cancelled.
 func (o *Orders) Sweep() (int, error) {
-	now := o.node.Now()
+	now := o.stock.Now()
 	due, err := o.store.Due(now, MaxSweepBatch)
 	if err != nil {
 		return 0, err
@@ -189,21 +210,8 @@ func (o *Orders) RunSweeper(ctx context.Context) {
 			return
 		case <-t.C:
 			if _, err := o.Sweep(); err != nil {
-				o.node.opts.Logger.Warn("order sweep", "err", err)
+				o.log.Warn("order sweep", "err", err)
 			}
 		}
 	}
-}
-
-// GrabDurable reports whether a grab id names a confirmed grab on disk.
-func (n *Node) GrabDurable(grabID string) bool {
-	item, shard, seq, ok := engine.ParseGrabID(grabID)
-	if !ok {
-		return false
-	}
-	it, ok := n.Item(item)
-	if !ok || shard >= len(it.shards) {
-		return false
-	}
-	return seq <= it.shards[shard].durableSeq.Load()
 }

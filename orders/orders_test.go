@@ -1,4 +1,4 @@
-package actors
+package orders
 
 import (
 	"errors"
@@ -7,13 +7,21 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/seckill/seckill/actors"
 	"github.com/seckill/seckill/engine"
 	"github.com/seckill/seckill/persistence"
+	"github.com/seckill/seckill/sale"
 )
 
-func startOrders(t *testing.T, clock *atomic.Int64) (*Node, *Orders) {
+// The local node is the order side's stock.
+var _ Stock = (*actors.Local)(nil)
+
+// startOrders runs orders beside a live node over an in-memory store,
+// which it returns for Reconcile.
+func startOrders(t *testing.T, clock *atomic.Int64) (*actors.Node, *Orders, persistence.Store) {
 	t.Helper()
-	n, err := Start(persistence.NewMem(), Options{Clock: clock.Load})
+	store := persistence.NewMem()
+	n, err := actors.Start(store, actors.Options{Clock: clock.Load})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -23,13 +31,33 @@ func startOrders(t *testing.T, clock *atomic.Int64) (*Node, *Orders) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.Close() })
-	return n, NewOrders(n, os)
+	return n, New(actors.NewLocal(n), os, nil), store
+}
+
+// grabRetrying grabs like a real client: a 503 is retried with the same key.
+func grabRetrying(t *testing.T, n *actors.Node, item, user, key string) sale.Reply {
+	t.Helper()
+	for attempt := 0; ; attempt++ {
+		r := n.Grab(item, user, 1, key)
+		if !errors.Is(r.Err, sale.ErrUnavailable) || attempt == 50 {
+			return r
+		}
+	}
+}
+
+func mustItem(t *testing.T, n *actors.Node, id string) *actors.Item {
+	t.Helper()
+	it, ok := n.Item(id)
+	if !ok {
+		t.Fatalf("no item %s", id)
+	}
+	return it
 }
 
 func TestOrderLifecycle(t *testing.T) {
 	var clock atomic.Int64
 	clock.Store(10_000)
-	n, o := startOrders(t, &clock)
+	n, o, _ := startOrders(t, &clock)
 	if err := n.CreateItem(engine.ItemConfig{Item: "o", Stock: 3, Shards: 1, PerUserLimit: 1, PaymentWindowMs: 5000}); err != nil {
 		t.Fatal(err)
 	}
@@ -41,13 +69,13 @@ func TestOrderLifecycle(t *testing.T) {
 		}
 		grabs = append(grabs, r.Grab)
 	}
-	if _, err := o.Get(grabs[0].ID()); !errors.Is(err, ErrProcessing) {
+	if _, err := o.Get(grabs[0].ID()); !errors.Is(err, sale.ErrProcessing) {
 		t.Fatalf("before the order is written: %v", err)
 	}
-	if _, err := o.Get("o.0.99"); !errors.Is(err, ErrNoOrder) {
+	if _, err := o.Get("o.0.99"); !errors.Is(err, sale.ErrNoOrder) {
 		t.Fatalf("unknown grab: %v", err)
 	}
-	msgs := []OrderMsg{{Grab: grabs[0]}, {Grab: grabs[1]}, {Grab: grabs[2]}, {Grab: grabs[0]}}
+	msgs := []Msg{{Grab: grabs[0]}, {Grab: grabs[1]}, {Grab: grabs[2]}, {Grab: grabs[0]}}
 	if failed := o.Write(msgs); failed != nil {
 		t.Fatal(failed)
 	}
@@ -69,10 +97,10 @@ func TestOrderLifecycle(t *testing.T) {
 			t.Fatalf("cancel %d: %+v %v", i, ord, err)
 		}
 	}
-	if _, _, err := o.Cancel(grabs[2].ID(), "a"); !errors.Is(err, ErrNotBuyer) {
+	if _, _, err := o.Cancel(grabs[2].ID(), "a"); !errors.Is(err, sale.ErrNotBuyer) {
 		t.Fatalf("cancel by another user: %v", err)
 	}
-	it := n.mustItem(t, "o")
+	it := mustItem(t, n, "o")
 	if b := it.Balance(); b.Sold != 2 || b.Remaining() != 1 {
 		t.Fatalf("after one cancel: %+v", b)
 	}
@@ -104,7 +132,7 @@ func TestOrderLifecycle(t *testing.T) {
 func TestCancelRacesTimeoutAndPayment(t *testing.T) {
 	var clock atomic.Int64
 	clock.Store(1000)
-	n, o := startOrders(t, &clock)
+	n, o, _ := startOrders(t, &clock)
 	const units = 60
 	if err := n.CreateItem(engine.ItemConfig{Item: "race", Stock: units, Shards: 4, PerUserLimit: 1, PaymentWindowMs: 1000}); err != nil {
 		t.Fatal(err)
@@ -116,7 +144,7 @@ func TestCancelRacesTimeoutAndPayment(t *testing.T) {
 			t.Fatalf("grab %d: %v %v", i, r.Outcome, r.Err)
 		}
 		grabs = append(grabs, r.Grab)
-		if failed := o.Write([]OrderMsg{{Grab: r.Grab}}); failed != nil {
+		if failed := o.Write([]Msg{{Grab: r.Grab}}); failed != nil {
 			t.Fatal(failed)
 		}
 	}
@@ -152,7 +180,7 @@ func TestCancelRacesTimeoutAndPayment(t *testing.T) {
 			t.Fatalf("order %s still %v", g.ID(), ord.State)
 		}
 	}
-	b := n.mustItem(t, "race").Balance()
+	b := mustItem(t, n, "race").Balance()
 	if paid+cancelled != units || b.Sold != paid || b.Remaining() != cancelled || b.Check() != nil {
 		t.Fatalf("paid %d cancelled %d, balance %+v", paid, cancelled, b)
 	}

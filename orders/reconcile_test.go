@@ -1,4 +1,4 @@
-package actors
+package orders
 
 import (
 	"context"
@@ -7,12 +7,13 @@ import (
 	"testing"
 
 	"github.com/seckill/seckill/engine"
+	"github.com/seckill/seckill/sale"
 )
 
 func TestReconcileFindsEachMismatch(t *testing.T) {
 	var clock atomic.Int64
 	clock.Store(100_000)
-	n, o := startOrders(t, &clock)
+	n, o, store := startOrders(t, &clock)
 	cfg := engine.ItemConfig{Item: "rc", Stock: 10, Shards: 2, PerUserLimit: 1}
 	if err := n.CreateItem(cfg); err != nil {
 		t.Fatal(err)
@@ -34,9 +35,9 @@ func TestReconcileFindsEachMismatch(t *testing.T) {
 		}
 		return nil
 	}
-	report := func() Report {
+	report := func() sale.Report {
 		t.Helper()
-		rep, err := Reconcile(context.Background(), n.store, o.store, reader, cfg, clock.Load(), false)
+		rep, err := Reconcile(context.Background(), store, o.store, reader, cfg, clock.Load(), false)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -49,7 +50,7 @@ func TestReconcileFindsEachMismatch(t *testing.T) {
 	clock.Add(ReconcileGraceMs)
 	for _, g := range grabs {
 		stream[g.ID()] = true
-		o.Write([]OrderMsg{{Grab: g}})
+		o.Write([]Msg{{Grab: g}})
 	}
 	if rep := report(); !rep.Clean || rep.InStream != 5 || rep.Orders["pending_payment"] != 5 {
 		t.Fatalf("all in place: %+v", rep)
@@ -89,7 +90,7 @@ func TestReconcileFindsEachMismatch(t *testing.T) {
 func TestLiveReconcileIgnoresGrabsAfterItsSnapshot(t *testing.T) {
 	var clock atomic.Int64
 	clock.Store(100_000)
-	n, o := startOrders(t, &clock)
+	n, o, store := startOrders(t, &clock)
 	cfg := engine.ItemConfig{Item: "live", Stock: 10, Shards: 1, PerUserLimit: 1}
 	if err := n.CreateItem(cfg); err != nil {
 		t.Fatal(err)
@@ -102,10 +103,10 @@ func TestLiveReconcileIgnoresGrabsAfterItsSnapshot(t *testing.T) {
 			if r.Outcome != engine.Confirmed {
 				t.Fatal(r.Outcome, r.Err)
 			}
-			o.Write([]OrderMsg{{Grab: r.Grab}})
+			o.Write([]Msg{{Grab: r.Grab}})
 			return fn(r.Grab.ID())
 		}
-		rep, err := Reconcile(context.Background(), n.store, o.store, reader, cfg, clock.Load(), live)
+		rep, err := Reconcile(context.Background(), store, o.store, reader, cfg, clock.Load(), live)
 		if err != nil {
 			t.Fatal(err)
 		}
