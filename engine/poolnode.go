@@ -16,6 +16,7 @@ type PoolNode struct {
 	want    []int64
 	urgent  []bool
 	askSeq  []uint64 // the newest ask of each shard
+	askAtMs []int64  // when shard i last asked
 	stealAt []int64  // when shard i was asked to give back; 0: not asked
 	// reclaims: stock reductions waiting for shards to give back.
 	reclaims  []reclaim
@@ -40,7 +41,7 @@ type reclaim struct {
 func NewPoolNode(p *Pool, shards []Counters) *PoolNode {
 	s := len(shards)
 	n := &PoolNode{cfg: p.cfg, pool: p, self: PoolAddr(p.cfg.Item), view: make([]shardView, s),
-		want: make([]int64, s), urgent: make([]bool, s), askSeq: make([]uint64, s), stealAt: make([]int64, s)}
+		want: make([]int64, s), urgent: make([]bool, s), askSeq: make([]uint64, s), askAtMs: make([]int64, s), stealAt: make([]int64, s)}
 	for i, c := range shards {
 		n.view[i].c = c
 	}
@@ -78,6 +79,7 @@ func (n *PoolNode) Step(m Msg, nowMs int64) {
 		n.want[i] = max(n.want[i], m.Want, 1)
 		n.urgent[i] = n.urgent[i] || m.Urgent
 		n.askSeq[i] = max(n.askSeq[i], m.Seq)
+		n.askAtMs[i] = nowMs
 	case MsgReturned:
 		if m.Answer {
 			n.stealAt[i] = 0
@@ -160,9 +162,13 @@ func (n *PoolNode) serve(nowMs int64) {
 		return
 	}
 	// The pool is empty. Top-ups wait for nothing: answer them with what
-	// was sent (after any grant still on its way to disk).
+	// was sent (after any grant still on its way to disk). So are urgent
+	// asks not renewed for RefillWaitMs: their buyers were told to retry or
+	// served from a release (a shard with buyers waiting asks again every
+	// AskRetryMs), and a want would keep its shard's units from the steals
+	// other shards' buyers wait for.
 	for j := 0; j < len(n.wants); {
-		if s := n.wants[j]; !n.urgent[s] {
+		if s := n.wants[j]; !n.urgent[s] || nowMs-n.askAtMs[s] >= RefillWaitMs {
 			n.rd.Msgs = append(n.rd.Msgs, n.grant(s))
 			n.dropWant(s)
 			continue
