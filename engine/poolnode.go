@@ -316,12 +316,18 @@ func (n *PoolNode) wakeAt() int64 {
 
 // Restart replaces the pool's memory with p, its durable ledger, after a
 // commit failed. Grants lost with the memory were never sent: every shard
-// hears the durable totals, so none waits for them.
+// hears the durable totals, so none waits for them. Returns received on the
+// lost memory were taken from their messages: a shard the pool heard
+// return more than it durably got is asked for its total again (a
+// give-back of nothing), or those units would stay in transit.
 func (n *PoolNode) Restart(p *Pool, nowMs int64) {
 	n.pool = p
 	clear(n.stealAt)
 	for i := range n.view {
 		n.rd.NowMsgs = append(n.rd.NowMsgs, n.grant(i))
+		if n.view[i].c.Returned > p.GotFrom(i) {
+			n.rd.NowMsgs = append(n.rd.NowMsgs, Msg{Kind: MsgGiveBack, From: n.self, To: ShardAddr(n.cfg.Item, i)})
+		}
 	}
 	n.serve(nowMs)
 	n.status()

@@ -154,18 +154,17 @@ func (n *ShardNode) Step(m Msg, nowMs int64) {
 		n.serveWaiting(nowMs, m.Seq)
 	case MsgGiveBack:
 		k, c := n.sh.GiveBack(m.Want)
-		r := n.msg(MsgReturned)
-		r.Answer = true
 		if k > 0 {
 			n.steals++
 			n.rd.Records = append(n.rd.Records, Record{Kind: RecCounters, Item: n.self.Item, Shard: n.self.Shard, Counters: c})
-			r.Total = c.Returned
-			n.rd.Msgs = append(n.rd.Msgs, r)
-		} else {
-			// Nothing to give: say so at once, moving nothing (Total 0 is
-			// never more than the pool has got).
-			n.rd.NowMsgs = append(n.rd.NowMsgs, r)
 		}
+		// The answer carries the cumulative Returned, even when nothing
+		// moved now, and leaves once every record before it is durable: a
+		// pool that lost returns with its memory (a restart) asks for them
+		// with a give-back of nothing.
+		r := n.msg(MsgReturned)
+		r.Answer, r.Total = true, c.Returned
+		n.rd.Msgs = append(n.rd.Msgs, r)
 	}
 }
 
