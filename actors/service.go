@@ -41,7 +41,7 @@ func (l *Local) Grab(item, user string, qty int64, key string) sale.Reply {
 	if !ok {
 		return sale.Reply{Err: sale.ErrUnknownItem}
 	}
-	if qty > it.Config.PerUserLimit {
+	if !it.Config.ValidQty(qty) {
 		return sale.Reply{Err: &sale.QtyError{Limit: it.Config.PerUserLimit}}
 	}
 	return l.n.GrabIn(it, user, qty, key)

@@ -143,6 +143,11 @@ func (c ItemConfig) RefillChunk() int64 {
 // before it runs dry, so buyers rarely wait for one.
 func (c ItemConfig) LowWater() int64 { return c.RefillChunk() / 4 }
 
+// ValidQty reports whether one grab may ask for qty units: 1..the per-user
+// limit. The front checks it before any hop (a 400 names the limit); the
+// shard checks it again for requests that reach it by other ways.
+func (c ItemConfig) ValidQty(qty int64) bool { return qty >= 1 && qty <= c.PerUserLimit }
+
 // Window answers NotStarted or Ended when now is outside the sale, else 0.
 func (c ItemConfig) Window(nowMs int64) Outcome {
 	if nowMs < c.StartsAtMs {
@@ -345,7 +350,7 @@ func (s *Shard) Grab(in GrabInput) Decision {
 	if w := s.cfg.Window(in.NowMs); w != 0 {
 		return Decision{Outcome: w}
 	}
-	if in.Qty < 1 || in.Qty > s.cfg.PerUserLimit {
+	if !s.cfg.ValidQty(in.Qty) {
 		return Decision{Outcome: BadQty}
 	}
 	held := s.bought[in.User]
