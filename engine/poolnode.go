@@ -100,11 +100,13 @@ func (n *PoolNode) Step(m Msg, nowMs int64) {
 // learn keeps the newest counters a shard reported. A shard's Received,
 // Returned and NextSeq never fall within one incarnation, so a message
 // delayed behind a newer one is recognised and ignored; a new incarnation
-// (Sync) replaces what was known.
+// replaces what was known. A Sync is no exception: the host restarts a
+// shard with a higher gen, so a Sync of the gen known is a repeated or
+// delayed copy, older than what was heard since.
 func (n *PoolNode) learn(i int, m Msg) {
 	v, c := &n.view[i], m.Counters
 	switch {
-	case m.Gen > v.gen, m.Kind == MsgSync && m.Gen == v.gen:
+	case m.Gen > v.gen:
 		v.gen, v.c = m.Gen, c
 	case m.Gen == v.gen && c.Received >= v.c.Received && c.Returned >= v.c.Returned && c.NextSeq >= v.c.NextSeq:
 		v.c = c
