@@ -54,8 +54,9 @@ const (
 	// pool must hear of at once (it ran dry, a grab was released).
 	MsgReport
 	// MsgSync: shard → pool. The shard reloaded its durable state (Gen is
-	// its new incarnation); the pool replaces what it knew of the shard and
-	// resends its durable grant total.
+	// its new incarnation, Counters are durable); the pool replaces what it
+	// knew of the shard, takes what it returned, and resends its durable
+	// grant total.
 	MsgSync
 	// MsgStatus: pool → front. SoldOut: no unit is left anywhere.
 	MsgStatus

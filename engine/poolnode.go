@@ -90,7 +90,13 @@ func (n *PoolNode) Step(m Msg, nowMs int64) {
 		n.retryReclaims(nowMs)
 	case MsgSync:
 		// Its memory was lost: resend the durable total, after any grant
-		// still on its way to disk.
+		// still on its way to disk. A Sync's counters were just loaded from
+		// disk: what they say was returned is durable, and the pool takes it
+		// (the MsgReturned that carried it may be lost with either side's
+		// memory).
+		if n.pool.Receive(i, m.Counters.Returned) > 0 {
+			n.recordPool()
+		}
 		n.rd.Msgs = append(n.rd.Msgs, n.grant(i))
 	}
 	n.serve(nowMs)
