@@ -37,7 +37,8 @@ type reclaim struct {
 }
 
 // NewPoolNode runs p's protocol; shards are the shards' counters as loaded,
-// the pool's first knowledge of them.
+// the pool's first knowledge of them. Times passed to it are Unix
+// milliseconds, never 0: 0 marks a timer that is not set.
 func NewPoolNode(p *Pool, shards []Counters) *PoolNode {
 	s := len(shards)
 	n := &PoolNode{cfg: p.cfg, pool: p, self: PoolAddr(p.cfg.Item), view: make([]shardView, s),
@@ -288,10 +289,16 @@ func (n *PoolNode) retryReclaims(nowMs int64) {
 	pending := n.reclaims
 	n.reclaims = nil
 	for _, r := range pending {
-		if -r.delta <= n.pool.Available() {
+		switch avail := n.remaining(); {
+		case -r.delta <= n.pool.Available():
 			n.changeStock(r.t, r.delta, nowMs)
-		} else {
-			n.rd.NowAnswers = append(n.rd.NowAnswers, Answer{Ticket: r.t, Outcome: Insufficient, Available: n.remaining()})
+		case -r.delta > avail:
+			n.rd.NowAnswers = append(n.rd.NowAnswers, Answer{Ticket: r.t, Outcome: Insufficient, Available: avail})
+		default:
+			// Enough is unsold, but not in the pool: units given back were
+			// granted again to shards whose buyers wait, or a shard did
+			// not answer in time. Insufficient would be untrue.
+			n.rd.NowAnswers = append(n.rd.NowAnswers, Answer{Ticket: r.t, Outcome: Retry})
 		}
 	}
 }
