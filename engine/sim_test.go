@@ -199,7 +199,8 @@ func simulate(seed uint64, steps int, log func(string, ...any)) error {
 	if r.IntN(8) == 0 {
 		cfg.EndsAtMs = int64(500 + r.IntN(3000)) // some sales end while buyers wait
 	}
-	s := &sim{r: r, f: pickFaults(r), cfg: cfg, store: persistence.NewMem(), log: log, wake: map[int]int64{},
+	// The clock starts at 1: the nodes take 0 for a timer not set.
+	s := &sim{r: r, f: pickFaults(r), cfg: cfg, store: persistence.NewMem(), log: log, wake: map[int]int64{}, nowMs: 1,
 		tickets: map[engine.Ticket]*ticket{}, acked: map[string]engine.Grab{}, released: map[string]bool{},
 		stock: cfg.Stock}
 	for i := range 40 {
@@ -667,7 +668,11 @@ func (s *sim) answer(a engine.Answer) error {
 	switch a.Outcome {
 	case engine.StockChanged:
 		s.stock = a.Stock
-	case engine.Insufficient, engine.BadStock, engine.Retry:
+	case engine.Insufficient:
+		if a.Available < 0 || a.Available >= -tk.delta {
+			return fmt.Errorf("stock %+d answered insufficient with %d unsold", tk.delta, a.Available)
+		}
+	case engine.BadStock, engine.Retry:
 	default:
 		return fmt.Errorf("stock change %+d answered %v", tk.delta, a.Outcome)
 	}
