@@ -1,20 +1,11 @@
-// Package system is the composition root. It wires a node's order side: the stream connection
-// (embedded NATS or external), the relay, order writers, the dead-letter
-// copier and the payment-window sweeper. seckill serve and the bench
-// harness run the same wiring.
 package system
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
-	"path/filepath"
 	"sync"
-	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/seckill/seckill/actors"
 	"github.com/seckill/seckill/bus"
 	"github.com/seckill/seckill/engine"
@@ -28,71 +19,7 @@ const (
 	// WriterBatch is how many messages an order writer fetches at once and
 	// writes in one commit.
 	WriterBatch = 256
-	// ensureRetry is how often stream set-up is retried while NATS is away.
-	ensureRetry = 2 * time.Second
 )
-
-// Stream is a connection to NATS JetStream, embedded or external.
-type Stream struct {
-	Emb *bus.Embedded // nil when the server is external
-	nc  *nats.Conn
-	JS  jetstream.JetStream
-}
-
-// OpenStream starts the embedded server under dataDir/nats (listening on
-// listen, "" for in-process only) or dials url.
-func OpenStream(url, dataDir, listen, name string) (*Stream, error) {
-	s := &Stream{}
-	var err error
-	if url == "" {
-		if s.Emb, err = bus.StartEmbedded(filepath.Join(dataDir, "nats"), listen); err != nil {
-			return nil, err
-		}
-		s.nc, err = s.Emb.Connect(name)
-	} else {
-		s.nc, err = bus.Dial(url, name)
-	}
-	if err != nil {
-		s.Close()
-		return nil, err
-	}
-	if s.JS, err = jetstream.New(s.nc); err != nil {
-		s.Close()
-		return nil, err
-	}
-	return s, nil
-}
-
-// Ensure sets up streams and consumer, retrying until it works or ctx ends:
-// NATS being away at start does not stop the sale.
-func (s *Stream) Ensure(ctx context.Context, cfg bus.Config, log *slog.Logger) error {
-	for {
-		c, cancel := context.WithTimeout(ctx, 10*time.Second)
-		err := bus.Ensure(c, s.JS, cfg)
-		cancel()
-		if err == nil {
-			return nil
-		}
-		log.Warn("nats: stream set-up failed, retrying", "err", err)
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(ensureRetry):
-		}
-	}
-}
-
-// Close ends the connection; nothing unacknowledged is lost with it (the
-// relay republishes from its cursor, writers' messages are redelivered).
-func (s *Stream) Close() {
-	if s.Emb != nil {
-		s.Emb.Shutdown() // drains its in-process connections first
-		return
-	}
-	if s.nc != nil {
-		s.nc.Close()
-	}
-}
 
 // relayPublisher adapts the bus publisher to the relay.
 type relayPublisher struct {
@@ -122,36 +49,6 @@ func WriterHandler(o *actors.Orders) bus.Handler {
 				User: m.User, Qty: m.Qty, Key: m.Key, AtMs: m.AtMs}}
 		}
 		return o.Write(om)
-	}
-}
-
-// DeadLetters adapts the bus to the admin API.
-type DeadLetters struct{ JS jetstream.JetStream }
-
-func (d DeadLetters) ListDead(ctx context.Context, limit int) ([]transport.DeadLetter, error) {
-	dl, err := bus.ListDead(ctx, d.JS, limit)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]transport.DeadLetter, len(dl))
-	for i, x := range dl {
-		out[i] = transport.DeadLetter{GrabID: x.GrabID, Item: x.Item, Deliveries: x.Deliveries, Reason: x.Reason}
-	}
-	return out, nil
-}
-
-func (d DeadLetters) RetryDead(ctx context.Context, grabID string) error {
-	err := bus.RetryDead(ctx, d.JS, grabID)
-	if errors.Is(err, bus.ErrNotFound) {
-		return transport.ErrNoDeadLetter
-	}
-	return err
-}
-
-// StreamReader lists the grab ids of an item in the stream.
-func StreamReader(js jetstream.JetStream) actors.StreamReader {
-	return func(ctx context.Context, item string, fn func(string) error) error {
-		return bus.GrabsInStream(ctx, js, item, func(m bus.GrabMsg) error { return fn(m.GrabID) })
 	}
 }
 
@@ -191,7 +88,7 @@ func Start(node *actors.Node, st *Stream, ostore persistence.OrderStore, writers
 }
 
 // Reconciler reports on an item from this node's stores and the stream.
-func (p *Pipeline) Reconciler(store persistence.Store, node *actors.Node) transport.Reconciler {
+func (p *Pipeline) Reconciler(store persistence.Viewer, node *actors.Node) transport.Reconciler {
 	return func(ctx context.Context, cfg engine.ItemConfig) (actors.Report, error) {
 		return actors.Reconcile(ctx, store, p.ostore, StreamReader(p.st.JS), cfg, node.Now(), true)
 	}
