@@ -31,11 +31,11 @@ type relayPublisher struct {
 func (p *relayPublisher) Publish(ctx context.Context, grabs []engine.Grab) error {
 	p.msgs = p.msgs[:0]
 	for _, g := range grabs {
-		m := bus.GrabMsg{GrabID: g.ID(), Item: g.Item, Shard: g.Shard, Seq: g.Seq, User: g.User, Qty: g.Qty, Key: g.Key, AtMs: g.AtMs}
+		var payBy int64 // 0: the writer's node decides
 		if it, ok := p.node.Item(g.Item); ok {
-			m.PayByMs = g.AtMs + it.Config.PaymentWindow()
+			payBy = g.AtMs + it.Config.PaymentWindow()
 		}
-		p.msgs = append(p.msgs, m)
+		p.msgs = append(p.msgs, bus.NewGrabMsg(g, payBy))
 	}
 	return p.pub.PublishBatch(ctx, p.msgs)
 }
@@ -45,8 +45,7 @@ func WriterHandler(o *actors.Orders) bus.Handler {
 	return func(ctx context.Context, msgs []bus.GrabMsg) map[string]error {
 		om := make([]actors.OrderMsg, len(msgs))
 		for i, m := range msgs {
-			om[i] = actors.OrderMsg{PayByMs: m.PayByMs, Grab: engine.Grab{Item: m.Item, Shard: m.Shard, Seq: m.Seq,
-				User: m.User, Qty: m.Qty, Key: m.Key, AtMs: m.AtMs}}
+			om[i] = actors.OrderMsg{PayByMs: m.PayByMs, Grab: m.Grab()}
 		}
 		return o.Write(om)
 	}
