@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/seckill/seckill/engine"
 	"github.com/valyala/fasthttp"
 )
 
@@ -105,7 +106,7 @@ func (f *fakeSeckill) handle(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	f.next++
-	id := fmt.Sprintf("fake.0.%d", f.next)
+	id := engine.Grab{Item: "fake", Seq: uint64(f.next)}.ID()
 	if !bought || f.mode == "nolimit" {
 		f.sold++ // renumbers: a replay mints a new id without selling
 	}

@@ -4,19 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 
-	"github.com/seckill/seckill/actors"
-	"github.com/seckill/seckill/bus"
-	"github.com/seckill/seckill/persistence"
 	"github.com/seckill/seckill/system"
 	"github.com/seckill/seckill/transport"
 	"github.com/valyala/fasthttp"
@@ -74,55 +69,23 @@ func StartBare() (*Target, error) {
 }
 
 // StartLocal runs a whole seckill node (Pebble in dataDir, shard actors,
-// HTTP front) in this process.
+// HTTP front) in this process, as `seckill serve` runs it: with orders,
+// embedded NATS, the relay and an order writer take their share of the
+// machine too.
 func StartLocal(dataDir, token string, orders bool) (*Target, error) {
-	store, err := persistence.OpenPebble(filepath.Join(dataDir, "pebble"))
+	sys, err := system.Open(system.Config{
+		DataDir:      dataDir,
+		HTTPAddr:     "127.0.0.1:0",
+		AdminToken:   token,
+		NATSName:     "bench",
+		OrderWriters: 1,
+		NoOrders:     !orders,
+		Logger:       slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+	})
 	if err != nil {
-		return nil, fmt.Errorf("open pebble in %s: %w", dataDir, err)
+		return nil, fmt.Errorf("start seckill in %s: %w", dataDir, err)
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	node, err := actors.Start(store, actors.Options{Logger: log})
-	if err != nil {
-		store.Close()
-		return nil, fmt.Errorf("start node: %w", err)
-	}
-	if !orders {
-		t, err := serveOn(TargetSeckill, transport.NewServer(actors.NewLocal(node), token, log).FastHTTP(), node.Close)
-		if err != nil {
-			node.Close()
-			return nil, err
-		}
-		t.Admin, t.Replays = NewSeckillAdmin(t.URL, token), true
-		return t, nil
-	}
-	// The whole system, as `seckill serve` runs it: embedded NATS, the
-	// relay and an order writer take their share of the machine too.
-	st, err := system.OpenStream("", dataDir, "", "bench")
-	if err != nil {
-		node.Close()
-		return nil, err
-	}
-	ostore, err := persistence.OpenPebbleOrders(filepath.Join(dataDir, "orders"))
-	if err != nil {
-		node.Close()
-		st.Close()
-		return nil, err
-	}
-	pipe := system.Start(node, st, ostore, 1, bus.Config{}, log)
-	stop := func() error {
-		perr := pipe.Stop()
-		nerr := node.Close()
-		st.Close()
-		return errors.Join(perr, nerr)
-	}
-	front := transport.NewServer(actors.NewLocal(node), token, log).WithOrders(pipe.Orders, system.DeadLetters{JS: st.JS}, pipe.Reconciler(store, node))
-	t, err := serveOn(TargetSeckill, front.FastHTTP(), stop)
-	if err != nil {
-		stop()
-		return nil, err
-	}
-	t.Admin, t.Replays = NewSeckillAdmin(t.URL, token), true
-	return t, nil
+	return &Target{Name: TargetSeckill, URL: sys.URL(), Admin: NewSeckillAdmin(sys.URL(), token), Replays: true, Stop: sys.Close}, nil
 }
 
 // Remote is a seckill server (or cluster front) the harness does not run.

@@ -50,8 +50,6 @@ const (
 
 // Limits.
 const (
-	// MaxQty matches engine.MaxPerUserLimit: no grab holds more units.
-	MaxQty = 1000
 	// MaxGrabsPerMsg bounds the grabs in one GRABS message: the relay
 	// sends each shard's run of new grabs in messages of up to this many, so
 	// that the server, the publisher and the writers handle one message per

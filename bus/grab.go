@@ -27,6 +27,18 @@ type GrabMsg struct {
 	PayByMs int64 `json:"pay_by_ms"`
 }
 
+// NewGrabMsg is the message of a confirmed grab whose order must be paid by
+// payByMs (0: unknown, the writer uses the item's window).
+func NewGrabMsg(g engine.Grab, payByMs int64) GrabMsg {
+	return GrabMsg{GrabID: g.ID(), Item: g.Item, Shard: g.Shard, Seq: g.Seq, User: g.User, Qty: g.Qty, Key: g.Key,
+		AtMs: g.AtMs, PayByMs: payByMs}
+}
+
+// Grab is the confirmed grab m carries.
+func (m GrabMsg) Grab() engine.Grab {
+	return engine.Grab{Item: m.Item, Shard: m.Shard, Seq: m.Seq, User: m.User, Qty: m.Qty, Key: m.Key, AtMs: m.AtMs}
+}
+
 // ErrInvalidGrab is wrapped by every DecodeGrab and Validate error.
 var ErrInvalidGrab = errors.New("invalid grab")
 
@@ -40,7 +52,7 @@ func (m GrabMsg) Validate() error {
 		return fmt.Errorf("%w: grab_id %q does not match item %q shard %d seq %d", ErrInvalidGrab, m.GrabID, m.Item, m.Shard, m.Seq)
 	case !engine.ValidID(m.User):
 		return fmt.Errorf("%w: user %q", ErrInvalidGrab, m.User)
-	case m.Qty < 1 || m.Qty > MaxQty:
+	case m.Qty < 1 || m.Qty > engine.MaxPerUserLimit: // no grab holds more units
 		return fmt.Errorf("%w: qty %d", ErrInvalidGrab, m.Qty)
 	case m.Key != "" && !engine.ValidKey(m.Key):
 		return fmt.Errorf("%w: key %q", ErrInvalidGrab, m.Key)
@@ -230,7 +242,7 @@ func (d *decoder) object(m *GrabMsg) error {
 			m.User, err = d.string()
 		case "qty":
 			bit = fQty
-			m.Qty, err = d.int(1, MaxQty)
+			m.Qty, err = d.int(1, engine.MaxPerUserLimit)
 		case "key":
 			bit = fKey
 			m.Key, err = d.string()

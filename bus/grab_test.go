@@ -4,16 +4,17 @@ import (
 	"encoding/json"
 	"errors"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/seckill/seckill/engine"
 )
 
 func TestGrabRoundTrip(t *testing.T) {
 	long := strings.Repeat("x", 128)
 	for _, m := range []GrabMsg{
 		{GrabID: "phone-x.5.1", Item: "phone-x", Shard: 5, Seq: 1, User: "u1", Qty: 1, Key: "7f3a-1", AtMs: 1_763_726_400_000, PayByMs: 1_763_727_300_000},
-		{GrabID: "a.0.18446744073709551615", Item: "a", Shard: 0, Seq: 1<<64 - 1, User: "u", Qty: MaxQty, Key: "", AtMs: 0},
+		{GrabID: "a.0.18446744073709551615", Item: "a", Shard: 0, Seq: 1<<64 - 1, User: "u", Qty: engine.MaxPerUserLimit, Key: "", AtMs: 0},
 		{GrabID: "a..b..1023.7", Item: "a..b.", Shard: 1023, Seq: 7, User: "A_z:0-9.", Qty: 2, Key: `say "hi" \ {}`, AtMs: 1<<63 - 1, PayByMs: 1<<63 - 1},
 		{GrabID: long + ".1.2", Item: long, Shard: 1, Seq: 2, User: long, Qty: 3, Key: strings.Repeat(`"`, 64), AtMs: 5, PayByMs: 1 << 62},
 	} {
@@ -129,12 +130,15 @@ func FuzzDecodeGrab(f *testing.F) {
 }
 
 func TestGrabsRoundTrip(t *testing.T) {
-	long := strings.Repeat("x", 128)
+	long := strings.Repeat("x", engine.MaxIDLen)
 	maximal := make([]GrabMsg, MaxGrabsPerMsg) // the largest message the relay sends
 	for i := range maximal {
-		seq := uint64(1<<64-1) - uint64(i)
-		maximal[i] = GrabMsg{GrabID: long + ".1023." + strconv.FormatUint(seq, 10), Item: long, Shard: 1023, Seq: seq,
-			User: long, Qty: MaxQty, Key: strings.Repeat(`"`, 64), AtMs: 1<<63 - 1, PayByMs: 1<<63 - 1}
+		g := engine.Grab{Item: long, Shard: engine.MaxShards - 1, Seq: uint64(1<<64-1) - uint64(i), User: long,
+			Qty: engine.MaxPerUserLimit, Key: strings.Repeat(`"`, engine.MaxKeyLen), AtMs: 1<<63 - 1}
+		maximal[i] = NewGrabMsg(g, 1<<63-1)
+		if maximal[i].Grab() != g {
+			t.Fatalf("grab %s back from its message: %+v", g.ID(), maximal[i].Grab())
+		}
 	}
 	for name, run := range map[string][]GrabMsg{
 		"one":     grabs("p", 7, 1),

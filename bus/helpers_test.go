@@ -9,6 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/seckill/seckill/engine"
 )
 
 // waitFor bounds every poll of something JetStream does asynchronously.
@@ -65,10 +66,9 @@ func grabs(item string, first uint64, n int) []GrabMsg {
 	out := make([]GrabMsg, n)
 	for i := range out {
 		seq := first + uint64(i)
-		out[i] = GrabMsg{
-			GrabID: fmt.Sprintf("%s.1.%d", item, seq), Item: item, Shard: 1, Seq: seq,
-			User: fmt.Sprintf("u%d", seq), Qty: 1, Key: fmt.Sprintf("k-%d", seq), AtMs: 1_700_000_000_000 + int64(seq), PayByMs: 1_700_000_900_000 + int64(seq),
-		}
+		g := engine.Grab{Item: item, Shard: 1, Seq: seq, User: fmt.Sprintf("u%d", seq), Qty: 1, Key: fmt.Sprintf("k-%d", seq),
+			AtMs: 1_700_000_000_000 + int64(seq)}
+		out[i] = NewGrabMsg(g, g.AtMs+900_000)
 	}
 	return out
 }

@@ -28,11 +28,11 @@ type StreamReader func(ctx context.Context, item string, fn func(grabID string) 
 // missing. Offline (live false, a stopped node) nothing is newer than the
 // snapshot, so every message and order must have its grab. stream may be
 // nil (no stream to compare with).
-func Reconcile(ctx context.Context, store persistence.Store, orders persistence.OrderStore, stream StreamReader, cfg engine.ItemConfig, nowMs int64, live bool) (sale.Report, error) {
+func Reconcile(ctx context.Context, store persistence.Viewer, orders persistence.OrderStore, stream StreamReader, cfg engine.ItemConfig, nowMs int64, live bool) (sale.Report, error) {
 	rep := sale.Report{Item: cfg.Item, Orders: map[string]int{}, Mismatches: []sale.Mismatch{}}
 	bad := map[string][]string{}
 	add := func(kind, id string) { bad[kind] = append(bad[kind], id) }
-	view, release := store.Snapshot()
+	view, release := store.ReadView()
 	defer release()
 
 	st, err := view.Pool(cfg.Item)

@@ -8,7 +8,8 @@ import (
 	"github.com/seckill/seckill/engine"
 )
 
-// LoadShard rebuilds one engine shard from the store and checks it.
+// LoadShard rebuilds one engine shard from its counters and its grab log
+// and checks it.
 func LoadShard(s Reader, cfg engine.ItemConfig, index int) (*engine.Shard, error) {
 	c, err := s.ShardCounters(cfg.Item, index)
 	if err != nil {
@@ -36,8 +37,12 @@ type LoadedItem struct {
 // LoadItem rebuilds an item's pool and every shard (several at once), then
 // completes the transfers that were in flight when the process stopped and
 // makes that durable before returning: a loaded item has nothing in
-// transit and its conservation checked.
-func LoadItem(s Store, cfg engine.ItemConfig) (*LoadedItem, error) {
+// transit and its conservation checked. It reads the State and the grab
+// log and appends the recovery to the Journal.
+func LoadItem(s interface {
+	Journal
+	State
+}, cfg engine.ItemConfig) (*LoadedItem, error) {
 	st, err := s.Pool(cfg.Item)
 	if err != nil {
 		return nil, err

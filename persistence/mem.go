@@ -146,8 +146,8 @@ func (m *Mem) ShardGrabs(item string, shard int, fn func(engine.Grab) error) err
 	return nil
 }
 
-// Snapshot returns a copy of the store as it is now.
-func (m *Mem) Snapshot() (Reader, func()) { return m.Reopen(), func() {} }
+// ReadView returns a copy of the store as it is now.
+func (m *Mem) ReadView() (Reader, func()) { return m.Reopen(), func() {} }
 
 // Close marks the store closed.
 func (m *Mem) Close() error {

@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -265,7 +264,7 @@ func (p *PebbleOrders) Scan(item string, fn func(engine.Order) error) error {
 	defer it.Close()
 	for ok := it.First(); ok; ok = it.Next() {
 		id := string(it.Key()[1:])
-		if gi, _, _, ok := engine.ParseGrabID(id); !ok || gi != item || strings.Count(id[len(item):], ".") != 2 {
+		if gi, _, _, ok := engine.ParseGrabID(id); !ok || gi != item {
 			continue // an item whose id starts with this one's and a dot
 		}
 		o, err := DecodeOrder(id, it.Value())

@@ -19,7 +19,8 @@ const (
 	pebbleCache = 128 << 20
 )
 
-// Pebble is the Store on local disk.
+// Pebble is the Store on local disk. The database handle stays inside: the
+// key layout is this package's business.
 type Pebble struct {
 	pebbleReader
 	db *pebble.DB
@@ -30,6 +31,11 @@ type Pebble struct {
 	mu     sync.RWMutex
 	closed bool
 }
+
+var (
+	_ Store = (*Pebble)(nil)
+	_ Store = (*Mem)(nil)
+)
 
 // scratch holds encoded keys and values while a batch is built.
 var scratch = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}
@@ -248,15 +254,12 @@ type pebbleGetIter interface {
 // pebbleReader reads records from a database or from one of its snapshots.
 type pebbleReader struct{ r pebbleGetIter }
 
-// Snapshot returns a consistent view of the store as it is now, and the
-// function that releases it.
-func (p *Pebble) Snapshot() (Reader, func()) {
+// ReadView returns a consistent view of the store as it is now (a Pebble
+// snapshot), and the function that releases it.
+func (p *Pebble) ReadView() (Reader, func()) {
 	snap := p.db.NewSnapshot()
 	return pebbleReader{snap}, func() { snap.Close() }
 }
-
-// DB exposes the database to tools in this module (benchmarks, reconcile).
-func (p *Pebble) DB() *pebble.DB { return p.db }
 
 // quietLogger drops Pebble's info lines, sends its errors to slog and keeps
 // Fatalf's meaning.

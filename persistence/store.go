@@ -1,7 +1,11 @@
 // Package persistence owns what seckill keeps on disk: items, their pool
 // ledgers, shard counters, confirmed grabs and releases. It hides Pebble
-// behind the small Store interface the actors need, with an in-memory
-// implementation for actor tests and simulations.
+// behind a few small role interfaces (in the manner of hashicorp/raft's
+// LogStore and StableStore): the Journal that batches of records are
+// appended to and grabs read back from, the State of items, pools, counters
+// and relay cursors, and the Viewer of consistent read views. Store is all
+// of them at once; Mem implements it in memory for actor tests and
+// simulations.
 package persistence
 
 import (
@@ -12,14 +16,9 @@ import (
 	"github.com/seckill/seckill/engine"
 )
 
-// Reader reads records back.
-type Reader interface {
-	// Items lists every item created, in id order.
-	Items() ([]engine.ItemConfig, error)
-	// Pool returns an item's pool ledger.
-	Pool(item string) (engine.PoolState, error)
-	// ShardCounters returns a shard's durable counters.
-	ShardCounters(item string, shard int) (engine.Counters, error)
+// GrabLog reads a shard's confirmed grabs and releases back, in sequence
+// order.
+type GrabLog interface {
 	// ShardGrabs feeds fn each grab of a shard in sequence order.
 	ShardGrabs(item string, shard int, fn func(engine.Grab) error) error
 	// ShardReleases feeds fn the sequence of each released grab of a shard.
@@ -27,14 +26,14 @@ type Reader interface {
 	// GrabsAfter feeds fn up to max grabs of a shard with seq > after, in
 	// order: the outbox the relay publishes from.
 	GrabsAfter(item string, shard int, after uint64, max int, fn func(engine.Grab) error) error
-	// RelayCursor is the highest seq of a shard the relay has had
-	// acknowledged by the stream (0 for none).
-	RelayCursor(item string, shard int) (uint64, error)
 }
 
-// Store makes records durable and reads them back.
-type Store interface {
-	Reader
+// Journal appends batches of records durably, in order, and reads the
+// grabs among them back. It is the only write path: a Batch also carries
+// the records State reads, so that a grab and its shard's counters land
+// together.
+type Journal interface {
+	GrabLog
 	// Apply makes every record of b durable, all or none, in order, before
 	// it returns. An error means none of them may be reported as durable.
 	Apply(b *Batch) error
@@ -49,10 +48,41 @@ type Store interface {
 	// never reports a batch durable after an earlier one failed. Readers
 	// may see b's records before wait returns, as they may during Apply.
 	Submit(b *Batch) (wait func() error, err error)
-	// Snapshot is a consistent read-only view as of now, for readers that
+}
+
+// State reads the latest value of each item, pool ledger, shard's counters
+// and relay cursor: what a node starts from, not a history.
+type State interface {
+	// Items lists every item created, in id order.
+	Items() ([]engine.ItemConfig, error)
+	// Pool returns an item's pool ledger.
+	Pool(item string) (engine.PoolState, error)
+	// ShardCounters returns a shard's durable counters.
+	ShardCounters(item string, shard int) (engine.Counters, error)
+	// RelayCursor is the highest seq of a shard the relay has had
+	// acknowledged by the stream (0 for none).
+	RelayCursor(item string, shard int) (uint64, error)
+}
+
+// Reader reads everything back: what a read view offers.
+type Reader interface {
+	GrabLog
+	State
+}
+
+// Viewer takes consistent read-only views.
+type Viewer interface {
+	// ReadView is a consistent read-only view as of now, for readers that
 	// must not see half of what is written meanwhile (reconciliation);
-	// release frees it.
-	Snapshot() (view Reader, release func())
+	// release frees it. (Not a shard snapshot: nothing is copied out.)
+	ReadView() (view Reader, release func())
+}
+
+// Store is every role at once: what a node runs on.
+type Store interface {
+	Journal
+	State
+	Viewer
 	Close() error
 }
 

@@ -203,7 +203,7 @@ func DecodeCreateItem(item string, body []byte) (engine.ItemConfig, error) {
 		return cfg, err
 	}
 	if b.PaymentS != nil {
-		if *b.PaymentS < 1 || *b.PaymentS > engine.MaxPaymentWindowMs/1000 {
+		if *b.PaymentS < engine.MinPaymentWindowMs/1000 || *b.PaymentS > engine.MaxPaymentWindowMs/1000 {
 			return cfg, engine.ErrBadPayment
 		}
 		cfg.PaymentWindowMs = *b.PaymentS * 1000

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -17,7 +16,6 @@ import (
 	"github.com/seckill/seckill/engine"
 	"github.com/seckill/seckill/persistence"
 	"github.com/seckill/seckill/system"
-	"github.com/seckill/seckill/transport"
 )
 
 // poisonStore refuses to write the orders of one user while poisoned: a
@@ -59,43 +57,21 @@ func startInProcessB(b *testing.B, ostoreWrap func(persistence.OrderStore) persi
 }
 
 func startInProcessTB(t testing.TB, ostoreWrap func(persistence.OrderStore) persistence.OrderStore, cfg bus.Config) *inProcess {
-	dir := t.TempDir()
-	log := slog.New(slog.DiscardHandler)
-	store, err := persistence.OpenPebble(dir + "/pebble")
-	if err != nil {
-		t.Fatal(err)
-	}
-	node, err := actors.Start(store, actors.Options{Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := system.OpenStream("", dir, "", "test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ostore persistence.OrderStore
-	if ostore, err = persistence.OpenPebbleOrders(dir + "/orders"); err != nil {
-		t.Fatal(err)
-	}
-	if ostoreWrap != nil {
-		ostore = ostoreWrap(ostore)
-	}
-	pipe := system.Start(node, st, ostore, 1, cfg, log)
-	srv := transport.NewServer(actors.NewLocal(node), testAdminToken, log).WithOrders(pipe.Orders, system.DeadLetters{JS: st.JS}, pipe.Reconciler(store, node)).FastHTTP()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ln) }()
-	t.Cleanup(func() {
-		srv.Shutdown()
-		<-done
-		pipe.Stop()
-		node.Close()
-		st.Close()
+	sys, err := system.Open(system.Config{
+		DataDir:      t.TempDir(),
+		HTTPAddr:     "127.0.0.1:0",
+		AdminToken:   testAdminToken,
+		NATSName:     "test",
+		OrderWriters: 1,
+		Bus:          cfg,
+		WrapOrders:   ostoreWrap,
+		Logger:       slog.New(slog.DiscardHandler),
 	})
-	return &inProcess{url: "http://" + ln.Addr().String(), node: node}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sys.Close() })
+	return &inProcess{url: sys.URL(), node: sys.Node}
 }
 
 const testAdminToken = "pipeline-test-token"

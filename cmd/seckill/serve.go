@@ -8,23 +8,14 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"strings"
 	"syscall"
-	"time"
 
-	"github.com/seckill/seckill/actors"
-	"github.com/seckill/seckill/bus"
-	"github.com/seckill/seckill/persistence"
 	"github.com/seckill/seckill/system"
-	"github.com/seckill/seckill/transport"
 )
-
-// drainTimeout bounds how long SIGTERM waits for requests in flight.
-const drainTimeout = 10 * time.Second
 
 func envOr(name, def string) string {
 	if v := os.Getenv(name); v != "" {
@@ -51,73 +42,33 @@ func serve(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	started := time.Now()
-	store, err := persistence.OpenPebble(filepath.Join(*dataDir, "pebble"))
+	sys, err := system.Open(system.Config{
+		DataDir:      *dataDir,
+		HTTPAddr:     *httpAddr,
+		AdminToken:   token,
+		NATSURL:      *natsURL,
+		NATSListen:   *natsListen,
+		NATSName:     "seckill",
+		OrderWriters: *writers,
+		Logger:       log,
+	})
 	if err != nil {
 		return err
-	}
-	node, err := actors.Start(store, actors.Options{Logger: log})
-	if err != nil {
-		store.Close()
-		return err
-	}
-	var grabs int64
-	for _, it := range node.Items() {
-		grabs += it.Config.Stock - it.Remaining()
-	}
-	log.Info("loaded", "items", len(node.Items()), "units_sold", grabs, "took", time.Since(started).Round(time.Millisecond))
-
-	st, err := system.OpenStream(*natsURL, *dataDir, *natsListen, "seckill")
-	if err != nil {
-		node.Close()
-		return fmt.Errorf("nats: %w", err)
-	}
-	ostore, err := persistence.OpenPebbleOrders(filepath.Join(*dataDir, "orders"))
-	if err != nil {
-		node.Close()
-		st.Close()
-		return err
-	}
-	pipe := system.Start(node, st, ostore, *writers, bus.Config{}, log)
-	shutdown := func() error {
-		perr := pipe.Stop()
-		nerr := node.Close()
-		st.Close()
-		return errors.Join(perr, nerr)
-	}
-	if st.Emb != nil && st.Emb.ClientURL() != "" {
-		log.Info("nats", "url", st.Emb.ClientURL(), "store", filepath.Join(*dataDir, "nats"))
-	}
-
-	front := transport.NewServer(actors.NewLocal(node), token, log).WithOrders(pipe.Orders, system.DeadLetters{JS: st.JS}, pipe.Reconciler(store, node))
-	srv := front.FastHTTP()
-	ln, err := net.Listen("tcp", *httpAddr)
-	if err != nil {
-		shutdown()
-		return fmt.Errorf("listen %s: %w", *httpAddr, err)
 	}
 	// The address line is what scripts and tests wait for.
-	fmt.Printf("seckill: serving http://%s data=%s\n", ln.Addr(), *dataDir)
+	fmt.Printf("seckill: serving %s data=%s\n", sys.URL(), *dataDir)
 
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
 	select {
-	case err := <-serveErr:
-		shutdown()
+	case err := <-sys.Failed():
+		sys.Close()
 		return fmt.Errorf("http: %w", err)
 	case s := <-sig:
 		log.Info("draining", "signal", s.String())
 	case <-ctx.Done():
 	}
-	front.Drain()
-	sctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
-	defer cancel()
-	if err := srv.ShutdownWithContext(sctx); err != nil {
-		log.Warn("http shutdown", "err", err)
-	}
-	if err := shutdown(); err != nil {
+	if err := sys.Close(); err != nil {
 		return fmt.Errorf("close: %w", err)
 	}
 	log.Info("stopped")

@@ -1,0 +1,208 @@
+// Package system is the composition root: it opens a node's stores, starts
+// its shard actors, its stream connection (embedded NATS or external), the
+// order pipeline (relay, order writers, dead-letter copier, payment-window
+// sweeper) and its HTTP front, and closes them in the right order.
+// `seckill serve`, the bench harness's in-process target and the tests
+// that run a whole node in-process all start it through Open.
+package system
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"time"
+
+	"github.com/seckill/seckill/actors"
+	"github.com/seckill/seckill/bus"
+	"github.com/seckill/seckill/persistence"
+	"github.com/seckill/seckill/transport"
+	"github.com/valyala/fasthttp"
+)
+
+// DrainTimeout bounds how long Close waits for HTTP requests in flight.
+const DrainTimeout = 10 * time.Second
+
+// Config is what a node is opened with.
+type Config struct {
+	// DataDir holds pebble/ (items, grabs), orders/ (the order store) and
+	// nats/ (the embedded server's stream).
+	DataDir string
+	// HTTPAddr is where the HTTP front listens ("127.0.0.1:0" for any
+	// free port); empty opens no listener.
+	HTTPAddr string
+	// AdminToken is what admin calls carry as "Bearer <token>".
+	AdminToken string
+	// NATSURL is an external NATS server or cluster; empty runs one
+	// in-process under DataDir/nats.
+	NATSURL string
+	// NATSListen is where the in-process NATS server listens for order
+	// writers in other processes; empty: in-process only.
+	NATSListen string
+	// NATSName names this node's NATS connection.
+	NATSName string
+	// OrderWriters is how many order writers run in this process (0:
+	// orders are written by `seckill orders` elsewhere).
+	OrderWriters int
+	// NoOrders runs the engine and HTTP front alone: no stream, relay,
+	// order store or writers (the bench's --no-orders).
+	NoOrders bool
+	// Bus tunes the stream and its consumer (tests shorten redelivery).
+	Bus bus.Config
+	// WrapOrders, when set, wraps the order store (tests inject faults).
+	WrapOrders func(persistence.OrderStore) persistence.OrderStore
+	// Logger receives the node's logs; nil is slog.Default().
+	Logger *slog.Logger
+}
+
+// System is one running node.
+type System struct {
+	Node     *actors.Node
+	Stream   *Stream   // nil with NoOrders
+	Pipeline *Pipeline // nil with NoOrders
+	Front    *transport.Server
+
+	log    *slog.Logger
+	http   *fasthttp.Server // nil without HTTPAddr
+	ln     net.Listener
+	failed chan error    // the HTTP server's error, if it stops by itself
+	served chan struct{} // closed when the HTTP server has stopped
+	closed bool
+}
+
+// Open starts a node as cfg says. On error, whatever it had opened is
+// closed again.
+func Open(cfg Config) (*System, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	s := &System{log: cfg.Logger}
+	if err := s.open(cfg); err != nil {
+		return nil, errors.Join(err, s.stop())
+	}
+	return s, nil
+}
+
+func (s *System) open(cfg Config) error {
+	started := time.Now()
+	store, err := persistence.OpenPebble(filepath.Join(cfg.DataDir, "pebble"))
+	if err != nil {
+		return err
+	}
+	if s.Node, err = actors.Start(store, actors.Options{Logger: s.log}); err != nil {
+		store.Close()
+		return fmt.Errorf("start node: %w", err)
+	}
+	var sold int64
+	for _, it := range s.Node.Items() {
+		sold += it.Config.Stock - it.Remaining()
+	}
+	s.log.Info("loaded", "items", len(s.Node.Items()), "units_sold", sold, "took", time.Since(started).Round(time.Millisecond))
+	if !cfg.NoOrders {
+		if err := s.openOrders(cfg); err != nil {
+			return err
+		}
+	}
+	s.Front = s.front(cfg.AdminToken, store)
+	if cfg.HTTPAddr == "" {
+		return nil
+	}
+	if s.ln, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+		return fmt.Errorf("listen %s: %w", cfg.HTTPAddr, err)
+	}
+	s.http, s.failed, s.served = s.Front.FastHTTP(), make(chan error, 1), make(chan struct{})
+	go func() {
+		defer close(s.served)
+		if err := s.http.Serve(s.ln); err != nil {
+			s.failed <- err
+		}
+	}()
+	return nil
+}
+
+// openOrders connects the stream, opens the order store and starts the
+// pipeline.
+func (s *System) openOrders(cfg Config) error {
+	name := cfg.NATSName
+	if name == "" {
+		name = "seckill"
+	}
+	var err error
+	if s.Stream, err = OpenStream(cfg.NATSURL, cfg.DataDir, cfg.NATSListen, name); err != nil {
+		return fmt.Errorf("nats: %w", err)
+	}
+	if s.Stream.Emb != nil && s.Stream.Emb.ClientURL() != "" {
+		s.log.Info("nats", "url", s.Stream.Emb.ClientURL(), "store", filepath.Join(cfg.DataDir, "nats"))
+	}
+	var ostore persistence.OrderStore
+	if ostore, err = persistence.OpenPebbleOrders(filepath.Join(cfg.DataDir, "orders")); err != nil {
+		return err
+	}
+	if cfg.WrapOrders != nil {
+		ostore = cfg.WrapOrders(ostore)
+	}
+	s.Pipeline = Start(s.Node, s.Stream, ostore, cfg.OrderWriters, cfg.Bus, s.log)
+	return nil
+}
+
+// front builds the HTTP front: the one place that calls its constructor.
+func (s *System) front(token string, store persistence.Viewer) *transport.Server {
+	f := transport.NewServer(actors.NewLocal(s.Node), token, s.log)
+	if s.Pipeline != nil {
+		f = f.WithOrders(s.Pipeline.Orders, DeadLetters{JS: s.Stream.JS}, s.Pipeline.Reconciler(store, s.Node))
+	}
+	return f
+}
+
+// URL is the HTTP front's base URL ("http://host:port"), empty without a
+// listener.
+func (s *System) URL() string {
+	if s.ln == nil {
+		return ""
+	}
+	return "http://" + s.ln.Addr().String()
+}
+
+// Failed receives the HTTP server's error if it stops serving before
+// Close; it never receives without a listener.
+func (s *System) Failed() <-chan error { return s.failed }
+
+// Close drains the HTTP front (health checks answer 503, requests in flight
+// get up to DrainTimeout), then stops the pipeline, the node (whose
+// committers finish what they were given) and the stream, in that order.
+// A second Close does nothing.
+func (s *System) Close() error {
+	if s.closed {
+		return nil
+	}
+	if s.http != nil {
+		s.Front.Drain()
+		ctx, cancel := context.WithTimeout(context.Background(), DrainTimeout)
+		// Requests still running past the drain are cut off; what they
+		// had decided is durable or not, as in a crash.
+		if err := s.http.ShutdownWithContext(ctx); err != nil {
+			s.log.Warn("http shutdown", "err", err)
+		}
+		cancel()
+		<-s.served
+	}
+	return s.stop()
+}
+
+// stop closes everything but the HTTP server, whatever of it is open.
+func (s *System) stop() error {
+	s.closed = true
+	var errs []error
+	if s.Pipeline != nil {
+		errs = append(errs, s.Pipeline.Stop())
+	}
+	if s.Node != nil {
+		errs = append(errs, s.Node.Close())
+	}
+	if s.Stream != nil {
+		s.Stream.Close()
+	}
+	return errors.Join(errs...)
+}
