@@ -37,7 +37,7 @@ func TestBenchAuditPassesOnSeckill(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			cfg := c.cfg
-			cfg.Conns, cfg.DataDir = 8, t.TempDir()
+			cfg.Conns, cfg.DataDir, cfg.Local = 8, t.TempDir(), testLocal
 			if cfg.Duration == 0 {
 				cfg.Duration = testCeiling
 			}

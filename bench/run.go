@@ -13,6 +13,8 @@ import (
 // Config is one invocation of the harness. Zero Stock, Items and Users
 // take the workload's defaults.
 type Config struct {
+	// Local starts the in-process seckill target (when URL is empty).
+	Local    LocalFunc
 	Workload string
 	Mode     string        // closed | open; flash is always open
 	Rate     float64       // open loop: requests per second
@@ -166,15 +168,18 @@ type starter struct {
 
 // startLocalIn starts the in-process seckill in dir, or in a fresh
 // temporary directory removed when the target stops.
-func startLocalIn(dir string, orders bool) (*Target, error) {
+func startLocalIn(start LocalFunc, dir string, orders bool) (*Target, error) {
+	if start == nil {
+		return nil, errors.New("no in-process seckill: give --url")
+	}
 	if dir != "" {
-		return StartLocal(dir, localToken, orders)
+		return start(dir, localToken, orders)
 	}
 	d, err := os.MkdirTemp("", "seckill-bench-")
 	if err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
-	t, err := StartLocal(d, localToken, orders)
+	t, err := start(d, localToken, orders)
 	if err != nil {
 		os.RemoveAll(d)
 		return nil, err
@@ -197,7 +202,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer) ([]Result, error) {
 		if cfg.URL != "" {
 			return Remote(cfg.URL, cfg.Token), nil
 		}
-		return startLocalIn(cfg.DataDir, !cfg.NoOrders)
+		return startLocalIn(cfg.Local, cfg.DataDir, !cfg.NoOrders)
 	}}}
 	if cfg.Compare {
 		starters = append(starters,

@@ -6,13 +6,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"strings"
 
-	"github.com/seckill/seckill/system"
 	"github.com/seckill/seckill/transport"
 	"github.com/valyala/fasthttp"
 )
@@ -68,24 +65,15 @@ func StartBare() (*Target, error) {
 	return serveOn(TargetBare, srv, nil)
 }
 
-// StartLocal runs a whole seckill node (Pebble in dataDir, shard actors,
-// HTTP front) in this process, as `seckill serve` runs it: with orders,
-// embedded NATS, the relay and an order writer take their share of the
-// machine too.
-func StartLocal(dataDir, token string, orders bool) (*Target, error) {
-	sys, err := system.Open(system.Config{
-		DataDir:      dataDir,
-		HTTPAddr:     "127.0.0.1:0",
-		AdminToken:   token,
-		NATSName:     "bench",
-		OrderWriters: 1,
-		NoOrders:     !orders,
-		Logger:       slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
-	})
-	if err != nil {
-		return nil, fmt.Errorf("start seckill in %s: %w", dataDir, err)
-	}
-	return &Target{Name: TargetSeckill, URL: sys.URL(), Admin: NewSeckillAdmin(sys.URL(), token), Replays: true, Stop: sys.Close}, nil
+// LocalFunc starts a whole seckill node in this process on dataDir, as
+// `seckill serve` runs it, serving HTTP on a loopback port: the binary
+// supplies it (cmd/seckill wires system.Open), so that the harness, which
+// serves HTTP itself, does not depend on the actor runtime.
+type LocalFunc func(dataDir, token string, orders bool) (*Target, error)
+
+// LocalTarget makes the Target of a node started by a LocalFunc.
+func LocalTarget(url, token string, stop func() error) *Target {
+	return &Target{Name: TargetSeckill, URL: url, Admin: NewSeckillAdmin(url, token), Replays: true, Stop: stop}
 }
 
 // Remote is a seckill server (or cluster front) the harness does not run.

@@ -8,9 +8,9 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/seckill/seckill/bus"
 	"github.com/seckill/seckill/orders"
 	"github.com/seckill/seckill/sale"
-	"github.com/seckill/seckill/bus"
 )
 
 // ensureRetry is how often stream set-up is retried while NATS is away.

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"runtime/pprof"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/seckill/seckill/bench"
+	"github.com/seckill/seckill/system"
 )
 
 func runBench(ctx context.Context, args []string) error {
@@ -22,7 +24,7 @@ func runBench(ctx context.Context, args []string) error {
 // benchMain is `seckill bench`: flags, output files, then bench.Run.
 func benchMain(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	cfg := bench.Config{}
+	cfg := bench.Config{Local: benchTarget}
 	var workloads []string
 	for _, w := range bench.Workloads {
 		workloads = append(workloads, w.Name+" ("+w.About+")")
@@ -97,4 +99,23 @@ func benchMain(ctx context.Context, args []string, out io.Writer) error {
 	fmt.Fprintln(out)
 	_, err := bench.Run(ctx, cfg, out)
 	return err
+}
+
+// benchTarget runs a whole node for `seckill bench`'s in-process target
+// (bench.LocalFunc): as `seckill serve` runs it, on a loopback port, with
+// or without the order side.
+func benchTarget(dataDir, token string, orders bool) (*bench.Target, error) {
+	sys, err := system.Open(system.Config{
+		DataDir:      dataDir,
+		HTTPAddr:     "127.0.0.1:0",
+		AdminToken:   token,
+		NATSName:     "bench",
+		OrderWriters: 1,
+		NoOrders:     !orders,
+		Logger:       slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("start seckill in %s: %w", dataDir, err)
+	}
+	return bench.LocalTarget(sys.URL(), token, sys.Close), nil
 }
