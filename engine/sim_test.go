@@ -388,6 +388,9 @@ func (s *sim) restartNode(who int) error {
 		if err != nil {
 			return err
 		}
+		if err := s.checkCorruptLedger(st); err != nil {
+			return err
+		}
 		p, err := engine.RestorePool(s.cfg, st)
 		if err != nil {
 			return fmt.Errorf("restart pool: %w", err)
@@ -524,6 +527,11 @@ func (s *sim) crash() error {
 	s.net = nil
 	clear(s.tickets)
 	clear(s.wake)
+	if st, err := s.store.Pool(s.cfg.Item); err != nil {
+		return err
+	} else if err := s.checkCorruptLedger(st); err != nil {
+		return err
+	}
 	li, err := persistence.LoadItem(s.store, s.cfg)
 	if err != nil {
 		return fmt.Errorf("load: %w", err)
@@ -555,6 +563,35 @@ func (s *sim) crash() error {
 		if d.Outcome != want && !(want == engine.Replayed && d.Outcome == engine.Released) || d.Grab != g {
 			return fmt.Errorf("after restart grab %s replays as %v %+v", id, d.Outcome, d.Grab)
 		}
+	}
+	return nil
+}
+
+// checkCorruptLedger: a pool ledger that does not balance, or balances with
+// a negative count, is refused on load. No step of the engine makes one (it
+// checks every change before applying it), so only a corrupt record can
+// test the checks; one corruption per load, in turn.
+func (s *sim) checkCorruptLedger(st engine.PoolState) error {
+	st.Sent, st.Got = slices.Clone(st.Sent), slices.Clone(st.Got)
+	i := int(s.clock) % len(st.Sent)
+	switch s.clock % 6 {
+	case 0:
+		st.Pool++
+	case 1:
+		st.Sent[i]++
+	case 2:
+		st.Got[i]++
+	case 3:
+		st.Stock--
+	case 4: // balanced, with a negative pool
+		st.Sent[i] += st.Pool + 1
+		st.Pool = -1
+	case 5: // balanced, with a negative return count
+		st.Stock += st.Got[i] + 1
+		st.Got[i] = -1
+	}
+	if _, err := engine.RestorePool(s.cfg, st); err == nil {
+		return fmt.Errorf("a corrupt pool ledger was restored: %+v", st)
 	}
 	return nil
 }
@@ -957,25 +994,27 @@ func (s *sim) settle(quiet bool) error {
 	}
 }
 
-// sellOut sends fresh buyers of one unit until one hears "sold out". With
-// messages and commits faster than a buyer's patience, every one must be
-// served while units are left: a "retry" then means the protocol left units
-// where no buyer can reach them.
+// sellOut sends fresh buyers of 1..limit units, one at a time, until one
+// hears "sold out". With messages and commits faster than a buyer's
+// patience, each must be served while as many units as it asks for are
+// left: a "retry" then means the protocol left units where the buyer could
+// not reach them (on a shard that wants units itself, in transit for good).
 func (s *sim) sellOut() error {
 	left := s.trueRemaining()
 	for n := 0; ; n++ {
 		before := s.trueRemaining()
-		if n > int(left) {
-			return fmt.Errorf("%d buyers served and %d units still left", n, before)
+		if n > 4*int(left)+20 {
+			return fmt.Errorf("%d buyers came and %d units still left", n, before)
 		}
 		user := fmt.Sprintf("z%d", n)
+		qty := 1 + int64(s.r.IntN(int(s.cfg.PerUserLimit)))
 		var outcome engine.Outcome
 		s.onAnswer = func(tk *ticket, a engine.Answer) {
 			if tk.kind == 'g' && tk.in.User == user {
 				outcome = a.Outcome
 			}
 		}
-		what, err := s.grabWith(engine.GrabInput{User: user, Qty: 1, NowMs: s.nowMs})
+		what, err := s.grabWith(engine.GrabInput{User: user, Qty: qty, NowMs: s.nowMs})
 		s.logf("sell-out @%dms: %s", s.nowMs, what)
 		if err == nil {
 			err = s.settle(false)
@@ -986,6 +1025,14 @@ func (s *sim) sellOut() error {
 		}
 		switch outcome {
 		case engine.Confirmed:
+		case engine.Retry:
+			if before >= qty {
+				return fmt.Errorf("sell-out buyer %s of %d answered retry with %d units left: %s", user, qty, before, s.state())
+			}
+			// Fewer left than it wanted: let its shard's ask expire.
+			if err := s.settle(true); err != nil {
+				return err
+			}
 		case engine.Ended:
 			if s.cfg.EndsAtMs == 0 || s.nowMs < s.cfg.EndsAtMs {
 				return fmt.Errorf("sell-out buyer %d told the sale ended at %dms", n, s.nowMs)
