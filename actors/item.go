@@ -55,7 +55,9 @@ type shardRef struct {
 	// of an older grab needs no wait for a commit.
 	durableSeq atomic.Uint64
 	// holders is every user who ever held a grab of the item on this shard
-	// (at most its grabs), for the front's sold-out answers.
+	// made with an Idempotency-Key (at most its grabs; after a restart,
+	// every holder), for the front's sold-out answers: only such a user's
+	// key can replay a grab.
 	holdersMu sync.RWMutex
 	holders   map[string]struct{}
 	// fresh is a run of consecutive grabs made durable since the relay's

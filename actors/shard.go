@@ -84,9 +84,11 @@ func (a *shardActor) flush() {
 	}
 	ref := a.ref
 	for _, ans := range rd.Answers {
-		if ans.Outcome == engine.Confirmed {
+		if ans.Outcome == engine.Confirmed && ans.Grab.Key != "" {
 			// Before the counters and any message that may make the item
 			// sold out: whoever sees it sold out also sees its holders.
+			// Only a grab made with a key can be replayed, so only those
+			// count (unkeyed ones cost a locked map insert for nothing).
 			ref.addHolder(ans.Grab.User)
 		}
 	}
