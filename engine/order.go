@@ -1,6 +1,9 @@
 package engine
 
-import "strconv"
+import (
+	"errors"
+	"strconv"
+)
 
 // OrderState is where an order is in its life.
 type OrderState uint8
@@ -98,5 +101,12 @@ func (o Order) cancel(nowMs int64, reason string) (Order, OrderOutcome) {
 // NewOrder is the order of a confirmed grab, written at nowMs.
 func NewOrder(g Grab, nowMs, paymentWindowMs int64) Order {
 	return Order{GrabID: g.ID(), Item: g.Item, User: g.User, Qty: g.Qty, State: PendingPayment,
-		CreatedMs: nowMs, PayByMs: g.AtMs + paymentWindowMs, UpdatedMs: nowMs}
+		CreatedMs: nowMs, PayByMs: PayBy(g, paymentWindowMs), UpdatedMs: nowMs}
 }
+
+// PayBy is when the order of grab g must be paid: the payment window runs
+// from the grab, not from when its order was written.
+func PayBy(g Grab, paymentWindowMs int64) int64 { return g.AtMs + paymentWindowMs }
+
+// ErrNoOrder: no order, and no grab it could come from.
+var ErrNoOrder = errors.New("no such order")

@@ -173,13 +173,17 @@ type Grab struct {
 // ID is the grab's public id: "<item>.<shard>.<seq>". The two numeric
 // parts are parsed from the right, so the id names its own shard.
 func (g Grab) ID() string {
-	b := make([]byte, 0, len(g.Item)+24)
-	b = append(b, g.Item...)
-	b = append(b, '.')
-	b = strconv.AppendInt(b, int64(g.Shard), 10)
-	b = append(b, '.')
-	b = strconv.AppendUint(b, g.Seq, 10)
-	return string(b)
+	return string(AppendGrabID(make([]byte, 0, len(g.Item)+24), g.Item, g.Shard, g.Seq))
+}
+
+// AppendGrabID appends the id of grab seq of item's shard to dst: the one
+// spelling of a grab id, for callers that build answers without allocating.
+func AppendGrabID(dst []byte, item string, shard int, seq uint64) []byte {
+	dst = append(dst, item...)
+	dst = append(dst, '.')
+	dst = strconv.AppendInt(dst, int64(shard), 10)
+	dst = append(dst, '.')
+	return strconv.AppendUint(dst, seq, 10)
 }
 
 // ParseGrabID splits a grab id into item, shard and sequence.

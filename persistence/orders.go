@@ -40,7 +40,7 @@ type OrderStore interface {
 }
 
 // ErrNoOrder is returned by Update for an unknown grab id.
-var ErrNoOrder = errors.New("no such order")
+var ErrNoOrder = engine.ErrNoOrder
 
 // Order store keys:
 //

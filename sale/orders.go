@@ -21,7 +21,7 @@ type Orders interface {
 
 // Errors of the order lifecycle.
 var (
-	ErrNoOrder    = errors.New("no such order")
+	ErrNoOrder    = engine.ErrNoOrder
 	ErrProcessing = errors.New("grab confirmed, order not written yet")
 	ErrNotBuyer   = errors.New("the order belongs to another user")
 )

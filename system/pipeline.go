@@ -34,7 +34,7 @@ func (p *relayPublisher) Publish(ctx context.Context, grabs []engine.Grab) error
 	for _, g := range grabs {
 		var payBy int64 // 0: the writer's node decides
 		if it, ok := p.node.Item(g.Item); ok {
-			payBy = g.AtMs + it.Config.PaymentWindow()
+			payBy = engine.PayBy(g, it.Config.PaymentWindow())
 		}
 		p.msgs = append(p.msgs, bus.NewGrabMsg(g, payBy))
 	}

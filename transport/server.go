@@ -209,7 +209,7 @@ func (s *Server) grab(ctx *fasthttp.RequestCtx, itemB []byte) {
 	case engine.Released:
 		var buf [256]byte
 		b := append(buf[:0], `{"status":"released","grab_id":"`...)
-		b = append(b, r.Grab.ID()...)
+		b = engine.AppendGrabID(b, r.Grab.Item, r.Grab.Shard, r.Grab.Seq)
 		writeJSON(ctx, fasthttp.StatusConflict, append(b, `"}`...))
 	case engine.KeyReused:
 		writeError(ctx, fasthttp.StatusBadRequest, "bad_request", errKeyReused)
@@ -245,11 +245,7 @@ func (s *Server) grabError(ctx *fasthttp.RequestCtx, err error) {
 // key is not echoed, so nothing needs escaping.
 func appendConfirmed(b []byte, g engine.Grab) []byte {
 	b = append(b, `{"status":"confirmed","grab_id":"`...)
-	b = append(b, g.Item...)
-	b = append(b, '.')
-	b = strconv.AppendInt(b, int64(g.Shard), 10)
-	b = append(b, '.')
-	b = strconv.AppendUint(b, g.Seq, 10)
+	b = engine.AppendGrabID(b, g.Item, g.Shard, g.Seq)
 	b = append(b, `","item":"`...)
 	b = append(b, g.Item...)
 	b = append(b, `","user_id":"`...)
