@@ -44,7 +44,7 @@ func (n *Node) GrabIn(it *Item, user string, qty int64, key string) Reply {
 		if w := it.Config.Window(n.opts.Clock()); w != 0 {
 			return Reply{Outcome: w}
 		}
-		if it.soldOut.Load() {
+		if it.SoldOut() {
 			return Reply{Outcome: engine.SoldOut}
 		}
 	}
@@ -122,7 +122,7 @@ func (n *Node) send(m engine.Msg) {
 	switch s := m.To.Shard; {
 	case s == engine.FrontShard:
 		if m.Kind == engine.MsgStatus {
-			it.soldOut.Store(m.SoldOut)
+			it.setStatus(m.Seq, m.SoldOut)
 		}
 	case s == engine.PoolShard:
 		n.sys.Root.Send(it.pool.pid, m)

@@ -25,10 +25,10 @@ type Item struct {
 	shards []*shardRef
 	pool   *lane
 
-	// soldOut is the pool's word (engine.MsgStatus): no shard, the pool
-	// nor a transfer holds a unit, so the front can answer without an
-	// actor hop.
-	soldOut atomic.Bool
+	// status packs the newest engine.MsgStatus taken, seq<<1 | soldOut:
+	// the pool's word that no shard, the pool nor a transfer holds a unit,
+	// so the front can answer without an actor hop.
+	status atomic.Uint64
 
 	// viewMu orders every change of where units are (transfers, releases,
 	// stock changes) against readers of the whole balance. Grabs do not
@@ -93,6 +93,24 @@ func (r *shardRef) isHolder(user string) bool {
 	_, ok := r.holders[user]
 	r.holdersMu.RUnlock()
 	return ok
+}
+
+// setStatus takes the pool's status number seq unless a newer one was
+// taken already (statuses may arrive out of order from another process).
+func (it *Item) setStatus(seq uint64, soldOut bool) {
+	v := seq << 1
+	if soldOut {
+		v |= 1
+	}
+	for {
+		cur := it.status.Load()
+		if cur>>1 >= seq {
+			return
+		}
+		if it.status.CompareAndSwap(cur, v) {
+			return
+		}
+	}
 }
 
 // publish publishes a shard's counters for the views. Counters whose
@@ -165,7 +183,7 @@ func (it *Item) View() (engine.Balance, []ShardView) {
 func (it *Item) Remaining() int64 { return it.Balance().Remaining() }
 
 // SoldOut reports whether every unit is sold.
-func (it *Item) SoldOut() bool { return it.soldOut.Load() }
+func (it *Item) SoldOut() bool { return it.status.Load()&1 == 1 }
 
 // addFresh hands a grab that has just become durable to the relay. A grab
 // that does not follow the run (a gap, left by a full run) starts a new one:

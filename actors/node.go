@@ -113,7 +113,9 @@ func (n *Node) spawnItem(cfg engine.ItemConfig, li *persistence.LoadedItem) *Ite
 		counters[i] = sh.Counters()
 	}
 	pn := engine.NewPoolNode(li.Pool, counters)
-	it.soldOut.Store(pn.SoldOut())
+	if pn.SoldOut() {
+		it.status.Store(1) // status 0 of this pool, sold out
+	}
 	// The pool's PID must exist before any shard can ask it for units.
 	pa := &poolActor{node: n, item: it, lane: it.pool, pn: pn, c: n.committers[0]}
 	it.pool.pid = n.sys.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return pa }, actor.WithDispatcher(n.dispatch)))

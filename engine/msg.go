@@ -58,7 +58,8 @@ const (
 	// knew of the shard, takes what it returned, and resends its durable
 	// grant total.
 	MsgSync
-	// MsgStatus: pool → front. SoldOut: no unit is left anywhere.
+	// MsgStatus: pool → front. SoldOut: no unit is left anywhere. Seq
+	// numbers the pool's statuses: a front keeps the one of highest Seq.
 	MsgStatus
 	msgKinds
 )
@@ -81,7 +82,7 @@ type Msg struct {
 	From, To Addr
 	Want     int64  // MsgAsk, MsgGiveBack
 	Total    int64  // MsgGrant: pool's Sent; MsgReturned: shard's Returned
-	Seq      uint64 // MsgAsk, MsgNoStock: the ask's number
+	Seq      uint64 // MsgAsk, MsgNoStock: the ask's number; MsgStatus: its number
 	Gen      uint64 // shard → pool: the sender's incarnation
 	Counters Counters
 	// Flags.

@@ -170,7 +170,7 @@ func TestPoolNodeSteals(t *testing.T) {
 			}
 			n.Step(ask(0, cs[0], 1, true), 100)
 			// One give-back at a time, whoever asked first.
-			gb := msgsOf(n.Ready().NowMsgs, MsgGiveBack)
+			gb := msgsOf(n.Ready().Msgs, MsgGiveBack)
 			if len(gb) != 1 || gb[0].To.Shard != c.from || gb[0].Want != c.want {
 				t.Fatalf("give-backs %+v, want %d from shard %d", gb, c.want, c.from)
 			}
@@ -224,7 +224,7 @@ func TestPoolNodeReductionReclaimsFromShards(t *testing.T) {
 	n.Advance()
 	n.ChangeStock(2, -6, 1000)
 	rd := n.Ready()
-	gb := msgsOf(rd.NowMsgs, MsgGiveBack)
+	gb := msgsOf(rd.Msgs, MsgGiveBack)
 	if len(gb) != 3 || len(rd.Answers)+len(rd.NowAnswers) != 0 {
 		t.Fatalf("give-backs %+v, answers %+v", gb, rd.NowAnswers)
 	}

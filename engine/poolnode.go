@@ -18,11 +18,16 @@ type PoolNode struct {
 	askSeq  []uint64 // the newest ask of each shard
 	askAtMs []int64  // when shard i last asked
 	stealAt []int64  // when shard i was asked to give back; 0: not asked
+	// resentAt: when a grant was last sent again to shard i (chase).
+	resentAt []int64
 	// reclaims: stock reductions waiting for shards to give back.
 	reclaims  []reclaim
 	retryAtMs int64
 	soldOut   bool
-	rd        Ready
+	// statusN numbers the MsgStatus sent, so a front keeps the newest
+	// whatever order they arrive in.
+	statusN uint64
+	rd      Ready
 }
 
 // shardView is what the pool last heard of a shard.
@@ -42,7 +47,7 @@ type reclaim struct {
 func NewPoolNode(p *Pool, shards []Counters) *PoolNode {
 	s := len(shards)
 	n := &PoolNode{cfg: p.cfg, pool: p, self: PoolAddr(p.cfg.Item), view: make([]shardView, s),
-		want: make([]int64, s), urgent: make([]bool, s), askSeq: make([]uint64, s), askAtMs: make([]int64, s), stealAt: make([]int64, s)}
+		want: make([]int64, s), urgent: make([]bool, s), askSeq: make([]uint64, s), askAtMs: make([]int64, s), stealAt: make([]int64, s), resentAt: make([]int64, s)}
 	for i, c := range shards {
 		n.view[i].c = c
 	}
@@ -195,12 +200,13 @@ func (n *PoolNode) serve(nowMs int64) {
 	}
 	if best >= 0 {
 		n.stealAt[best] = nowMs
-		n.rd.NowMsgs = append(n.rd.NowMsgs, Msg{Kind: MsgGiveBack, From: n.self, To: ShardAddr(n.cfg.Item, best), Want: (most + 1) / 2})
+		n.giveBack(best, (most+1)/2)
 		return
 	}
 	if n.remaining() > 0 {
 		// Units are moving back to the pool (a MsgReturned will come) or
 		// sit with a shard that wants them itself. Look again soon.
+		n.chase(nowMs)
 		if n.retryAtMs == 0 {
 			n.retryAtMs = nowMs + StealRetryMs
 		}
@@ -212,6 +218,34 @@ func (n *PoolNode) serve(nowMs int64) {
 	for len(n.wants) > 0 {
 		n.dropWant(n.wants[0])
 	}
+}
+
+// chase recovers what a message lost between processes would strand (sends
+// are at most once): a shard whose returns the pool has not got is asked
+// for its total (a give-back of nothing, answered with its cumulative
+// Returned once durable), and a wanting shard that has not taken a grant
+// gets it again (cumulative totals make a repeat harmless). In one process
+// nothing is lost and this only repeats what is on its way.
+func (n *PoolNode) chase(nowMs int64) {
+	for i := range n.view {
+		c := n.view[i].c
+		if c.Returned > n.pool.GotFrom(i) && n.stealAt[i] == 0 {
+			n.stealAt[i] = nowMs
+			n.giveBack(i, 0)
+		}
+		if n.want[i] > 0 && n.pool.SentTo(i) > c.Received && nowMs-n.resentAt[i] >= AskRetryMs {
+			n.resentAt[i] = nowMs
+			n.rd.Msgs = append(n.rd.Msgs, n.grant(i))
+		}
+	}
+}
+
+// giveBack asks shard i for up to want units back. The message carries the
+// pool's sent total too, so a shard whose grant was lost takes it first
+// (units counted as on their way to it can then be given back), and it
+// leaves after the pool's pending commits, so that total is durable.
+func (n *PoolNode) giveBack(i int, want int64) {
+	n.rd.Msgs = append(n.rd.Msgs, Msg{Kind: MsgGiveBack, From: n.self, To: ShardAddr(n.cfg.Item, i), Want: want, Total: n.pool.SentTo(i)})
 }
 
 func (n *PoolNode) stealing() bool {
@@ -237,7 +271,8 @@ func (n *PoolNode) dropWant(s int) {
 func (n *PoolNode) status() {
 	if so := n.remaining() == 0; so != n.soldOut {
 		n.soldOut = so
-		n.rd.NowMsgs = append(n.rd.NowMsgs, Msg{Kind: MsgStatus, From: n.self, To: Addr{Item: n.cfg.Item, Shard: FrontShard}, SoldOut: so})
+		n.statusN++
+		n.rd.NowMsgs = append(n.rd.NowMsgs, Msg{Kind: MsgStatus, From: n.self, To: Addr{Item: n.cfg.Item, Shard: FrontShard}, SoldOut: so, Seq: n.statusN})
 	}
 }
 
@@ -272,13 +307,18 @@ func (n *PoolNode) changeStock(t Ticket, delta, nowMs int64) {
 		return
 	}
 	n.reclaims = append(n.reclaims, reclaim{t: t, delta: delta})
+	n.reclaimFromShards(nowMs)
+	n.retryReclaims(nowMs)
+}
+
+// reclaimFromShards asks every shard that may hold units for all of them.
+func (n *PoolNode) reclaimFromShards(nowMs int64) {
 	for i := range n.view {
 		if h := n.holding(i); h > 0 && n.stealAt[i] == 0 {
 			n.stealAt[i] = nowMs
-			n.rd.NowMsgs = append(n.rd.NowMsgs, Msg{Kind: MsgGiveBack, From: n.self, To: ShardAddr(n.cfg.Item, i), Want: h})
+			n.giveBack(i, h)
 		}
 	}
-	n.retryReclaims(nowMs)
 }
 
 // retryReclaims finishes reductions once the give-backs they wait for are in.
@@ -341,8 +381,12 @@ func (n *PoolNode) Restart(p *Pool, nowMs int64) {
 	for i := range n.view {
 		n.rd.NowMsgs = append(n.rd.NowMsgs, n.grant(i))
 		if n.view[i].c.Returned > p.GotFrom(i) {
-			n.rd.NowMsgs = append(n.rd.NowMsgs, Msg{Kind: MsgGiveBack, From: n.self, To: ShardAddr(n.cfg.Item, i)})
+			n.giveBack(i, 0)
 		}
+	}
+	// The give-backs reductions wait for were lost with the failed commit.
+	if len(n.reclaims) > 0 {
+		n.reclaimFromShards(nowMs)
 	}
 	n.serve(nowMs)
 	n.status()

@@ -153,6 +153,14 @@ func (n *ShardNode) Step(m Msg, nowMs int64) {
 		}
 		n.serveWaiting(nowMs, m.Seq)
 	case MsgGiveBack:
+		// A grant the shard has not taken (lost on the way) comes first.
+		if k, c, err := n.sh.ApplyRefill(m.Total); err != nil {
+			n.sh.broken(err)
+			return
+		} else if k > 0 {
+			n.refills++
+			n.rd.Records = append(n.rd.Records, Record{Kind: RecCounters, Item: n.self.Item, Shard: n.self.Shard, Counters: c})
+		}
 		k, c := n.sh.GiveBack(m.Want)
 		if k > 0 {
 			n.steals++
@@ -165,6 +173,8 @@ func (n *ShardNode) Step(m Msg, nowMs int64) {
 		r := n.msg(MsgReturned)
 		r.Answer, r.Total = true, c.Returned
 		n.rd.Msgs = append(n.rd.Msgs, r)
+		// Units that arrived with it may serve buyers waiting here.
+		n.serveWaiting(nowMs, 0)
 	}
 }
 
