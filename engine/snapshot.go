@@ -12,7 +12,7 @@ package engine
 // are what Verify sums the counters against. A grab costs 64 bytes here
 // (its strings are shared with the shard, not copied) and encodes to
 // 5 + len(user) + len(key) bytes, 5 more for a keyed grab's time in
-// milliseconds: 63 bytes for a 16-byte user id and a 36-byte UUID key, so a
+// milliseconds: 62 bytes for a 16-byte user id and a 36-byte UUID key, so a
 // shard of 100 000 keyed grabs snapshots to about 6 MB.
 type ShardSnapshot struct {
 	Item     string
@@ -61,7 +61,10 @@ func (s ShardSnapshot) Newer(than ShardSnapshot) bool {
 // running; the copy shares no memory that either side changes later. Like
 // every Shard method it must not run concurrently with another step.
 func (s *Shard) Snapshot(epoch uint64) ShardSnapshot {
-	gs := make([]SnapGrab, len(s.grabs))
+	var gs []SnapGrab // nil, not empty, when there are none: as decoded
+	if len(s.grabs) > 0 {
+		gs = make([]SnapGrab, len(s.grabs))
+	}
 	for i, g := range s.grabs {
 		gs[i] = SnapGrab{Seq: uint64(i) + 1, User: g.user, Qty: g.qty, Released: g.released}
 	}
