@@ -5,7 +5,9 @@
 // appended to and grabs read back from, the State of items, pools, counters
 // and relay cursors, and the Viewer of consistent read views. Store is all
 // of them at once; Mem implements it in memory for actor tests and
-// simulations.
+// simulations. Beside them, the SnapshotStore keeps each shard's latest
+// snapshot so that a shard can move between nodes: RedisSnapshots in
+// Redis, MemSnapshots in memory.
 package persistence
 
 import (
