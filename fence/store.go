@@ -30,7 +30,11 @@ type decide func(kvs []*mvccpb.KeyValue) ([]clientv3.Op, error)
 
 // casLoop reads keys in one transaction, asks decide what to write, and
 // writes it if, and only if, none of the keys changed since: each key read
-// must still have the mod revision seen, or still be absent.
+// must still have the mod revision seen, or still be absent. A lost compare
+// returns the keys' new values: the first retry decides on them at once
+// (two writers: one round trip more). Later retries first pause for a
+// random part of a window that grows with every loss, then read afresh
+// (values returned before a pause are stale after it).
 func (s *Store) casLoop(ctx context.Context, what string, keys []string, d decide) error {
 	gets := make([]clientv3.Op, len(keys))
 	for i, k := range keys {
@@ -46,7 +50,9 @@ func (s *Store) casLoop(ctx context.Context, what string, keys []string, d decid
 		if err != nil || ops == nil {
 			return err
 		}
+		sent := time.Now()
 		resp, err = s.cli.Txn(ctx).If(unchanged(keys, kvs)...).Then(ops...).Else(gets...).Commit()
+		rtt := time.Since(sent)
 		if err != nil {
 			return fmt.Errorf("%s: %w", what, err)
 		}
@@ -56,11 +62,16 @@ func (s *Store) casLoop(ctx context.Context, what string, keys []string, d decid
 		if attempt == MaxCASAttempts {
 			return fmt.Errorf("%s: %d attempts: %w", what, attempt, ErrContended)
 		}
-		// Writers that lost together would collide again in lockstep.
+		if attempt == 1 {
+			continue
+		}
 		select {
-		case <-time.After(rand.N(maxCASBackoff)):
+		case <-time.After(rand.N(min(maxCASBackoff, rtt<<min(attempt, 5)) + 1)):
 		case <-ctx.Done():
 			return fmt.Errorf("%s: %w", what, ctx.Err())
+		}
+		if resp, err = s.cli.Txn(ctx).Then(gets...).Commit(); err != nil {
+			return fmt.Errorf("%s: read: %w", what, err)
 		}
 	}
 }
