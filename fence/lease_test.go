@@ -8,6 +8,7 @@ import (
 )
 
 func TestJoinRefusesShortTTLAndBadIDs(t *testing.T) {
+	t.Parallel() // each test runs its own etcd
 	cli := dial(t, startEtcd(t))
 	for _, tc := range []struct {
 		name string
@@ -28,6 +29,7 @@ func TestJoinRefusesShortTTLAndBadIDs(t *testing.T) {
 }
 
 func TestLeaseValidityAndExpiry(t *testing.T) {
+	t.Parallel() // each test runs its own etcd
 	cli := dial(t, startEtcd(t))
 	s := New(cli)
 	l := join(t, cli, "n1")
@@ -86,6 +88,7 @@ func TestLeaseValidityAndExpiry(t *testing.T) {
 }
 
 func TestLeaveRevokes(t *testing.T) {
+	t.Parallel() // each test runs its own etcd
 	cli := dial(t, startEtcd(t))
 	s := New(cli)
 	l := join(t, cli, "n1")

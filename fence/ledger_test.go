@@ -138,6 +138,7 @@ func TestConcurrentGrantsNeverExceedStock(t *testing.T) {
 }
 
 func TestLedgerRules(t *testing.T) {
+	t.Parallel() // each test runs its own etcd
 	s, url := placed(t, "it", 100, 2)
 	cli := dial(t, url)
 	join(t, cli, "n2")
@@ -196,6 +197,7 @@ func TestLedgerRules(t *testing.T) {
 // one at epoch 2, both asking for units all the time; the shard moves
 // while they ask. After the move commits, epoch 1 never gets another unit.
 func TestSecondActivation(t *testing.T) {
+	t.Parallel() // each test runs its own etcd
 	s, url := placed(t, "it", 1_000_000, 1)
 	cli := dial(t, url)
 	join(t, cli, "n2")

@@ -9,6 +9,7 @@ import (
 // TestPlacement walks one shard through its life: each step is an
 // operation, the error it must give and the placement that must result.
 func TestPlacement(t *testing.T) {
+	t.Parallel() // each test runs its own etcd
 	cli := dial(t, startEtcd(t))
 	s := New(cli)
 	join(t, cli, "n1")
@@ -98,6 +99,7 @@ func TestPlacement(t *testing.T) {
 }
 
 func TestSetStateOfStaleEpoch(t *testing.T) {
+	t.Parallel() // each test runs its own etcd
 	cli := dial(t, startEtcd(t))
 	s := New(cli)
 	join(t, cli, "n1")

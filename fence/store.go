@@ -2,6 +2,7 @@ package fence
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"time"
@@ -22,7 +23,7 @@ type Store struct {
 func New(cli *clientv3.Client) *Store { return &Store{cli: cli} }
 
 // errAgain asks casLoop's caller to start over with other keys.
-var errAgain = fmt.Errorf("fence: keys changed, read again")
+var errAgain = errors.New("fence: keys changed, read again")
 
 // decide is given the keys read (nil: absent) and returns: ops to write (nil: nothing
 // to write, the operation is done) or an error that ends the operation.
