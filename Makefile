@@ -17,6 +17,7 @@ deps:
 	@command -v $(GO) >/dev/null || { echo "Go 1.26 is required: https://go.dev/dl/"; exit 1; }
 	$(GO) mod download
 	command -v redis-server >/dev/null || (apt-get update -qq && apt-get install -y -qq redis-server)
+	command -v etcd >/dev/null || (apt-get update -qq && apt-get install -y -qq etcd-server)
 
 test: deps vet
 	$(GO) test -race -count=1 -timeout 25m ./...

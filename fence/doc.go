@@ -1,0 +1,96 @@
+// Package fence keeps the cluster's authority in etcd: which nodes hold a
+// live lease, which node runs each shard of an item and at which epoch, and
+// the item's stock ledger, where every unit a shard incarnation may sell was
+// granted to that incarnation by a compare-and-swap transaction.
+//
+// Membership alone is never trusted (protoactor's disthash ran two
+// activations of one grain and sold 1441 of 1000 units here): a node past
+// its lease stops confirming, a shard incarnation (item, shard, epoch) is
+// granted units only while the placement names that epoch, in the same
+// transaction, and a stale incarnation can sell only what it alone already
+// holds. Nothing here is on a grab's path: only refills, give-backs, stock
+// changes, placement and leases touch etcd.
+package fence
+
+import (
+	"errors"
+	"time"
+)
+
+// Limits and timings. Each says why it is that number.
+const (
+	// LeaseTTL: two busy cores can starve a scheduler for a second or more;
+	// five seconds survives that while a dead node's shards wait at most
+	// five seconds for a forced move (cluster.md, rule 1).
+	LeaseTTL = 5 * time.Second
+	// KeepAliveInterval: one keep-alive a second leaves four chances to renew
+	// before a 5 s lease expires.
+	KeepAliveInterval = time.Second
+	// KeepAliveTimeout bounds one keep-alive round trip (p99 3.6 ms measured
+	// here): a slower answer is as good as lost, the next one is due.
+	KeepAliveTimeout = KeepAliveInterval
+	// ValidityMargin is taken off the lease a node believes it holds. etcd
+	// starts a renewed TTL when it receives the keep-alive, after we sent it,
+	// so sent + TTL is already conservative; the margin covers a local clock
+	// that runs slower than the etcd leader's (20% of a 5 s lease) and the
+	// time between a node's check and its action.
+	ValidityMargin = time.Second
+	// MinLeaseTTL: the lease must outlive the margin and one keep-alive
+	// interval, or a node would be invalid between two healthy keep-alives.
+	MinLeaseTTL = ValidityMargin + KeepAliveInterval + time.Second
+	// MaxCASAttempts bounds the retries of one compare-and-swap. A ledger is
+	// written by refills, give-backs, stock changes and moves: a few writers
+	// at once, each retrying at once with the values its failed compare
+	// returned. Past this the caller hears ErrContended and backs off.
+	MaxCASAttempts = 64
+	// maxCASBackoff caps the random pause after a lost compare. The pause
+	// is drawn from a window of the losing transaction's own round trip,
+	// doubled with every loss up to 32 round trips: on a loaded machine
+	// (2 cores, a write 1-10 ms) sixteen writers of one ledger then spread
+	// out instead of colliding again in lockstep.
+	maxCASBackoff = 200 * time.Millisecond
+	// MaxIncarnations bounds one item's ledger record (a JSON value read and
+	// rewritten by every change): 4096 incarnations are about 300 KiB, well
+	// under etcd's 1.5 MiB request limit and a few moves per shard of a
+	// 1024-shard item.
+	MaxIncarnations = 4096
+	// MaxEpoch: an incarnation's grab sequences live in [epoch<<32,
+	// (epoch+1)<<32), so the epoch must fit in 32 bits.
+	MaxEpoch = 1<<32 - 1
+	// MaxJoinAttempts bounds how many times Join waits for an earlier
+	// lease of the same node id to expire (a restart after SIGKILL).
+	MaxJoinAttempts = 8
+)
+
+// Outcomes callers branch on.
+var (
+	// ErrNodeDown: the node named has no live lease (its key is gone).
+	ErrNodeDown = errors.New("fence: node has no live lease")
+	// ErrOwnerAlive: the shard is placed on another node whose lease lives.
+	ErrOwnerAlive = errors.New("fence: shard owner's lease is alive")
+	// ErrOwnerExpired: the shard's owner lost its lease; only ForceMove may
+	// take the shard.
+	ErrOwnerExpired = errors.New("fence: shard owner's lease expired: force move needed")
+	// ErrNotOwner: a cooperative move named a node that does not hold the shard.
+	ErrNotOwner = errors.New("fence: shard is not placed on that node")
+	// ErrUnplaced: the shard has no placement.
+	ErrUnplaced = errors.New("fence: shard is not placed")
+	// ErrStale: the incarnation is not the placement's current active one;
+	// it gets no units.
+	ErrStale = errors.New("fence: stale incarnation")
+	// ErrFrozen: the incarnation was frozen by a forced move; it gets no units.
+	ErrFrozen = errors.New("fence: incarnation frozen")
+	// ErrNoLedger: the item has no ledger.
+	ErrNoLedger = errors.New("fence: item has no ledger")
+	// ErrLedgerExists: CreateLedger found one.
+	ErrLedgerExists = errors.New("fence: ledger exists")
+	// ErrInsufficient: a stock reduction asks for more than the pool holds.
+	ErrInsufficient = errors.New("fence: not enough units in the pool")
+	// ErrRefused: the change would break the ledger's conservation (or its
+	// record is already broken); nothing was written.
+	ErrRefused = errors.New("fence: refused: the change would break the ledger")
+	// ErrContended: MaxCASAttempts compare-and-swaps all lost.
+	ErrContended = errors.New("fence: too much contention")
+	// ErrNodeTaken: another lease still holds the node id.
+	ErrNodeTaken = errors.New("fence: node id held by another lease")
+)

@@ -1,0 +1,60 @@
+package fence
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/seckill/seckill/engine"
+)
+
+// Key layout. Every key lives under one prefix so that a shared etcd can
+// host other things; ids never contain '/', so a prefix of one item never
+// matches another's keys.
+//
+//	/seckill/nodes/<node>              NodeInfo JSON, attached to the node's lease
+//	/seckill/placement/<item>/<shard>  Placement JSON {node, epoch, state}
+//	/seckill/ledger/<item>             Ledger JSON {stock, pool, incarnations}
+const (
+	prefix          = "/seckill/"
+	nodesPrefix     = prefix + "nodes/"
+	placementPrefix = prefix + "placement/"
+	ledgerPrefix    = prefix + "ledger/"
+)
+
+func nodeKey(node string) string { return nodesPrefix + node }
+
+func placementKey(item string, shard int) string {
+	return placementPrefix + item + "/" + strconv.Itoa(shard)
+}
+
+func itemPlacementPrefix(item string) string { return placementPrefix + item + "/" }
+
+func ledgerKey(item string) string { return ledgerPrefix + item }
+
+// checkID refuses ids that would break the key layout.
+func checkID(kind, id string) error {
+	if id == "" || len(id) > engine.MaxIDLen || strings.ContainsAny(id, "/\x00") {
+		return fmt.Errorf("fence: bad %s id %q", kind, id)
+	}
+	return nil
+}
+
+func checkShard(item string, shard int) error {
+	if err := checkID("item", item); err != nil {
+		return err
+	}
+	if shard < 0 || shard >= engine.MaxShards {
+		return fmt.Errorf("fence: item %s: bad shard %d", item, shard)
+	}
+	return nil
+}
+
+// shardOfKey parses the shard number at the end of a placement key.
+func shardOfKey(item string, key []byte) (int, error) {
+	s, ok := strings.CutPrefix(string(key), itemPlacementPrefix(item))
+	if !ok {
+		return 0, fmt.Errorf("fence: key %q is not a placement of %s", key, item)
+	}
+	return strconv.Atoi(s)
+}

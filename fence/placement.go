@@ -1,0 +1,321 @@
+package fence
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// State is what a placed shard may do.
+type State string
+
+const (
+	// Active: the incarnation sells and may be granted units.
+	Active State = "active"
+	// Moving: the owner is handing the shard over (it answers 503, finishes
+	// its commits, gives back unsold units); no grants.
+	Moving State = "moving"
+	// Frozen: an operator stopped the shard where it is; no grants.
+	Frozen State = "frozen"
+)
+
+// Placement is which node runs a shard and as which incarnation (epoch).
+// An epoch only grows: every move, cooperative or forced, adds one.
+type Placement struct {
+	Shard int    `json:"-"`
+	Node  string `json:"node"`
+	Epoch uint64 `json:"epoch"`
+	State State  `json:"state"`
+}
+
+func decodePlacement(kv *mvccpb.KeyValue, shard int) (Placement, error) {
+	var p Placement
+	if err := json.Unmarshal(kv.Value, &p); err != nil {
+		return p, fmt.Errorf("placement %s: %w", kv.Key, err)
+	}
+	p.Shard = shard
+	return p, nil
+}
+
+func (p Placement) put(item string) clientv3.Op {
+	b, _ := json.Marshal(p) // a struct of a string, a number and a string
+	return clientv3.OpPut(placementKey(item, p.Shard), string(b))
+}
+
+// Attach places a shard on node, which must hold a live lease. Unplaced: the
+// node gets epoch 1. Already on node: the placement is returned unchanged (a
+// restarted node re-attaches its shards; nothing moves). On another node
+// whose lease lives: ErrOwnerAlive; whose lease expired: ErrOwnerExpired
+// (only ForceMove may take it).
+func (s *Store) Attach(ctx context.Context, item string, shard int, node string) (Placement, error) {
+	if err := checkPlacement(item, shard, node); err != nil {
+		return Placement{}, err
+	}
+	var out Placement
+	keys := []string{placementKey(item, shard), nodeKey(node)}
+	err := s.casLoop(ctx, "attach "+keys[0], keys, func(kvs []*mvccpb.KeyValue) ([]clientv3.Op, error) {
+		if kvs[1] == nil {
+			return nil, fmt.Errorf("attach %s/%d to %s: %w", item, shard, node, ErrNodeDown)
+		}
+		if kvs[0] == nil {
+			out = Placement{Shard: shard, Node: node, Epoch: 1, State: Active}
+			return []clientv3.Op{out.put(item)}, nil
+		}
+		p, err := decodePlacement(kvs[0], shard)
+		if err != nil {
+			return nil, err
+		}
+		if p.Node == node {
+			out = p
+			return nil, nil
+		}
+		alive, err := s.nodeAlive(ctx, p.Node)
+		if err != nil {
+			return nil, err
+		}
+		if alive {
+			return nil, fmt.Errorf("attach %s/%d to %s: on %s: %w", item, shard, node, p.Node, ErrOwnerAlive)
+		}
+		return nil, fmt.Errorf("attach %s/%d to %s: on %s: %w", item, shard, node, p.Node, ErrOwnerExpired)
+	})
+	return out, err
+}
+
+// SetState changes the state of the shard's incarnation epoch (the owner
+// marks it Moving before handing over; an operator freezes or resumes it).
+func (s *Store) SetState(ctx context.Context, item string, shard int, epoch uint64, st State) (Placement, error) {
+	if err := checkShard(item, shard); err != nil {
+		return Placement{}, err
+	}
+	if st != Active && st != Moving && st != Frozen {
+		return Placement{}, fmt.Errorf("fence: bad state %q", st)
+	}
+	var out Placement
+	keys := []string{placementKey(item, shard)}
+	err := s.casLoop(ctx, "set state "+keys[0], keys, func(kvs []*mvccpb.KeyValue) ([]clientv3.Op, error) {
+		if kvs[0] == nil {
+			return nil, fmt.Errorf("set state %s/%d: %w", item, shard, ErrUnplaced)
+		}
+		p, err := decodePlacement(kvs[0], shard)
+		if err != nil {
+			return nil, err
+		}
+		if p.Epoch != epoch {
+			return nil, fmt.Errorf("set state %s/%d@%d: now @%d: %w", item, shard, epoch, p.Epoch, ErrStale)
+		}
+		out = p
+		if p.State == st {
+			return nil, nil
+		}
+		out.State = st
+		return []clientv3.Op{out.put(item)}, nil
+	})
+	return out, err
+}
+
+// Move hands a shard over cooperatively: only if it is placed on from, to
+// a node with a live lease, at epoch+1. The new incarnation starts with no
+// units; from's unsold units come back by Return.
+func (s *Store) Move(ctx context.Context, item string, shard int, from, to string) (Placement, error) {
+	if err := checkPlacement(item, shard, to); err != nil {
+		return Placement{}, err
+	}
+	var out Placement
+	keys := []string{placementKey(item, shard), nodeKey(to)}
+	err := s.casLoop(ctx, "move "+keys[0], keys, func(kvs []*mvccpb.KeyValue) ([]clientv3.Op, error) {
+		if kvs[0] == nil {
+			return nil, fmt.Errorf("move %s/%d: %w", item, shard, ErrUnplaced)
+		}
+		if kvs[1] == nil {
+			return nil, fmt.Errorf("move %s/%d to %s: %w", item, shard, to, ErrNodeDown)
+		}
+		p, err := decodePlacement(kvs[0], shard)
+		if err != nil {
+			return nil, err
+		}
+		if p.Node != from {
+			return nil, fmt.Errorf("move %s/%d from %s: on %s: %w", item, shard, from, p.Node, ErrNotOwner)
+		}
+		if out, err = p.next(to); err != nil {
+			return nil, err
+		}
+		return []clientv3.Op{out.put(item)}, nil
+	})
+	return out, err
+}
+
+// ForceMove takes a shard from an owner whose lease etcd expired (its node
+// key is gone: the taker waits for etcd, never for its own clock) and gives
+// it to to at epoch+1. In the same transaction the old incarnation is
+// frozen in the item's ledger: it gets no more units, and what it holds is
+// counted as possibly sold. Buyers the old owner confirmed after its last
+// snapshot may later show over their limit; reconcile lists them.
+func (s *Store) ForceMove(ctx context.Context, item string, shard int, to string) (Placement, error) {
+	if err := checkPlacement(item, shard, to); err != nil {
+		return Placement{}, err
+	}
+	for range MaxCASAttempts {
+		cur, err := s.get(ctx, placementKey(item, shard))
+		if err != nil {
+			return Placement{}, err
+		}
+		if cur == nil {
+			return Placement{}, fmt.Errorf("force move %s/%d: %w", item, shard, ErrUnplaced)
+		}
+		owner, err := decodePlacement(cur, shard)
+		if err != nil {
+			return Placement{}, err
+		}
+		out, err := s.forceMove(ctx, item, owner, to)
+		if err != errAgain {
+			return out, err
+		}
+	}
+	return Placement{}, fmt.Errorf("force move %s/%d: %w", item, shard, ErrContended)
+}
+
+// forceMove is ForceMove for the owner read; errAgain if the owner changed.
+func (s *Store) forceMove(ctx context.Context, item string, owner Placement, to string) (Placement, error) {
+	var out Placement
+	keys := []string{placementKey(item, owner.Shard), nodeKey(owner.Node), nodeKey(to), ledgerKey(item)}
+	err := s.casLoop(ctx, "force move "+keys[0], keys, func(kvs []*mvccpb.KeyValue) ([]clientv3.Op, error) {
+		if kvs[0] == nil {
+			return nil, errAgain
+		}
+		p, err := decodePlacement(kvs[0], owner.Shard)
+		if err != nil {
+			return nil, err
+		}
+		if p.Node != owner.Node {
+			return nil, errAgain
+		}
+		if kvs[1] != nil {
+			return nil, fmt.Errorf("force move %s/%d from %s: %w", item, p.Shard, p.Node, ErrOwnerAlive)
+		}
+		if kvs[2] == nil {
+			return nil, fmt.Errorf("force move %s/%d to %s: %w", item, p.Shard, to, ErrNodeDown)
+		}
+		if out, err = p.next(to); err != nil {
+			return nil, err
+		}
+		ops := []clientv3.Op{out.put(item)}
+		if kvs[3] != nil {
+			l, err := decodeLedger(item, kvs[3])
+			if err != nil {
+				return nil, err
+			}
+			l.inc(p.Shard, p.Epoch).Frozen = true
+			op, err := l.put(item)
+			if err != nil {
+				return nil, err
+			}
+			ops = append(ops, op)
+		}
+		return ops, nil
+	})
+	return out, err
+}
+
+// next is the placement of the following incarnation, on node.
+func (p Placement) next(node string) (Placement, error) {
+	if p.Epoch >= MaxEpoch {
+		return p, fmt.Errorf("fence: shard %d at epoch %d: no epoch left", p.Shard, p.Epoch)
+	}
+	return Placement{Shard: p.Shard, Node: node, Epoch: p.Epoch + 1, State: Active}, nil
+}
+
+// Placement lists an item's placed shards, in key order.
+func (s *Store) Placement(ctx context.Context, item string) ([]Placement, error) {
+	if err := checkID("item", item); err != nil {
+		return nil, err
+	}
+	resp, err := s.cli.Get(ctx, itemPlacementPrefix(item), clientv3.WithPrefix())
+	if err != nil {
+		return nil, fmt.Errorf("placement %s: %w", item, err)
+	}
+	ps := make([]Placement, 0, len(resp.Kvs))
+	for _, kv := range resp.Kvs {
+		shard, err := shardOfKey(item, kv.Key)
+		if err != nil {
+			return nil, err
+		}
+		p, err := decodePlacement(kv, shard)
+		if err != nil {
+			return nil, err
+		}
+		ps = append(ps, p)
+	}
+	return ps, nil
+}
+
+// PlacementEvent is one change of a shard's placement.
+type PlacementEvent struct {
+	Placement
+	Err error // a watch error or an undecodable value; the channel closes after it
+}
+
+// WatchPlacement reports every placement change of item until ctx ends,
+// then closes the channel. Placements are never deleted, so every event is
+// a put.
+func (s *Store) WatchPlacement(ctx context.Context, item string) <-chan PlacementEvent {
+	out := make(chan PlacementEvent, 16)
+	go func() {
+		defer close(out)
+		for wr := range s.cli.Watch(ctx, itemPlacementPrefix(item), clientv3.WithPrefix()) {
+			if err := wr.Err(); err != nil {
+				send(ctx, out, PlacementEvent{Err: err})
+				return
+			}
+			for _, ev := range wr.Events {
+				if ev.Type != mvccpb.PUT {
+					continue
+				}
+				var e PlacementEvent
+				shard, err := shardOfKey(item, ev.Kv.Key)
+				if err == nil {
+					e.Placement, err = decodePlacement(ev.Kv, shard)
+				}
+				e.Err = err
+				if !send(ctx, out, e) || err != nil {
+					return
+				}
+			}
+		}
+	}()
+	return out
+}
+
+func send(ctx context.Context, out chan<- PlacementEvent, e PlacementEvent) bool {
+	select {
+	case out <- e:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+func (s *Store) get(ctx context.Context, key string) (*mvccpb.KeyValue, error) {
+	resp, err := s.cli.Get(ctx, key)
+	if err != nil {
+		return nil, fmt.Errorf("get %s: %w", key, err)
+	}
+	if len(resp.Kvs) == 0 {
+		return nil, nil
+	}
+	return resp.Kvs[0], nil
+}
+
+func (s *Store) nodeAlive(ctx context.Context, node string) (bool, error) {
+	kv, err := s.get(ctx, nodeKey(node))
+	return kv != nil, err
+}
+
+func checkPlacement(item string, shard int, node string) error {
+	if err := checkShard(item, shard); err != nil {
+		return err
+	}
+	return checkID("node", node)
+}
