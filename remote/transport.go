@@ -67,7 +67,9 @@ type Transport struct {
 	dropped atomic.Uint64
 }
 
-// Start listens on cfg.Addr and spawns the receiver.
+// Start listens on cfg.Addr and spawns the receiver. Start it before any
+// other gRPC client of the process (etcd's): protoactor's Start replaces
+// gRPC's global logger, a write that races with every live gRPC connection.
 func Start(cfg Config) (*Transport, error) {
 	if cfg.Handle == nil {
 		return nil, fmt.Errorf("remote: start %s: no handler", cfg.Addr)
