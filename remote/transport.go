@@ -1,0 +1,210 @@
+package remote
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+
+	"github.com/asynkron/protoactor-go/actor"
+	protoremote "github.com/asynkron/protoactor-go/remote"
+	"github.com/seckill/seckill/engine"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+)
+
+// ReceiverName is the name of the actor every Transport spawns: a peer
+// addresses it as actor.NewPID(addr, ReceiverName).
+const ReceiverName = "seckill"
+
+const (
+	// writerQueueInit is the initial capacity of the queue of envelopes
+	// waiting for a peer's connection. Protoactor's queue grows as needed, so
+	// this is no limit; its default (1 000 000 slots, 16 MB per peer) only
+	// costs memory. A sale's messages come in bursts of a few per shard.
+	writerQueueInit = 4096
+	// connectAttempts: protoactor retries a failed connection after 2 s,
+	// holding every envelope for that peer meanwhile, and drops them all once
+	// it gives up. One attempt keeps an unreachable peer from holding
+	// envelopes longer than that 2 s; the next send tries again. Loss is the
+	// protocol's business (cumulative totals, re-asks), not the wire's.
+	connectAttempts = 1
+)
+
+// Config says where a Transport listens and who hears what arrives.
+type Config struct {
+	// Addr is IP:PORT: the address to listen on, the address peers know this
+	// node by, and the IP outbound connections dial from (so that rules on
+	// source addresses, such as nftables partitions in tests, see each node
+	// as itself). Port 0 picks a free port; Addr() tells which. Keep it on a
+	// private network: a message of a protobuf type the receiver does not
+	// know crashes it (protoactor remote/proto_serializer.go:30-32).
+	Addr string
+	// Handle receives every protocol message that arrives, one at a time on
+	// the receiver actor's goroutine: it must not block.
+	Handle func(engine.Msg)
+	// Logger: nil means slog.Default(). Protoactor's own records go to it
+	// from Warn up.
+	Logger *slog.Logger
+}
+
+// Transport sends protocol messages to peer nodes and hands those that
+// arrive to Config.Handle.
+type Transport struct {
+	sys  *actor.ActorSystem
+	rem  *protoremote.Remote
+	addr string
+	log  *slog.Logger
+
+	// mu orders Send against Close: protoactor's endpoint manager reads its
+	// stopped flag without a lock.
+	mu     sync.RWMutex
+	closed bool
+
+	dropped atomic.Uint64
+}
+
+// Start listens on cfg.Addr and spawns the receiver. Start it before any
+// other gRPC client of the process (etcd's): protoactor's Start replaces
+// gRPC's global logger, a write that races with every live gRPC connection.
+func Start(cfg Config) (*Transport, error) {
+	if cfg.Handle == nil {
+		return nil, fmt.Errorf("remote: start %s: no handler", cfg.Addr)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	host, port, ip, err := splitAddr(cfg.Addr)
+	if err != nil {
+		return nil, err
+	}
+	t := &Transport{log: cfg.Logger.With("component", "remote")}
+	t.sys = actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
+		return slog.New(minLevel{cfg.Logger.Handler(), slog.LevelWarn}).With("component", "protoactor")
+	}))
+	dialer := &net.Dialer{LocalAddr: &net.TCPAddr{IP: ip}}
+	opts := []protoremote.ConfigOption{
+		protoremote.WithDialOptions(
+			grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
+				return dialer.DialContext(ctx, "tcp", addr)
+			})),
+		protoremote.WithEndpointWriterQueueSize(writerQueueInit),
+	}
+	if port != 0 {
+		// With port 0 protoactor advertises the address it bound.
+		opts = append(opts, protoremote.WithAdvertisedHost(cfg.Addr))
+	}
+	rc := protoremote.Configure(host, port, opts...)
+	rc.MaxRetryCount = connectAttempts
+	t.rem = protoremote.NewRemote(t.sys, rc)
+	if err := startRemote(t.rem); err != nil {
+		t.sys.Shutdown()
+		return nil, fmt.Errorf("remote: start %s: %w", cfg.Addr, err)
+	}
+	t.addr = t.sys.Address()
+	props := actor.PropsFromFunc(func(c actor.Context) {
+		if b, ok := c.Message().(*wrapperspb.BytesValue); ok {
+			t.receive(b.Value, cfg.Handle)
+		}
+	})
+	if _, err := t.sys.Root.SpawnNamed(props, ReceiverName); err != nil {
+		t.Close()
+		return nil, fmt.Errorf("remote: spawn receiver: %w", err)
+	}
+	return t, nil
+}
+
+// startRemote turns the panic protoactor's Start raises when it cannot
+// listen into an error. Listening is the first thing Start does, so nothing
+// is left half started.
+func startRemote(r *protoremote.Remote) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("%v", p)
+		}
+	}()
+	r.Start()
+	return nil
+}
+
+// splitAddr checks that addr is IP:PORT with an IP a peer can dial back
+// and this node can dial from.
+func splitAddr(addr string) (host string, port int, ip net.IP, err error) {
+	h, p, err := net.SplitHostPort(addr)
+	if err == nil {
+		ip = net.ParseIP(h)
+		_, err = fmt.Sscanf(p, "%d", &port)
+	}
+	if err != nil || ip == nil || ip.IsUnspecified() || port < 0 || port > 65535 {
+		return "", 0, nil, fmt.Errorf("remote: address %q is not IP:PORT with a specific IP", addr)
+	}
+	return h, port, ip, nil
+}
+
+func (t *Transport) receive(b []byte, handle func(engine.Msg)) {
+	e, err := DecodeEnvelope(b)
+	if err != nil {
+		t.dropped.Add(1)
+		t.log.Warn("drop envelope", "len", len(b), "err", err)
+		return
+	}
+	switch e.Tag {
+	case TagMsg:
+		handle(e.Msg)
+	}
+}
+
+// Addr is the address peers send to.
+func (t *Transport) Addr() string { return t.addr }
+
+// Dropped counts envelopes that arrived and did not decode.
+func (t *Transport) Dropped() uint64 { return t.dropped.Load() }
+
+// Send sends m once to the node at peer (IP:PORT), fire and forget: no
+// future, no retry, no error. It may be lost, like any remote send; after
+// Close it does nothing.
+func (t *Transport) Send(peer string, m engine.Msg) {
+	t.sendValue(peer, wrap(MsgEnvelope(m)))
+}
+
+func (t *Transport) sendValue(peer string, v *wrapperspb.BytesValue) {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	if !t.closed {
+		t.sys.Root.Send(actor.NewPID(peer, ReceiverName), v)
+	}
+}
+
+// Close stops the remote: envelopes still queued for peers are lost.
+func (t *Transport) Close() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return
+	}
+	t.closed = true
+	t.rem.Shutdown(true)
+	t.sys.Shutdown()
+}
+
+// minLevel passes on records from level up.
+type minLevel struct {
+	slog.Handler
+	level slog.Level
+}
+
+func (h minLevel) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= h.level && h.Handler.Enabled(ctx, l)
+}
+
+func (h minLevel) WithAttrs(as []slog.Attr) slog.Handler {
+	return minLevel{h.Handler.WithAttrs(as), h.level}
+}
+
+func (h minLevel) WithGroup(name string) slog.Handler {
+	return minLevel{h.Handler.WithGroup(name), h.level}
+}
