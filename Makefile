@@ -21,6 +21,9 @@ deps:
 
 test: deps vet
 	$(GO) test -race -count=1 -timeout 25m ./...
+	# two protoactor remotes in one process: the race detector flags races inside grpc and
+	# protoactor themselves (see remote/transport_test.go), so these run without it
+	$(GO) test -count=1 ./remote
 	# the deterministic simulation, thousands of seeds (pure code: no -race needed)
 	$(GO) test -count=1 -run '^TestSimulation$$' ./engine -sim.seeds=3000
 
