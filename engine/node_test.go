@@ -254,3 +254,75 @@ func TestPoolNodeReductionReclaimsFromShards(t *testing.T) {
 		t.Fatalf("records %+v", rd.Records)
 	}
 }
+
+// Sends between processes are at most once; the pool recovers what a lost
+// message would strand.
+func TestPoolNodeChasesLostMessages(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		other Counters // what shard 2 last reported
+		kind  MsgKind  // what the pool sends it, after the commit it waits for
+		total int64
+	}{
+		// Shard 2 returned 2 units (released, durable) whose MsgReturned was
+		// lost: the pool asks it for its total with a give-back of nothing.
+		{"lost return", Counters{Allocated: 8, Sold: 8, NextSeq: 9, Received: 5, Returned: 2}, MsgGiveBack, 5},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			n, cs := poolWith(t, 0, [][2]int64{{5, 0}, {15, 10}, {8, 5}})
+			n.Step(Msg{Kind: MsgReport, From: ShardAddr("it", 2), To: PoolAddr("it"), Gen: 1, Counters: c.other}, 99)
+			n.Advance()
+			n.Step(ask(0, cs[0], 1, true), 100)
+			rd := n.Ready()
+			ms := msgsOf(rd.Msgs, c.kind)
+			if len(ms) != 1 || ms[0].To.Shard != 2 || ms[0].Want != 0 || ms[0].Total != c.total {
+				t.Fatalf("%v to shard 2: %+v; ready %+v", c.kind, ms, rd)
+			}
+			if n.SoldOut() {
+				t.Fatal("sold out with units on their way back")
+			}
+		})
+	}
+}
+
+func TestShardNodeTakesALostGrantBeforeGivingBack(t *testing.T) {
+	// Shard 0 of nodeItem holds 5 at creation; the pool sent it 4 more,
+	// whose grant was lost.
+	n := NewShardNode(NewShard(nodeItem, 0), 1)
+	n.Step(Msg{Kind: MsgGiveBack, From: PoolAddr("it"), To: ShardAddr("it", 0), Want: 9, Total: 4}, 100)
+	rd := n.Ready()
+	ret := msgsOf(rd.Msgs, MsgReturned)
+	if len(ret) != 1 || ret[0].Total != 9 || !ret[0].Answer {
+		t.Fatalf("returned %+v", ret)
+	}
+	if c := n.Shard().Counters(); c.Received != 4 || c.Returned != 9 || c.Remaining() != 0 {
+		t.Fatalf("counters %v", c)
+	}
+	if len(rd.Records) != 2 {
+		t.Fatalf("records %+v, want the grant's counters then the give-back's", rd.Records)
+	}
+}
+
+func TestStatusesAreNumbered(t *testing.T) {
+	n, cs := poolWith(t, 0, [][2]int64{{5, 0}, {15, 10}, {9, 5}})
+	n.Step(Msg{Kind: MsgReport, From: ShardAddr("it", 2), To: PoolAddr("it"), Gen: 1, Counters: Counters{Allocated: 10, Sold: 10, NextSeq: 11, Received: 5}}, 100)
+	first := msgsOf(n.Ready().NowMsgs, MsgStatus)
+	n.Advance()
+	n.ChangeStock(7, 1, 101)
+	second := msgsOf(n.Ready().NowMsgs, MsgStatus)
+	if len(first) != 1 || !first[0].SoldOut || len(second) != 1 || second[0].SoldOut || second[0].Seq <= first[0].Seq {
+		t.Fatalf("statuses %+v then %+v (counters %v)", first, second, cs)
+	}
+}
+
+func TestPoolNodeResendsALostGrant(t *testing.T) {
+	// The pool sent shard 0 three units whose grant was lost: its ask still
+	// says received 0. Nothing else is left, so only the lost grant serves.
+	n, _ := poolWith(t, 0, [][2]int64{{5, 3}, {12, 7}, {10, 5}})
+	n.Step(ask(0, Counters{Allocated: 5, Sold: 5, NextSeq: 6}, 1, true), 100)
+	rd := n.Ready()
+	g := msgsOf(rd.Msgs, MsgGrant)
+	if len(g) != 1 || g[0].To.Shard != 0 || g[0].Total != 3 || len(msgsOf(rd.NowMsgs, MsgNoStock)) != 0 || n.SoldOut() {
+		t.Fatalf("ready %+v, sold out %v", rd, n.SoldOut())
+	}
+}
