@@ -417,4 +417,3 @@ func TestClusterPartitionFence(t *testing.T) {
 	a.stop(t)
 	t.Logf("took %v", time.Since(started).Round(time.Millisecond))
 }
-
