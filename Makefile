@@ -18,6 +18,7 @@ deps:
 	$(GO) mod download
 	command -v redis-server >/dev/null || (apt-get update -qq && apt-get install -y -qq redis-server)
 	command -v etcd >/dev/null || (apt-get update -qq && apt-get install -y -qq etcd-server)
+	command -v nft >/dev/null || (apt-get update -qq && apt-get install -y -qq nftables)
 
 test: deps vet
 	$(GO) test -race -count=1 -timeout 25m ./...

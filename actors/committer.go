@@ -49,6 +49,10 @@ type round struct {
 	reqs  []commitReq
 	wait  func() error // nil when the round wrote nothing
 	err   error        // the submission failed
+	// fenced: the node's lease was not valid before the submission or
+	// after the sync. The records are durable all the same; only the
+	// answers say 503 (see finish).
+	fenced bool
 }
 
 func newCommitter(n *Node) *committer {
@@ -95,6 +99,9 @@ func (c *committer) run() {
 func (c *committer) submit(r *round) {
 	r.batch.Reset()
 	r.wait, r.err = nil, nil
+	// The round is submitted even when fenced: its decisions are already in
+	// memory, and writing them keeps memory and disk one (no reload).
+	r.fenced = !c.node.fenceValid()
 	for i := range r.reqs {
 		q := &r.reqs[i]
 		if q.gen <= q.lane.failedGen.Load() {
@@ -149,6 +156,11 @@ func (c *committer) sync() {
 				c.poison(r)
 			}
 		}
+		if err == nil && !r.fenced && !c.node.fenceValid() {
+			// Checked again after the fsync: the lease may have run out
+			// while the disk synced.
+			r.fenced = true
+		}
 		if err != nil {
 			c.node.opts.Logger.Error("group commit failed", "records", r.batch.Len(), "err", err)
 		} else if r.batch.Len() > 0 {
@@ -160,7 +172,7 @@ func (c *committer) sync() {
 		for i := range r.reqs {
 			q := &r.reqs[i]
 			if q.dropped {
-				c.finish(q, errDropped)
+				c.finish(q, errDropped, false)
 				continue
 			}
 			if err == nil && q.durable != nil {
@@ -171,7 +183,7 @@ func (c *committer) sync() {
 					q.durable.durableSeq.Store(q.rec.Grab.Seq)
 				}
 			}
-			c.finish(q, err)
+			c.finish(q, err, r.fenced)
 		}
 		clear(r.reqs)
 		r.reqs = r.reqs[:0]
@@ -182,7 +194,18 @@ func (c *committer) sync() {
 	}
 }
 
-func (c *committer) finish(r *commitReq, err error) {
+// finish answers a request of a round. A failed commit (err) answers
+// unavailable and sends nothing: its records may be lost. A fenced round
+// answers unavailable too, because a node past its lease may not confirm,
+// but its records are durable: the grab stays decided (a retry with the
+// same key replays it, 201 once the lease is back; the relay publishes it
+// as any other), and the step's msgs (grants, give-backs) are sent, since
+// the pool's and shards' totals count what is on disk.
+func (c *committer) finish(r *commitReq, err error, fenced bool) {
+	if err == nil && fenced {
+		c.answerFenced(r)
+		return
+	}
 	if r.c != nil {
 		if err != nil {
 			r.c.finish(Reply{Err: ErrUnavailable})
@@ -206,6 +229,24 @@ func (c *committer) finish(r *commitReq, err error) {
 		for _, m := range r.msgs {
 			c.node.send(m)
 		}
+	}
+}
+
+// answerFenced answers every call of a durable request unavailable and
+// sends its msgs.
+func (c *committer) answerFenced(r *commitReq) {
+	if r.c != nil {
+		r.c.finish(Reply{Err: ErrUnavailable})
+	}
+	for _, p := range r.answers {
+		if p.c != nil {
+			p.c.finish(Reply{Err: ErrUnavailable})
+		} else {
+			p.s.done <- StockReply{Err: ErrUnavailable}
+		}
+	}
+	for _, m := range r.msgs {
+		c.node.send(m)
 	}
 }
 

@@ -29,6 +29,12 @@ type Options struct {
 	// RequestTimeout bounds the wait for a shard's answer.
 	RequestTimeout time.Duration
 	Logger         *slog.Logger
+	// Fence reports whether the node may still confirm at now (a
+	// time.Now() value: its monotonic reading is what counts). Committers
+	// ask it before submitting a round and again after its sync; false
+	// answers the round 503 while its records stay durable. Nil: always
+	// valid (a single node). It is on the hot path: one atomic load.
+	Fence func(now time.Time) bool
 }
 
 // Node runs every item's shard actors on one machine.
@@ -185,6 +191,11 @@ func (n *Node) Items() []*Item {
 
 // Now is the node's clock in Unix milliseconds.
 func (n *Node) Now() int64 { return n.opts.Clock() }
+
+// fenceValid asks Options.Fence whether the node may confirm now.
+func (n *Node) fenceValid() bool {
+	return n.opts.Fence == nil || n.opts.Fence(time.Now())
+}
 
 // Close stops the shards, lets the committers finish what was decided and
 // closes the store. Callers stop sending requests first.

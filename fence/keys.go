@@ -32,6 +32,10 @@ func itemPlacementPrefix(item string) string { return placementPrefix + item + "
 
 func ledgerKey(item string) string { return ledgerPrefix + item }
 
+// CheckNodeID refuses a node id that would break the key layout: the
+// check Join makes, for callers that take a name before they reach etcd.
+func CheckNodeID(id string) error { return checkID("node", id) }
+
 // checkID refuses ids that would break the key layout.
 func checkID(kind, id string) error {
 	if id == "" || len(id) > engine.MaxIDLen || strings.ContainsAny(id, "/\x00") {

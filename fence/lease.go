@@ -18,6 +18,7 @@ import (
 type NodeInfo struct {
 	ID   string `json:"id"`             // seckill's own node id, persisted in its data directory
 	Addr string `json:"addr,omitempty"` // where peers reach it
+	HTTP string `json:"http,omitempty"` // its HTTP front's base URL
 }
 
 // Lease is a node's membership: its key lives exactly as long as the etcd
@@ -197,6 +198,38 @@ func (l *Lease) Leave(ctx context.Context) error {
 		return fmt.Errorf("leave %s: revoke: %w", l.node.ID, err)
 	}
 	return nil
+}
+
+// Member is a node with a live lease and the time etcd gives that lease.
+type Member struct {
+	NodeInfo
+	// LeaseLeft is etcd's remaining TTL of the node's lease (whole
+	// seconds); 0 when it expired between the listing and the question.
+	LeaseLeft time.Duration
+}
+
+// MemberLeases lists the nodes whose lease lives with each lease's time
+// left: one listing, then one TimeToLive per node (a handful of nodes;
+// this is an admin view, never on a grab's path).
+func (s *Store) MemberLeases(ctx context.Context) ([]Member, error) {
+	resp, err := s.cli.Get(ctx, nodesPrefix, clientv3.WithPrefix())
+	if err != nil {
+		return nil, fmt.Errorf("members: %w", err)
+	}
+	out := make([]Member, 0, len(resp.Kvs))
+	for _, kv := range resp.Kvs {
+		var m Member
+		if err := json.Unmarshal(kv.Value, &m.NodeInfo); err != nil {
+			return nil, fmt.Errorf("members: %s: %w", kv.Key, err)
+		}
+		ttl, err := s.cli.TimeToLive(ctx, clientv3.LeaseID(kv.Lease))
+		if err != nil {
+			return nil, fmt.Errorf("members: lease of %s: %w", m.ID, err)
+		}
+		m.LeaseLeft = time.Duration(max(ttl.TTL, 0)) * time.Second
+		out = append(out, m)
+	}
+	return out, nil
 }
 
 // Members lists the nodes whose lease lives (their keys exist).

@@ -103,6 +103,10 @@ func TestLeaveRevokes(t *testing.T) {
 	if err != nil || !slices.Equal(members, []NodeInfo{other.Node()}) {
 		t.Fatalf("members after n1 left: %v, %v", members, err)
 	}
+	ms, err := s.MemberLeases(ctxFor(t, time.Second))
+	if err != nil || len(ms) != 1 || ms[0].NodeInfo != other.Node() || ms[0].LeaseLeft <= 0 || ms[0].LeaseLeft > MinLeaseTTL {
+		t.Fatalf("member leases after n1 left: %+v, %v", ms, err)
+	}
 	select {
 	case <-l.Done():
 	default:

@@ -55,6 +55,10 @@ type Config struct {
 	WrapOrders func(persistence.OrderStore) persistence.OrderStore
 	// Logger receives the node's logs; nil is slog.Default().
 	Logger *slog.Logger
+	// Cluster, when set, joins the node to a cluster through etcd: it holds
+	// a lease, is listed among the members, and its committers stop
+	// confirming (503) once the lease runs out. Nil: a single node.
+	Cluster *ClusterConfig
 }
 
 // System is one running node.
@@ -67,6 +71,7 @@ type System struct {
 	log    *slog.Logger
 	http   *fasthttp.Server // nil without HTTPAddr
 	ln     net.Listener
+	clu    *cluster      // nil on a single node
 	failed chan error    // the HTTP server's error, if it stops by itself
 	served chan struct{} // closed when the HTTP server has stopped
 	closed bool
@@ -87,11 +92,18 @@ func Open(cfg Config) (*System, error) {
 
 func (s *System) open(cfg Config) error {
 	started := time.Now()
+	opts := actors.Options{Logger: s.log}
+	if cfg.Cluster != nil {
+		if err := s.openCluster(cfg); err != nil {
+			return err
+		}
+		opts.Fence = s.clu.valid
+	}
 	store, err := persistence.OpenPebble(filepath.Join(cfg.DataDir, "pebble"))
 	if err != nil {
 		return err
 	}
-	if s.Node, err = actors.Start(store, actors.Options{Logger: s.log}); err != nil {
+	if s.Node, err = actors.Start(store, opts); err != nil {
 		store.Close()
 		return fmt.Errorf("start node: %w", err)
 	}
@@ -109,8 +121,10 @@ func (s *System) open(cfg Config) error {
 	if cfg.HTTPAddr == "" {
 		return nil
 	}
-	if s.ln, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
-		return fmt.Errorf("listen %s: %w", cfg.HTTPAddr, err)
+	if s.ln == nil {
+		if s.ln, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+			return fmt.Errorf("listen %s: %w", cfg.HTTPAddr, err)
+		}
 	}
 	s.http, s.failed, s.served = s.Front.FastHTTP(), make(chan error, 1), make(chan struct{})
 	go func() {
@@ -120,6 +134,23 @@ func (s *System) open(cfg Config) error {
 		}
 	}()
 	return nil
+}
+
+// openCluster joins the cluster. A clustered node listens first: the
+// members list carries its HTTP URL, which a ":0" address only has once
+// bound.
+func (s *System) openCluster(cfg Config) error {
+	var httpURL string
+	if cfg.HTTPAddr != "" {
+		var err error
+		if s.ln, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+			return fmt.Errorf("listen %s: %w", cfg.HTTPAddr, err)
+		}
+		httpURL = "http://" + s.ln.Addr().String()
+	}
+	var err error
+	s.clu, err = joinCluster(*cfg.Cluster, httpURL, s.log)
+	return err
 }
 
 // openOrders connects the stream, opens the order store and starts the
@@ -153,6 +184,9 @@ func (s *System) front(token string, store persistence.Viewer) *transport.Server
 	if s.Pipeline != nil {
 		f = f.WithOrders(s.Pipeline.Orders, DeadLetters{JS: s.Stream.JS}, s.Pipeline.Reconciler(store, s.Node))
 	}
+	if s.clu != nil {
+		f = f.WithCluster(s.clu)
+	}
 	return f
 }
 
@@ -171,7 +205,8 @@ func (s *System) Failed() <-chan error { return s.failed }
 
 // Close drains the HTTP front (health checks answer 503, requests in flight
 // get up to DrainTimeout), then stops the pipeline, the node (whose
-// committers finish what they were given) and the stream, in that order.
+// committers finish what they were given), leaves the cluster (revoking
+// the lease) and closes the stream, in that order.
 // A second Close does nothing.
 func (s *System) Close() error {
 	if s.closed {
@@ -200,6 +235,12 @@ func (s *System) stop() error {
 	}
 	if s.Node != nil {
 		errs = append(errs, s.Node.Close())
+	}
+	if s.http == nil && s.ln != nil {
+		s.ln.Close() // bound by openCluster, never served: Open failed
+	}
+	if s.clu != nil {
+		errs = append(errs, s.clu.leave())
 	}
 	if s.Stream != nil {
 		s.Stream.Close()

@@ -44,6 +44,7 @@ type Server struct {
 	orders     sale.Orders
 	dead       sale.DeadLetters
 	reconcile  sale.Reconciler
+	cluster    sale.Cluster // nil on a single node
 }
 
 // NewServer returns the HTTP front of svc. Admin calls must carry
@@ -137,6 +138,8 @@ func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
 		if s.auth(ctx) {
 			s.adminDead(ctx, path[len(pathAdminOrders):])
 		}
+	case bytes.HasPrefix(path, pathAdminCluster):
+		s.adminCluster(ctx, string(path[len(pathAdminCluster):]))
 	case string(path) == pathReconcile:
 		if s.auth(ctx) {
 			s.adminReconcile(ctx)

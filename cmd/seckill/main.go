@@ -1,8 +1,10 @@
 // Command seckill runs the flash-sale engine.
 //
-//	seckill serve [--data DIR] [--http ADDR]
+//	seckill serve [--data DIR] [--http ADDR] [--cluster --node NAME --etcd URL[,URL] --peer HOST:PORT]
 //
 // One binary, embedded defaults: Pebble under --data, HTTP on --http.
+// With --cluster a node also holds a lease in etcd (first slice: the sale
+// stays per node).
 package main
 
 import (
@@ -15,6 +17,8 @@ const usage = `usage: seckill <command> [flags]
 
 commands:
   serve      run the engine, its HTTP API and the order pipeline
+             (--cluster: membership and the lease fence through etcd; the
+             sale stays per node, shards do not move between nodes yet)
   orders     run order writers in their own process
   reconcile  compare grabs, stream, orders and counters of a stopped node
   bench      measure seckill over HTTP beside a bare fasthttp handler

@@ -31,6 +31,10 @@ func serve(ctx context.Context, args []string) error {
 	natsURL := fs.String("nats", envOr("SECKILL_NATS", ""), "external NATS server or cluster URL; empty runs one in-process (env SECKILL_NATS)")
 	natsListen := fs.String("nats-listen", envOr("SECKILL_NATS_LISTEN", "127.0.0.1:4222"), "where the in-process NATS server listens for order writers in other processes; empty: in-process only (env SECKILL_NATS_LISTEN)")
 	writers := fs.Int("order-writers", 1, "order writers to run in this process (0: orders are written by `seckill orders` elsewhere)")
+	clustered := fs.Bool("cluster", os.Getenv("SECKILL_CLUSTER") == "1", "join a cluster through etcd: hold a lease, be listed among its members, stop confirming when the lease runs out. First slice: the sale stays per node, shards do not move between nodes yet (env SECKILL_CLUSTER=1)")
+	node := fs.String("node", envOr("SECKILL_NODE", ""), "this node's name with --cluster; kept in <data>/node.id after the first start, generated when neither is given (env SECKILL_NODE)")
+	etcd := fs.String("etcd", envOr("SECKILL_ETCD", "http://127.0.0.1:2379"), "etcd endpoints with --cluster, comma-separated (env SECKILL_ETCD)")
+	peer := fs.String("peer", envOr("SECKILL_PEER", "127.0.0.1:7946"), "this node's peer address HOST:PORT with --cluster: advertised in etcd, and the source address it dials etcd from (env SECKILL_PEER)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -42,7 +46,16 @@ func serve(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	var clu *system.ClusterConfig
+	if *clustered {
+		name, err := nodeName(*dataDir, *node)
+		if err != nil {
+			return err
+		}
+		clu = &system.ClusterConfig{Node: name, Etcd: strings.Split(*etcd, ","), Peer: *peer}
+	}
 	sys, err := system.Open(system.Config{
+		Cluster:      clu,
 		DataDir:      *dataDir,
 		HTTPAddr:     *httpAddr,
 		AdminToken:   token,

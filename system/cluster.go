@@ -1,0 +1,217 @@
+package system
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/seckill/seckill/fence"
+	"github.com/seckill/seckill/sale"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+)
+
+// Cluster mode, first slice: the node holds a lease in etcd, is listed
+// among the members, and stops confirming when its lease runs out. Shards
+// stay on their node: nothing moves yet.
+const (
+	// EtcdDialTimeout bounds the first answer from etcd at start: a loopback
+	// or LAN etcd answers in milliseconds (a 1-member etcd elects itself in
+	// about a second), so five seconds of silence means unreachable.
+	EtcdDialTimeout = 5 * time.Second
+	// JoinTimeout bounds Join at start and on each re-join: a node restarted
+	// after SIGKILL waits for etcd to expire its old lease (one TTL), plus
+	// slack for a slow machine.
+	JoinTimeout = 3 * fence.LeaseTTL
+	// RejoinPause is the wait between failed re-join attempts (etcd still
+	// cut off): one keep-alive interval, so a healed node is back within a
+	// second or two.
+	RejoinPause = fence.KeepAliveInterval
+)
+
+// ClusterConfig is what a node joins a cluster with.
+type ClusterConfig struct {
+	// Node is this node's id, kept in its data directory.
+	Node string
+	// Etcd lists the etcd endpoints ("http://host:port").
+	Etcd []string
+	// Peer is the node's peer address (HOST:PORT): advertised in etcd, and
+	// its host is the source address the node dials etcd from.
+	Peer string
+	// LeaseTTL is the node's lease; 0 is fence.LeaseTTL.
+	LeaseTTL time.Duration
+}
+
+// cluster is a node's membership: its etcd client and its current lease,
+// re-joined with a new lease whenever etcd expired the old one.
+type cluster struct {
+	cli   *clientv3.Client
+	store *fence.Store
+	info  fence.NodeInfo
+	ttl   time.Duration
+	log   *slog.Logger
+	lease atomic.Pointer[fence.Lease]
+	stop  chan struct{}
+	done  chan struct{}
+}
+
+// joinCluster connects to etcd from the peer address's IP and joins.
+func joinCluster(cfg ClusterConfig, httpURL string, log *slog.Logger) (*cluster, error) {
+	if err := fence.CheckNodeID(cfg.Node); err != nil {
+		return nil, err
+	}
+	if len(cfg.Etcd) == 0 {
+		return nil, errors.New("cluster: no etcd endpoints")
+	}
+	host, _, err := net.SplitHostPort(cfg.Peer)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: peer address %q: %w", cfg.Peer, err)
+	}
+	ip := net.ParseIP(host)
+	if ip == nil {
+		return nil, fmt.Errorf("cluster: peer address %q: host must be an IP address", cfg.Peer)
+	}
+	dialer := &net.Dialer{LocalAddr: &net.TCPAddr{IP: ip}}
+	cli, err := clientv3.New(clientv3.Config{
+		Endpoints:   cfg.Etcd,
+		DialTimeout: EtcdDialTimeout,
+		DialOptions: []grpc.DialOption{grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
+			return dialer.DialContext(ctx, "tcp", addr)
+		})},
+		Logger: zap.NewNop(),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cluster: etcd %s: %w", strings.Join(cfg.Etcd, ","), err)
+	}
+	// The client dials lazily: ask once, so that an unreachable etcd is
+	// an error at start rather than a join that hangs.
+	ctx, cancel := context.WithTimeout(context.Background(), EtcdDialTimeout)
+	_, err = cli.Get(ctx, "/seckill/", clientv3.WithCountOnly())
+	cancel()
+	if err != nil {
+		cli.Close()
+		return nil, fmt.Errorf("cluster: etcd %s unreachable from %s: %w", strings.Join(cfg.Etcd, ","), ip, err)
+	}
+	c := &cluster{cli: cli, store: fence.New(cli), ttl: cfg.LeaseTTL, log: log,
+		info: fence.NodeInfo{ID: cfg.Node, Addr: cfg.Peer, HTTP: httpURL},
+		stop: make(chan struct{}), done: make(chan struct{})}
+	if c.ttl == 0 {
+		c.ttl = fence.LeaseTTL
+	}
+	l, err := c.join()
+	if err != nil {
+		cli.Close()
+		return nil, fmt.Errorf("cluster: etcd %s: %w", strings.Join(cfg.Etcd, ","), err)
+	}
+	c.lease.Store(l)
+	log.Info("joined", "node", cfg.Node, "peer", cfg.Peer, "lease", fmt.Sprintf("%x", l.ID()), "ttl", c.ttl)
+	go c.keep()
+	return c, nil
+}
+
+func (c *cluster) join() (*fence.Lease, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), JoinTimeout)
+	defer cancel()
+	go func() {
+		select {
+		case <-c.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return fence.Join(ctx, c.cli, c.info, c.ttl)
+}
+
+// keep re-joins whenever etcd expired the lease (the keep-alives stop
+// when etcd answers that the lease is gone: after a partition or a pause
+// longer than the TTL). Until then the fence has been saying no on its
+// own clock.
+func (c *cluster) keep() {
+	defer close(c.done)
+	for {
+		l := c.lease.Load()
+		select {
+		case <-c.stop:
+			return
+		case <-l.Done():
+		}
+		c.log.Warn("lease expired in etcd: re-joining", "node", c.info.ID, "lease", fmt.Sprintf("%x", l.ID()))
+		for {
+			nl, err := c.join()
+			if err == nil {
+				c.lease.Store(nl)
+				c.log.Info("re-joined", "node", c.info.ID, "lease", fmt.Sprintf("%x", nl.ID()))
+				break
+			}
+			c.log.Warn("re-join failed", "node", c.info.ID, "err", err)
+			select {
+			case <-c.stop:
+				return
+			case <-time.After(RejoinPause):
+			}
+		}
+	}
+}
+
+// valid is the committers' fence: two atomic loads (the current lease,
+// then its validity).
+func (c *cluster) valid(now time.Time) bool {
+	l := c.lease.Load()
+	return l != nil && l.Valid(now)
+}
+
+// leave stops re-joining, revokes the lease (the node key goes at once)
+// and closes the client. Called after the node has drained.
+func (c *cluster) leave() error {
+	close(c.stop)
+	<-c.done
+	ctx, cancel := context.WithTimeout(context.Background(), fence.KeepAliveTimeout)
+	defer cancel()
+	err := c.lease.Load().Leave(ctx)
+	if err == nil {
+		c.log.Info("left", "node", c.info.ID)
+	}
+	return errors.Join(err, c.cli.Close())
+}
+
+// Members implements sale.Cluster.
+func (c *cluster) Members(ctx context.Context) ([]sale.Member, error) {
+	ms, err := c.store.MemberLeases(ctx)
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	out := make([]sale.Member, 0, len(ms))
+	for _, m := range ms {
+		v := sale.Member{Node: m.ID, Peer: m.Addr, HTTP: m.HTTP, LeaseLeftMs: m.LeaseLeft.Milliseconds(), State: "alive"}
+		if m.ID == c.info.ID {
+			// Our own view is what fences us: until we must stop confirming.
+			v.State, v.LeaseLeftMs = "self", 0
+			if l := c.lease.Load(); l.Valid(now) {
+				v.LeaseLeftMs = l.ValidUntil().Sub(now).Milliseconds()
+			} else {
+				v.State = "expired"
+			}
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+// Health implements sale.Cluster.
+func (c *cluster) Health(ctx context.Context) sale.Health {
+	h := sale.Health{Etcd: "ok", Lease: "valid", Node: c.info.ID}
+	if _, err := c.cli.Get(ctx, "/seckill/", clientv3.WithCountOnly()); err != nil {
+		h.Etcd = "unreachable"
+	}
+	if !c.valid(time.Now()) {
+		h.Lease = "expired"
+	}
+	return h
+}

@@ -1,0 +1,50 @@
+package system
+
+import (
+	"log/slog"
+	"net"
+	"strings"
+	"testing"
+)
+
+// TestClusterEtcdUnreachable: with nothing listening at the etcd address,
+// Open fails, naming the endpoint, and leaves nothing bound.
+func TestClusterEtcdUnreachable(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	endpoint := "http://" + ln.Addr().String()
+	ln.Close()
+	httpLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	httpAddr := httpLn.Addr().String()
+	httpLn.Close()
+	_, err = Open(Config{DataDir: t.TempDir(), HTTPAddr: httpAddr, AdminToken: "t", NoOrders: true,
+		Logger:  slog.New(slog.DiscardHandler),
+		Cluster: &ClusterConfig{Node: "n1", Etcd: []string{endpoint}, Peer: "127.0.0.1:0"}})
+	if err == nil || !strings.Contains(err.Error(), endpoint) || !strings.Contains(err.Error(), "unreachable") {
+		t.Fatalf("open with etcd down: %v, want an error naming %s", err, endpoint)
+	}
+	// The HTTP address was released again.
+	again, err := net.Listen("tcp", httpAddr)
+	if err != nil {
+		t.Fatalf("HTTP address still bound after a failed Open: %v", err)
+	}
+	again.Close()
+}
+
+func TestClusterConfigRefused(t *testing.T) {
+	for _, c := range []ClusterConfig{
+		{Node: "a/b", Etcd: []string{"http://127.0.0.1:1"}, Peer: "127.0.0.1:1"},
+		{Node: "a", Peer: "127.0.0.1:1"},
+		{Node: "a", Etcd: []string{"http://127.0.0.1:1"}, Peer: "localhost:1"},
+		{Node: "a", Etcd: []string{"http://127.0.0.1:1"}, Peer: "127.0.0.1"},
+	} {
+		if _, err := joinCluster(c, "", slog.New(slog.DiscardHandler)); err == nil {
+			t.Errorf("%+v accepted", c)
+		}
+	}
+}
