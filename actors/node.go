@@ -35,6 +35,10 @@ type Options struct {
 	// answers the round 503 while its records stay durable. Nil: always
 	// valid (a single node). It is on the hot path: one atomic load.
 	Fence func(now time.Time) bool
+	// OnClose, when set, runs in Close once every decision is durable and
+	// before the store closes, with the store to read: the last shard
+	// snapshots are taken there.
+	OnClose func(persistence.Reader)
 }
 
 // Node runs every item's shard actors on one machine.
@@ -224,6 +228,9 @@ func (n *Node) Close() error {
 	}
 	n.stopCommitters()
 	n.sys.Shutdown()
+	if n.opts.OnClose != nil {
+		n.opts.OnClose(n.store)
+	}
 	return n.store.Close()
 }
 

@@ -28,7 +28,11 @@ type Health struct {
 	Etcd  string `json:"etcd"`  // "ok" or "unreachable"
 	Lease string `json:"lease"` // "valid" or "expired"
 	Node  string `json:"node"`
+	// Redis, where shard snapshots go: "ok" or "unreachable"; empty (and
+	// left out) when the node writes none.
+	Redis string `json:"redis,omitempty"`
 }
 
-// OK reports whether the node can confirm grabs as far as the cluster goes.
-func (h Health) OK() bool { return h.Etcd == "ok" && h.Lease == "valid" }
+// OK reports whether the node can confirm grabs and keep its snapshots, as
+// far as the cluster goes.
+func (h Health) OK() bool { return h.Etcd == "ok" && h.Lease == "valid" && h.Redis != "unreachable" }

@@ -46,6 +46,11 @@ type ClusterConfig struct {
 	Peer string
 	// LeaseTTL is the node's lease; 0 is fence.LeaseTTL.
 	LeaseTTL time.Duration
+	// Redis, when set (a redis:// URL), is where the node writes its
+	// shards' snapshots: every SnapshotInterval for shards that changed
+	// (0: DefaultSnapshotInterval), and once more when it stops.
+	Redis            string
+	SnapshotInterval time.Duration
 }
 
 // cluster is a node's membership: its etcd client and its current lease,
@@ -59,6 +64,8 @@ type cluster struct {
 	lease atomic.Pointer[fence.Lease]
 	stop  chan struct{}
 	done  chan struct{}
+	// redisPing, when the node writes snapshots, tells whether Redis answers.
+	redisPing func(context.Context) error
 }
 
 // joinCluster connects to etcd from the peer address's IP and joins.
@@ -212,6 +219,12 @@ func (c *cluster) Health(ctx context.Context) sale.Health {
 	}
 	if !c.valid(time.Now()) {
 		h.Lease = "expired"
+	}
+	if c.redisPing != nil {
+		h.Redis = "ok"
+		if c.redisPing(ctx) != nil {
+			h.Redis = "unreachable"
+		}
 	}
 	return h
 }

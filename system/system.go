@@ -72,6 +72,7 @@ type System struct {
 	http   *fasthttp.Server // nil without HTTPAddr
 	ln     net.Listener
 	clu    *cluster      // nil on a single node
+	snap   *snapshotter  // nil without Cluster.Redis
 	failed chan error    // the HTTP server's error, if it stops by itself
 	served chan struct{} // closed when the HTTP server has stopped
 	closed bool
@@ -98,6 +99,16 @@ func (s *System) open(cfg Config) error {
 			return err
 		}
 		opts.Fence = s.clu.valid
+		if cfg.Cluster.Redis != "" {
+			host, _, _ := net.SplitHostPort(cfg.Cluster.Peer) // checked by openCluster
+			rdb, err := openRedis(cfg.Cluster.Redis, net.ParseIP(host))
+			if err != nil {
+				return err
+			}
+			s.snap = newSnapshotter(rdb, cfg.Cluster.SnapshotInterval, s.log)
+			s.clu.redisPing = func(ctx context.Context) error { return rdb.Ping(ctx).Err() }
+			opts.OnClose = s.snap.final
+		}
 	}
 	store, err := persistence.OpenPebble(filepath.Join(cfg.DataDir, "pebble"))
 	if err != nil {
@@ -106,6 +117,10 @@ func (s *System) open(cfg Config) error {
 	if s.Node, err = actors.Start(store, opts); err != nil {
 		store.Close()
 		return fmt.Errorf("start node: %w", err)
+	}
+	if s.snap != nil {
+		s.snap.store = store
+		go s.snap.run()
 	}
 	var sold int64
 	for _, it := range s.Node.Items() {
@@ -234,7 +249,11 @@ func (s *System) stop() error {
 		errs = append(errs, s.Pipeline.Stop())
 	}
 	if s.Node != nil {
+		// With snapshots, Close writes the last ones (OnClose).
 		errs = append(errs, s.Node.Close())
+	}
+	if s.snap != nil {
+		errs = append(errs, s.snap.close())
 	}
 	if s.http == nil && s.ln != nil {
 		s.ln.Close() // bound by openCluster, never served: Open failed

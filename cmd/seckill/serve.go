@@ -35,6 +35,8 @@ func serve(ctx context.Context, args []string) error {
 	node := fs.String("node", envOr("SECKILL_NODE", ""), "this node's name with --cluster; kept in <data>/node.id after the first start, generated when neither is given (env SECKILL_NODE)")
 	etcd := fs.String("etcd", envOr("SECKILL_ETCD", "http://127.0.0.1:2379"), "etcd endpoints with --cluster, comma-separated (env SECKILL_ETCD)")
 	peer := fs.String("peer", envOr("SECKILL_PEER", "127.0.0.1:7946"), "this node's peer address HOST:PORT with --cluster: advertised in etcd, and the source address it dials etcd from (env SECKILL_PEER)")
+	redisURL := fs.String("redis", envOr("SECKILL_REDIS", ""), "with --cluster: Redis (redis://HOST:PORT) to write shard snapshots to, in the background and on SIGTERM; empty: none (env SECKILL_REDIS)")
+	snapEvery := fs.Duration("snapshot-interval", system.DefaultSnapshotInterval, "with --redis: how often changed shards are snapshotted")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -46,13 +48,17 @@ func serve(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	if *redisURL != "" && !*clustered {
+		return fmt.Errorf("--redis needs --cluster: a single node keeps no snapshots")
+	}
 	var clu *system.ClusterConfig
 	if *clustered {
 		name, err := nodeName(*dataDir, *node)
 		if err != nil {
 			return err
 		}
-		clu = &system.ClusterConfig{Node: name, Etcd: strings.Split(*etcd, ","), Peer: *peer}
+		clu = &system.ClusterConfig{Node: name, Etcd: strings.Split(*etcd, ","), Peer: *peer,
+			Redis: *redisURL, SnapshotInterval: *snapEvery}
 	}
 	sys, err := system.Open(system.Config{
 		Cluster:      clu,

@@ -1,0 +1,158 @@
+package system
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/seckill/seckill/engine"
+	"github.com/seckill/seckill/persistence"
+)
+
+const (
+	// DefaultSnapshotInterval: how often a clustered node writes the
+	// snapshots of shards that changed. A move loads the last snapshot and
+	// the shard's journal tail, so this bounds how much history a forced
+	// move may miss, not what a cooperative move sees (it writes a final
+	// one); five seconds keeps Redis writes to a few per shard per
+	// lease.
+	DefaultSnapshotInterval = 5 * time.Second
+	// SnapshotTimeout bounds one snapshot write to Redis.
+	SnapshotTimeout = 5 * time.Second
+	// snapshotEpoch is every shard's incarnation while shards do not move
+	// between nodes (cluster mode, first slice): placement epochs replace
+	// it when they do.
+	snapshotEpoch = 1
+)
+
+// snapshotter writes shard snapshots to Redis in the background and once
+// more when the node stops. It reads only what is durable: a consistent
+// read view of the store, never the actors' memory (which holds decisions
+// still on their way to disk), so a snapshot never shows a grab that a
+// crash could lose.
+type snapshotter struct {
+	store persistence.Viewer
+	snaps *persistence.RedisSnapshots
+	rdb   *redis.Client
+	every time.Duration
+	log   *slog.Logger
+	// saved: the durable counters each shard's last snapshot was taken of.
+	saved map[shardID]engine.Counters
+	stop  chan struct{}
+	done  chan struct{}
+}
+
+type shardID struct {
+	item  string
+	shard int
+}
+
+// openRedis connects to redis (a redis:// URL) dialling from ip, and checks
+// that it answers.
+func openRedis(url string, ip net.IP) (*redis.Client, error) {
+	opts, err := redis.ParseURL(url)
+	if err != nil {
+		return nil, fmt.Errorf("redis %s: %w", url, err)
+	}
+	dialer := &net.Dialer{LocalAddr: &net.TCPAddr{IP: ip}, Timeout: SnapshotTimeout}
+	opts.Dialer = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		return dialer.DialContext(ctx, network, addr)
+	}
+	rdb := redis.NewClient(opts)
+	ctx, cancel := context.WithTimeout(context.Background(), SnapshotTimeout)
+	defer cancel()
+	if err := rdb.Ping(ctx).Err(); err != nil {
+		rdb.Close()
+		return nil, fmt.Errorf("redis %s unreachable from %s: %w", url, ip, err)
+	}
+	return rdb, nil
+}
+
+func newSnapshotter(rdb *redis.Client, every time.Duration, log *slog.Logger) *snapshotter {
+	if every <= 0 {
+		every = DefaultSnapshotInterval
+	}
+	return &snapshotter{snaps: persistence.NewRedisSnapshots(rdb), rdb: rdb, every: every, log: log,
+		saved: map[shardID]engine.Counters{}, stop: make(chan struct{}), done: make(chan struct{})}
+}
+
+// run writes changed shards every interval until stopped.
+func (s *snapshotter) run() {
+	defer close(s.done)
+	t := time.NewTicker(s.every)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+			view, release := s.store.ReadView()
+			s.pass(view)
+			release()
+		}
+	}
+}
+
+// final stops the background loop and writes every changed shard from r,
+// the store once all decisions are durable (actors.Options.OnClose).
+func (s *snapshotter) final(r persistence.Reader) {
+	close(s.stop)
+	<-s.done
+	s.pass(r)
+}
+
+// pass writes a snapshot of every shard whose durable counters changed
+// since its last snapshot.
+func (s *snapshotter) pass(r persistence.Reader) {
+	items, err := r.Items()
+	if err != nil {
+		s.log.Warn("snapshots: list items", "err", err)
+		return
+	}
+	var wrote, failed int
+	for _, cfg := range items {
+		for i := range cfg.Shards {
+			id := shardID{cfg.Item, i}
+			c, err := r.ShardCounters(cfg.Item, i)
+			if err != nil {
+				failed++
+				continue
+			}
+			if last, ok := s.saved[id]; ok && last == c {
+				continue
+			}
+			if err := s.write(r, cfg, i); err != nil {
+				failed++
+				s.log.Warn("snapshot", "item", cfg.Item, "shard", i, "err", err)
+				continue
+			}
+			s.saved[id] = c
+			wrote++
+		}
+	}
+	if wrote+failed > 0 {
+		s.log.Debug("snapshots", "wrote", wrote, "failed", failed)
+	}
+}
+
+func (s *snapshotter) write(r persistence.Reader, cfg engine.ItemConfig, i int) error {
+	sh, err := persistence.LoadShard(r, cfg, i)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), SnapshotTimeout)
+	defer cancel()
+	err = s.snaps.SaveSnapshot(ctx, sh.Snapshot(snapshotEpoch))
+	if errors.Is(err, persistence.ErrStaleSnapshot) {
+		// A newer one is there already (written before a restart from
+		// an older copy of this data): nothing is lost.
+		return nil
+	}
+	return err
+}
+
+func (s *snapshotter) close() error { return s.rdb.Close() }
