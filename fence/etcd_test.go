@@ -3,75 +3,21 @@ package fence
 import (
 	"context"
 	"errors"
-	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/seckill/seckill/internal/testproc"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 )
 
-// etcdStartTimeout bounds how long a fresh single-member etcd may take to
-// answer (it elects itself in about a second here).
-const etcdStartTimeout = 15 * time.Second
-
-// startEtcd runs a real etcd on free loopback ports with its data in a
-// temporary directory, killed when the test ends, and returns its address.
+// startEtcd runs a real etcd on free loopback ports (testproc.Etcd),
+// killed when the test ends, and returns its address.
 func startEtcd(t *testing.T) string {
 	t.Helper()
-	bin, err := exec.LookPath("etcd")
-	if err != nil {
-		bin = "/usr/bin/etcd"
-		if _, statErr := os.Stat(bin); statErr != nil {
-			t.Fatalf("etcd is not installed (%v): run `make deps` or `apt-get install etcd-server`", err)
-		}
-	}
-	dir := t.TempDir()
-	clientURL, peerURL := "http://"+freeAddr(t), "http://"+freeAddr(t)
-	logf, err := os.Create(filepath.Join(dir, "etcd.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "--name", "fence", "--data-dir", filepath.Join(dir, "data"),
-		"--listen-client-urls", clientURL, "--advertise-client-urls", clientURL,
-		"--listen-peer-urls", peerURL, "--initial-advertise-peer-urls", peerURL,
-		"--initial-cluster", "fence="+peerURL, "--logger", "zap", "--log-level", "error")
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start etcd: %v", err)
-	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-exited
-		_ = logf.Close()
-	})
-	cli := dial(t, clientURL)
-	deadline := time.Now().Add(etcdStartTimeout)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
-		_, err := cli.Get(ctx, "ping")
-		cancel()
-		if err == nil {
-			return clientURL
-		}
-		select {
-		case <-exited:
-			log, _ := os.ReadFile(logf.Name())
-			t.Fatalf("etcd exited: %s", log)
-		default:
-		}
-		if time.Now().After(deadline) {
-			log, _ := os.ReadFile(logf.Name())
-			t.Fatalf("etcd did not answer in %v: %v\n%s", etcdStartTimeout, err, log)
-		}
-		time.Sleep(50 * time.Millisecond) // polling a process that is starting: nothing to watch yet
-	}
+	url, _ := testproc.Etcd(t)
+	return url
 }
 
 // dial returns a client of the etcd at url, closed when the test ends
@@ -84,16 +30,6 @@ func dial(t *testing.T, url string) *clientv3.Client {
 	}
 	t.Cleanup(func() { _ = cli.Close() })
 	return cli
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 // ctxFor is a context bounded for one test step.

@@ -5,27 +5,21 @@ package main
 // and a partition made of nftables rules on loopback.
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
+	"github.com/seckill/seckill/internal/testproc"
 )
 
 const (
-	// clusterEtcdStartTimeout bounds how long a fresh 1-member etcd may take
-	// to answer (it elects itself in about a second here).
-	clusterEtcdStartTimeout = 15 * time.Second
 	// clusterWait bounds every poll for a cluster change: a lease of 5 s
 	// expires in etcd within its TTL plus etcd's expiry sweep; a healed
 	// TCP connection resumes after its retransmission backoff (seconds).
@@ -45,68 +39,20 @@ func clusterBins(t *testing.T) (etcd, nft string) {
 	t.Helper()
 	skipFaultTest(t)
 	find := func(name, fallback string) string {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
+		p := testproc.Bin(name, fallback)
+		if p == "" {
+			t.Skipf("%s is not installed: run `make deps` (apt-get install etcd-server nftables)", name)
 		}
-		if _, err := os.Stat(fallback); err == nil {
-			return fallback
-		}
-		t.Skipf("%s is not installed: run `make deps` (apt-get install etcd-server nftables)", name)
-		return ""
+		return p
 	}
 	return find("etcd", "/usr/bin/etcd"), find("nft", "/usr/sbin/nft")
 }
 
-// startClusterEtcd runs a real etcd on free ports of 127.0.0.1, killed when
-// the test ends, and returns its client URL and port.
-func startClusterEtcd(t *testing.T, bin string) (string, int) {
+// startClusterEtcd runs a real etcd on free ports of 127.0.0.1 (killed when
+// the test ends) and returns its client URL and port.
+func startClusterEtcd(t *testing.T, _ string) (string, int) {
 	t.Helper()
-	dir := t.TempDir()
-	port := freePort(t)
-	clientURL, peerURL := "http://127.0.0.1:"+strconv.Itoa(port), fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
-	logf, err := os.Create(filepath.Join(dir, "etcd.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "--name", "seckill-test", "--data-dir", filepath.Join(dir, "data"),
-		"--listen-client-urls", clientURL, "--advertise-client-urls", clientURL,
-		"--listen-peer-urls", peerURL, "--initial-advertise-peer-urls", peerURL,
-		"--initial-cluster", "seckill-test="+peerURL, "--logger", "zap", "--log-level", "error")
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start etcd: %v", err)
-	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-exited
-		_ = logf.Close()
-	})
-	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{clientURL}, DialTimeout: 2 * time.Second, Logger: zap.NewNop()})
-	if err != nil {
-		t.Fatalf("etcd client: %v", err)
-	}
-	defer cli.Close()
-	deadline := time.Now().Add(clusterEtcdStartTimeout)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
-		_, err := cli.Get(ctx, "ping")
-		cancel()
-		if err == nil {
-			return clientURL, port
-		}
-		select {
-		case <-exited:
-			log, _ := os.ReadFile(logf.Name())
-			t.Fatalf("etcd exited: %s", log)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("etcd did not answer in %v: %v", clusterEtcdStartTimeout, err)
-		}
-		time.Sleep(clusterPoll) // polling a process that is starting: nothing to watch yet
-	}
+	return testproc.Etcd(t)
 }
 
 // startClusterNode runs `seckill serve --cluster` with its HTTP front on

@@ -8,49 +8,21 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"os/exec"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/seckill/seckill/engine"
+	"github.com/seckill/seckill/internal/testproc"
 	"github.com/seckill/seckill/persistence"
 )
-
-// startTestRedis runs redis-server on a free port of 127.0.0.1 with its
-// files in a temporary directory, killed when the test ends.
-func startTestRedis(t *testing.T) string {
-	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		t.Skip("redis-server is not installed: run `make deps`")
-	}
-	dir, port := t.TempDir(), freePort(t)
-	cmd := exec.Command(bin, "--bind", "127.0.0.1", "--port", strconv.Itoa(port), "--dir", dir,
-		"--appendonly", "yes", "--save", "", "--protected-mode", "no", "--logfile", filepath.Join(dir, "redis.log"))
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start redis-server: %v", err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	url := "redis://127.0.0.1:" + strconv.Itoa(port)
-	opts, _ := redis.ParseURL(url)
-	rdb := redis.NewClient(opts)
-	defer rdb.Close()
-	waitFor(t, "redis-server answers", func() (bool, string) {
-		err := rdb.Ping(context.Background()).Err()
-		return err == nil, fmt.Sprint(err)
-	})
-	return url
-}
 
 func TestClusterSnapshots(t *testing.T) {
 	etcdBin, _ := clusterBins(t)
 	started, bin, client := startFaultTest(t)
 	etcdURL, _ := startClusterEtcd(t, etcdBin)
-	redisURL := startTestRedis(t)
+	redisURL := testproc.Redis(t)
 	dataA := t.TempDir()
 	a := startClusterNode(t, bin, dataA, nodeAIP, etcdURL, "node-a", "--node", "a",
 		"--redis", redisURL, "--snapshot-interval", "100ms")
