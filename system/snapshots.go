@@ -23,6 +23,10 @@ const (
 	DefaultSnapshotInterval = 5 * time.Second
 	// SnapshotTimeout bounds one snapshot write to Redis.
 	SnapshotTimeout = 5 * time.Second
+	// FinalSnapshotTimeout bounds the snapshots written on SIGTERM, so that
+	// a Redis that went away cannot hold a stopping node (the journal in
+	// Pebble has everything; a snapshot only speeds a move up).
+	FinalSnapshotTimeout = 10 * time.Second
 	// snapshotEpoch is every shard's incarnation while shards do not move
 	// between nodes (cluster mode, first slice): placement epochs replace
 	// it when they do.
@@ -91,7 +95,7 @@ func (s *snapshotter) run() {
 			return
 		case <-t.C:
 			view, release := s.store.ReadView()
-			s.pass(view)
+			s.pass(view, time.Now().Add(s.every+SnapshotTimeout))
 			release()
 		}
 	}
@@ -102,12 +106,14 @@ func (s *snapshotter) run() {
 func (s *snapshotter) final(r persistence.Reader) {
 	close(s.stop)
 	<-s.done
-	s.pass(r)
+	s.pass(r, time.Now().Add(FinalSnapshotTimeout))
 }
 
 // pass writes a snapshot of every shard whose durable counters changed
-// since its last snapshot.
-func (s *snapshotter) pass(r persistence.Reader) {
+// since its last snapshot, until deadline. A write that fails ends the
+// pass (Redis is likely away: the next pass tries again), so a pass never
+// spends a timeout per shard.
+func (s *snapshotter) pass(r persistence.Reader, deadline time.Time) {
 	items, err := r.Items()
 	if err != nil {
 		s.log.Warn("snapshots: list items", "err", err)
@@ -125,10 +131,9 @@ func (s *snapshotter) pass(r persistence.Reader) {
 			if last, ok := s.saved[id]; ok && last == c {
 				continue
 			}
-			if err := s.write(r, cfg, i); err != nil {
-				failed++
-				s.log.Warn("snapshot", "item", cfg.Item, "shard", i, "err", err)
-				continue
+			if err := s.write(r, cfg, i, deadline); err != nil {
+				s.log.Warn("snapshots: pass ended", "item", cfg.Item, "shard", i, "written", wrote, "err", err)
+				return
 			}
 			s.saved[id] = c
 			wrote++
@@ -139,12 +144,15 @@ func (s *snapshotter) pass(r persistence.Reader) {
 	}
 }
 
-func (s *snapshotter) write(r persistence.Reader, cfg engine.ItemConfig, i int) error {
+func (s *snapshotter) write(r persistence.Reader, cfg engine.ItemConfig, i int, deadline time.Time) error {
 	sh, err := persistence.LoadShard(r, cfg, i)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), SnapshotTimeout)
+	if d := time.Now().Add(SnapshotTimeout); d.Before(deadline) {
+		deadline = d
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
 	err = s.snaps.SaveSnapshot(ctx, sh.Snapshot(snapshotEpoch))
 	if errors.Is(err, persistence.ErrStaleSnapshot) {

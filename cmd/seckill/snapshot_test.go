@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -22,7 +23,7 @@ func TestClusterSnapshots(t *testing.T) {
 	etcdBin, _ := clusterBins(t)
 	started, bin, client := startFaultTest(t)
 	etcdURL, _ := startClusterEtcd(t, etcdBin)
-	redisURL := testproc.Redis(t)
+	redisURL, redisProc := testproc.RedisProc(t)
 	dataA := t.TempDir()
 	a := startClusterNode(t, bin, dataA, nodeAIP, etcdURL, "node-a", "--node", "a",
 		"--redis", redisURL, "--snapshot-interval", "100ms")
@@ -106,6 +107,19 @@ func TestClusterSnapshots(t *testing.T) {
 		if d.Outcome != engine.Replayed || d.Grab.ID() != id {
 			t.Fatalf("%s on the restored shard %d: %v %s, want replayed %s", user, i, d.Outcome, d.Grab.ID(), id)
 		}
+	}
+	// A Redis that stops answering (paused) cannot hold a stopping node:
+	// the last pass gives up and the node exits cleanly.
+	a = startClusterNode(t, bin, dataA, nodeAIP, etcdURL, "node-a3", "--redis", redisURL, "--snapshot-interval", "1h")
+	if ans, err := postGrab(client, a.URL, item, "buyer-late", "key-late"); err != nil || ans.Code != http.StatusCreated {
+		t.Fatalf("grab: %s %v", ans, err)
+	}
+	if err := redisProc.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	a.stop(t)
+	if !strings.Contains(a.stderr.String(), "snapshots: pass ended") {
+		t.Fatalf("node stopped with redis paused, its log says nothing of the snapshots it could not write:\n%s", a.stderr.String())
 	}
 	t.Logf("%d grabs in %d snapshots; took %v", len(grabs), len(v.Shards), time.Since(started).Round(time.Millisecond))
 }

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
@@ -52,7 +53,8 @@ func FreePort(t testing.TB) int {
 }
 
 // start runs cmd with its output in dir/name.log, killed at the end of the
-// test, and probes until ready returns nil.
+// test (continued first, should the test have paused it), and probes until
+// ready returns nil.
 func start(t testing.TB, cmd *exec.Cmd, dir, name string, ready func() error) {
 	t.Helper()
 	logf, err := os.Create(filepath.Join(dir, name+".log"))
@@ -66,6 +68,7 @@ func start(t testing.TB, cmd *exec.Cmd, dir, name string, ready func() error) {
 	exited := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(exited) }()
 	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGCONT)
 		_ = cmd.Process.Kill()
 		<-exited
 		_ = logf.Close()
@@ -125,6 +128,14 @@ func Etcd(t testing.TB) (url string, port int) {
 // reach it) and returns its redis:// URL. extra are more server options.
 func Redis(t testing.TB, extra ...string) string {
 	t.Helper()
+	url, _ := RedisProc(t, extra...)
+	return url
+}
+
+// RedisProc is Redis, also returning the server's process, for tests that
+// pause or kill it.
+func RedisProc(t testing.TB, extra ...string) (string, *os.Process) {
+	t.Helper()
 	bin := Bin("redis-server", "/usr/bin/redis-server")
 	if bin == "" {
 		t.Fatal("redis-server is not installed: run `make deps`")
@@ -135,10 +146,11 @@ func Redis(t testing.TB, extra ...string) string {
 	url := "redis://127.0.0.1:" + strconv.Itoa(port)
 	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:" + strconv.Itoa(port)})
 	defer rdb.Close()
-	start(t, exec.Command(bin, args...), dir, "redis", func() error {
+	cmd := exec.Command(bin, args...)
+	start(t, cmd, dir, "redis", func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 		defer cancel()
 		return rdb.Ping(ctx).Err()
 	})
-	return url
+	return url, cmd.Process
 }
