@@ -51,8 +51,8 @@ type shardRef struct {
 	// a consistent pair without asking the actor (MaxStock < 2^32).
 	counters atomic.Uint64
 	inflight atomic.Int32
-	// durableSeq is the highest grab sequence known to be on disk; a replay
-	// of an older grab needs no wait for a commit.
+	// durableSeq is the highest grab sequence known to be on disk: how far
+	// the relay may publish, and whether an order can still be coming.
 	durableSeq atomic.Uint64
 	// holders is every user who ever held a grab of the item on this shard
 	// made with an Idempotency-Key (at most its grabs; after a restart,

@@ -135,15 +135,8 @@ func (n *ShardNode) Step(m Msg, nowMs int64) {
 	case MsgGrant:
 		n.asked = false
 		n.poolEmpty = m.PoolEmpty
-		k, c, err := n.sh.ApplyRefill(m.Total)
-		if err != nil {
-			n.sh.broken(err)
+		if !n.takeGrant(m.Total) {
 			return
-		}
-		if k > 0 {
-			n.refills++
-			// Ahead of the grabs it enables, in the same order on disk.
-			n.rd.Records = append(n.rd.Records, Record{Kind: RecCounters, Item: n.self.Item, Shard: n.self.Shard, Counters: c})
 		}
 		n.serveWaiting(nowMs, 0)
 		n.topUp(nowMs)
@@ -154,17 +147,13 @@ func (n *ShardNode) Step(m Msg, nowMs int64) {
 		n.serveWaiting(nowMs, m.Seq)
 	case MsgGiveBack:
 		// A grant the shard has not taken (lost on the way) comes first.
-		if k, c, err := n.sh.ApplyRefill(m.Total); err != nil {
-			n.sh.broken(err)
+		if !n.takeGrant(m.Total) {
 			return
-		} else if k > 0 {
-			n.refills++
-			n.rd.Records = append(n.rd.Records, Record{Kind: RecCounters, Item: n.self.Item, Shard: n.self.Shard, Counters: c})
 		}
 		k, c := n.sh.GiveBack(m.Want)
 		if k > 0 {
 			n.steals++
-			n.rd.Records = append(n.rd.Records, Record{Kind: RecCounters, Item: n.self.Item, Shard: n.self.Shard, Counters: c})
+			n.recordCounters(c)
 		}
 		// The answer carries the cumulative Returned, even when nothing
 		// moved now, and leaves once every record before it is durable: a
@@ -176,6 +165,27 @@ func (n *ShardNode) Step(m Msg, nowMs int64) {
 		// Units that arrived with it may serve buyers waiting here.
 		n.serveWaiting(nowMs, 0)
 	}
+}
+
+// takeGrant applies the pool's cumulative sent total; false when the
+// counters would break (refused: a bug).
+func (n *ShardNode) takeGrant(total int64) bool {
+	k, c, err := n.sh.ApplyRefill(total)
+	if err != nil {
+		n.sh.broken(err)
+		return false
+	}
+	if k > 0 {
+		n.refills++
+		// Ahead of the grabs it enables, in the same order on disk.
+		n.recordCounters(c)
+	}
+	return true
+}
+
+// recordCounters asks for the shard's counters after a transfer.
+func (n *ShardNode) recordCounters(c Counters) {
+	n.rd.Records = append(n.rd.Records, Record{Kind: RecCounters, Item: n.self.Item, Shard: n.self.Shard, Counters: c})
 }
 
 // serveWaiting retries parked buyers, oldest first, until one still finds
