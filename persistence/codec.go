@@ -141,7 +141,12 @@ func DecodeItem(item string, v []byte) (engine.ItemConfig, error) {
 }
 
 func encodeCounters(dst []byte, c engine.Counters) []byte {
-	dst = append(dst, valueVersion)
+	return appendCounterFields(append(dst, valueVersion), c)
+}
+
+// appendCounterFields writes a shard's counters, as a counters value and a
+// shard snapshot both hold them.
+func appendCounterFields(dst []byte, c engine.Counters) []byte {
 	dst = binary.AppendVarint(dst, c.Allocated)
 	dst = binary.AppendVarint(dst, c.Sold)
 	dst = binary.AppendUvarint(dst, c.NextSeq)
@@ -149,15 +154,25 @@ func encodeCounters(dst []byte, c engine.Counters) []byte {
 	return binary.AppendVarint(dst, c.Returned)
 }
 
+func (d *decoder) counterFields() engine.Counters {
+	return engine.Counters{Allocated: d.varint(), Sold: d.varint(), NextSeq: d.uvarint(), Received: d.varint(), Returned: d.varint()}
+}
+
+// countersInRange: nothing negative, sold within the allocation, a next
+// sequence. Whether they add up is the engine's to say.
+func countersInRange(c engine.Counters) bool {
+	return c.Allocated >= 0 && c.Sold >= 0 && c.Sold <= c.Allocated && c.NextSeq != 0 && c.Received >= 0 && c.Returned >= 0
+}
+
 // DecodeCounters decodes a shard counters value.
 func DecodeCounters(v []byte) (engine.Counters, error) {
 	d := decoder{b: v}
 	d.version()
-	c := engine.Counters{Allocated: d.varint(), Sold: d.varint(), NextSeq: d.uvarint(), Received: d.varint(), Returned: d.varint()}
+	c := d.counterFields()
 	if err := d.done(); err != nil {
 		return engine.Counters{}, fmt.Errorf("counters: %w", err)
 	}
-	if c.Allocated < 0 || c.Sold < 0 || c.Sold > c.Allocated || c.NextSeq == 0 || c.Received < 0 || c.Returned < 0 {
+	if !countersInRange(c) {
 		return engine.Counters{}, fmt.Errorf("counters %+v: %w", c, errCorrupt)
 	}
 	return c, nil

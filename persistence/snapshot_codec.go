@@ -41,12 +41,7 @@ func AppendShardSnapshot(dst []byte, s engine.ShardSnapshot) []byte {
 	dst = append(dst, s.Item...)
 	dst = binary.AppendUvarint(dst, uint64(s.Shard))
 	dst = binary.AppendUvarint(dst, s.Epoch)
-	c := s.Counters
-	dst = binary.AppendVarint(dst, c.Allocated)
-	dst = binary.AppendVarint(dst, c.Sold)
-	dst = binary.AppendUvarint(dst, c.NextSeq)
-	dst = binary.AppendVarint(dst, c.Received)
-	dst = binary.AppendVarint(dst, c.Returned)
+	dst = appendCounterFields(dst, s.Counters)
 	dst = binary.AppendUvarint(dst, uint64(len(s.Grabs)))
 	var prev uint64
 	for _, g := range s.Grabs {
@@ -79,7 +74,7 @@ func DecodeShardSnapshot(v []byte) (engine.ShardSnapshot, error) {
 	}
 	s.Shard = int(shard)
 	s.Epoch = d.uvarint()
-	s.Counters = engine.Counters{Allocated: d.varint(), Sold: d.varint(), NextSeq: d.uvarint(), Received: d.varint(), Returned: d.varint()}
+	s.Counters = d.counterFields()
 	n := d.uvarint()
 	if d.err == nil && n > uint64(len(d.b)/minSnapGrabBytes) {
 		d.fail()
@@ -128,8 +123,7 @@ func CheckShardSnapshot(s engine.ShardSnapshot) error {
 	switch {
 	case !engine.ValidID(s.Item) || s.Shard < 0 || s.Shard >= engine.MaxShards:
 		return fmt.Errorf("shard snapshot %q.%d: %w", s.Item, s.Shard, errCorrupt)
-	case c.Allocated < 0 || c.Sold < 0 || c.Sold > c.Allocated || c.NextSeq == 0 || c.Received < 0 || c.Returned < 0 ||
-		c.NextSeq > math.MaxUint64-uint64(c.Received)-uint64(c.Returned):
+	case !countersInRange(c) || c.NextSeq > math.MaxUint64-uint64(c.Received)-uint64(c.Returned):
 		return fmt.Errorf("shard snapshot %s.%d: counters %+v: %w", s.Item, s.Shard, c, errCorrupt)
 	}
 	var prev uint64
