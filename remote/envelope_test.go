@@ -45,8 +45,29 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 	}
 }
 
+// longestFrom is a sender address of MaxPeerAddrLen bytes: the decoder
+// bounds its length only (the transport checks it is a peer address).
+var longestFrom = strings.Repeat("9", MaxPeerAddrLen)
+
+func TestMsgFromEnvelopeRoundTrip(t *testing.T) {
+	for _, from := range []string{"", "127.0.0.11:40000", longestFrom} {
+		for _, m := range msgOfEveryKind() {
+			e := MsgFromEnvelope(from, m)
+			b := AppendEnvelope(nil, e)
+			if len(b) > MaxEnvelopeLen {
+				t.Fatalf("%d bytes, more than MaxEnvelopeLen %d", len(b), MaxEnvelopeLen)
+			}
+			if got, err := DecodeEnvelope(b); err != nil || got != e {
+				t.Fatalf("decoded %+v, %v; want %+v", got, err, e)
+			}
+		}
+	}
+}
+
 func TestEnvelopeRefuses(t *testing.T) {
 	good := AppendEnvelope(nil, MsgEnvelope(msgOfEveryKind()[0]))
+	msg := good[1:]
+	fromTag := []byte{byte(TagMsgFrom)}
 	for _, tc := range []struct {
 		name string
 		b    []byte
@@ -60,6 +81,11 @@ func TestEnvelopeRefuses(t *testing.T) {
 		{"tag 0", append([]byte{0}, good[1:]...), ErrUnknownTag},
 		{"reserved tag 2", append([]byte{2}, good[1:]...), ErrUnknownTag},
 		{"tag 255", []byte{255}, ErrUnknownTag},
+		{"from, no msg", append(append(fromTag, 2), "ab"...), ErrBadEnvelope},
+		{"from too long", append(append(append(fromTag, MaxPeerAddrLen+1), longestFrom+"9"...), msg...), ErrBadEnvelope},
+		{"from length past the end", append(fromTag, 5, 'a'), ErrBadEnvelope},
+		{"from length not shortest", append(append(append(fromTag, 0x82, 0), "ab"...), msg...), ErrBadEnvelope},
+		{"from, bad msg", append(append(append(fromTag, 2), "ab"...), msg[:len(msg)-1]...), ErrBadEnvelope},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if _, err := DecodeEnvelope(tc.b); !errors.Is(err, tc.want) {
@@ -76,6 +102,7 @@ func FuzzDecodeEnvelope(f *testing.F) {
 		b := AppendEnvelope(nil, MsgEnvelope(m))
 		f.Add(b)
 		f.Add(b[:len(b)/2])
+		f.Add(AppendEnvelope(nil, MsgFromEnvelope("127.0.0.11:40000", m)))
 	}
 	f.Add([]byte{})
 	f.Add([]byte{2, 1, 1})

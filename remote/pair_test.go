@@ -32,8 +32,8 @@ func TestEveryKindArrives(t *testing.T) {
 	for _, m := range msgOfEveryKind() {
 		t.Run(m.Kind.String(), func(t *testing.T) {
 			a.Send(b.Addr(), m)
-			if got := b.recv(t); got != m {
-				t.Fatalf("got %+v, want %+v", got, m)
+			if got := b.recvFrom(t); got != (arrival{a.Addr(), m}) {
+				t.Fatalf("got %+v from %s, want %+v from %s", got.m, got.from, m, a.Addr())
 			}
 		})
 	}
@@ -152,7 +152,7 @@ func TestPeerRestart(t *testing.T) {
 }
 
 func TestStartRefusesTakenAddress(t *testing.T) {
-	h := func(engine.Msg) {}
+	h := func(string, engine.Msg) {}
 	a := startNode(t, hostA+":0")
 	if tr, err := Start(Config{Addr: a.Addr(), Handle: h}); err == nil {
 		tr.Close()

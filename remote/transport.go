@@ -2,9 +2,11 @@ package remote
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 
@@ -43,9 +45,10 @@ type Config struct {
 	// private network: a message of a protobuf type the receiver does not
 	// know crashes it (protoactor remote/proto_serializer.go:30-32).
 	Addr string
-	// Handle receives every protocol message that arrives, one at a time on
-	// the receiver actor's goroutine: it must not block.
-	Handle func(engine.Msg)
+	// Handle receives every protocol message that arrives, with the address
+	// of the node that sent it ("" from a peer that predates TagMsgFrom),
+	// one at a time on the receiver actor's goroutine: it must not block.
+	Handle func(from string, m engine.Msg)
 	// Logger: nil means slog.Default(). Protoactor's own records go to it
 	// from Warn up.
 	Logger *slog.Logger
@@ -106,6 +109,10 @@ func Start(cfg Config) (*Transport, error) {
 		return nil, fmt.Errorf("remote: start %s: %w", cfg.Addr, err)
 	}
 	t.addr = t.sys.Address()
+	if !validPeer(t.addr) {
+		t.Close()
+		return nil, fmt.Errorf("remote: start %s: advertised address %q is not an IP:PORT of at most %d bytes", cfg.Addr, t.addr, MaxPeerAddrLen)
+	}
 	props := actor.PropsFromFunc(func(c actor.Context) {
 		if b, ok := c.Message().(*wrapperspb.BytesValue); ok {
 			t.receive(b.Value, cfg.Handle)
@@ -145,30 +152,52 @@ func splitAddr(addr string) (host string, port int, ip net.IP, err error) {
 	return h, port, ip, nil
 }
 
-func (t *Transport) receive(b []byte, handle func(engine.Msg)) {
+// validPeer reports whether addr is an address a peer can be sent to:
+// IP:PORT with a specific IP, no zone and a port, at most MaxPeerAddrLen
+// bytes.
+func validPeer(addr string) bool {
+	if len(addr) > MaxPeerAddrLen {
+		return false
+	}
+	ap, err := netip.ParseAddrPort(addr)
+	return err == nil && ap.Port() != 0 && !ap.Addr().IsUnspecified() && ap.Addr().Zone() == ""
+}
+
+// errBadFrom: an envelope whose sender address is not a peer address.
+var errBadFrom = errors.New("sender address is not IP:PORT")
+
+func (t *Transport) receive(b []byte, handle func(string, engine.Msg)) {
 	e, err := DecodeEnvelope(b)
+	if err == nil && e.Tag == TagMsgFrom && !validPeer(e.From) {
+		err = errBadFrom
+	}
 	if err != nil {
-		t.dropped.Add(1)
-		t.log.Warn("drop envelope", "len", len(b), "err", err)
+		t.drop(len(b), err)
 		return
 	}
 	switch e.Tag {
-	case TagMsg:
-		handle(e.Msg)
+	case TagMsg, TagMsgFrom:
+		handle(e.From, e.Msg)
 	}
+}
+
+func (t *Transport) drop(n int, err error) {
+	t.dropped.Add(1)
+	t.log.Warn("drop envelope", "len", n, "err", err)
 }
 
 // Addr is the address peers send to.
 func (t *Transport) Addr() string { return t.addr }
 
-// Dropped counts envelopes that arrived and did not decode.
+// Dropped counts envelopes that arrived and were dropped: they did not
+// decode, or named a sender that is not a peer address.
 func (t *Transport) Dropped() uint64 { return t.dropped.Load() }
 
-// Send sends m once to the node at peer (IP:PORT), fire and forget: no
-// future, no retry, no error. It may be lost, like any remote send; after
-// Close it does nothing.
+// Send sends m once to the node at peer (IP:PORT), with this node's
+// address as its sender, fire and forget: no future, no retry, no error.
+// It may be lost, like any remote send; after Close it does nothing.
 func (t *Transport) Send(peer string, m engine.Msg) {
-	t.sendValue(peer, wrap(MsgEnvelope(m)))
+	t.sendValue(peer, wrap(MsgFromEnvelope(t.addr, m)))
 }
 
 func (t *Transport) sendValue(peer string, v *wrapperspb.BytesValue) {

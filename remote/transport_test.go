@@ -23,14 +23,20 @@ const (
 // node is a Transport whose arrivals go to a channel.
 type node struct {
 	*Transport
-	got chan engine.Msg
+	got chan arrival
 	log *syncBuffer
+}
+
+// arrival is a message as the handler heard it.
+type arrival struct {
+	from string
+	m    engine.Msg
 }
 
 func startNode(t *testing.T, addr string) *node {
 	t.Helper()
-	n := &node{got: make(chan engine.Msg, 20000), log: &syncBuffer{}}
-	tr, err := Start(Config{Addr: addr, Handle: func(m engine.Msg) { n.got <- m },
+	n := &node{got: make(chan arrival, 20000), log: &syncBuffer{}}
+	tr, err := Start(Config{Addr: addr, Handle: func(from string, m engine.Msg) { n.got <- arrival{from, m} },
 		Logger: slog.New(slog.NewTextHandler(n.log, nil))})
 	if err != nil {
 		t.Fatal(err)
@@ -42,12 +48,17 @@ func startNode(t *testing.T, addr string) *node {
 
 func (n *node) recv(t *testing.T) engine.Msg {
 	t.Helper()
+	return n.recvFrom(t).m
+}
+
+func (n *node) recvFrom(t *testing.T) arrival {
+	t.Helper()
 	select {
-	case m := <-n.got:
-		return m
+	case a := <-n.got:
+		return a
 	case <-time.After(wait):
 		t.Fatalf("nothing arrived at %s within %v", n.Addr(), wait)
-		return engine.Msg{}
+		return arrival{}
 	}
 }
 
@@ -56,7 +67,7 @@ func seqMsg(seq uint64) engine.Msg {
 }
 
 func TestStartRefuses(t *testing.T) {
-	h := func(engine.Msg) {}
+	h := func(string, engine.Msg) {}
 	if _, err := Start(Config{Addr: hostA + ":0"}); err == nil {
 		t.Error("started without a handler")
 	}
@@ -83,6 +94,32 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// TestSelfSender: Send names this node as the sender; an envelope of the
+// old form arrives with no sender; one whose sender is not IP:PORT is
+// dropped.
+func TestSelfSender(t *testing.T) {
+	n := startNode(t, hostA+":0")
+	n.Send(n.Addr(), seqMsg(1))
+	if a := n.recvFrom(t); a != (arrival{n.Addr(), seqMsg(1)}) {
+		t.Fatalf("got %+v, want seq 1 from %s", a, n.Addr())
+	}
+	for _, from := range []string{"", "x", "127.0.0.1", "127.0.0.1:0", "0.0.0.0:80", "[fe80::1%lo]:80", "localhost:80"} {
+		n.sendValue(n.Addr(), wrap(MsgFromEnvelope(from, seqMsg(2))))
+	}
+	n.sendValue(n.Addr(), wrap(MsgEnvelope(seqMsg(3))))
+	// Delivery to oneself is in order: the drops came before.
+	if a := n.recvFrom(t); a != (arrival{"", seqMsg(3)}) {
+		t.Fatalf("got %+v, want seq 3 from nobody", a)
+	}
+	if d := n.Dropped(); d != 7 {
+		t.Fatalf("dropped %d, want 7", d)
+	}
+	n.Send(n.Addr(), seqMsg(4))
+	if a := n.recvFrom(t); a != (arrival{n.Addr(), seqMsg(4)}) {
+		t.Fatalf("got %+v, want seq 4 from %s", a, n.Addr())
+	}
 }
 
 // TestSelfConcurrentSendClose runs this package's code under the race
