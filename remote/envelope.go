@@ -21,9 +21,11 @@ const (
 	// writes it (TagMsgFrom says who sent); a receiver still takes it, with
 	// no sender, from peers that predate TagMsgFrom.
 	TagMsg Tag = 1
-	// Tags 2 and 3 are kept for a grab sent to the node that owns its shard
-	// and for its reply; until they exist the decoder refuses them.
-
+	// TagRequest: a Request (a grab, release or stock change sent to the
+	// node that owns the item) in AppendRequest's encoding.
+	TagRequest Tag = 2
+	// TagReply: the Reply to a Request, in AppendReply's encoding.
+	TagReply Tag = 3
 	// TagMsgFrom: the sender's peer address (a uvarint length, at most
 	// MaxPeerAddrLen bytes), then an engine.Msg as in TagMsg.
 	TagMsgFrom Tag = 4
@@ -40,7 +42,7 @@ const (
 	// MaxEnvelopeLen bounds an encoded envelope: the tag and the largest
 	// payload of any tag. A receiver refuses anything longer before
 	// decoding.
-	MaxEnvelopeLen = 1 + maxMsgFromLen
+	MaxEnvelopeLen = 1 + max(engine.MaxMsgLen, maxMsgFromLen, maxRequestLen, maxReplyLen)
 )
 
 var (
@@ -56,6 +58,8 @@ type Envelope struct {
 	Tag  Tag
 	Msg  engine.Msg // TagMsg, TagMsgFrom
 	From string     // TagMsgFrom: the sender's address, as its Transport.Addr
+	Req  Request    // TagRequest
+	Rep  Reply      // TagReply
 }
 
 // MsgEnvelope wraps a protocol message with no sender (the old form).
@@ -65,6 +69,12 @@ func MsgEnvelope(m engine.Msg) Envelope { return Envelope{Tag: TagMsg, Msg: m} }
 func MsgFromEnvelope(from string, m engine.Msg) Envelope {
 	return Envelope{Tag: TagMsgFrom, Msg: m, From: from}
 }
+
+// RequestEnvelope wraps a request.
+func RequestEnvelope(r Request) Envelope { return Envelope{Tag: TagRequest, Req: r} }
+
+// ReplyEnvelope wraps a reply.
+func ReplyEnvelope(r Reply) Envelope { return Envelope{Tag: TagReply, Rep: r} }
 
 // AppendEnvelope appends e's encoding to dst: the tag, then the payload in
 // its own canonical encoding, so an envelope has exactly one encoding too.
@@ -76,6 +86,10 @@ func AppendEnvelope(dst []byte, e Envelope) []byte {
 	case TagMsgFrom:
 		dst = appendStr(append(dst, byte(TagMsgFrom)), e.From)
 		return engine.AppendMsg(dst, e.Msg)
+	case TagRequest:
+		return AppendRequest(append(dst, byte(TagRequest)), e.Req)
+	case TagReply:
+		return AppendReply(append(dst, byte(TagReply)), e.Rep)
 	}
 	panic(fmt.Sprintf("remote: append envelope of unknown tag %d", e.Tag))
 }
@@ -104,6 +118,18 @@ func DecodeEnvelope(b []byte) (Envelope, error) {
 			return Envelope{}, fmt.Errorf("%w: %w", ErrBadEnvelope, err)
 		}
 		return MsgFromEnvelope(from, m), nil
+	case TagRequest:
+		r, err := DecodeRequest(b[1:])
+		if err != nil {
+			return Envelope{}, fmt.Errorf("%w: %w", ErrBadEnvelope, err)
+		}
+		return RequestEnvelope(r), nil
+	case TagReply:
+		r, err := DecodeReply(b[1:])
+		if err != nil {
+			return Envelope{}, fmt.Errorf("%w: %w", ErrBadEnvelope, err)
+		}
+		return ReplyEnvelope(r), nil
 	}
 	return Envelope{}, ErrUnknownTag
 }

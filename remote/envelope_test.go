@@ -79,7 +79,9 @@ func TestEnvelopeRefuses(t *testing.T) {
 		{"trailing byte", append(append([]byte{}, good...), 0), ErrBadEnvelope},
 		{"too long", append([]byte{byte(TagMsg)}, make([]byte, MaxEnvelopeLen)...), ErrBadEnvelope},
 		{"tag 0", append([]byte{0}, good[1:]...), ErrUnknownTag},
-		{"reserved tag 2", append([]byte{2}, good[1:]...), ErrUnknownTag},
+		{"request tag, a msg", append([]byte{byte(TagRequest)}, msg...), ErrBadEnvelope},
+		{"reply tag, a msg", append([]byte{byte(TagReply)}, msg...), ErrBadEnvelope},
+		{"tag 5", append([]byte{5}, msg...), ErrUnknownTag},
 		{"tag 255", []byte{255}, ErrUnknownTag},
 		{"from, no msg", append(append(fromTag, 2), "ab"...), ErrBadEnvelope},
 		{"from too long", append(append(append(fromTag, MaxPeerAddrLen+1), longestFrom+"9"...), msg...), ErrBadEnvelope},
@@ -103,6 +105,12 @@ func FuzzDecodeEnvelope(f *testing.F) {
 		f.Add(b)
 		f.Add(b[:len(b)/2])
 		f.Add(AppendEnvelope(nil, MsgFromEnvelope("127.0.0.11:40000", m)))
+	}
+	for _, r := range reqOfEveryKind() {
+		f.Add(AppendEnvelope(nil, RequestEnvelope(r)))
+	}
+	for _, r := range replyOfEveryCode() {
+		f.Add(AppendEnvelope(nil, ReplyEnvelope(r)))
 	}
 	f.Add([]byte{})
 	f.Add([]byte{2, 1, 1})
