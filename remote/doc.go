@@ -6,6 +6,9 @@
 //
 // Delivery is at most once, in order per connection while it lasts, with
 // no futures and no retries: the protocol already tolerates loss (totals
-// are cumulative, asks are repeated, chases resend). Nothing in engine,
-// transport or sale imports this package; the actors layer routes to it.
+// are cumulative, asks are repeated, chases resend). A request is sent once
+// too and matched with its reply by id; a request or reply lost is a
+// timeout, which the requester answers as unavailable, never a resend that
+// could grab twice. Nothing in engine, transport or sale imports this
+// package; the actors layer routes to it.
 package remote

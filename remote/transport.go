@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"sync"
@@ -49,25 +50,47 @@ type Config struct {
 	// of the node that sent it ("" from a peer that predates TagMsgFrom),
 	// one at a time on the receiver actor's goroutine: it must not block.
 	Handle func(from string, m engine.Msg)
+	// OnRequest serves each Request that arrives, on a goroutine of its
+	// own, so it may wait (for a shard's answer, say); at most
+	// MaxConcurrentRequests run at once, and past that a request is answered
+	// Overloaded untried. Its Reply goes to the request's From with the
+	// request's ID; one that is not well formed goes as Unavailable. nil
+	// answers every request Unavailable.
+	OnRequest func(req Request) Reply
 	// Logger: nil means slog.Default(). Protoactor's own records go to it
 	// from Warn up.
 	Logger *slog.Logger
+
+	// maxRequests replaces MaxConcurrentRequests when not 0 (tests).
+	maxRequests int
 }
 
-// Transport sends protocol messages to peer nodes and hands those that
-// arrive to Config.Handle.
+// Transport sends protocol messages and requests to peer nodes, hands the
+// messages that arrive to Config.Handle and the requests to
+// Config.OnRequest.
 type Transport struct {
-	sys  *actor.ActorSystem
-	rem  *protoremote.Remote
-	addr string
-	log  *slog.Logger
+	sys       *actor.ActorSystem
+	rem       *protoremote.Remote
+	addr      string
+	log       *slog.Logger
+	handle    func(string, engine.Msg)
+	onRequest func(Request) Reply
 
 	// mu orders Send against Close: protoactor's endpoint manager reads its
 	// stopped flag without a lock.
 	mu     sync.RWMutex
 	closed bool
+	done   chan struct{} // closed by Close
+
+	// nextID numbers requests. It starts at random, so that a reply to a
+	// request of an earlier run of a node on the same address cannot pass
+	// for the reply to one of this run.
+	nextID  atomic.Uint64
+	pending pendingTable
+	sem     chan struct{} // one token per request being served
 
 	dropped atomic.Uint64
+	late    atomic.Uint64
 }
 
 // Start listens on cfg.Addr and spawns the receiver. Start it before any
@@ -84,7 +107,12 @@ func Start(cfg Config) (*Transport, error) {
 	if err != nil {
 		return nil, err
 	}
-	t := &Transport{log: cfg.Logger.With("component", "remote")}
+	if cfg.maxRequests == 0 {
+		cfg.maxRequests = MaxConcurrentRequests
+	}
+	t := &Transport{log: cfg.Logger.With("component", "remote"), handle: cfg.Handle, onRequest: cfg.OnRequest,
+		done: make(chan struct{}), sem: make(chan struct{}, cfg.maxRequests)}
+	t.nextID.Store(rand.Uint64())
 	t.sys = actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
 		return slog.New(minLevel{cfg.Logger.Handler(), slog.LevelWarn}).With("component", "protoactor")
 	}))
@@ -115,7 +143,7 @@ func Start(cfg Config) (*Transport, error) {
 	}
 	props := actor.PropsFromFunc(func(c actor.Context) {
 		if b, ok := c.Message().(*wrapperspb.BytesValue); ok {
-			t.receive(b.Value, cfg.Handle)
+			t.receive(b.Value)
 		}
 	})
 	if _, err := t.sys.Root.SpawnNamed(props, ReceiverName); err != nil {
@@ -166,7 +194,9 @@ func validPeer(addr string) bool {
 // errBadFrom: an envelope whose sender address is not a peer address.
 var errBadFrom = errors.New("sender address is not IP:PORT")
 
-func (t *Transport) receive(b []byte, handle func(string, engine.Msg)) {
+// receive runs on the receiver actor's goroutine: it never waits for a
+// request to be served.
+func (t *Transport) receive(b []byte) {
 	e, err := DecodeEnvelope(b)
 	if err == nil && e.Tag == TagMsgFrom && !validPeer(e.From) {
 		err = errBadFrom
@@ -177,7 +207,11 @@ func (t *Transport) receive(b []byte, handle func(string, engine.Msg)) {
 	}
 	switch e.Tag {
 	case TagMsg, TagMsgFrom:
-		handle(e.From, e.Msg)
+		t.handle(e.From, e.Msg)
+	case TagRequest:
+		t.serve(e.Req, len(b))
+	case TagReply:
+		t.answer(e.Rep)
 	}
 }
 
@@ -190,7 +224,8 @@ func (t *Transport) drop(n int, err error) {
 func (t *Transport) Addr() string { return t.addr }
 
 // Dropped counts envelopes that arrived and were dropped: they did not
-// decode, or named a sender that is not a peer address.
+// decode, or named a sender (or a request's From) that is not a peer
+// address.
 func (t *Transport) Dropped() uint64 { return t.dropped.Load() }
 
 // Send sends m once to the node at peer (IP:PORT), with this node's
@@ -200,15 +235,20 @@ func (t *Transport) Send(peer string, m engine.Msg) {
 	t.sendValue(peer, wrap(MsgFromEnvelope(t.addr, m)))
 }
 
-func (t *Transport) sendValue(peer string, v *wrapperspb.BytesValue) {
+// sendValue sends v to peer; false when the transport is closed.
+func (t *Transport) sendValue(peer string, v *wrapperspb.BytesValue) bool {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
-	if !t.closed {
-		t.sys.Root.Send(actor.NewPID(peer, ReceiverName), v)
+	if t.closed {
+		return false
 	}
+	t.sys.Root.Send(actor.NewPID(peer, ReceiverName), v)
+	return true
 }
 
-// Close stops the remote: envelopes still queued for peers are lost.
+// Close stops the remote: envelopes still queued for peers are lost,
+// requests waiting for replies return ErrClosed, and requests still being
+// served are not waited for (their replies are not sent).
 func (t *Transport) Close() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -216,6 +256,7 @@ func (t *Transport) Close() {
 		return
 	}
 	t.closed = true
+	close(t.done)
 	t.rem.Shutdown(true)
 	t.sys.Shutdown()
 }

@@ -35,9 +35,16 @@ type arrival struct {
 
 func startNode(t *testing.T, addr string) *node {
 	t.Helper()
+	return startNodeCfg(t, Config{Addr: addr})
+}
+
+// startNodeCfg starts a node with cfg, its Handle and Logger the node's.
+func startNodeCfg(t *testing.T, cfg Config) *node {
+	t.Helper()
 	n := &node{got: make(chan arrival, 20000), log: &syncBuffer{}}
-	tr, err := Start(Config{Addr: addr, Handle: func(from string, m engine.Msg) { n.got <- arrival{from, m} },
-		Logger: slog.New(slog.NewTextHandler(n.log, nil))})
+	cfg.Handle = func(from string, m engine.Msg) { n.got <- arrival{from, m} }
+	cfg.Logger = slog.New(slog.NewTextHandler(n.log, nil))
+	tr, err := Start(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
