@@ -29,6 +29,14 @@ type Placement struct {
 	Node  string `json:"node"`
 	Epoch uint64 `json:"epoch"`
 	State State  `json:"state"`
+	// To is the node a requested cooperative move hands the shard to
+	// (RequestMove); set only while State is Moving.
+	To string `json:"to,omitempty"`
+	// ModRev is the placement key's mod revision when this value was read
+	// or written; it is not stored. Every read and every write of this
+	// package fills it. An unchanged mod revision means an unchanged
+	// placement: CommitPool's guards compare it, not the value.
+	ModRev int64 `json:"-"`
 }
 
 func decodePlacement(kv *mvccpb.KeyValue, shard int) (Placement, error) {
@@ -37,7 +45,17 @@ func decodePlacement(kv *mvccpb.KeyValue, shard int) (Placement, error) {
 		return p, fmt.Errorf("placement %s: %w", kv.Key, err)
 	}
 	p.Shard = shard
+	p.ModRev = kv.ModRevision
 	return p, nil
+}
+
+// written stamps a placement put by the transaction of revision rev (0:
+// nothing was written, the placement keeps the mod revision it was read at).
+func (p Placement) written(rev int64) Placement {
+	if rev != 0 {
+		p.ModRev = rev
+	}
+	return p
 }
 
 func (p Placement) put(item string) clientv3.Op {
@@ -56,7 +74,7 @@ func (s *Store) Attach(ctx context.Context, item string, shard int, node string)
 	}
 	var out Placement
 	keys := []string{placementKey(item, shard), nodeKey(node)}
-	err := s.casLoop(ctx, "attach "+keys[0], keys, func(kvs []*mvccpb.KeyValue) ([]clientv3.Op, error) {
+	rev, err := s.casLoop(ctx, "attach "+keys[0], keys, func(kvs []*mvccpb.KeyValue) ([]clientv3.Op, error) {
 		if kvs[1] == nil {
 			return nil, fmt.Errorf("attach %s/%d to %s: %w", item, shard, node, ErrNodeDown)
 		}
@@ -81,7 +99,7 @@ func (s *Store) Attach(ctx context.Context, item string, shard int, node string)
 		}
 		return nil, fmt.Errorf("attach %s/%d to %s: on %s: %w", item, shard, node, p.Node, ErrOwnerExpired)
 	})
-	return out, err
+	return out.written(rev), err
 }
 
 // SetState changes the state of the shard's incarnation epoch (the owner
@@ -95,7 +113,7 @@ func (s *Store) SetState(ctx context.Context, item string, shard int, epoch uint
 	}
 	var out Placement
 	keys := []string{placementKey(item, shard)}
-	err := s.casLoop(ctx, "set state "+keys[0], keys, func(kvs []*mvccpb.KeyValue) ([]clientv3.Op, error) {
+	rev, err := s.casLoop(ctx, "set state "+keys[0], keys, func(kvs []*mvccpb.KeyValue) ([]clientv3.Op, error) {
 		if kvs[0] == nil {
 			return nil, fmt.Errorf("set state %s/%d: %w", item, shard, ErrUnplaced)
 		}
@@ -111,9 +129,12 @@ func (s *Store) SetState(ctx context.Context, item string, shard int, epoch uint
 			return nil, nil
 		}
 		out.State = st
+		if st != Moving {
+			out.To = ""
+		}
 		return []clientv3.Op{out.put(item)}, nil
 	})
-	return out, err
+	return out.written(rev), err
 }
 
 // Move hands a shard over cooperatively: only if it is placed on from, to
@@ -125,7 +146,7 @@ func (s *Store) Move(ctx context.Context, item string, shard int, from, to strin
 	}
 	var out Placement
 	keys := []string{placementKey(item, shard), nodeKey(to)}
-	err := s.casLoop(ctx, "move "+keys[0], keys, func(kvs []*mvccpb.KeyValue) ([]clientv3.Op, error) {
+	rev, err := s.casLoop(ctx, "move "+keys[0], keys, func(kvs []*mvccpb.KeyValue) ([]clientv3.Op, error) {
 		if kvs[0] == nil {
 			return nil, fmt.Errorf("move %s/%d: %w", item, shard, ErrUnplaced)
 		}
@@ -144,7 +165,7 @@ func (s *Store) Move(ctx context.Context, item string, shard int, from, to strin
 		}
 		return []clientv3.Op{out.put(item)}, nil
 	})
-	return out, err
+	return out.written(rev), err
 }
 
 // ForceMove takes a shard from an owner whose lease etcd expired (its node
@@ -181,7 +202,7 @@ func (s *Store) ForceMove(ctx context.Context, item string, shard int, to string
 func (s *Store) forceMove(ctx context.Context, item string, owner Placement, to string) (Placement, error) {
 	var out Placement
 	keys := []string{placementKey(item, owner.Shard), nodeKey(owner.Node), nodeKey(to), ledgerKey(item)}
-	err := s.casLoop(ctx, "force move "+keys[0], keys, func(kvs []*mvccpb.KeyValue) ([]clientv3.Op, error) {
+	rev, err := s.casLoop(ctx, "force move "+keys[0], keys, func(kvs []*mvccpb.KeyValue) ([]clientv3.Op, error) {
 		if kvs[0] == nil {
 			return nil, errAgain
 		}
@@ -216,7 +237,7 @@ func (s *Store) forceMove(ctx context.Context, item string, owner Placement, to 
 		}
 		return ops, nil
 	})
-	return out, err
+	return out.written(rev), err
 }
 
 // next is the placement of the following incarnation, on node.

@@ -61,9 +61,9 @@ func TestPlacement(t *testing.T) {
 			st.beforeRun()
 		}
 		ctx := ctxFor(t, 5*time.Second)
-		p, err := st.op(ctx)
-		wantErr(t, st.name, err, st.err)
-		if err == nil && (p.Node != st.node || p.Epoch != st.epoch || p.State != st.state) {
+		p, opErr := st.op(ctx)
+		wantErr(t, st.name, opErr, st.err)
+		if opErr == nil && (p.Node != st.node || p.Epoch != st.epoch || p.State != st.state) {
 			t.Fatalf("%s: returned %+v", st.name, p)
 		}
 		ps, err := s.Placement(ctx, "it")
@@ -73,8 +73,12 @@ func TestPlacement(t *testing.T) {
 			}
 			continue
 		}
-		if err != nil || len(ps) != 1 || ps[0] != (Placement{Node: st.node, Epoch: st.epoch, State: st.state}) {
+		if err != nil || len(ps) != 1 || unstamped(ps[0]) != (Placement{Node: st.node, Epoch: st.epoch, State: st.state}) {
 			t.Fatalf("%s: placement %+v, %v; want %s@%d %s", st.name, ps, err, st.node, st.epoch, st.state)
+		}
+		// What an operation returns carries the mod revision it read or wrote.
+		if ps[0].ModRev == 0 || opErr == nil && p != ps[0] {
+			t.Fatalf("%s: returned %+v, stored %+v", st.name, p, ps[0])
 		}
 	}
 
@@ -83,19 +87,28 @@ func TestPlacement(t *testing.T) {
 	if err != nil || !l.Incarnation(0, 2).Frozen || l.Incarnation(0, 3).Frozen {
 		t.Fatalf("ledger after force move: %+v, %v", l, err)
 	}
-	// The watch saw every write, in order, and nothing else.
+	// The watch saw every write, in order, and nothing else; each event
+	// carries the revision that wrote it.
 	want := []Placement{{Node: "n1", Epoch: 1, State: Active}, {Node: "n1", Epoch: 1, State: Moving},
 		{Node: "n2", Epoch: 2, State: Active}, {Node: "n1", Epoch: 3, State: Active}}
+	var lastRev int64
 	for i, w := range want {
 		select {
 		case e := <-events:
-			if e.Err != nil || e.Placement != w {
-				t.Fatalf("watch event %d: %+v, want %+v", i, e, w)
+			if e.Err != nil || unstamped(e.Placement) != w || e.ModRev <= lastRev {
+				t.Fatalf("watch event %d: %+v, want %+v after revision %d", i, e, w, lastRev)
 			}
+			lastRev = e.ModRev
 		case <-time.After(5 * time.Second):
 			t.Fatalf("watch event %d missing", i)
 		}
 	}
+}
+
+// unstamped is p without its mod revision, for comparing values.
+func unstamped(p Placement) Placement {
+	p.ModRev = 0
+	return p
 }
 
 func TestSetStateOfStaleEpoch(t *testing.T) {
