@@ -73,6 +73,11 @@ var (
 	ErrOwnerExpired = errors.New("fence: shard owner's lease expired: force move needed")
 	// ErrNotOwner: a cooperative move named a node that does not hold the shard.
 	ErrNotOwner = errors.New("fence: shard is not placed on that node")
+	// ErrNotActive: the shard is frozen, or moving where the operation
+	// needs it active (or moving to another node).
+	ErrNotActive = errors.New("fence: shard placement is not active")
+	// ErrSameNode: a move named the node that already holds the shard.
+	ErrSameNode = errors.New("fence: shard is already on that node")
 	// ErrUnplaced: the shard has no placement.
 	ErrUnplaced = errors.New("fence: shard is not placed")
 	// ErrStale: the incarnation is not the placement's current active one;

@@ -137,9 +137,86 @@ func (s *Store) SetState(ctx context.Context, item string, shard int, epoch uint
 	return out.written(rev), err
 }
 
+// RequestMove starts a cooperative move of an active shard to node to,
+// which must hold a live lease (ErrNodeDown) and must not be the owner
+// (ErrSameNode): the placement turns Moving with To set, at the same epoch.
+// The owner then stops granting, finishes its commits and gives back, and
+// Move completes the hand-over (or CancelMove ends it). A repeated request
+// for the same move returns the placement unchanged; a shard that is frozen
+// or moving elsewhere is refused (ErrNotActive).
+func (s *Store) RequestMove(ctx context.Context, item string, shard int, to string) (Placement, error) {
+	if err := checkPlacement(item, shard, to); err != nil {
+		return Placement{}, err
+	}
+	var out Placement
+	what := fmt.Sprintf("request move %s/%d to %s", item, shard, to)
+	keys := []string{placementKey(item, shard), nodeKey(to)}
+	rev, err := s.casLoop(ctx, what, keys, func(kvs []*mvccpb.KeyValue) ([]clientv3.Op, error) {
+		if kvs[0] == nil {
+			return nil, fmt.Errorf("%s: %w", what, ErrUnplaced)
+		}
+		if kvs[1] == nil {
+			return nil, fmt.Errorf("%s: %w", what, ErrNodeDown)
+		}
+		p, err := decodePlacement(kvs[0], shard)
+		if err != nil {
+			return nil, err
+		}
+		switch {
+		case p.Node == to:
+			return nil, fmt.Errorf("%s: %w", what, ErrSameNode)
+		case p.State == Moving && p.To == to:
+			out = p
+			return nil, nil
+		case p.State != Active:
+			return nil, fmt.Errorf("%s: %s to %q: %w", what, p.State, p.To, ErrNotActive)
+		}
+		out = p
+		out.State, out.To = Moving, to
+		return []clientv3.Op{out.put(item)}, nil
+	})
+	return out.written(rev), err
+}
+
+// CancelMove ends a requested move of incarnation epoch: Moving turns
+// Active again on the same node, To cleared. An active placement is
+// returned unchanged; another epoch is ErrStale, a frozen one ErrNotActive.
+func (s *Store) CancelMove(ctx context.Context, item string, shard int, epoch uint64) (Placement, error) {
+	if err := checkShard(item, shard); err != nil {
+		return Placement{}, err
+	}
+	var out Placement
+	what := fmt.Sprintf("cancel move %s/%d@%d", item, shard, epoch)
+	keys := []string{placementKey(item, shard)}
+	rev, err := s.casLoop(ctx, what, keys, func(kvs []*mvccpb.KeyValue) ([]clientv3.Op, error) {
+		if kvs[0] == nil {
+			return nil, fmt.Errorf("%s: %w", what, ErrUnplaced)
+		}
+		p, err := decodePlacement(kvs[0], shard)
+		if err != nil {
+			return nil, err
+		}
+		switch {
+		case p.Epoch != epoch:
+			return nil, fmt.Errorf("%s: now @%d: %w", what, p.Epoch, ErrStale)
+		case p.State == Active:
+			out = p
+			return nil, nil
+		case p.State != Moving:
+			return nil, fmt.Errorf("%s: %s: %w", what, p.State, ErrNotActive)
+		}
+		out = p
+		out.State, out.To = Active, ""
+		return []clientv3.Op{out.put(item)}, nil
+	})
+	return out.written(rev), err
+}
+
 // Move hands a shard over cooperatively: only if it is placed on from, to
-// a node with a live lease, at epoch+1. The new incarnation starts with no
-// units; from's unsold units come back by Return.
+// a node with a live lease, at epoch+1, Active, To cleared. The placement
+// must be Active, or Moving to to (RequestMove) or to no node named
+// (SetState); frozen or moving to another node it is ErrNotActive. The new
+// incarnation starts with no units; from's unsold units come back by Return.
 func (s *Store) Move(ctx context.Context, item string, shard int, from, to string) (Placement, error) {
 	if err := checkPlacement(item, shard, to); err != nil {
 		return Placement{}, err
@@ -159,6 +236,9 @@ func (s *Store) Move(ctx context.Context, item string, shard int, from, to strin
 		}
 		if p.Node != from {
 			return nil, fmt.Errorf("move %s/%d from %s: on %s: %w", item, shard, from, p.Node, ErrNotOwner)
+		}
+		if p.State == Frozen || p.State == Moving && p.To != "" && p.To != to {
+			return nil, fmt.Errorf("move %s/%d to %s: %s to %q: %w", item, shard, to, p.State, p.To, ErrNotActive)
 		}
 		if out, err = p.next(to); err != nil {
 			return nil, err
