@@ -60,6 +60,17 @@ const (
 	// MaxJoinAttempts bounds how many times Join waits for an earlier
 	// lease of the same node id to expire (a restart after SIGKILL).
 	MaxJoinAttempts = 8
+	// EtcdMaxTxnOps is etcd's default --max-txn-ops (128 in 3.4 and 3.5):
+	// etcd refuses a transaction whose compare, success or failure list
+	// holds more operations. The cluster runs etcd with the default.
+	EtcdMaxTxnOps = 128
+	// MaxShardsPerItemTxn: CreateItem writes an item's record, its pool
+	// ledger and every shard's placement in one transaction, so that an
+	// item exists whole or not at all; two puts besides the placements
+	// leave 126 shards of EtcdMaxTxnOps. A bigger item is refused
+	// (ErrTooManyShards) rather than created in parts that a crash could
+	// leave half-written.
+	MaxShardsPerItemTxn = EtcdMaxTxnOps - 2
 )
 
 // Outcomes callers branch on.
@@ -89,6 +100,14 @@ var (
 	ErrNoLedger = errors.New("fence: item has no ledger")
 	// ErrLedgerExists: CreateLedger found one.
 	ErrLedgerExists = errors.New("fence: ledger exists")
+	// ErrItemExists: CreateItem found the item's record, or keys of an item
+	// by that id (a pool ledger, placements) without one.
+	ErrItemExists = errors.New("fence: item exists")
+	// ErrNoItem: the item has no record.
+	ErrNoItem = errors.New("fence: no such item")
+	// ErrTooManyShards: the item has more shards than one etcd transaction
+	// can place (MaxShardsPerItemTxn).
+	ErrTooManyShards = errors.New("fence: too many shards for one etcd transaction")
 	// ErrInsufficient: a stock reduction asks for more than the pool holds.
 	ErrInsufficient = errors.New("fence: not enough units in the pool")
 	// ErrRefused: the change would break the ledger's conservation (or its
