@@ -71,6 +71,14 @@ const (
 	// (ErrTooManyShards) rather than created in parts that a crash could
 	// leave half-written.
 	MaxShardsPerItemTxn = EtcdMaxTxnOps - 2
+	// watchBuffer is the events a watch channel holds for a slow reader
+	// before the watch waits for it: items and placements change a few
+	// times a minute, so a reader this far behind is stuck, not slow.
+	watchBuffer = 16
+	// itemsRelistPause is the wait before WatchItems lists the items again
+	// after a listing failed (etcd unreachable): a keep-alive interval, the
+	// pace at which this package retries etcd anyway.
+	itemsRelistPause = KeepAliveInterval
 )
 
 // Outcomes callers branch on.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -135,7 +136,7 @@ func (s *Store) Item(ctx context.Context, item string) (engine.ItemConfig, error
 // revision of the listing: WatchItems from that revision reports the
 // items created after it.
 func (s *Store) Items(ctx context.Context) ([]engine.ItemConfig, int64, error) {
-	created, rev, err := s.listItems(ctx)
+	created, rev, err := s.listItems(ctx, true)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -154,19 +155,111 @@ type createdItem struct {
 }
 
 // listItems reads every item record (in key order) and the listing's
-// revision.
-func (s *Store) listItems(ctx context.Context) ([]createdItem, int64, error) {
+// revision. A record that does not decode is an error when strict, else
+// it is skipped.
+func (s *Store) listItems(ctx context.Context, strict bool) ([]createdItem, int64, error) {
 	resp, err := s.cli.Get(ctx, itemsPrefix, clientv3.WithPrefix())
 	if err != nil {
 		return nil, 0, fmt.Errorf("items: %w", err)
 	}
-	out := make([]createdItem, len(resp.Kvs))
-	for i, kv := range resp.Kvs {
+	out := make([]createdItem, 0, len(resp.Kvs))
+	for _, kv := range resp.Kvs {
 		cfg, err := decodeItem(kv)
-		if err != nil {
+		if err != nil && strict {
 			return nil, 0, fmt.Errorf("items: %w", err)
 		}
-		out[i] = createdItem{cfg: cfg, rev: kv.CreateRevision}
+		if err == nil {
+			out = append(out, createdItem{cfg: cfg, rev: kv.CreateRevision})
+		}
 	}
 	return out, resp.Header.Revision, nil
+}
+
+// WatchItems reports every item created after revision afterRev (0: every
+// item), in the order of creation, until ctx ends; then it closes the
+// channel. Pass the revision of an Items listing to hear of the items that
+// listing did not hold.
+//
+// Items are never deleted or rewritten, so a record's creation is its only
+// event and "created after" is exact. When the watch fails (its revision
+// was compacted, etcd cancelled it), WatchItems lists the items again and
+// reports those created after the last one it reported, then watches from
+// the listing's revision: no item is lost or reported twice. A listing that
+// fails is retried every itemsRelistPause. A record that does not decode
+// or validate (not written by CreateItem) is skipped; Items reports it as
+// an error.
+func (s *Store) WatchItems(ctx context.Context, afterRev int64) <-chan engine.ItemConfig {
+	out := make(chan engine.ItemConfig, watchBuffer)
+	go func() {
+		defer close(out)
+		seen := afterRev // every item created at or before seen was reported, or predates the watch
+		for {
+			seen = s.watchItems(ctx, seen, out)
+			for ctx.Err() == nil && s.cli.Ctx().Err() == nil { // until ctx ends or the client closes
+				created, rev, err := s.listItems(ctx, false)
+				if err == nil {
+					if seen = s.reportItems(ctx, created, seen, out); seen < rev {
+						seen = rev
+					}
+					break
+				}
+				select {
+				case <-time.After(itemsRelistPause):
+				case <-ctx.Done():
+				}
+			}
+			if ctx.Err() != nil || s.cli.Ctx().Err() != nil {
+				return
+			}
+		}
+	}()
+	return out
+}
+
+// watchItems reports the items created after seen until the watch fails
+// or ctx ends; it returns the creation revision of the last one reported
+// (seen if none).
+func (s *Store) watchItems(ctx context.Context, seen int64, out chan<- engine.ItemConfig) int64 {
+	wctx, cancel := context.WithCancel(ctx) // ends the watch when a send is abandoned
+	defer cancel()
+	for wr := range s.cli.Watch(wctx, itemsPrefix, clientv3.WithPrefix(), clientv3.WithRev(seen+1)) {
+		if wr.Err() != nil {
+			return seen
+		}
+		for _, ev := range wr.Events {
+			if ev.Type != mvccpb.PUT || ev.Kv.Version != 1 {
+				continue // not a creation
+			}
+			if cfg, err := decodeItem(ev.Kv); err == nil && !sendItem(ctx, out, cfg) {
+				return seen
+			}
+			seen = ev.Kv.ModRevision
+		}
+	}
+	return seen
+}
+
+// reportItems reports the items of a listing created after seen, oldest
+// first, and returns the creation revision of the last one reported.
+func (s *Store) reportItems(ctx context.Context, created []createdItem, seen int64, out chan<- engine.ItemConfig) int64 {
+	slices.SortFunc(created, func(a, b createdItem) int { return cmp.Compare(a.rev, b.rev) })
+	for _, c := range created {
+		if c.rev <= seen {
+			continue
+		}
+		if !sendItem(ctx, out, c.cfg) {
+			return seen
+		}
+		seen = c.rev
+	}
+	return seen
+}
+
+func sendItem(ctx context.Context, out chan<- engine.ItemConfig, cfg engine.ItemConfig) bool {
+	select {
+	case out <- cfg:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }

@@ -1,6 +1,7 @@
 package fence
 
 import (
+	"context"
 	"errors"
 	"slices"
 	"testing"
@@ -114,5 +115,123 @@ func TestCreateItem(t *testing.T) {
 	}
 	if !slices.Equal(ids, []string{"a", "b", "wide"}) {
 		t.Fatalf("items %v", ids)
+	}
+}
+
+// nextItems receives n items from ch, failing the test after a bound.
+func nextItems(t *testing.T, ch <-chan engine.ItemConfig, n int) []engine.ItemConfig {
+	t.Helper()
+	var got []engine.ItemConfig
+	for len(got) < n {
+		select {
+		case c, ok := <-ch:
+			if !ok {
+				t.Fatalf("watch closed after %v", got)
+			}
+			got = append(got, c)
+		case <-time.After(5 * time.Second):
+			t.Fatalf("watch: %d items of %d: %v", len(got), n, got)
+		}
+	}
+	return got
+}
+
+func ids(cfgs []engine.ItemConfig) []string {
+	out := make([]string, len(cfgs))
+	for i, c := range cfgs {
+		out[i] = c.Item
+	}
+	return out
+}
+
+// TestWatchItems: a watch from a listing's revision reports exactly the
+// items created after it, in creation order, skips what is not a creation
+// by CreateItem, and closes when its context ends.
+func TestWatchItems(t *testing.T) {
+	t.Parallel() // each test runs its own etcd
+	cli := dial(t, startEtcd(t))
+	s := New(cli)
+	ctx := ctxFor(t, 30*time.Second)
+	create := func(id string) engine.ItemConfig {
+		t.Helper()
+		cfg := item(id, 100, 2)
+		if _, err := s.CreateItem(ctx, cfg, []string{"n1"}); err != nil {
+			t.Fatal(err)
+		}
+		return cfg
+	}
+	create("before")
+	listed, rev, err := s.Items(ctx)
+	if err != nil || len(listed) != 1 {
+		t.Fatal(listed, err)
+	}
+	wctx, stop := context.WithCancel(ctx)
+	ch := s.WatchItems(wctx, rev)
+	b, a := create("b"), create("a")
+	if got := nextItems(t, ch, 2); got[0] != b || got[1] != a {
+		t.Fatalf("watch: %+v, want b then a", got)
+	}
+	if _, err := s.CreateItem(ctx, item("a", 5, 1), []string{"n1"}); !errors.Is(err, ErrItemExists) {
+		t.Fatal(err)
+	}
+	if _, err := cli.Put(ctx, itemKey("b"), `{"item":"b","stock":1,"shards":1,"per_user_limit":1}`); err != nil {
+		t.Fatal(err) // a rewrite: not a creation
+	}
+	if _, err := cli.Put(ctx, itemKey("junk"), "{"); err != nil {
+		t.Fatal(err) // not a record
+	}
+	c := create("c")
+	if got := nextItems(t, ch, 1); got[0] != c {
+		t.Fatalf("watch after a refused creation, a rewrite and junk: %+v, want c", got)
+	}
+	stop()
+	select {
+	case c, ok := <-ch:
+		if ok {
+			t.Fatalf("watch reported %+v after its context ended", c)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("watch not closed after its context ended")
+	}
+}
+
+// TestWatchItemsAfterCompaction: a watch whose revision etcd compacted
+// lists the items again and reports those created after its revision,
+// then goes on watching.
+func TestWatchItemsAfterCompaction(t *testing.T) {
+	t.Parallel() // each test runs its own etcd
+	cli := dial(t, startEtcd(t))
+	s := New(cli)
+	ctx := ctxFor(t, 30*time.Second)
+	create := func(id string) {
+		t.Helper()
+		if _, err := s.CreateItem(ctx, item(id, 100, 1), []string{"n1"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	create("old")
+	_, rev, err := s.Items(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	create("z")
+	if _, err := cli.Put(ctx, itemKey("junk"), "{"); err != nil {
+		t.Fatal(err) // a listing skips it, and is not retried for ever
+	}
+	create("m")
+	cur, err := cli.Get(ctx, "any")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Compact(ctx, cur.Header.Revision); err != nil {
+		t.Fatal(err)
+	}
+	ch := s.WatchItems(ctx, rev)
+	if got := ids(nextItems(t, ch, 2)); !slices.Equal(got, []string{"z", "m"}) {
+		t.Fatalf("after compaction: %v, want z then m", got)
+	}
+	create("a")
+	if got := ids(nextItems(t, ch, 1)); got[0] != "a" {
+		t.Fatalf("watch after the listing: %v, want a", got)
 	}
 }

@@ -362,7 +362,7 @@ type PlacementEvent struct {
 // then closes the channel. Placements are never deleted, so every event is
 // a put.
 func (s *Store) WatchPlacement(ctx context.Context, item string) <-chan PlacementEvent {
-	out := make(chan PlacementEvent, 16)
+	out := make(chan PlacementEvent, watchBuffer)
 	go func() {
 		defer close(out)
 		for wr := range s.cli.Watch(ctx, itemPlacementPrefix(item), clientv3.WithPrefix()) {
