@@ -71,6 +71,11 @@ const (
 	// (ErrTooManyShards) rather than created in parts that a crash could
 	// leave half-written.
 	MaxShardsPerItemTxn = EtcdMaxTxnOps - 2
+	// MaxGuards bounds the placements one CommitPool depends on: its read
+	// takes the pool ledger, the item record and one placement per guard in
+	// one transaction, so two gets besides the guards fit EtcdMaxTxnOps.
+	// An item that CreateItem placed has no more shards than this.
+	MaxGuards = EtcdMaxTxnOps - 2
 	// watchBuffer is the events a watch channel holds for a slow reader
 	// before the watch waits for it: items and placements change a few
 	// times a minute, so a reader this far behind is stuck, not slow.
@@ -100,7 +105,8 @@ var (
 	// ErrUnplaced: the shard has no placement.
 	ErrUnplaced = errors.New("fence: shard is not placed")
 	// ErrStale: the incarnation is not the placement's current active one;
-	// it gets no units.
+	// it gets no units. From CommitPool also: the pool ledger is no longer
+	// at the revision the caller decided on; reload and decide again.
 	ErrStale = errors.New("fence: stale incarnation")
 	// ErrFrozen: the incarnation was frozen by a forced move; it gets no units.
 	ErrFrozen = errors.New("fence: incarnation frozen")

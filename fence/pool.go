@@ -1,6 +1,7 @@
 package fence
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -115,4 +116,122 @@ func (s *Store) LoadPool(ctx context.Context, item string) (PoolLedger, error) {
 		return PoolLedger{}, err
 	}
 	return decodePoolLedger(cfg, kvs[0])
+}
+
+// Guard names a shard incarnation a pool commit depends on: the commit is
+// written only while the shard's placement is still that epoch, Active. A
+// commit that records a transfer with a shard (a grant, a give-back)
+// guards that shard's incarnation, so a transfer with an incarnation that
+// moved away is never recorded.
+type Guard struct {
+	Shard int
+	Epoch uint64
+}
+
+func cmpGuard(a, b Guard) int {
+	return cmp.Or(cmp.Compare(a.Shard, b.Shard), cmp.Compare(a.Epoch, b.Epoch))
+}
+
+// CommitPool writes the engine's pool state next as the item's ledger,
+// over the ledger of revision prevRev (LoadPool's Rev, or the revision the
+// last commit returned), and returns the new revision. The frozen units
+// are carried over unchanged: the ledger's Stock is next.Stock + Frozen.
+//
+// The pool ledger is read with every guarded placement; the write is one
+// transaction that compares the ledger's mod revision with prevRev and
+// each guarded placement's mod revision with the one read, which was that
+// epoch and Active. An unchanged mod revision is an unchanged placement:
+// the values are not compared. Any change since is ErrStale, and so is a
+// guard that no longer holds at the read: the caller reloads and
+// recomputes; there is no retry here. A next that lowers any shard's Sent
+// or Got, or breaks conservation, is ErrRefused; nothing is written.
+func (s *Store) CommitPool(ctx context.Context, item string, prevRev int64, next engine.PoolState, guards []Guard) (int64, error) {
+	what := fmt.Sprintf("commit pool %s over revision %d", item, prevRev)
+	if err := checkID("item", item); err != nil {
+		return 0, err
+	}
+	guards = slices.Clone(guards)
+	slices.SortFunc(guards, cmpGuard)
+	guards = slices.Compact(guards)
+	if len(guards) > MaxGuards {
+		return 0, fmt.Errorf("%s: %d guards, at most %d fit one etcd transaction", what, len(guards), MaxGuards)
+	}
+	gets := []clientv3.Op{clientv3.OpGet(poolKey(item)), clientv3.OpGet(itemKey(item))}
+	for _, g := range guards {
+		if err := checkShard(item, g.Shard); err != nil {
+			return 0, fmt.Errorf("%s: %w", what, err)
+		}
+		gets = append(gets, clientv3.OpGet(placementKey(item, g.Shard)))
+	}
+	resp, err := s.cli.Txn(ctx).Then(gets...).Commit()
+	if err != nil {
+		return 0, fmt.Errorf("%s: read: %w", what, err)
+	}
+	kvs := kvsOf(resp)
+	switch {
+	case kvs[0] == nil:
+		return 0, fmt.Errorf("%s: %w", what, ErrNoLedger)
+	case kvs[1] == nil:
+		return 0, fmt.Errorf("%s: a pool ledger without its item: %w", what, ErrNoItem)
+	case kvs[0].ModRevision != prevRev:
+		return 0, fmt.Errorf("%s: now at %d: %w", what, kvs[0].ModRevision, ErrStale)
+	}
+	cfg, err := decodeItem(kvs[1])
+	if err != nil {
+		return 0, err
+	}
+	cur, err := decodePoolLedger(cfg, kvs[0])
+	if err != nil {
+		return 0, err
+	}
+	cmps := []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(poolKey(item)), "=", prevRev)}
+	for i, g := range guards {
+		kv := kvs[2+i]
+		if g.Shard >= cfg.Shards {
+			return 0, fmt.Errorf("%s: guard of shard %d, the item has %d", what, g.Shard, cfg.Shards)
+		}
+		if kv == nil {
+			return 0, fmt.Errorf("%s: guard %d@%d: %w", what, g.Shard, g.Epoch, ErrUnplaced)
+		}
+		p, err := decodePlacement(kv, g.Shard)
+		if err != nil {
+			return 0, err
+		}
+		if p.Epoch != g.Epoch || p.State != Active {
+			return 0, fmt.Errorf("%s: guard %d@%d: placement @%d %s: %w", what, g.Shard, g.Epoch, p.Epoch, p.State, ErrStale)
+		}
+		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(string(kv.Key)), "=", kv.ModRevision))
+	}
+	put, err := cur.successor(cfg, next)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", what, err)
+	}
+	resp, err = s.cli.Txn(ctx).If(cmps...).Then(put).Commit()
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", what, err)
+	}
+	if !resp.Succeeded {
+		return 0, fmt.Errorf("%s: the ledger or a guarded placement changed: %w", what, ErrStale)
+	}
+	return resp.Header.Revision, nil
+}
+
+// successor is the write of the engine's state next over ledger l: frozen
+// units carried over, no shard's Sent or Got lowered, conservation kept.
+func (l PoolLedger) successor(cfg engine.ItemConfig, next engine.PoolState) (clientv3.Op, error) {
+	if len(next.Sent) != len(l.Sent) || len(next.Got) != len(l.Got) {
+		return clientv3.Op{}, fmt.Errorf("%d sent and %d got for %d shards: %w", len(next.Sent), len(next.Got), len(l.Sent), ErrRefused)
+	}
+	for i := range l.Sent {
+		if next.Sent[i] < l.Sent[i] || next.Got[i] < l.Got[i] {
+			return clientv3.Op{}, fmt.Errorf("shard %d: sent %d -> %d, got %d -> %d: %w",
+				i, l.Sent[i], next.Sent[i], l.Got[i], next.Got[i], ErrRefused)
+		}
+	}
+	if next.Stock < 0 || next.Stock > engine.MaxStock {
+		return clientv3.Op{}, fmt.Errorf("stock %d: %w", next.Stock, ErrRefused)
+	}
+	n := PoolLedger{Item: l.Item, Stock: next.Stock + l.Frozen, Pool: next.Pool, Frozen: l.Frozen,
+		Sent: slices.Clone(next.Sent), Got: slices.Clone(next.Got)}
+	return n.put(cfg)
 }

@@ -1,8 +1,16 @@
 package fence
 
 import (
+	"encoding/json"
+	"errors"
+	"reflect"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/seckill/seckill/engine"
 )
@@ -62,5 +70,232 @@ func TestPoolLedgerState(t *testing.T) {
 	}
 	if _, err := engine.RestorePool(cfg, st); err == nil {
 		t.Fatal("a changed state still verifies")
+	}
+}
+
+// created starts an etcd, joins nodes and creates cfg spread over them.
+func created(t *testing.T, cfg engine.ItemConfig, nodes ...string) (*Store, *clientv3.Client) {
+	t.Helper()
+	cli := dial(t, startEtcd(t))
+	s := New(cli)
+	for _, n := range nodes {
+		join(t, cli, n)
+	}
+	if _, err := s.CreateItem(ctxFor(t, 10*time.Second), cfg, nodes); err != nil {
+		t.Fatal(err)
+	}
+	return s, cli
+}
+
+// enginePool is the engine's pool over a loaded ledger.
+func enginePool(t *testing.T, cfg engine.ItemConfig, l PoolLedger) *engine.Pool {
+	t.Helper()
+	p, err := engine.RestorePool(cfg, l.State())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestCommitPool: each step loads the ledger, lets the engine's pool
+// change it, and commits over a revision with guards; afterwards the
+// ledger holds the new state (and the frozen units it held), or is
+// unchanged.
+func TestCommitPool(t *testing.T) {
+	t.Parallel() // each test runs its own etcd
+	// Shards 0 and 2 on n1, 1 and 3 on n2, all at epoch 1.
+	cfg := item("it", 1000, 4)
+	s, cli := created(t, cfg, "n1", "n2")
+	ctx := ctxFor(t, 30*time.Second)
+	var frozen int64 // the ledger's frozen units, carried by every commit
+	// freeze does what a forced move would: 40 units leave the engine's view.
+	freeze := func() {
+		l, err := s.LoadPool(ctx, "it")
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.Frozen, l.Stock = l.Frozen+40, l.Stock+40
+		b, _ := json.Marshal(l)
+		if _, err := cli.Put(ctx, poolKey("it"), string(b)); err != nil {
+			t.Fatal(err)
+		}
+		frozen += 40
+	}
+	grant := func(i int, n int64) func(*engine.Pool, *engine.PoolState) {
+		return func(p *engine.Pool, st *engine.PoolState) { p.Grant(i, n); *st = p.State() }
+	}
+	for _, c := range []struct {
+		name   string
+		before func()
+		stale  bool // commit over the revision before the current one
+		next   func(p *engine.Pool, st *engine.PoolState)
+		guards []Guard
+		err    error
+	}{
+		{name: "grant to shard 1, guarded", next: grant(1, 30), guards: []Guard{{1, 1}}},
+		{name: "a give-back of shard 0, guarded", next: func(p *engine.Pool, st *engine.PoolState) { p.Receive(0, 20); *st = p.State() },
+			guards: []Guard{{0, 1}}},
+		{name: "a stock change, unguarded", next: func(p *engine.Pool, st *engine.PoolState) {
+			if err := p.ChangeStock(100); err != nil {
+				t.Fatal(err)
+			}
+			*st = p.State()
+		}},
+		{name: "over a stale revision", stale: true, next: grant(1, 5), guards: []Guard{{1, 1}}, err: ErrStale},
+		{name: "guarded by another epoch", next: grant(1, 5), guards: []Guard{{1, 2}}, err: ErrStale},
+		{name: "guarded by a moving shard", before: func() {
+			if _, err := s.RequestMove(ctx, "it", 2, "n2"); err != nil {
+				t.Fatal(err)
+			}
+		}, next: grant(2, 5), guards: []Guard{{2, 1}}, err: ErrStale},
+		{name: "one guard of two stale", next: grant(1, 5), guards: []Guard{{1, 1}, {2, 1}}, err: ErrStale},
+		{name: "guard of a shard the item lacks", next: grant(1, 5), guards: []Guard{{4, 1}}, err: errAny},
+		{name: "Sent lowered", next: func(_ *engine.Pool, st *engine.PoolState) { st.Sent[1] -= 10; st.Pool += 10 }, err: ErrRefused},
+		{name: "Got lowered", next: func(_ *engine.Pool, st *engine.PoolState) { st.Got[0] -= 5; st.Pool -= 5 }, err: ErrRefused},
+		{name: "a unit out of thin air", next: func(_ *engine.Pool, st *engine.PoolState) { st.Pool++ }, err: ErrRefused},
+		{name: "a shard missing", next: func(_ *engine.Pool, st *engine.PoolState) { st.Sent, st.Got = st.Sent[:3], st.Got[:3] }, err: ErrRefused},
+		{name: "stock past the limit", next: func(_ *engine.Pool, st *engine.PoolState) { st.Stock += engine.MaxStock; st.Pool += engine.MaxStock },
+			err: ErrRefused},
+		{name: "frozen units carried over", before: freeze, next: grant(3, 10), guards: []Guard{{3, 1}}},
+		{name: "a stock cut with frozen units", next: func(p *engine.Pool, st *engine.PoolState) {
+			if err := p.ChangeStock(-50); err != nil {
+				t.Fatal(err)
+			}
+			*st = p.State()
+		}},
+		{name: "the same guard twice", next: grant(3, 10), guards: []Guard{{3, 1}, {3, 1}}},
+	} {
+		if c.before != nil {
+			c.before()
+		}
+		l, err := s.LoadPool(ctx, "it")
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		st := l.State()
+		c.next(enginePool(t, cfg, l), &st)
+		prev := l.Rev
+		if c.stale {
+			prev--
+		}
+		rev, err := s.CommitPool(ctx, "it", prev, st, c.guards)
+		wantErrOrAny(t, c.name, err, c.err)
+		after, lerr := s.LoadPool(ctx, "it")
+		if lerr != nil || after.Frozen != frozen {
+			t.Fatalf("%s: ledger %+v, %v; want %d frozen", c.name, after, lerr, frozen)
+		}
+		if err != nil {
+			if after.Rev != l.Rev {
+				t.Fatalf("%s: refused, yet the ledger changed: %+v", c.name, after)
+			}
+			continue
+		}
+		if got := after.State(); after.Rev != rev || rev <= l.Rev || !reflect.DeepEqual(got, st) {
+			t.Fatalf("%s: stored %+v at %d, committed %+v at %d", c.name, got, after.Rev, st, rev)
+		}
+	}
+}
+
+// TestCommitPoolOneWinner: commits over the same revision race; exactly
+// one is written, the others hear ErrStale.
+func TestCommitPoolOneWinner(t *testing.T) {
+	t.Parallel() // each test runs its own etcd
+	const (
+		rounds     = 5
+		committers = 8
+	)
+	cfg := item("it", 10_000, committers)
+	s, _ := created(t, cfg, "n1")
+	ctx := ctxFor(t, 30*time.Second)
+	for r := range rounds {
+		l, err := s.LoadPool(ctx, "it")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var wins, stale atomic.Int32
+		var wg sync.WaitGroup
+		for i := range committers {
+			p := enginePool(t, cfg, l)
+			p.Grant(i, 7)
+			wg.Go(func() {
+				_, err := s.CommitPool(ctx, "it", l.Rev, p.State(), []Guard{{i, 1}})
+				switch {
+				case err == nil:
+					wins.Add(1)
+				case errors.Is(err, ErrStale):
+					stale.Add(1)
+				default:
+					t.Errorf("round %d, committer %d: %v", r, i, err)
+				}
+			})
+		}
+		wg.Wait()
+		if wins.Load() != 1 || stale.Load() != committers-1 {
+			t.Fatalf("round %d: %d written, %d stale", r, wins.Load(), stale.Load())
+		}
+	}
+	l, err := s.LoadPool(ctx, "it")
+	if err != nil || l.Pool != cfg.InitialPool()-rounds*7 {
+		t.Fatalf("after %d rounds: %+v, %v", rounds, l, err)
+	}
+}
+
+// TestCommitPoolGuardVsMove: a committer grants to shard 0 guarded by its
+// epoch, over and over, while the shard moves. No commit is written after
+// the move: each written revision is below the move's.
+func TestCommitPoolGuardVsMove(t *testing.T) {
+	t.Parallel() // each test runs its own etcd
+	const moves = 4
+	cfg := item("it", 1_000_000, 1)
+	s, _ := created(t, cfg, "n1", "n2")
+	ctx := ctxFor(t, 60*time.Second)
+	nodes := [2]string{"n1", "n2"}
+	for m := range moves {
+		epoch := uint64(m + 1)
+		firstWritten := make(chan struct{})
+		var written []int64
+		done := make(chan error, 1)
+		go func() {
+			for {
+				l, err := s.LoadPool(ctx, "it")
+				if err != nil {
+					done <- err
+					return
+				}
+				p, err := engine.RestorePool(cfg, l.State())
+				if err != nil {
+					done <- err
+					return
+				}
+				p.Grant(0, 1)
+				rev, err := s.CommitPool(ctx, "it", l.Rev, p.State(), []Guard{{0, epoch}})
+				if errors.Is(err, ErrStale) {
+					done <- nil // the only committer: only the guard goes stale
+					return
+				}
+				if err != nil {
+					done <- err
+					return
+				}
+				if written = append(written, rev); len(written) == 1 {
+					close(firstWritten)
+				}
+			}
+		}()
+		select {
+		case <-firstWritten:
+		case err := <-done:
+			t.Fatalf("move %d: the committer stopped before its first commit: %v", m, err)
+		}
+		moved, err := s.Move(ctx, "it", 0, nodes[m%2], nodes[(m+1)%2])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if last := written[len(written)-1]; last >= moved.ModRev || moved.Epoch != epoch+1 {
+			t.Fatalf("move %d: a commit guarded by @%d written at %d, the move to @%d at %d", m, epoch, last, moved.Epoch, moved.ModRev)
+		}
 	}
 }
