@@ -7,6 +7,8 @@ import (
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/seckill/seckill/engine"
 )
 
 // State is what a placed shard may do.
@@ -250,13 +252,26 @@ func (s *Store) Move(ctx context.Context, item string, shard int, from, to strin
 
 // ForceMove takes a shard from an owner whose lease etcd expired (its node
 // key is gone: the taker waits for etcd, never for its own clock) and gives
-// it to to at epoch+1. In the same transaction the old incarnation is
-// frozen in the item's ledger: it gets no more units, and what it holds is
-// counted as possibly sold. Buyers the old owner confirmed after its last
-// snapshot may later show over their limit; reconcile lists them.
-func (s *Store) ForceMove(ctx context.Context, item string, shard int, to string) (Placement, error) {
+// it to to at epoch+1. The new incarnation starts with counters start: the
+// old owner's last snapshot with its unsold units given back, so
+// start.Allocated == start.Sold (else ErrRefused). In the same transaction:
+//
+//   - the item's pool ledger, if it has one, is rebased (PoolLedger.rebase):
+//     the shard's Sent and Got become start.Received and start.Returned,
+//     and the units the pool counted at the shard beyond start.Allocated
+//     are frozen, out of play for good;
+//   - the old incarnation is frozen in the per-incarnation Ledger, if the
+//     item has one: it gets no more units, and what it holds is counted as
+//     possibly sold.
+//
+// Buyers the old owner confirmed after its last snapshot may later show
+// over their limit; reconcile lists them.
+func (s *Store) ForceMove(ctx context.Context, item string, shard int, to string, start engine.Counters) (Placement, error) {
 	if err := checkPlacement(item, shard, to); err != nil {
 		return Placement{}, err
+	}
+	if err := checkStart(start); err != nil {
+		return Placement{}, fmt.Errorf("force move %s/%d: %w", item, shard, err)
 	}
 	for range MaxCASAttempts {
 		cur, err := s.get(ctx, placementKey(item, shard))
@@ -270,7 +285,7 @@ func (s *Store) ForceMove(ctx context.Context, item string, shard int, to string
 		if err != nil {
 			return Placement{}, err
 		}
-		out, err := s.forceMove(ctx, item, owner, to)
+		out, err := s.forceMove(ctx, item, owner, to, start)
 		if err != errAgain {
 			return out, err
 		}
@@ -279,10 +294,12 @@ func (s *Store) ForceMove(ctx context.Context, item string, shard int, to string
 }
 
 // forceMove is ForceMove for the owner read; errAgain if the owner changed.
-func (s *Store) forceMove(ctx context.Context, item string, owner Placement, to string) (Placement, error) {
+func (s *Store) forceMove(ctx context.Context, item string, owner Placement, to string, start engine.Counters) (Placement, error) {
 	var out Placement
-	keys := []string{placementKey(item, owner.Shard), nodeKey(owner.Node), nodeKey(to), ledgerKey(item)}
-	rev, err := s.casLoop(ctx, "force move "+keys[0], keys, func(kvs []*mvccpb.KeyValue) ([]clientv3.Op, error) {
+	what := fmt.Sprintf("force move %s/%d", item, owner.Shard)
+	keys := []string{placementKey(item, owner.Shard), nodeKey(owner.Node), nodeKey(to), ledgerKey(item),
+		itemKey(item), poolKey(item)}
+	rev, err := s.casLoop(ctx, what, keys, func(kvs []*mvccpb.KeyValue) ([]clientv3.Op, error) {
 		if kvs[0] == nil {
 			return nil, errAgain
 		}
@@ -294,10 +311,10 @@ func (s *Store) forceMove(ctx context.Context, item string, owner Placement, to 
 			return nil, errAgain
 		}
 		if kvs[1] != nil {
-			return nil, fmt.Errorf("force move %s/%d from %s: %w", item, p.Shard, p.Node, ErrOwnerAlive)
+			return nil, fmt.Errorf("%s from %s: %w", what, p.Node, ErrOwnerAlive)
 		}
 		if kvs[2] == nil {
-			return nil, fmt.Errorf("force move %s/%d to %s: %w", item, p.Shard, to, ErrNodeDown)
+			return nil, fmt.Errorf("%s to %s: %w", what, to, ErrNodeDown)
 		}
 		if out, err = p.next(to); err != nil {
 			return nil, err
@@ -312,6 +329,27 @@ func (s *Store) forceMove(ctx context.Context, item string, owner Placement, to 
 			op, err := l.put(item)
 			if err != nil {
 				return nil, err
+			}
+			ops = append(ops, op)
+		}
+		if kvs[5] != nil {
+			if kvs[4] == nil {
+				return nil, fmt.Errorf("%s: a pool ledger without its item: %w", what, ErrNoItem)
+			}
+			cfg, err := decodeItem(kvs[4])
+			if err != nil {
+				return nil, err
+			}
+			l, err := decodePoolLedger(cfg, kvs[5])
+			if err != nil {
+				return nil, err
+			}
+			if err := l.rebase(cfg, p.Shard, start); err != nil {
+				return nil, fmt.Errorf("%s: %w", what, err)
+			}
+			op, err := l.put(cfg)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", what, err)
 			}
 			ops = append(ops, op)
 		}

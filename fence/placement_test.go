@@ -4,6 +4,8 @@ import (
 	"context"
 	"testing"
 	"time"
+
+	"github.com/seckill/seckill/engine"
 )
 
 // TestPlacement walks one shard through its life: each step is an
@@ -48,12 +50,12 @@ func TestPlacement(t *testing.T) {
 			return s.Move(ctx, "it", 0, "n1", "n2")
 		}, node: "n2", epoch: 2, state: Active},
 		{name: "force move while the owner's lease lives", op: func(ctx context.Context) (Placement, error) {
-			return s.ForceMove(ctx, "it", 0, "n1")
+			return s.ForceMove(ctx, "it", 0, "n1", engine.Counters{})
 		}, err: ErrOwnerAlive, node: "n2", epoch: 2, state: Active},
 		{name: "attach after the owner's lease expired", beforeRun: func() { expire(t, cli, n2) },
 			op: attach("n1"), err: ErrOwnerExpired, node: "n2", epoch: 2, state: Active},
 		{name: "force move after the owner's lease expired", op: func(ctx context.Context) (Placement, error) {
-			return s.ForceMove(ctx, "it", 0, "n1")
+			return s.ForceMove(ctx, "it", 0, "n1", engine.Counters{})
 		}, node: "n1", epoch: 3, state: Active},
 	}
 	for _, st := range steps {

@@ -235,3 +235,51 @@ func (l PoolLedger) successor(cfg engine.ItemConfig, next engine.PoolState) (cli
 		Sent: slices.Clone(next.Sent), Got: slices.Clone(next.Got)}
 	return n.put(cfg)
 }
+
+// rebase hands shard's account to a new incarnation that starts with
+// counters start: a dead owner's last snapshot with its unsold units given
+// back (start.Allocated == start.Sold), so that the new incarnation holds
+// only what the snapshot saw sold. Sent[shard] and Got[shard] become
+// start.Received and start.Returned: the new incarnation's cumulative
+// counters and the pool's match again, nothing in transit. The units the
+// pool counted at the shard beyond what the new incarnation holds
+// (possibly sold by the old owner after its snapshot, or in transit to or
+// from it) are frozen:
+//
+//	Frozen += (InitialAllocation(shard) + Sent[shard] - Got[shard]) - start.Allocated
+//
+// Stock and Pool do not change, so Stock == Frozen + Pool + InitialQuota +
+// Σ (Sent - Got) still holds. A start the shard's own rule refuses
+// (Allocated == InitialAllocation + Received - Returned), or one holding
+// more than the pool counted at the shard (a snapshot older than a
+// give-back the pool already took), is ErrRefused.
+func (l *PoolLedger) rebase(cfg engine.ItemConfig, shard int, start engine.Counters) error {
+	if shard < 0 || shard >= len(l.Sent) {
+		return fmt.Errorf("pool %s: shard %d of %d: %w", cfg.Item, shard, len(l.Sent), ErrRefused)
+	}
+	if err := checkStart(start); err != nil {
+		return err
+	}
+	initial := cfg.InitialAllocation(shard)
+	if start.Allocated != initial+start.Received-start.Returned {
+		return fmt.Errorf("pool %s shard %d: start %+v does not hold initial %d + received - returned: %w",
+			cfg.Item, shard, start, initial, ErrRefused)
+	}
+	freed := initial + l.Sent[shard] - l.Got[shard] - start.Allocated
+	if freed < 0 {
+		return fmt.Errorf("pool %s shard %d: start holds %d, the pool counts %d at the shard: %w",
+			cfg.Item, shard, start.Allocated, start.Allocated+freed, ErrRefused)
+	}
+	l.Frozen += freed
+	l.Sent[shard], l.Got[shard] = start.Received, start.Returned
+	return l.Verify(cfg)
+}
+
+// checkStart refuses starting counters that still hold unsold units or
+// are negative.
+func checkStart(c engine.Counters) error {
+	if c.Allocated != c.Sold || c.Sold < 0 || c.Received < 0 || c.Returned < 0 || c.Allocated > engine.MaxStock {
+		return fmt.Errorf("start counters %+v: allocated must equal sold, nothing negative: %w", c, ErrRefused)
+	}
+	return nil
+}

@@ -73,18 +73,20 @@ func TestPoolLedgerState(t *testing.T) {
 	}
 }
 
-// created starts an etcd, joins nodes and creates cfg spread over them.
-func created(t *testing.T, cfg engine.ItemConfig, nodes ...string) (*Store, *clientv3.Client) {
+// created starts an etcd, joins nodes and creates cfg spread over them;
+// it returns the nodes' leases.
+func created(t *testing.T, cfg engine.ItemConfig, nodes ...string) (*Store, *clientv3.Client, map[string]*Lease) {
 	t.Helper()
 	cli := dial(t, startEtcd(t))
 	s := New(cli)
+	leases := make(map[string]*Lease)
 	for _, n := range nodes {
-		join(t, cli, n)
+		leases[n] = join(t, cli, n)
 	}
 	if _, err := s.CreateItem(ctxFor(t, 10*time.Second), cfg, nodes); err != nil {
 		t.Fatal(err)
 	}
-	return s, cli
+	return s, cli, leases
 }
 
 // enginePool is the engine's pool over a loaded ledger.
@@ -105,7 +107,7 @@ func TestCommitPool(t *testing.T) {
 	t.Parallel() // each test runs its own etcd
 	// Shards 0 and 2 on n1, 1 and 3 on n2, all at epoch 1.
 	cfg := item("it", 1000, 4)
-	s, cli := created(t, cfg, "n1", "n2")
+	s, cli, _ := created(t, cfg, "n1", "n2")
 	ctx := ctxFor(t, 30*time.Second)
 	var frozen int64 // the ledger's frozen units, carried by every commit
 	// freeze does what a forced move would: 40 units leave the engine's view.
@@ -205,7 +207,7 @@ func TestCommitPoolOneWinner(t *testing.T) {
 		committers = 8
 	)
 	cfg := item("it", 10_000, committers)
-	s, _ := created(t, cfg, "n1")
+	s, _, _ := created(t, cfg, "n1")
 	ctx := ctxFor(t, 30*time.Second)
 	for r := range rounds {
 		l, err := s.LoadPool(ctx, "it")
@@ -247,7 +249,7 @@ func TestCommitPoolGuardVsMove(t *testing.T) {
 	t.Parallel() // each test runs its own etcd
 	const moves = 4
 	cfg := item("it", 1_000_000, 1)
-	s, _ := created(t, cfg, "n1", "n2")
+	s, _, _ := created(t, cfg, "n1", "n2")
 	ctx := ctxFor(t, 60*time.Second)
 	nodes := [2]string{"n1", "n2"}
 	for m := range moves {
@@ -296,6 +298,135 @@ func TestCommitPoolGuardVsMove(t *testing.T) {
 		}
 		if last := written[len(written)-1]; last >= moved.ModRev || moved.Epoch != epoch+1 {
 			t.Fatalf("move %d: a commit guarded by @%d written at %d, the move to @%d at %d", m, epoch, last, moved.Epoch, moved.ModRev)
+		}
+	}
+}
+
+// TestPoolLedgerRebase: what a forced move does to the pool ledger, without
+// etcd. The item has 1000 units on 4 shards (125 each at creation); the
+// pool sent shard 0 30 units and got 10 back, so it counts 145 there.
+func TestPoolLedgerRebase(t *testing.T) {
+	cfg := item("it", 1000, 4)
+	base := newPoolLedger(cfg)
+	base.Sent[0], base.Got[0], base.Pool = 30, 10, base.Pool-20
+	for _, c := range []struct {
+		name  string
+		shard int
+		start engine.Counters
+		freed int64 // the units frozen
+		err   error
+	}{
+		{name: "a snapshot in step, all sold", start: engine.Counters{Allocated: 145, Sold: 145, Received: 30, Returned: 10}},
+		{name: "a refill the snapshot missed, 7 unsold given back",
+			start: engine.Counters{Allocated: 128, Sold: 128, Received: 20, Returned: 17}, freed: 17},
+		{name: "a refill and a give-back the snapshot missed: Sent and Got go down",
+			start: engine.Counters{Allocated: 139, Sold: 139, Received: 20, Returned: 6}, freed: 6},
+		{name: "nothing sold", start: engine.Counters{Received: 30, Returned: 155}, freed: 145},
+		{name: "another shard, untouched", shard: 3, start: engine.Counters{Allocated: 100, Sold: 100, Returned: 25}, freed: 25},
+		{name: "unsold units kept", start: engine.Counters{Allocated: 145, Sold: 140, Received: 30, Returned: 10}, err: ErrRefused},
+		{name: "counters against the shard's rule", start: engine.Counters{Allocated: 100, Sold: 100, Received: 30, Returned: 10},
+			err: ErrRefused},
+		{name: "more than the pool counts at the shard", start: engine.Counters{Allocated: 150, Sold: 150, Received: 30, Returned: 5},
+			err: ErrRefused},
+		{name: "negative received", start: engine.Counters{Allocated: 115, Sold: 115, Received: -10}, err: ErrRefused},
+		{name: "a shard the item lacks", shard: 4, start: engine.Counters{}, err: ErrRefused},
+	} {
+		l := base
+		l.Sent, l.Got = slices.Clone(base.Sent), slices.Clone(base.Got)
+		err := l.rebase(cfg, c.shard, c.start)
+		wantErr(t, c.name, err, c.err)
+		if err != nil {
+			continue
+		}
+		if l.Frozen != c.freed || l.Stock != base.Stock || l.Pool != base.Pool ||
+			l.Sent[c.shard] != c.start.Received || l.Got[c.shard] != c.start.Returned {
+			t.Fatalf("%s: %+v, want %d frozen and shard %d at %d sent, %d got", c.name, l, c.freed, c.shard, c.start.Received, c.start.Returned)
+		}
+		// The engine's view verifies, and the new incarnation's counters
+		// match the pool's: nothing in transit.
+		p := enginePool(t, cfg, l)
+		if n := p.InTransit(c.shard, c.start); n != 0 {
+			t.Fatalf("%s: %d units in transit", c.name, n)
+		}
+	}
+}
+
+// TestForceMoveRebasesPool: a forced move writes the placement and the
+// rebased pool ledger in one transaction, or neither.
+func TestForceMoveRebasesPool(t *testing.T) {
+	t.Parallel() // each test runs its own etcd
+	// 1000 units on 4 shards, all on n1: 125 each at creation.
+	cfg := item("it", 1000, 4)
+	s, cli, leases := created(t, cfg, "n1")
+	ctx := ctxFor(t, 30*time.Second)
+	l, err := s.LoadPool(ctx, "it")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := enginePool(t, cfg, l)
+	p.Grant(0, 30)
+	p.Receive(0, 10) // the pool counts 145 at shard 0
+	if _, err := s.CommitPool(ctx, "it", l.Rev, p.State(), []Guard{{0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Attach(ctx, "it", 9, "n1"); err != nil { // a placement beyond the item's shards
+		t.Fatal(err)
+	}
+	join(t, cli, "n2")
+	expire(t, cli, leases["n1"])
+	for _, c := range []struct {
+		name  string
+		shard int
+		start engine.Counters
+		err   error
+		moved bool
+		freed int64 // frozen units afterwards
+	}{
+		{name: "start with unsold units", start: engine.Counters{Allocated: 145, Sold: 100, Received: 30, Returned: 10}, err: ErrRefused},
+		{name: "start holding more than the pool counts", start: engine.Counters{Allocated: 150, Sold: 150, Received: 30, Returned: 5},
+			err: ErrRefused},
+		{name: "a placement beyond the item's shards", shard: 9, err: ErrRefused},
+		{name: "a snapshot that missed a refill, 7 unsold given back", start: engine.Counters{Allocated: 128, Sold: 128, Received: 20, Returned: 17},
+			moved: true, freed: 17},
+		{name: "the same shard again: its owner lives", start: engine.Counters{Allocated: 128, Sold: 128, Received: 20, Returned: 17},
+			err: ErrOwnerAlive, moved: true, freed: 17},
+		{name: "another shard, nothing sold", shard: 1, start: engine.Counters{Returned: 125}, moved: true, freed: 17 + 125},
+	} {
+		before, err := s.LoadPool(ctx, "it")
+		if err != nil {
+			t.Fatal(err)
+		}
+		moved, err := s.ForceMove(ctx, "it", c.shard, "n2", c.start)
+		wantErr(t, c.name, err, c.err)
+		after, lerr := s.LoadPool(ctx, "it")
+		ps, perr := s.Placement(ctx, "it")
+		if lerr != nil || perr != nil || after.Frozen != c.freed || after.Stock != before.Stock || after.Pool != before.Pool {
+			t.Fatalf("%s: ledger %+v (%v, %v), want %d frozen; before %+v", c.name, after, lerr, perr, c.freed, before)
+		}
+		var placed Placement
+		for _, p := range ps {
+			if p.Shard == c.shard {
+				placed = p
+			}
+		}
+		if want := (Placement{Shard: c.shard, Node: "n1", Epoch: 1, State: Active}); !c.moved && unstamped(placed) != want {
+			t.Fatalf("%s: placement %+v, want %+v", c.name, placed, want)
+		}
+		if err != nil {
+			if after.Rev != before.Rev {
+				t.Fatalf("%s: refused, yet the ledger changed", c.name)
+			}
+			continue
+		}
+		if want := (Placement{Shard: c.shard, Node: "n2", Epoch: 2, State: Active, ModRev: after.Rev}); moved != want || placed != want {
+			t.Fatalf("%s: returned %+v, stored %+v, want %+v (one transaction with the ledger)", c.name, moved, placed, want)
+		}
+		if after.Sent[c.shard] != c.start.Received || after.Got[c.shard] != c.start.Returned {
+			t.Fatalf("%s: shard %d sent %d got %d, want %d, %d", c.name, c.shard, after.Sent[c.shard], after.Got[c.shard],
+				c.start.Received, c.start.Returned)
+		}
+		if n := enginePool(t, cfg, after).InTransit(c.shard, c.start); n != 0 {
+			t.Fatalf("%s: %d units in transit", c.name, n)
 		}
 	}
 }
