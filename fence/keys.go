@@ -18,6 +18,7 @@ import (
 //	/seckill/pool/<item>               PoolLedger JSON {stock, pool, frozen, sent[], got[]}
 //	/seckill/placement/<item>/<shard>  Placement JSON {node, epoch, state, to}
 //	/seckill/ledger/<item>             Ledger JSON {stock, pool, incarnations} (per incarnation)
+//	/seckill/drain/<node>              "draining" while an operator drains the node; no lease
 const (
 	prefix          = "/seckill/"
 	nodesPrefix     = prefix + "nodes/"
@@ -25,6 +26,7 @@ const (
 	poolPrefix      = prefix + "pool/"
 	placementPrefix = prefix + "placement/"
 	ledgerPrefix    = prefix + "ledger/"
+	drainPrefix     = prefix + "drain/"
 )
 
 func nodeKey(node string) string { return nodesPrefix + node }
@@ -40,6 +42,8 @@ func ledgerKey(item string) string { return ledgerPrefix + item }
 func itemKey(item string) string { return itemsPrefix + item }
 
 func poolKey(item string) string { return poolPrefix + item }
+
+func drainKey(node string) string { return drainPrefix + node }
 
 // CheckNodeID refuses a node id that would break the key layout: the
 // check Join makes, for callers that take a name before they reach etcd.
