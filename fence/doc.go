@@ -1,7 +1,7 @@
 // Package fence keeps the cluster's authority in etcd: which nodes hold a
-// live lease, which node runs each shard of an item and at which epoch, and
-// the item's stock ledger, where every unit a shard incarnation may sell was
-// granted to that incarnation by a compare-and-swap transaction.
+// live lease, which items exist, which node runs each shard of an item and
+// at which epoch, and the item's stock ledger, every change of which is a
+// compare-and-swap transaction.
 //
 // Membership alone is never trusted (protoactor's disthash ran two
 // activations of one grain and sold 1441 of 1000 units here): a node past
@@ -10,6 +10,29 @@
 // transaction, and a stale incarnation can sell only what it alone already
 // holds. Nothing here is on a grab's path: only refills, give-backs, stock
 // changes, placement and leases touch etcd.
+//
+// The pieces (keys.go has the key layout):
+//
+//   - Leases (Join, Lease): a node's membership and its right to confirm.
+//   - Items (CreateItem, Item, Items, WatchItems): an item's config,
+//     written once, with its pool ledger and every shard's placement at
+//     epoch 1, in one transaction.
+//   - The pool ledger (PoolLedger, LoadPool, CommitPool): the engine's
+//     PoolState per shard, plus the units forced moves froze. The item's
+//     pool commits its state over the revision it loaded, guarded by the
+//     placements of the incarnations it traded with (Guard); any change
+//     since is ErrStale and the pool reloads and decides again.
+//   - Placements (Attach, RequestMove, Move, CancelMove, ForceMove,
+//     SetState, Placement, WatchPlacement): a cooperative move is
+//     requested (Moving, To), then completed at epoch+1 or cancelled; a
+//     forced move takes a shard from an expired owner and rebases the pool
+//     ledger in the same transaction, freezing what the dead owner may
+//     have sold after its last snapshot.
+//   - Drain marks (SetDraining, Draining): nodes an operator is emptying.
+//
+// The per-incarnation Ledger (CreateLedger, Grant, Return, ChangeStock,
+// Freeze) came first; items made by CreateItem have none and use the pool
+// ledger. ForceMove still freezes an incarnation in a Ledger that exists.
 package fence
 
 import (

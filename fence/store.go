@@ -11,10 +11,12 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
-// Store reads and changes placements and ledgers in etcd. Every change is
-// one transaction that compares each key its decision read; a lost compare
-// decides again on the values that transaction returned, at most
-// MaxCASAttempts times.
+// Store reads and changes items, placements and ledgers in etcd. Every
+// change is one transaction that compares each key its decision read; a
+// lost compare decides again on the values that transaction returned, at
+// most MaxCASAttempts times. Two changes do not retry: CreateItem (an item
+// that exists stays as it is) and CommitPool (its caller decided on the
+// ledger it loaded and must decide again).
 type Store struct {
 	cli *clientv3.Client
 }
