@@ -1,7 +1,7 @@
 // Package fence keeps the cluster's authority in etcd: which nodes hold a
-// live lease, which node runs each shard of an item and at which epoch, and
-// the item's stock ledger, where every unit a shard incarnation may sell was
-// granted to that incarnation by a compare-and-swap transaction.
+// live lease, which items exist, which node runs each shard of an item and
+// at which epoch, and the item's stock ledger, every change of which is a
+// compare-and-swap transaction.
 //
 // Membership alone is never trusted (protoactor's disthash ran two
 // activations of one grain and sold 1441 of 1000 units here): a node past
@@ -10,6 +10,29 @@
 // transaction, and a stale incarnation can sell only what it alone already
 // holds. Nothing here is on a grab's path: only refills, give-backs, stock
 // changes, placement and leases touch etcd.
+//
+// The pieces (keys.go has the key layout):
+//
+//   - Leases (Join, Lease): a node's membership and its right to confirm.
+//   - Items (CreateItem, Item, Items, WatchItems): an item's config,
+//     written once, with its pool ledger and every shard's placement at
+//     epoch 1, in one transaction.
+//   - The pool ledger (PoolLedger, LoadPool, CommitPool): the engine's
+//     PoolState per shard, plus the units forced moves froze. The item's
+//     pool commits its state over the revision it loaded, guarded by the
+//     placements of the incarnations it traded with (Guard); any change
+//     since is ErrStale and the pool reloads and decides again.
+//   - Placements (Attach, RequestMove, Move, CancelMove, ForceMove,
+//     SetState, Placement, WatchPlacement): a cooperative move is
+//     requested (Moving, To), then completed at epoch+1 or cancelled; a
+//     forced move takes a shard from an expired owner and rebases the pool
+//     ledger in the same transaction, freezing what the dead owner may
+//     have sold after its last snapshot.
+//   - Drain marks (SetDraining, Draining): nodes an operator is emptying.
+//
+// The per-incarnation Ledger (CreateLedger, Grant, Return, ChangeStock,
+// Freeze) came first; items made by CreateItem have none and use the pool
+// ledger. ForceMove still freezes an incarnation in a Ledger that exists.
 package fence
 
 import (
@@ -60,6 +83,30 @@ const (
 	// MaxJoinAttempts bounds how many times Join waits for an earlier
 	// lease of the same node id to expire (a restart after SIGKILL).
 	MaxJoinAttempts = 8
+	// EtcdMaxTxnOps is etcd's default --max-txn-ops (128 in 3.4 and 3.5):
+	// etcd refuses a transaction whose compare, success or failure list
+	// holds more operations. The cluster runs etcd with the default.
+	EtcdMaxTxnOps = 128
+	// MaxShardsPerItemTxn: CreateItem writes an item's record, its pool
+	// ledger and every shard's placement in one transaction, so that an
+	// item exists whole or not at all; two puts besides the placements
+	// leave 126 shards of EtcdMaxTxnOps. A bigger item is refused
+	// (ErrTooManyShards) rather than created in parts that a crash could
+	// leave half-written.
+	MaxShardsPerItemTxn = EtcdMaxTxnOps - 2
+	// MaxGuards bounds the placements one CommitPool depends on: its read
+	// takes the pool ledger, the item record and one placement per guard in
+	// one transaction, so two gets besides the guards fit EtcdMaxTxnOps.
+	// An item that CreateItem placed has no more shards than this.
+	MaxGuards = EtcdMaxTxnOps - 2
+	// watchBuffer is the events a watch channel holds for a slow reader
+	// before the watch waits for it: items and placements change a few
+	// times a minute, so a reader this far behind is stuck, not slow.
+	watchBuffer = 16
+	// itemsRelistPause is the wait before WatchItems lists the items again
+	// after a listing failed (etcd unreachable): a keep-alive interval, the
+	// pace at which this package retries etcd anyway.
+	itemsRelistPause = KeepAliveInterval
 )
 
 // Outcomes callers branch on.
@@ -73,10 +120,16 @@ var (
 	ErrOwnerExpired = errors.New("fence: shard owner's lease expired: force move needed")
 	// ErrNotOwner: a cooperative move named a node that does not hold the shard.
 	ErrNotOwner = errors.New("fence: shard is not placed on that node")
+	// ErrNotActive: the shard is frozen, or moving where the operation
+	// needs it active (or moving to another node).
+	ErrNotActive = errors.New("fence: shard placement is not active")
+	// ErrSameNode: a move named the node that already holds the shard.
+	ErrSameNode = errors.New("fence: shard is already on that node")
 	// ErrUnplaced: the shard has no placement.
 	ErrUnplaced = errors.New("fence: shard is not placed")
 	// ErrStale: the incarnation is not the placement's current active one;
-	// it gets no units.
+	// it gets no units. From CommitPool also: the pool ledger is no longer
+	// at the revision the caller decided on; reload and decide again.
 	ErrStale = errors.New("fence: stale incarnation")
 	// ErrFrozen: the incarnation was frozen by a forced move; it gets no units.
 	ErrFrozen = errors.New("fence: incarnation frozen")
@@ -84,6 +137,14 @@ var (
 	ErrNoLedger = errors.New("fence: item has no ledger")
 	// ErrLedgerExists: CreateLedger found one.
 	ErrLedgerExists = errors.New("fence: ledger exists")
+	// ErrItemExists: CreateItem found the item's record, or keys of an item
+	// by that id (a pool ledger, placements) without one.
+	ErrItemExists = errors.New("fence: item exists")
+	// ErrNoItem: the item has no record.
+	ErrNoItem = errors.New("fence: no such item")
+	// ErrTooManyShards: the item has more shards than one etcd transaction
+	// can place (MaxShardsPerItemTxn).
+	ErrTooManyShards = errors.New("fence: too many shards for one etcd transaction")
 	// ErrInsufficient: a stock reduction asks for more than the pool holds.
 	ErrInsufficient = errors.New("fence: not enough units in the pool")
 	// ErrRefused: the change would break the ledger's conservation (or its

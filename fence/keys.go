@@ -13,13 +13,20 @@ import (
 // matches another's keys.
 //
 //	/seckill/nodes/<node>              NodeInfo JSON, attached to the node's lease
-//	/seckill/placement/<item>/<shard>  Placement JSON {node, epoch, state}
-//	/seckill/ledger/<item>             Ledger JSON {stock, pool, incarnations}
+//	/seckill/items/<item>              item config JSON {item, stock, shards, per_user_limit,
+//	                                   starts_at_ms, ends_at_ms, payment_window_ms}; written once
+//	/seckill/pool/<item>               PoolLedger JSON {stock, pool, frozen, sent[], got[]}
+//	/seckill/placement/<item>/<shard>  Placement JSON {node, epoch, state, to}
+//	/seckill/ledger/<item>             Ledger JSON {stock, pool, incarnations} (per incarnation)
+//	/seckill/drain/<node>              "draining" while an operator drains the node; no lease
 const (
 	prefix          = "/seckill/"
 	nodesPrefix     = prefix + "nodes/"
+	itemsPrefix     = prefix + "items/"
+	poolPrefix      = prefix + "pool/"
 	placementPrefix = prefix + "placement/"
 	ledgerPrefix    = prefix + "ledger/"
+	drainPrefix     = prefix + "drain/"
 )
 
 func nodeKey(node string) string { return nodesPrefix + node }
@@ -31,6 +38,12 @@ func placementKey(item string, shard int) string {
 func itemPlacementPrefix(item string) string { return placementPrefix + item + "/" }
 
 func ledgerKey(item string) string { return ledgerPrefix + item }
+
+func itemKey(item string) string { return itemsPrefix + item }
+
+func poolKey(item string) string { return poolPrefix + item }
+
+func drainKey(node string) string { return drainPrefix + node }
 
 // CheckNodeID refuses a node id that would break the key layout: the
 // check Join makes, for callers that take a name before they reach etcd.

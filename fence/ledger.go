@@ -131,7 +131,7 @@ func (s *Store) CreateLedger(ctx context.Context, item string, stock int64) erro
 		return err
 	}
 	keys := []string{ledgerKey(item)}
-	return s.casLoop(ctx, "create ledger "+item, keys, func(kvs []*mvccpb.KeyValue) ([]clientv3.Op, error) {
+	_, err := s.casLoop(ctx, "create ledger "+item, keys, func(kvs []*mvccpb.KeyValue) ([]clientv3.Op, error) {
 		if kvs[0] != nil {
 			return nil, fmt.Errorf("create ledger %s: %w", item, ErrLedgerExists)
 		}
@@ -139,6 +139,7 @@ func (s *Store) CreateLedger(ctx context.Context, item string, stock int64) erro
 		op, err := l.put(item)
 		return []clientv3.Op{op}, err
 	})
+	return err
 }
 
 // Ledger reads an item's ledger.
@@ -162,7 +163,7 @@ func (s *Store) Ledger(ctx context.Context, item string) (Ledger, error) {
 func (s *Store) change(ctx context.Context, what, item string, extra []string,
 	edit func(l *Ledger, kvs []*mvccpb.KeyValue) (bool, error)) error {
 	keys := append([]string{ledgerKey(item)}, extra...)
-	return s.casLoop(ctx, what, keys, func(kvs []*mvccpb.KeyValue) ([]clientv3.Op, error) {
+	_, err := s.casLoop(ctx, what, keys, func(kvs []*mvccpb.KeyValue) ([]clientv3.Op, error) {
 		if kvs[0] == nil {
 			return nil, fmt.Errorf("%s: %w", what, ErrNoLedger)
 		}
@@ -180,6 +181,7 @@ func (s *Store) change(ctx context.Context, what, item string, extra []string,
 		}
 		return []clientv3.Op{op}, nil
 	})
+	return err
 }
 
 // Grant gives up to want units from the pool to incarnation (shard,

@@ -7,6 +7,8 @@ import (
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/seckill/seckill/engine"
 )
 
 // State is what a placed shard may do.
@@ -29,6 +31,14 @@ type Placement struct {
 	Node  string `json:"node"`
 	Epoch uint64 `json:"epoch"`
 	State State  `json:"state"`
+	// To is the node a requested cooperative move hands the shard to
+	// (RequestMove); set only while State is Moving.
+	To string `json:"to,omitempty"`
+	// ModRev is the placement key's mod revision when this value was read
+	// or written; it is not stored. Every read and every write of this
+	// package fills it. An unchanged mod revision means an unchanged
+	// placement: CommitPool's guards compare it, not the value.
+	ModRev int64 `json:"-"`
 }
 
 func decodePlacement(kv *mvccpb.KeyValue, shard int) (Placement, error) {
@@ -37,7 +47,17 @@ func decodePlacement(kv *mvccpb.KeyValue, shard int) (Placement, error) {
 		return p, fmt.Errorf("placement %s: %w", kv.Key, err)
 	}
 	p.Shard = shard
+	p.ModRev = kv.ModRevision
 	return p, nil
+}
+
+// written stamps a placement put by the transaction of revision rev (0:
+// nothing was written, the placement keeps the mod revision it was read at).
+func (p Placement) written(rev int64) Placement {
+	if rev != 0 {
+		p.ModRev = rev
+	}
+	return p
 }
 
 func (p Placement) put(item string) clientv3.Op {
@@ -56,7 +76,7 @@ func (s *Store) Attach(ctx context.Context, item string, shard int, node string)
 	}
 	var out Placement
 	keys := []string{placementKey(item, shard), nodeKey(node)}
-	err := s.casLoop(ctx, "attach "+keys[0], keys, func(kvs []*mvccpb.KeyValue) ([]clientv3.Op, error) {
+	rev, err := s.casLoop(ctx, "attach "+keys[0], keys, func(kvs []*mvccpb.KeyValue) ([]clientv3.Op, error) {
 		if kvs[1] == nil {
 			return nil, fmt.Errorf("attach %s/%d to %s: %w", item, shard, node, ErrNodeDown)
 		}
@@ -81,7 +101,7 @@ func (s *Store) Attach(ctx context.Context, item string, shard int, node string)
 		}
 		return nil, fmt.Errorf("attach %s/%d to %s: on %s: %w", item, shard, node, p.Node, ErrOwnerExpired)
 	})
-	return out, err
+	return out.written(rev), err
 }
 
 // SetState changes the state of the shard's incarnation epoch (the owner
@@ -95,7 +115,7 @@ func (s *Store) SetState(ctx context.Context, item string, shard int, epoch uint
 	}
 	var out Placement
 	keys := []string{placementKey(item, shard)}
-	err := s.casLoop(ctx, "set state "+keys[0], keys, func(kvs []*mvccpb.KeyValue) ([]clientv3.Op, error) {
+	rev, err := s.casLoop(ctx, "set state "+keys[0], keys, func(kvs []*mvccpb.KeyValue) ([]clientv3.Op, error) {
 		if kvs[0] == nil {
 			return nil, fmt.Errorf("set state %s/%d: %w", item, shard, ErrUnplaced)
 		}
@@ -111,21 +131,101 @@ func (s *Store) SetState(ctx context.Context, item string, shard int, epoch uint
 			return nil, nil
 		}
 		out.State = st
+		if st != Moving {
+			out.To = ""
+		}
 		return []clientv3.Op{out.put(item)}, nil
 	})
-	return out, err
+	return out.written(rev), err
+}
+
+// RequestMove starts a cooperative move of an active shard to node to,
+// which must hold a live lease (ErrNodeDown) and must not be the owner
+// (ErrSameNode): the placement turns Moving with To set, at the same epoch.
+// The owner then stops granting, finishes its commits and gives back, and
+// Move completes the hand-over (or CancelMove ends it). A repeated request
+// for the same move returns the placement unchanged; a shard that is frozen
+// or moving elsewhere is refused (ErrNotActive).
+func (s *Store) RequestMove(ctx context.Context, item string, shard int, to string) (Placement, error) {
+	if err := checkPlacement(item, shard, to); err != nil {
+		return Placement{}, err
+	}
+	var out Placement
+	what := fmt.Sprintf("request move %s/%d to %s", item, shard, to)
+	keys := []string{placementKey(item, shard), nodeKey(to)}
+	rev, err := s.casLoop(ctx, what, keys, func(kvs []*mvccpb.KeyValue) ([]clientv3.Op, error) {
+		if kvs[0] == nil {
+			return nil, fmt.Errorf("%s: %w", what, ErrUnplaced)
+		}
+		if kvs[1] == nil {
+			return nil, fmt.Errorf("%s: %w", what, ErrNodeDown)
+		}
+		p, err := decodePlacement(kvs[0], shard)
+		if err != nil {
+			return nil, err
+		}
+		switch {
+		case p.Node == to:
+			return nil, fmt.Errorf("%s: %w", what, ErrSameNode)
+		case p.State == Moving && p.To == to:
+			out = p
+			return nil, nil
+		case p.State != Active:
+			return nil, fmt.Errorf("%s: %s to %q: %w", what, p.State, p.To, ErrNotActive)
+		}
+		out = p
+		out.State, out.To = Moving, to
+		return []clientv3.Op{out.put(item)}, nil
+	})
+	return out.written(rev), err
+}
+
+// CancelMove ends a requested move of incarnation epoch: Moving turns
+// Active again on the same node, To cleared. An active placement is
+// returned unchanged; another epoch is ErrStale, a frozen one ErrNotActive.
+func (s *Store) CancelMove(ctx context.Context, item string, shard int, epoch uint64) (Placement, error) {
+	if err := checkShard(item, shard); err != nil {
+		return Placement{}, err
+	}
+	var out Placement
+	what := fmt.Sprintf("cancel move %s/%d@%d", item, shard, epoch)
+	keys := []string{placementKey(item, shard)}
+	rev, err := s.casLoop(ctx, what, keys, func(kvs []*mvccpb.KeyValue) ([]clientv3.Op, error) {
+		if kvs[0] == nil {
+			return nil, fmt.Errorf("%s: %w", what, ErrUnplaced)
+		}
+		p, err := decodePlacement(kvs[0], shard)
+		if err != nil {
+			return nil, err
+		}
+		switch {
+		case p.Epoch != epoch:
+			return nil, fmt.Errorf("%s: now @%d: %w", what, p.Epoch, ErrStale)
+		case p.State == Active:
+			out = p
+			return nil, nil
+		case p.State != Moving:
+			return nil, fmt.Errorf("%s: %s: %w", what, p.State, ErrNotActive)
+		}
+		out = p
+		out.State, out.To = Active, ""
+		return []clientv3.Op{out.put(item)}, nil
+	})
+	return out.written(rev), err
 }
 
 // Move hands a shard over cooperatively: only if it is placed on from, to
-// a node with a live lease, at epoch+1. The new incarnation starts with no
-// units; from's unsold units come back by Return.
+// a node with a live lease, at epoch+1, Active, To cleared. The placement
+// must be Active, or Moving to to (RequestMove) or to no node named
+// (SetState); frozen or moving to another node it is ErrNotActive. The new
+// incarnation starts with no units; from's unsold units come back by Return.
 func (s *Store) Move(ctx context.Context, item string, shard int, from, to string) (Placement, error) {
 	if err := checkPlacement(item, shard, to); err != nil {
 		return Placement{}, err
 	}
 	var out Placement
 	keys := []string{placementKey(item, shard), nodeKey(to)}
-	err := s.casLoop(ctx, "move "+keys[0], keys, func(kvs []*mvccpb.KeyValue) ([]clientv3.Op, error) {
+	rev, err := s.casLoop(ctx, "move "+keys[0], keys, func(kvs []*mvccpb.KeyValue) ([]clientv3.Op, error) {
 		if kvs[0] == nil {
 			return nil, fmt.Errorf("move %s/%d: %w", item, shard, ErrUnplaced)
 		}
@@ -139,23 +239,39 @@ func (s *Store) Move(ctx context.Context, item string, shard int, from, to strin
 		if p.Node != from {
 			return nil, fmt.Errorf("move %s/%d from %s: on %s: %w", item, shard, from, p.Node, ErrNotOwner)
 		}
+		if p.State == Frozen || p.State == Moving && p.To != "" && p.To != to {
+			return nil, fmt.Errorf("move %s/%d to %s: %s to %q: %w", item, shard, to, p.State, p.To, ErrNotActive)
+		}
 		if out, err = p.next(to); err != nil {
 			return nil, err
 		}
 		return []clientv3.Op{out.put(item)}, nil
 	})
-	return out, err
+	return out.written(rev), err
 }
 
 // ForceMove takes a shard from an owner whose lease etcd expired (its node
 // key is gone: the taker waits for etcd, never for its own clock) and gives
-// it to to at epoch+1. In the same transaction the old incarnation is
-// frozen in the item's ledger: it gets no more units, and what it holds is
-// counted as possibly sold. Buyers the old owner confirmed after its last
-// snapshot may later show over their limit; reconcile lists them.
-func (s *Store) ForceMove(ctx context.Context, item string, shard int, to string) (Placement, error) {
+// it to to at epoch+1. The new incarnation starts with counters start: the
+// old owner's last snapshot with its unsold units given back, so
+// start.Allocated == start.Sold (else ErrRefused). In the same transaction:
+//
+//   - the item's pool ledger, if it has one, is rebased (PoolLedger.rebase):
+//     the shard's Sent and Got become start.Received and start.Returned,
+//     and the units the pool counted at the shard beyond start.Allocated
+//     are frozen, out of play for good;
+//   - the old incarnation is frozen in the per-incarnation Ledger, if the
+//     item has one: it gets no more units, and what it holds is counted as
+//     possibly sold.
+//
+// Buyers the old owner confirmed after its last snapshot may later show
+// over their limit; reconcile lists them.
+func (s *Store) ForceMove(ctx context.Context, item string, shard int, to string, start engine.Counters) (Placement, error) {
 	if err := checkPlacement(item, shard, to); err != nil {
 		return Placement{}, err
+	}
+	if err := checkStart(start); err != nil {
+		return Placement{}, fmt.Errorf("force move %s/%d: %w", item, shard, err)
 	}
 	for range MaxCASAttempts {
 		cur, err := s.get(ctx, placementKey(item, shard))
@@ -169,7 +285,7 @@ func (s *Store) ForceMove(ctx context.Context, item string, shard int, to string
 		if err != nil {
 			return Placement{}, err
 		}
-		out, err := s.forceMove(ctx, item, owner, to)
+		out, err := s.forceMove(ctx, item, owner, to, start)
 		if err != errAgain {
 			return out, err
 		}
@@ -178,10 +294,12 @@ func (s *Store) ForceMove(ctx context.Context, item string, shard int, to string
 }
 
 // forceMove is ForceMove for the owner read; errAgain if the owner changed.
-func (s *Store) forceMove(ctx context.Context, item string, owner Placement, to string) (Placement, error) {
+func (s *Store) forceMove(ctx context.Context, item string, owner Placement, to string, start engine.Counters) (Placement, error) {
 	var out Placement
-	keys := []string{placementKey(item, owner.Shard), nodeKey(owner.Node), nodeKey(to), ledgerKey(item)}
-	err := s.casLoop(ctx, "force move "+keys[0], keys, func(kvs []*mvccpb.KeyValue) ([]clientv3.Op, error) {
+	what := fmt.Sprintf("force move %s/%d", item, owner.Shard)
+	keys := []string{placementKey(item, owner.Shard), nodeKey(owner.Node), nodeKey(to), ledgerKey(item),
+		itemKey(item), poolKey(item)}
+	rev, err := s.casLoop(ctx, what, keys, func(kvs []*mvccpb.KeyValue) ([]clientv3.Op, error) {
 		if kvs[0] == nil {
 			return nil, errAgain
 		}
@@ -193,10 +311,10 @@ func (s *Store) forceMove(ctx context.Context, item string, owner Placement, to 
 			return nil, errAgain
 		}
 		if kvs[1] != nil {
-			return nil, fmt.Errorf("force move %s/%d from %s: %w", item, p.Shard, p.Node, ErrOwnerAlive)
+			return nil, fmt.Errorf("%s from %s: %w", what, p.Node, ErrOwnerAlive)
 		}
 		if kvs[2] == nil {
-			return nil, fmt.Errorf("force move %s/%d to %s: %w", item, p.Shard, to, ErrNodeDown)
+			return nil, fmt.Errorf("%s to %s: %w", what, to, ErrNodeDown)
 		}
 		if out, err = p.next(to); err != nil {
 			return nil, err
@@ -214,9 +332,30 @@ func (s *Store) forceMove(ctx context.Context, item string, owner Placement, to 
 			}
 			ops = append(ops, op)
 		}
+		if kvs[5] != nil {
+			if kvs[4] == nil {
+				return nil, fmt.Errorf("%s: a pool ledger without its item: %w", what, ErrNoItem)
+			}
+			cfg, err := decodeItem(kvs[4])
+			if err != nil {
+				return nil, err
+			}
+			l, err := decodePoolLedger(cfg, kvs[5])
+			if err != nil {
+				return nil, err
+			}
+			if err := l.rebase(cfg, p.Shard, start); err != nil {
+				return nil, fmt.Errorf("%s: %w", what, err)
+			}
+			op, err := l.put(cfg)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", what, err)
+			}
+			ops = append(ops, op)
+		}
 		return ops, nil
 	})
-	return out, err
+	return out.written(rev), err
 }
 
 // next is the placement of the following incarnation, on node.
@@ -261,7 +400,7 @@ type PlacementEvent struct {
 // then closes the channel. Placements are never deleted, so every event is
 // a put.
 func (s *Store) WatchPlacement(ctx context.Context, item string) <-chan PlacementEvent {
-	out := make(chan PlacementEvent, 16)
+	out := make(chan PlacementEvent, watchBuffer)
 	go func() {
 		defer close(out)
 		for wr := range s.cli.Watch(ctx, itemPlacementPrefix(item), clientv3.WithPrefix()) {

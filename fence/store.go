@@ -11,10 +11,12 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
-// Store reads and changes placements and ledgers in etcd. Every change is
-// one transaction that compares each key its decision read; a lost compare
-// decides again on the values that transaction returned, at most
-// MaxCASAttempts times.
+// Store reads and changes items, placements and ledgers in etcd. Every
+// change is one transaction that compares each key its decision read; a
+// lost compare decides again on the values that transaction returned, at
+// most MaxCASAttempts times. Two changes do not retry: CreateItem (an item
+// that exists stays as it is) and CommitPool (its caller decided on the
+// ledger it loaded and must decide again).
 type Store struct {
 	cli *clientv3.Client
 }
@@ -35,33 +37,35 @@ type decide func(kvs []*mvccpb.KeyValue) ([]clientv3.Op, error)
 // returns the keys' new values: the first retry decides on them at once
 // (two writers: one round trip more). Later retries first pause for a
 // random part of a window that grows with every loss, then read afresh
-// (values returned before a pause are stale after it).
-func (s *Store) casLoop(ctx context.Context, what string, keys []string, d decide) error {
+// (values returned before a pause are stale after it). It returns the
+// revision of the transaction that wrote (the new mod revision of every key
+// it put), or 0 when decide found nothing to write.
+func (s *Store) casLoop(ctx context.Context, what string, keys []string, d decide) (int64, error) {
 	gets := make([]clientv3.Op, len(keys))
 	for i, k := range keys {
 		gets[i] = clientv3.OpGet(k)
 	}
 	resp, err := s.cli.Txn(ctx).Then(gets...).Commit()
 	if err != nil {
-		return fmt.Errorf("%s: read: %w", what, err)
+		return 0, fmt.Errorf("%s: read: %w", what, err)
 	}
 	for attempt := 1; ; attempt++ {
 		kvs := kvsOf(resp)
 		ops, err := d(kvs)
 		if err != nil || ops == nil {
-			return err
+			return 0, err
 		}
 		sent := time.Now()
 		resp, err = s.cli.Txn(ctx).If(unchanged(keys, kvs)...).Then(ops...).Else(gets...).Commit()
 		rtt := time.Since(sent)
 		if err != nil {
-			return fmt.Errorf("%s: %w", what, err)
+			return 0, fmt.Errorf("%s: %w", what, err)
 		}
 		if resp.Succeeded {
-			return nil
+			return resp.Header.Revision, nil
 		}
 		if attempt == MaxCASAttempts {
-			return fmt.Errorf("%s: %d attempts: %w", what, attempt, ErrContended)
+			return 0, fmt.Errorf("%s: %d attempts: %w", what, attempt, ErrContended)
 		}
 		if attempt == 1 {
 			continue
@@ -69,10 +73,10 @@ func (s *Store) casLoop(ctx context.Context, what string, keys []string, d decid
 		select {
 		case <-time.After(rand.N(min(maxCASBackoff, rtt<<min(attempt, 5)) + 1)):
 		case <-ctx.Done():
-			return fmt.Errorf("%s: %w", what, ctx.Err())
+			return 0, fmt.Errorf("%s: %w", what, ctx.Err())
 		}
 		if resp, err = s.cli.Txn(ctx).Then(gets...).Commit(); err != nil {
-			return fmt.Errorf("%s: read: %w", what, err)
+			return 0, fmt.Errorf("%s: read: %w", what, err)
 		}
 	}
 }
