@@ -55,7 +55,10 @@ func (n *Node) GrabIn(it *Item, user string, qty int64, key string) Reply {
 	defer ref.inflight.Add(-1)
 	c := calls.Get().(*call)
 	c.in = engine.GrabInput{User: user, Qty: qty, Key: key}
-	n.sys.Root.Send(ref.pid, c)
+	if !n.tell(&ref.lane, c) {
+		calls.Put(c)
+		return Reply{Err: ErrUnavailable} // not active here (clustered)
+	}
 	t := time.NewTimer(n.opts.RequestTimeout)
 	select {
 	case r := <-c.done:
@@ -82,7 +85,9 @@ func (n *Node) Release(item, grabID string) Reply {
 		return Reply{Err: ErrUnknownGrab}
 	}
 	m := &call{release: true, seq: seq, done: make(chan Reply, 1)}
-	n.sys.Root.Send(it.shards[shard].pid, m)
+	if !n.tell(&it.shards[shard].lane, m) {
+		return Reply{Err: ErrUnavailable}
+	}
 	t := time.NewTimer(n.opts.RequestTimeout)
 	defer t.Stop()
 	select {
@@ -101,7 +106,9 @@ func (n *Node) ChangeStock(item string, delta int64) StockReply {
 		return StockReply{Err: ErrUnknownItem}
 	}
 	m := &stockCall{delta: delta, done: make(chan StockReply, 1)}
-	n.sys.Root.Send(it.pool.pid, m)
+	if !n.tell(it.pool, m) {
+		return StockReply{Err: ErrUnavailable}
+	}
 	t := time.NewTimer(n.opts.RequestTimeout)
 	defer t.Stop()
 	select {
@@ -112,21 +119,13 @@ func (n *Node) ChangeStock(item string, delta int64) StockReply {
 	}
 }
 
-// send delivers a protocol message to its addressee on this node: a shard
-// or pool actor, or the item's front (the sold-out flag).
+// send delivers a protocol message to its addressee: on one node, a shard
+// or pool actor here, or the item's front (the sold-out flag); on a
+// clustered node, wherever the cluster places the addressee.
 func (n *Node) send(m engine.Msg) {
-	it, ok := n.Item(m.To.Item)
-	if !ok {
+	if n.opts.Cluster != nil {
+		n.opts.Cluster.Send(m)
 		return
 	}
-	switch s := m.To.Shard; {
-	case s == engine.FrontShard:
-		if m.Kind == engine.MsgStatus {
-			it.setStatus(m.Seq, m.SoldOut)
-		}
-	case s == engine.PoolShard:
-		n.sys.Root.Send(it.pool.pid, m)
-	case s >= 0 && s < len(it.shards):
-		n.sys.Root.Send(it.shards[s].pid, m)
-	}
+	n.Deliver(m)
 }

@@ -139,7 +139,7 @@ func (c *committer) poison(r *round) {
 				break
 			}
 			if q.lane.failedGen.CompareAndSwap(cur, q.gen) {
-				c.node.sys.Root.Send(q.lane.pid, reloadMsg{gen: q.gen})
+				c.node.tell(q.lane, reloadMsg{gen: q.gen})
 				break
 			}
 		}

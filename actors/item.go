@@ -11,12 +11,17 @@ import (
 // lane is whatever owns a stream of durable decisions (a shard or a pool):
 // its actor and the generation guard a failed commit sets.
 type lane struct {
-	pid *actor.PID
+	// pidp is the actor while it runs here; nil when it is not active on
+	// this node (a cluster places it elsewhere) or has stopped.
+	pidp atomic.Pointer[actor.PID]
 	// failedGen is the newest generation of decisions a failed commit
 	// poisoned; the committers drop decisions of that generation or older.
 	failedGen atomic.Uint64
 	stopped   chan struct{} // closed when the actor has stopped
 }
+
+// pid is the lane's actor, nil when it does not run here.
+func (l *lane) pid() *actor.PID { return l.pidp.Load() }
 
 // Item is a live item: its configuration, pool and shards, and the numbers
 // they publish for the front and the admin views.
@@ -51,6 +56,9 @@ type shardRef struct {
 	// a consistent pair without asking the actor (MaxStock < 2^32).
 	counters atomic.Uint64
 	inflight atomic.Int32
+	// relayFloor: grabs up to here were adopted from another node's
+	// snapshot and published by that node (cluster.go adopt).
+	relayFloor atomic.Uint64
 	// durableSeq is the highest grab sequence known to be on disk: how far
 	// the relay may publish, and whether an order can still be coming.
 	durableSeq atomic.Uint64

@@ -39,6 +39,9 @@ type Options struct {
 	// before the store closes, with the store to read: the last shard
 	// snapshots are taken there.
 	OnClose func(persistence.Reader)
+	// Cluster, when set, makes this a clustered node: nothing runs until
+	// activated (see cluster.go).
+	Cluster *ClusterHooks
 }
 
 // Node runs every item's shard actors on one machine.
@@ -91,6 +94,16 @@ func Start(store persistence.Store, opts Options) (*Node, error) {
 	}
 	loaded := make(map[string]*Item, len(cfgs))
 	for _, cfg := range cfgs {
+		if opts.Cluster != nil {
+			// Nothing runs until the cluster activates it here.
+			it, err := n.dormantItem(cfg)
+			if err != nil {
+				n.stopCommitters()
+				return nil, err
+			}
+			loaded[cfg.Item] = it
+			continue
+		}
 		li, err := persistence.LoadItem(store, cfg)
 		if err != nil {
 			n.stopCommitters()
@@ -102,36 +115,41 @@ func Start(store persistence.Store, opts Options) (*Node, error) {
 	return n, nil
 }
 
-func (n *Node) spawnItem(cfg engine.ItemConfig, li *persistence.LoadedItem) *Item {
-	it := &Item{Config: cfg, shards: make([]*shardRef, len(li.Shards)),
+// newItem builds an item's refs from its shards' counters; no actor runs.
+func (n *Node) newItem(cfg engine.ItemConfig, counters []engine.Counters) *Item {
+	it := &Item{Config: cfg, shards: make([]*shardRef, cfg.Shards),
 		sent: make([]int64, cfg.Shards), got: make([]int64, cfg.Shards),
 		pool: &lane{stopped: make(chan struct{})}}
-	for i, sh := range li.Shards {
-		c := sh.Counters()
+	for i, c := range counters {
 		ref := &shardRef{lane: lane{stopped: make(chan struct{})}, item: it, index: i, holders: map[string]struct{}{},
 			committer: n.committers[i%len(n.committers)], received: c.Received, returned: c.Returned}
 		ref.counters.Store(pack(c))
 		ref.durableSeq.Store(c.NextSeq - 1)
 		it.shards[i] = ref
 	}
-	for i, sh := range li.Shards {
-		sh.Holders(it.shards[i].addHolder)
-	}
-	it.publishPool(li.Pool)
+	return it
+}
+
+func (n *Node) spawnItem(cfg engine.ItemConfig, li *persistence.LoadedItem) *Item {
 	counters := make([]engine.Counters, len(li.Shards))
 	for i, sh := range li.Shards {
 		counters[i] = sh.Counters()
 	}
+	it := n.newItem(cfg, counters)
+	for i, sh := range li.Shards {
+		sh.Holders(it.shards[i].addHolder)
+	}
+	it.publishPool(li.Pool)
 	pn := engine.NewPoolNode(li.Pool, counters)
 	if pn.SoldOut() {
 		it.status.Store(1) // status 0 of this pool, sold out
 	}
 	// The pool's PID must exist before any shard can ask it for units.
 	pa := &poolActor{node: n, item: it, lane: it.pool, pn: pn, c: n.committers[0]}
-	it.pool.pid = n.sys.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return pa }, actor.WithDispatcher(n.dispatch)))
+	it.pool.pidp.Store(n.sys.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return pa }, actor.WithDispatcher(n.dispatch))))
 	for i, sh := range li.Shards {
 		a := &shardActor{node: n, ref: it.shards[i], sn: engine.NewShardNode(sh, 1)}
-		it.shards[i].pid = n.sys.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return a }, actor.WithDispatcher(n.dispatch)))
+		it.shards[i].pidp.Store(n.sys.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return a }, actor.WithDispatcher(n.dispatch))))
 	}
 	return it
 }
@@ -155,15 +173,21 @@ func (n *Node) CreateItem(cfg engine.ItemConfig) error {
 	if err := n.store.Apply(&b); err != nil {
 		return fmt.Errorf("create item %s: %w", cfg.Item, err)
 	}
-	li := &persistence.LoadedItem{Pool: engine.NewPool(cfg), Shards: make([]*engine.Shard, cfg.Shards)}
-	for i := range li.Shards {
-		li.Shards[i] = engine.NewShard(cfg, i)
+	var it *Item
+	if n.opts.Cluster != nil {
+		it = n.newItem(cfg, make([]engine.Counters, cfg.Shards))
+	} else {
+		li := &persistence.LoadedItem{Pool: engine.NewPool(cfg), Shards: make([]*engine.Shard, cfg.Shards)}
+		for i := range li.Shards {
+			li.Shards[i] = engine.NewShard(cfg, i)
+		}
+		it = n.spawnItem(cfg, li)
 	}
 	next := make(map[string]*Item, len(cur)+1)
 	for k, v := range cur {
 		next[k] = v
 	}
-	next[cfg.Item] = n.spawnItem(cfg, li)
+	next[cfg.Item] = it
 	n.items.Store(&next)
 	return nil
 }
@@ -215,16 +239,22 @@ func (n *Node) Close() error {
 	// hands all its decisions to a committer before it stops.
 	for _, it := range *n.items.Load() {
 		for _, r := range it.shards {
-			n.sys.Root.Poison(r.pid)
+			if pid := r.pid(); pid != nil {
+				n.sys.Root.Poison(pid)
+			}
 		}
 	}
 	for _, it := range *n.items.Load() {
 		for _, r := range it.shards {
-			<-r.stopped
+			if r.pid() != nil {
+				<-r.stopped
+			}
 		}
 		// The pool last: shards may still have told it of give-backs.
-		n.sys.Root.Poison(it.pool.pid)
-		<-it.pool.stopped
+		if pid := it.pool.pid(); pid != nil {
+			n.sys.Root.Poison(pid)
+			<-it.pool.stopped
+		}
 	}
 	n.stopCommitters()
 	n.sys.Shutdown()

@@ -25,6 +25,10 @@ type poolActor struct {
 	c       *committer
 	tickets tickets[*stockCall]
 	timer   wake
+	// Clustered: lc writes the pool's steps to the ledger instead of c,
+	// and statusBase lifts its status numbers above earlier activations'.
+	lc         *ledgerCommitter
+	statusBase uint64
 }
 
 func (p *poolActor) Receive(ctx actor.Context) {
@@ -47,6 +51,10 @@ func (p *poolActor) Receive(ctx actor.Context) {
 	case *actor.Stopped:
 		p.pn.Stop()
 		p.flush()
+		if p.lc != nil {
+			close(p.lc.in)
+			<-p.lc.done
+		}
 		close(p.lane.stopped)
 		return
 	default:
@@ -67,9 +75,22 @@ func (p *poolActor) flush() {
 		p.tickets.take(ans.Ticket).done <- stockReply(ans)
 	}
 	for _, m := range rd.NowMsgs {
+		if m.Kind == engine.MsgStatus {
+			m.Seq += p.statusBase
+		}
 		p.node.send(m)
 	}
-	if len(rd.Records) > 0 || len(rd.Answers) > 0 || len(rd.Msgs) > 0 {
+	if p.lc != nil && (len(rd.Records) > 0 || len(rd.Answers) > 0 || len(rd.Msgs) > 0) {
+		q := ledgerReq{gen: p.gen, msgs: append([]engine.Msg(nil), rd.Msgs...)}
+		if last := len(rd.Records) - 1; last >= 0 {
+			st := rd.Records[last].Pool
+			q.st = &st
+		}
+		for _, ans := range rd.Answers {
+			q.answers = append(q.answers, pending{s: p.tickets.take(ans.Ticket), a: ans})
+		}
+		p.lc.in <- q
+	} else if len(rd.Records) > 0 || len(rd.Answers) > 0 || len(rd.Msgs) > 0 {
 		in := p.c.in
 		last := len(rd.Records) - 1
 		for i := 0; i < last; i++ {
@@ -85,14 +106,23 @@ func (p *poolActor) flush() {
 		q.msgs = append([]engine.Msg(nil), rd.Msgs...)
 		in <- q
 	}
-	p.timer.at(rd.WakeAtMs, p.node, p.lane.pid)
+	p.timer.at(rd.WakeAtMs, p.node, p.lane.pid())
 	p.pn.Advance()
 }
 
 // reload replaces the pool's memory with its durable ledger.
 func (p *poolActor) reload() {
 	p.gen = max(p.gen, p.lane.failedGen.Load()) + 1
-	st, err := p.node.store.Pool(p.item.Config.Item)
+	var st engine.PoolState
+	var err error
+	if p.lc != nil {
+		st, err = p.node.opts.Cluster.Ledger.Load(p.item.Config.Item)
+		if err == nil {
+			copy(p.lc.lastSent, st.Sent)
+		}
+	} else {
+		st, err = p.node.store.Pool(p.item.Config.Item)
+	}
 	if err == nil {
 		var pool *engine.Pool
 		if pool, err = engine.RestorePool(p.item.Config, st); err == nil {

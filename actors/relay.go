@@ -114,6 +114,9 @@ func (n *Node) collect(cursors map[*shardRef]*relayCursor, batch []engine.Grab, 
 				}
 				rc.cursor, rc.loaded = c, true
 			}
+			if f := ref.relayFloor.Load(); f > rc.cursor {
+				rc.cursor = f
+			}
 			durable := ref.durableSeq.Load()
 			room := MaxRelayBatch - len(batch)
 			if durable <= rc.cursor || room <= 0 {

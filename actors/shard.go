@@ -1,6 +1,8 @@
 package actors
 
 import (
+	"errors"
+	"fmt"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -33,11 +35,20 @@ type shardActor struct {
 	gen     uint64
 	tickets tickets[*call]
 	timer   wake
+	// genBase is the placement epoch << GenShift on a clustered node (0 on
+	// one node): the incarnation the pool sees is genBase + gen.
+	genBase uint64
+	// leaving: a handover is under way; nothing more is sold here.
+	leaving bool
 }
 
 func (a *shardActor) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *call:
+		if a.leaving {
+			m.finish(Reply{Err: ErrUnavailable})
+			return
+		}
 		if a.broken && !a.reload() {
 			m.finish(Reply{Err: ErrUnavailable})
 			return
@@ -51,7 +62,7 @@ func (a *shardActor) Receive(ctx actor.Context) {
 			a.sn.Grab(t, in)
 		}
 	case engine.Msg:
-		if a.broken && !a.reload() {
+		if a.leaving || a.broken && !a.reload() {
 			return
 		}
 		a.sn.Step(m, a.node.opts.Clock())
@@ -62,6 +73,9 @@ func (a *shardActor) Receive(ctx actor.Context) {
 		if m.gen >= a.gen {
 			a.reload()
 		}
+	case handoverMsg:
+		a.handover(ctx, m)
+		return
 	case *actor.Started:
 		a.gen = 1
 		return
@@ -103,7 +117,7 @@ func (a *shardActor) flush() {
 	if len(rd.Records) > 0 || len(rd.Answers) > 0 || len(rd.Msgs) > 0 {
 		a.commit(rd)
 	}
-	a.timer.at(rd.WakeAtMs, a.node, ref.pid)
+	a.timer.at(rd.WakeAtMs, a.node, ref.pid())
 	a.sn.Advance()
 }
 
@@ -152,8 +166,35 @@ func (a *shardActor) reload() bool {
 		return false
 	}
 	a.broken = false
-	a.sn.Restart(sh, a.gen)
+	a.sn.Restart(sh, a.genBase+a.gen)
 	return true
+}
+
+// handover gives every unsold unit back to the pool, tells the buyers
+// waiting to retry, and stops the actor; m.done hears, once everything the
+// shard decided is durable, whether it all is.
+func (a *shardActor) handover(ctx actor.Context, m handoverMsg) {
+	if a.leaving {
+		m.done <- errors.New("handover under way")
+		return
+	}
+	a.leaving = true
+	self := engine.ShardAddr(a.ref.item.Config.Item, a.ref.index)
+	rem := a.sn.Shard().Counters().Remaining()
+	a.sn.Step(engine.Msg{Kind: engine.MsgGiveBack, From: engine.PoolAddr(self.Item), To: self, Want: rem}, a.node.opts.Clock())
+	a.sn.Stop()
+	a.flush()
+	// A request that writes nothing waits for every commit queued before it.
+	barrier := &call{done: make(chan Reply, 1)}
+	a.ref.committer.in <- commitReq{lane: &a.ref.lane, gen: a.gen, c: barrier}
+	go func() {
+		if r := <-barrier.done; r.Err != nil {
+			m.done <- fmt.Errorf("handover of %s.%d: %w", self.Item, self.Shard, r.Err)
+			return
+		}
+		m.done <- nil
+	}()
+	ctx.Poison(ctx.Self())
 }
 
 // tickets maps the engine's tickets to the host's waiting requests: a slab
@@ -191,7 +232,7 @@ type wake struct {
 func (w *wake) fired() { w.atMs = 0 }
 
 func (w *wake) at(atMs int64, n *Node, pid *actor.PID) {
-	if atMs == 0 || (w.atMs != 0 && w.atMs <= atMs) {
+	if atMs == 0 || pid == nil || (w.atMs != 0 && w.atMs <= atMs) {
 		return
 	}
 	w.atMs = atMs

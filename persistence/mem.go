@@ -112,7 +112,7 @@ func (m *Mem) ShardCounters(item string, shard int) (engine.Counters, error) {
 	v, ok := m.kv[string(countersKey(nil, item, shard))]
 	m.mu.Unlock()
 	if !ok {
-		return engine.Counters{}, fmt.Errorf("load counters %s.%d: not found", item, shard)
+		return engine.Counters{}, fmt.Errorf("load counters %s.%d: %w", item, shard, ErrNoShard)
 	}
 	return DecodeCounters(v)
 }

@@ -212,6 +212,9 @@ func (p pebbleReader) scanShard(prefix byte, item string, shard int, fn func(seq
 // ShardCounters reads a shard's counters.
 func (p pebbleReader) ShardCounters(item string, shard int) (engine.Counters, error) {
 	v, closer, err := p.r.Get(countersKey(nil, item, shard))
+	if errors.Is(err, pebble.ErrNotFound) {
+		err = ErrNoShard
+	}
 	if err != nil {
 		return engine.Counters{}, fmt.Errorf("load counters %s.%d: %w", item, shard, err)
 	}

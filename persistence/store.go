@@ -91,6 +91,10 @@ type Store interface {
 // ErrClosed is returned by a store used after Close.
 var ErrClosed = errors.New("store closed")
 
+// ErrNoShard: the store holds no state of that shard (a clustered node
+// that never ran it).
+var ErrNoShard = errors.New("no state of that shard here")
+
 // Kind names a record.
 type Kind uint8
 

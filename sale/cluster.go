@@ -36,3 +36,62 @@ type Health struct {
 // OK reports whether the node can confirm grabs and keep its snapshots, as
 // far as the cluster goes.
 func (h Health) OK() bool { return h.Etcd == "ok" && h.Lease == "valid" && h.Redis != "unreachable" }
+
+// ClusterAdmin is the cluster admin API beyond members and health: where
+// shards run, draining nodes and moving shards. Errors that are the
+// caller's (no such node, shard or item; a move that is not allowed) are
+// *AdminError; others mean etcd or a node did not answer.
+type ClusterAdmin interface {
+	Placement(ctx context.Context, item string) ([]ShardPlacement, error)
+	// Drain marks node draining (on) or not and, when on, asks every shard
+	// it runs to move to the other live nodes; it returns the moves asked.
+	Drain(ctx context.Context, node string, on bool) ([]MoveAsked, error)
+	// Move asks shard of item to move to node to. Force moves the shard of
+	// a node whose lease expired (see MoveAsked.Risk).
+	Move(ctx context.Context, item string, shard int, to string, force bool) (MoveAsked, error)
+	// LocalReport is what this node runs of item, for the other nodes'
+	// views; a JSON value.
+	LocalReport(item string) (any, bool)
+}
+
+// ShardPlacement is one shard as the placement admin view shows it.
+type ShardPlacement struct {
+	Shard     int    `json:"shard"`
+	Node      string `json:"node"`
+	Epoch     uint64 `json:"epoch"`
+	State     string `json:"state"`
+	MovingTo  string `json:"moving_to,omitempty"`
+	Remaining *int64 `json:"remaining"` // nil: the owner did not answer
+	Sold      *int64 `json:"sold"`
+	// Snapshot is the shard's last snapshot in Redis; nil when none.
+	Snapshot *SnapshotInfo `json:"snapshot"`
+}
+
+// SnapshotInfo is a snapshot's sequence and age.
+type SnapshotInfo struct {
+	Epoch uint64 `json:"epoch"`
+	Seq   uint64 `json:"seq"`
+	AgeMs int64  `json:"age_ms"`
+}
+
+// MoveAsked is one move the cluster was asked for.
+type MoveAsked struct {
+	Item  string `json:"item"`
+	Shard int    `json:"shard"`
+	From  string `json:"from"`
+	To    string `json:"to"`
+	Epoch uint64 `json:"epoch"` // the epoch the shard will run at on To (forced), or runs at now
+	State string `json:"state"` // "moving" (cooperative, under way) or "moved" (forced)
+	// Risk says what a forced move may cost; empty for a cooperative one.
+	Risk string `json:"risk,omitempty"`
+}
+
+// AdminError is a refused admin call: Code is the JSON error code, Status
+// the HTTP status.
+type AdminError struct {
+	Status int
+	Code   string
+	Msg    string
+}
+
+func (e *AdminError) Error() string { return e.Code + ": " + e.Msg }

@@ -65,9 +65,9 @@ type Pipeline struct {
 
 // Start runs the pipeline over an open order store, which it
 // closes on stop.
-func Start(node *actors.Node, st *Stream, ostore persistence.OrderStore, writers int, cfg bus.Config, log *slog.Logger) *Pipeline {
+func Start(node *actors.Node, stock orders.Stock, st *Stream, ostore persistence.OrderStore, writers int, cfg bus.Config, log *slog.Logger) *Pipeline {
 	ctx, cancel := context.WithCancel(context.Background())
-	p := &Pipeline{cancel: cancel, Orders: orders.New(actors.NewLocal(node), ostore, log), ostore: ostore, st: st,
+	p := &Pipeline{cancel: cancel, Orders: orders.New(stock, ostore, log), ostore: ostore, st: st,
 		pub: bus.NewPublisher(st.JS, publishWindow)}
 	p.wg.Go(func() {
 		if p.st.Ensure(ctx, cfg, log) != nil {

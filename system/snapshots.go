@@ -46,8 +46,11 @@ type snapshotter struct {
 	log   *slog.Logger
 	// saved: the durable counters each shard's last snapshot was taken of.
 	saved map[shardID]engine.Counters
-	stop  chan struct{}
-	done  chan struct{}
+	// epochOf, when set (a sale spread over nodes), says which shards this
+	// node owns and as which incarnation: only those are written.
+	epochOf func(item string, shard int) (uint64, bool)
+	stop    chan struct{}
+	done    chan struct{}
 }
 
 type shardID struct {
@@ -123,7 +126,18 @@ func (s *snapshotter) pass(r persistence.Reader, deadline time.Time) {
 	for _, cfg := range items {
 		for i := range cfg.Shards {
 			id := shardID{cfg.Item, i}
+			epoch := uint64(snapshotEpoch)
+			if s.epochOf != nil {
+				e, ok := s.epochOf(cfg.Item, i)
+				if !ok {
+					continue
+				}
+				epoch = e
+			}
 			c, err := r.ShardCounters(cfg.Item, i)
+			if errors.Is(err, persistence.ErrNoShard) {
+				continue
+			}
 			if err != nil {
 				failed++
 				continue
@@ -131,7 +145,7 @@ func (s *snapshotter) pass(r persistence.Reader, deadline time.Time) {
 			if last, ok := s.saved[id]; ok && last == c {
 				continue
 			}
-			if err := s.write(r, cfg, i, deadline); err != nil {
+			if err := s.write(r, cfg, i, epoch, deadline); err != nil {
 				s.log.Warn("snapshots: pass ended", "item", cfg.Item, "shard", i, "written", wrote, "err", err)
 				return
 			}
@@ -144,7 +158,7 @@ func (s *snapshotter) pass(r persistence.Reader, deadline time.Time) {
 	}
 }
 
-func (s *snapshotter) write(r persistence.Reader, cfg engine.ItemConfig, i int, deadline time.Time) error {
+func (s *snapshotter) write(r persistence.Reader, cfg engine.ItemConfig, i int, epoch uint64, deadline time.Time) error {
 	sh, err := persistence.LoadShard(r, cfg, i)
 	if err != nil {
 		return err
@@ -154,7 +168,7 @@ func (s *snapshotter) write(r persistence.Reader, cfg engine.ItemConfig, i int, 
 	}
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
-	err = s.snaps.SaveSnapshot(ctx, sh.Snapshot(snapshotEpoch))
+	err = s.snaps.SaveSnapshot(ctx, sh.Snapshot(epoch))
 	if errors.Is(err, persistence.ErrStaleSnapshot) {
 		// A newer one is there already (written before a restart from
 		// an older copy of this data): nothing is lost.

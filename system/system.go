@@ -13,11 +13,17 @@ import (
 	"log/slog"
 	"net"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/seckill/seckill/actors"
 	"github.com/seckill/seckill/bus"
+	"github.com/seckill/seckill/engine"
+	"github.com/seckill/seckill/grid"
+	"github.com/seckill/seckill/orders"
 	"github.com/seckill/seckill/persistence"
+	"github.com/seckill/seckill/remote"
+	"github.com/seckill/seckill/sale"
 	"github.com/seckill/seckill/transport"
 	"github.com/valyala/fasthttp"
 )
@@ -68,14 +74,19 @@ type System struct {
 	Pipeline *Pipeline // nil with NoOrders
 	Front    *transport.Server
 
-	log    *slog.Logger
-	http   *fasthttp.Server // nil without HTTPAddr
-	ln     net.Listener
-	clu    *cluster      // nil on a single node
-	snap   *snapshotter  // nil without Cluster.Redis
-	failed chan error    // the HTTP server's error, if it stops by itself
-	served chan struct{} // closed when the HTTP server has stopped
-	closed bool
+	log  *slog.Logger
+	http *fasthttp.Server // nil without HTTPAddr
+	ln   net.Listener
+	clu  *cluster   // nil on a single node
+	grid *grid.Grid // nil on a single node
+	tr   *remote.Transport
+	// gridReady is the grid once it runs: what the transport hands over.
+	gridReady atomic.Pointer[grid.Grid]
+	svc       sale.Service  // the sale the front and the orders use
+	snap      *snapshotter  // nil without Cluster.Redis
+	failed    chan error    // the HTTP server's error, if it stops by itself
+	served    chan struct{} // closed when the HTTP server has stopped
+	closed    bool
 }
 
 // Open starts a node as cfg says. On error, whatever it had opened is
@@ -94,7 +105,14 @@ func Open(cfg Config) (*System, error) {
 func (s *System) open(cfg Config) error {
 	started := time.Now()
 	opts := actors.Options{Logger: s.log}
+	var snaps persistence.SnapshotStore
 	if cfg.Cluster != nil {
+		// The remote transport first: protoactor sets grpc's global logger
+		// when it starts, which races with any grpc client already running
+		// (etcd's).
+		if err := s.openTransport(cfg); err != nil {
+			return err
+		}
 		if err := s.openCluster(cfg); err != nil {
 			return err
 		}
@@ -108,6 +126,13 @@ func (s *System) open(cfg Config) error {
 			s.snap = newSnapshotter(rdb, cfg.Cluster.SnapshotInterval, s.log)
 			s.clu.redisPing = func(ctx context.Context) error { return rdb.Ping(ctx).Err() }
 			opts.OnClose = s.snap.final
+			snaps = s.snap.snaps
+		}
+		s.grid = grid.New(grid.Config{Self: s.clu.info, Fence: s.clu.store, Snapshots: snaps, Logger: s.log, Valid: s.clu.valid})
+		s.grid.SetAdminToken(cfg.AdminToken)
+		opts.Cluster = s.grid.Hooks()
+		if s.snap != nil {
+			s.snap.epochOf = s.grid.EpochOf
 		}
 	}
 	store, err := persistence.OpenPebble(filepath.Join(cfg.DataDir, "pebble"))
@@ -117,6 +142,14 @@ func (s *System) open(cfg Config) error {
 	if s.Node, err = actors.Start(store, opts); err != nil {
 		store.Close()
 		return fmt.Errorf("start node: %w", err)
+	}
+	s.svc = actors.NewLocal(s.Node)
+	if s.grid != nil {
+		s.grid.SetNode(s.Node)
+		s.grid.Attach(s.tr)
+		s.gridReady.Store(s.grid)
+		s.grid.Run()
+		s.svc = s.grid
 	}
 	if s.snap != nil {
 		s.snap.store = store
@@ -189,17 +222,19 @@ func (s *System) openOrders(cfg Config) error {
 	if cfg.WrapOrders != nil {
 		ostore = cfg.WrapOrders(ostore)
 	}
-	s.Pipeline = Start(s.Node, s.Stream, ostore, cfg.OrderWriters, cfg.Bus, s.log)
+	s.Pipeline = Start(s.Node, s.svc.(orders.Stock), s.Stream, ostore, cfg.OrderWriters, cfg.Bus, s.log)
 	return nil
 }
 
 // front builds the HTTP front: the one place that calls its constructor.
 func (s *System) front(token string, store persistence.Viewer) *transport.Server {
-	f := transport.NewServer(actors.NewLocal(s.Node), token, s.log)
+	f := transport.NewServer(s.svc, token, s.log)
 	if s.Pipeline != nil {
 		f = f.WithOrders(s.Pipeline.Orders, DeadLetters{JS: s.Stream.JS}, s.Pipeline.Reconciler(store, s.Node))
 	}
-	if s.clu != nil {
+	if s.grid != nil {
+		f = f.WithCluster(clusterFront{s.clu, s.grid})
+	} else if s.clu != nil {
 		f = f.WithCluster(s.clu)
 	}
 	return f
@@ -248,9 +283,15 @@ func (s *System) stop() error {
 	if s.Pipeline != nil {
 		errs = append(errs, s.Pipeline.Stop())
 	}
+	if s.grid != nil {
+		s.grid.Close()
+	}
 	if s.Node != nil {
 		// With snapshots, Close writes the last ones (OnClose).
 		errs = append(errs, s.Node.Close())
+	}
+	if s.tr != nil {
+		s.tr.Close()
 	}
 	if s.snap != nil {
 		errs = append(errs, s.snap.close())
@@ -265,4 +306,37 @@ func (s *System) stop() error {
 		s.Stream.Close()
 	}
 	return errors.Join(errs...)
+}
+
+// clusterFront is what the front answers about the cluster: membership and
+// health from the node's lease, placement and moves from the grid.
+type clusterFront struct {
+	*cluster
+	*grid.Grid
+}
+
+// openTransport starts the remote transport on the peer address; what
+// arrives before the grid runs is dropped (the protocol recovers it) or
+// answered unavailable.
+func (s *System) openTransport(cfg Config) error {
+	tr, err := remote.Start(remote.Config{
+		Addr: cfg.Cluster.Peer,
+		Handle: func(from string, m engine.Msg) {
+			if g := s.gridReady.Load(); g != nil {
+				g.Receive(from, m)
+			}
+		},
+		OnRequest: func(r remote.Request) remote.Reply {
+			if g := s.gridReady.Load(); g != nil {
+				return g.Serve(r)
+			}
+			return remote.ReplyFromSale(r.ID, sale.Reply{Err: sale.ErrUnavailable})
+		},
+		Logger: s.log,
+	})
+	if err != nil {
+		return fmt.Errorf("peer %s: %w", cfg.Cluster.Peer, err)
+	}
+	s.tr = tr
+	return nil
 }

@@ -54,8 +54,10 @@ func TestClusterAdmin(t *testing.T) {
 			func(b map[string]any) bool { return b["status"] == "not_clustered" }},
 		{"single node health", single, "GET", "/admin/v1/cluster/health", testToken, 404,
 			func(b map[string]any) bool { return b["status"] == "not_clustered" }},
-		{"unknown path", single, "GET", "/admin/v1/cluster/placement", testToken, 404,
+		{"unknown path", NewServer(nil, testToken, nil).WithCluster(ok), "GET", "/admin/v1/cluster/nope", testToken, 404,
 			func(b map[string]any) bool { return b["status"] == "not_found" }},
+		{"placement, one node", single, "GET", "/admin/v1/cluster/placement?item=x", testToken, 404,
+			func(b map[string]any) bool { return b["status"] == "not_clustered" }},
 		{"post", NewServer(nil, testToken, nil).WithCluster(ok), "POST", "/admin/v1/cluster/health", testToken, 405, nil},
 		{"members", NewServer(nil, testToken, nil).WithCluster(ok), "GET", "/admin/v1/cluster/members", testToken, 200,
 			func(b map[string]any) bool {

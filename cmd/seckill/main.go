@@ -17,9 +17,10 @@ const usage = `usage: seckill <command> [flags]
 
 commands:
   serve      run the engine, its HTTP API and the order pipeline
-             (--cluster: membership and the lease fence through etcd; the
-             sale stays per node, shards do not move between nodes yet)
+             (--cluster: shards spread over the nodes etcd lists, fenced
+             by leases and the pool ledger in etcd, moved through Redis)
   orders     run order writers in their own process
+  nats       run the embedded NATS server on its own (a cluster's shared stream)
   reconcile  compare grabs, stream, orders and counters of a stopped node
   bench      measure seckill over HTTP beside a bare fasthttp handler
 `
@@ -35,6 +36,8 @@ func main() {
 		err = serve(context.Background(), os.Args[2:])
 	case "orders":
 		err = runOrders(context.Background(), os.Args[2:])
+	case "nats":
+		err = runNATS(context.Background(), os.Args[2:])
 	case "reconcile":
 		err = runReconcile(context.Background(), os.Args[2:])
 	case "bench":

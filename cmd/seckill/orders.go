@@ -121,3 +121,24 @@ func runReconcile(ctx context.Context, args []string) error {
 	}
 	return nil
 }
+
+// runNATS runs the embedded NATS server on its own: the stream a cluster's
+// nodes share (`make cluster`), so that no node's death takes it along.
+func runNATS(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("nats", flag.ContinueOnError)
+	listen := fs.String("listen", envOr("SECKILL_NATS_LISTEN", "127.0.0.1:4222"), "where the server listens (env SECKILL_NATS_LISTEN)")
+	dir := fs.String("dir", envOr("SECKILL_NATS_DIR", "./nats"), "the stream's store directory (env SECKILL_NATS_DIR)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	emb, err := bus.StartEmbedded(*dir, *listen)
+	if err != nil {
+		return err
+	}
+	defer emb.Shutdown()
+	fmt.Printf("seckill nats: listening on %s, store %s\n", emb.ClientURL(), *dir)
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	<-ctx.Done()
+	return nil
+}

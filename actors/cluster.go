@@ -1,0 +1,531 @@
+package actors
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/seckill/seckill/engine"
+	"github.com/seckill/seckill/persistence"
+)
+
+// Cluster hosting. On a clustered node nothing runs at start: the cluster
+// activates here the shards and pools etcd places here, and deactivates
+// them when they move. Messages between participants go through the
+// cluster's Send, which delivers locally (Deliver) or to another node.
+//
+// What keeps a shard from selling twice is not here but in the cluster's
+// authority: the pool's ledger lives in etcd and every change of it is a
+// compare-and-swap (PoolLedger), grants are routed to the shard's placed
+// owner only, and a shard that moves away first gives back every unsold
+// unit and only then hands over its snapshot. This file only makes the
+// local side of that possible.
+
+// GenShift places a shard's placement epoch above the generations of its
+// reloads in the incarnation number the pool sees (engine.Msg.Gen): the
+// pool takes a higher Gen as a new incarnation and ignores messages of a
+// lower one, so an activation after a move always outranks the old one.
+const GenShift = 20
+
+// MaxDeactivateWait bounds a deactivation: the shard's queued decisions and
+// the give-back of its units must be durable before its snapshot is taken.
+const MaxDeactivateWait = 10 * time.Second
+
+// ClusterHooks connect a node to a cluster.
+type ClusterHooks struct {
+	// Send carries every protocol message the node's participants send:
+	// to Deliver on this node, or to another node. It must not block.
+	Send func(m engine.Msg)
+	// Ledger is the pools' durable store (etcd).
+	Ledger PoolLedger
+}
+
+// PoolLedger keeps an item's pool where every node can load it and where
+// two activations of one pool cannot both change it.
+type PoolLedger interface {
+	// Load returns the pool's durable state.
+	Load(item string) (engine.PoolState, error)
+	// Commit replaces the pool's state by st if nobody changed it since
+	// this node last loaded or committed it, and if every shard in granted
+	// (whose Sent total grew) is still placed where the pool sends it.
+	// Any error leaves the ledger as it was: the pool reloads.
+	Commit(item string, st engine.PoolState, granted []int) error
+}
+
+// Errors of activation.
+var (
+	ErrActive   = errors.New("already active on this node")
+	ErrInactive = errors.New("not active on this node")
+)
+
+// Deliver hands a protocol message to its addressee on this node. A
+// message for a participant not active here is dropped (sends are at most
+// once; the protocol recovers what is lost).
+func (n *Node) Deliver(m engine.Msg) {
+	it, ok := n.Item(m.To.Item)
+	if !ok {
+		return
+	}
+	switch s := m.To.Shard; {
+	case s == engine.FrontShard:
+		if m.Kind == engine.MsgStatus {
+			it.setStatus(m.Seq, m.SoldOut)
+		}
+	case s == engine.PoolShard:
+		n.tell(it.pool, m)
+	case s >= 0 && s < len(it.shards):
+		n.tell(&it.shards[s].lane, m)
+	}
+}
+
+// tell sends msg to l's actor if it runs here.
+func (n *Node) tell(l *lane, msg any) bool {
+	pid := l.pid()
+	if pid == nil {
+		return false
+	}
+	n.sys.Root.Send(pid, msg)
+	return true
+}
+
+// AddItem makes a clustered item known here (durable in the local store)
+// without running any of it; an item known already is left alone.
+func (n *Node) AddItem(cfg engine.ItemConfig) error {
+	err := n.CreateItem(cfg)
+	if errors.Is(err, ErrItemExists) {
+		return nil
+	}
+	return err
+}
+
+// ShardActive reports whether shard i of item runs here.
+func (n *Node) ShardActive(item string, i int) bool {
+	it, ok := n.Item(item)
+	return ok && i >= 0 && i < len(it.shards) && it.shards[i].pid() != nil
+}
+
+// PoolActive reports whether item's pool runs here.
+func (n *Node) PoolActive(item string) bool {
+	it, ok := n.Item(item)
+	return ok && it.pool.pid() != nil
+}
+
+// ActivateShard starts shard i of item here as incarnation epoch. With a
+// snapshot (a move), the snapshot is first written to the local store
+// unless the store already holds the same state or a later one of it; the
+// shard then runs on what the store holds. It tells the pool at once
+// (MsgSync), so the pool learns the new incarnation and resends its total.
+func (n *Node) ActivateShard(item string, i int, epoch uint64, snap *engine.ShardSnapshot) error {
+	if n.opts.Cluster == nil {
+		return errors.New("activate: not a clustered node")
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed {
+		return ErrUnavailable
+	}
+	it, ok := n.Item(item)
+	if !ok {
+		return ErrUnknownItem
+	}
+	if i < 0 || i >= len(it.shards) {
+		return fmt.Errorf("activate %s.%d: no such shard", item, i)
+	}
+	ref := it.shards[i]
+	if ref.pid() != nil {
+		return ErrActive
+	}
+	if snap != nil {
+		if err := n.adopt(it.Config, *snap); err != nil {
+			return err
+		}
+	}
+	sh, err := persistence.LoadShard(n.store, it.Config, i)
+	if errors.Is(err, persistence.ErrNoShard) && snap == nil && epoch == 1 {
+		// The first incarnation of a new item's shard: the initial
+		// allocation the ledger counts as granted to it. Only the node
+		// etcd placed it on at creation gets here.
+		sh = engine.NewShard(it.Config, i)
+		var b persistence.Batch
+		b.PutCounters(item, i, sh.Counters())
+		err = n.store.Apply(&b)
+	}
+	if err != nil {
+		return err
+	}
+	c := sh.Counters()
+	it.viewMu.Lock()
+	ref.counters.Store(pack(c))
+	ref.received, ref.returned = c.Received, c.Returned
+	it.viewMu.Unlock()
+	ref.durableSeq.Store(c.NextSeq - 1)
+	sh.Holders(ref.addHolder)
+	ref.stopped = make(chan struct{})
+	base := epoch << GenShift
+	sn := engine.NewShardNode(sh, base+1)
+	a := &shardActor{node: n, ref: ref, sn: sn, genBase: base}
+	// The Sync goes out with the first flush: the pool hears the new
+	// incarnation and its durable counters.
+	sn.Restart(sh, base+1)
+	ref.pidp.Store(n.sys.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return a }, actor.WithDispatcher(n.dispatch))))
+	n.tell(&ref.lane, tickMsg{})
+	return nil
+}
+
+// adopt writes snap to the local store unless what the store holds of the
+// shard is the same state or later (a restart of the owner, or a snapshot
+// older than the local copy).
+func (n *Node) adopt(cfg engine.ItemConfig, snap engine.ShardSnapshot) error {
+	sh, err := engine.RestoreSnapshot(cfg, snap)
+	if err != nil {
+		return fmt.Errorf("adopt %s.%d: %w", cfg.Item, snap.Shard, err)
+	}
+	local, err := n.store.ShardCounters(cfg.Item, snap.Shard)
+	if errors.Is(err, persistence.ErrNoShard) {
+		local, err = engine.Counters{NextSeq: 1}, nil
+	}
+	if err != nil {
+		return err
+	}
+	if local.NextSeq >= snap.Counters.NextSeq && local.Received >= snap.Counters.Received && local.Returned >= snap.Counters.Returned {
+		return nil
+	}
+	c := sh.Counters()
+	var b persistence.Batch
+	for _, g := range snap.Grabs {
+		eg := engine.Grab{Item: cfg.Item, Shard: snap.Shard, Seq: g.Seq, User: g.User, Qty: g.Qty, Key: g.Key, AtMs: g.AtMs}
+		if g.Seq < local.NextSeq {
+			if g.Released {
+				b.PutRelease(eg, c)
+			}
+			continue
+		}
+		b.PutGrab(eg, c)
+		if g.Released {
+			b.PutRelease(eg, c)
+		}
+	}
+	b.PutCounters(cfg.Item, snap.Shard, c)
+	// The grabs this node did not make were published by the node that
+	// made them: the relay here starts after them, unless grabs made here
+	// earlier still wait to be published (then the adopted ones go out
+	// again too, and the stream and the order writers drop them by id).
+	cursor, err := n.store.RelayCursor(cfg.Item, snap.Shard)
+	floor := uint64(0)
+	if err == nil && cursor+1 >= local.NextSeq {
+		floor = snap.Counters.NextSeq - 1
+		b.PutCursor(cfg.Item, snap.Shard, floor)
+	}
+	if err := n.store.Apply(&b); err != nil {
+		return fmt.Errorf("adopt %s.%d: %w", cfg.Item, snap.Shard, err)
+	}
+	if it, ok := n.Item(cfg.Item); ok && floor > 0 {
+		it.shards[snap.Shard].relayFloor.Store(floor)
+	}
+	return nil
+}
+
+// handoverMsg asks a shard actor to stop selling, give back every unsold
+// unit and stop once that is durable.
+type handoverMsg struct{ done chan error }
+
+// DeactivateShard stops shard i of item here for a move: new grabs answer
+// 503, buyers waiting are told to retry, every unsold unit is given back to
+// the pool, and once all of it is durable the shard's snapshot is read from
+// the store (as incarnation epoch) and returned.
+func (n *Node) DeactivateShard(item string, i int, epoch uint64) (engine.ShardSnapshot, error) {
+	it, ok := n.Item(item)
+	if !ok {
+		return engine.ShardSnapshot{}, ErrUnknownItem
+	}
+	if i < 0 || i >= len(it.shards) {
+		return engine.ShardSnapshot{}, fmt.Errorf("deactivate %s.%d: no such shard", item, i)
+	}
+	ref := it.shards[i]
+	n.mu.Lock()
+	pid, stopped := ref.pid(), ref.stopped
+	n.mu.Unlock()
+	if pid == nil {
+		return engine.ShardSnapshot{}, ErrInactive
+	}
+	done := make(chan error, 1)
+	n.sys.Root.Send(pid, handoverMsg{done: done})
+	t := time.NewTimer(MaxDeactivateWait)
+	defer t.Stop()
+	select {
+	case err := <-done:
+		if err != nil {
+			return engine.ShardSnapshot{}, err
+		}
+	case <-t.C:
+		return engine.ShardSnapshot{}, fmt.Errorf("deactivate %s.%d: no answer in %s", item, i, MaxDeactivateWait)
+	}
+	select {
+	case <-stopped:
+	case <-t.C:
+		return engine.ShardSnapshot{}, fmt.Errorf("deactivate %s.%d: actor did not stop", item, i)
+	}
+	n.mu.Lock()
+	ref.pidp.Store(nil)
+	n.mu.Unlock()
+	sh, err := persistence.LoadShard(n.store, it.Config, i)
+	if err != nil {
+		return engine.ShardSnapshot{}, err
+	}
+	return sh.Snapshot(epoch), nil
+}
+
+// StopShard stops shard i of item here without a handover (its owner
+// changed behind its back): waiting buyers are told to retry; what it
+// decided stays durable.
+func (n *Node) StopShard(item string, i int) {
+	it, ok := n.Item(item)
+	if !ok || i < 0 || i >= len(it.shards) {
+		return
+	}
+	ref := it.shards[i]
+	n.mu.Lock()
+	pid, stopped := ref.pid(), ref.stopped
+	n.mu.Unlock()
+	if pid == nil {
+		return
+	}
+	n.sys.Root.Poison(pid)
+	<-stopped
+	n.mu.Lock()
+	ref.pidp.Store(nil)
+	n.mu.Unlock()
+}
+
+// ActivatePool starts item's pool here from the ledger, as incarnation
+// epoch (the statuses it sends outrank those of earlier activations). It
+// asks every shard for its counters (a give-back of nothing), so that it
+// knows what they hold; until they answer it counts each shard as holding
+// everything it may, so it never says sold out early.
+func (n *Node) ActivatePool(item string, epoch uint64) error {
+	hooks := n.opts.Cluster
+	if hooks == nil {
+		return errors.New("activate pool: not a clustered node")
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed {
+		return ErrUnavailable
+	}
+	it, ok := n.Item(item)
+	if !ok {
+		return ErrUnknownItem
+	}
+	if it.pool.pid() != nil {
+		return ErrActive
+	}
+	st, err := hooks.Ledger.Load(item)
+	if err != nil {
+		return err
+	}
+	pool, err := engine.RestorePool(it.Config, st)
+	if err != nil {
+		return err
+	}
+	it.publishPool(pool)
+	pn := engine.NewPoolNode(pool, unknownShards(it.Config))
+	it.pool.stopped = make(chan struct{})
+	pa := &poolActor{node: n, item: it, lane: it.pool, pn: pn, statusBase: epoch << 32,
+		lc: newLedgerCommitter(n, it, hooks.Ledger, st)}
+	it.pool.pidp.Store(n.sys.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return pa }, actor.WithDispatcher(n.dispatch))))
+	for i := range it.Config.Shards {
+		hooks.Send(engine.Msg{Kind: engine.MsgGiveBack, From: engine.PoolAddr(item), To: engine.ShardAddr(item, i), Total: pool.SentTo(i)})
+	}
+	n.tell(it.pool, tickMsg{})
+	return nil
+}
+
+// unknownShards is what a pool that has not heard from its shards assumes:
+// each may still hold its whole initial allocation and everything sent.
+func unknownShards(cfg engine.ItemConfig) []engine.Counters {
+	cs := make([]engine.Counters, cfg.Shards)
+	for i := range cs {
+		cs[i] = engine.Counters{Allocated: cfg.InitialAllocation(i), NextSeq: 1}
+	}
+	return cs
+}
+
+// DeactivatePool stops item's pool here (its shard 0 moves away).
+func (n *Node) DeactivatePool(item string) {
+	it, ok := n.Item(item)
+	if !ok {
+		return
+	}
+	n.mu.Lock()
+	pid, stopped := it.pool.pid(), it.pool.stopped
+	n.mu.Unlock()
+	if pid == nil {
+		return
+	}
+	n.sys.Root.Poison(pid)
+	<-stopped
+	n.mu.Lock()
+	it.pool.pidp.Store(nil)
+	n.mu.Unlock()
+}
+
+// LocalView is what this node knows first-hand of an item: the shards it
+// runs and, when the pool runs here, the pool's ledger.
+type LocalView struct {
+	Shards []ShardView // the shards active here
+	Pool   *engine.PoolState
+}
+
+// Local returns item's first-hand view.
+func (n *Node) LocalView(item string) (LocalView, bool) {
+	it, ok := n.Item(item)
+	if !ok {
+		return LocalView{}, false
+	}
+	var v LocalView
+	it.viewMu.Lock()
+	defer it.viewMu.Unlock()
+	for i, r := range it.shards {
+		if r.pid() == nil {
+			continue
+		}
+		a, s := r.load()
+		v.Shards = append(v.Shards, ShardView{Shard: i, Allocated: a, Sold: s, Refills: r.refills, Steals: r.steals})
+	}
+	if it.pool.pid() != nil {
+		st := engine.PoolState{Stock: it.stock, Pool: it.poolAvail, Sent: append([]int64(nil), it.sent...), Got: append([]int64(nil), it.got...)}
+		v.Pool = &st
+	}
+	return v, true
+}
+
+// MaxLedgerBatch bounds the pool steps folded into one ledger write: a
+// write carries the last state, so folding costs nothing but latency for
+// the answers already waiting.
+const MaxLedgerBatch = 256
+
+// ledgerReq is a pool step's Ready waiting for the ledger write.
+type ledgerReq struct {
+	gen     uint64
+	st      *engine.PoolState // nil: nothing to write, only wait
+	answers []pending
+	msgs    []engine.Msg
+}
+
+// ledgerCommitter writes a clustered pool's steps to the ledger in order,
+// folding whatever queued up into one compare-and-swap of the last state;
+// only then are the steps' messages sent and answers given. A refused
+// write answers unavailable, sends nothing and makes the pool reload.
+type ledgerCommitter struct {
+	n        *Node
+	it       *Item
+	ledger   PoolLedger
+	in       chan ledgerReq
+	done     chan struct{}
+	lastSent []int64
+}
+
+func newLedgerCommitter(n *Node, it *Item, l PoolLedger, st engine.PoolState) *ledgerCommitter {
+	c := &ledgerCommitter{n: n, it: it, ledger: l, in: make(chan ledgerReq, CommitQueueLen),
+		done: make(chan struct{}), lastSent: append([]int64(nil), st.Sent...)}
+	go c.run()
+	return c
+}
+
+func (c *ledgerCommitter) run() {
+	defer close(c.done)
+	reqs := make([]ledgerReq, 0, MaxLedgerBatch)
+	for first := range c.in {
+		reqs = append(reqs[:0], first)
+	drain:
+		for len(reqs) < MaxLedgerBatch {
+			select {
+			case q, ok := <-c.in:
+				if !ok {
+					break drain
+				}
+				reqs = append(reqs, q)
+			default:
+				break drain
+			}
+		}
+		c.commit(reqs)
+		clear(reqs)
+	}
+}
+
+func (c *ledgerCommitter) commit(reqs []ledgerReq) {
+	lane := c.it.pool
+	var st *engine.PoolState
+	var gen uint64
+	failedGen := lane.failedGen.Load()
+	for i := range reqs {
+		if reqs[i].gen <= failedGen {
+			continue // decided on memory a refused write made wrong
+		}
+		gen = max(gen, reqs[i].gen)
+		if reqs[i].st != nil {
+			st = reqs[i].st
+		}
+	}
+	var err error
+	if st != nil {
+		var granted []int
+		for i, s := range st.Sent {
+			if s > c.lastSent[i] {
+				granted = append(granted, i)
+			}
+		}
+		if !c.n.fenceValid() {
+			err = errors.New("lease expired")
+		} else {
+			err = c.ledger.Commit(c.it.Config.Item, *st, granted)
+		}
+		if err == nil {
+			copy(c.lastSent, st.Sent)
+		} else {
+			c.n.opts.Logger.Warn("pool ledger write refused: reloading", "item", c.it.Config.Item, "err", err)
+			for {
+				cur := lane.failedGen.Load()
+				if cur >= gen || lane.failedGen.CompareAndSwap(cur, gen) {
+					break
+				}
+			}
+			c.n.tell(lane, reloadMsg{gen: gen})
+		}
+	}
+	for i := range reqs {
+		q := &reqs[i]
+		failed := err != nil || q.gen <= failedGen
+		for _, p := range q.answers {
+			if failed {
+				p.s.done <- StockReply{Err: ErrUnavailable}
+			} else {
+				p.s.done <- stockReply(p.a)
+			}
+		}
+		if !failed {
+			for _, m := range q.msgs {
+				c.n.send(m)
+			}
+		}
+	}
+}
+
+// dormantItem builds a clustered item from the local store at start: the
+// counters of whatever shards this node held, nothing running.
+func (n *Node) dormantItem(cfg engine.ItemConfig) (*Item, error) {
+	cs := make([]engine.Counters, cfg.Shards)
+	for i := range cs {
+		c, err := n.store.ShardCounters(cfg.Item, i)
+		if errors.Is(err, persistence.ErrNoShard) {
+			continue // never ran here
+		}
+		if err != nil {
+			return nil, fmt.Errorf("load %s.%d: %w", cfg.Item, i, err)
+		}
+		cs[i] = c
+	}
+	return n.newItem(cfg, cs), nil
+}

@@ -1,0 +1,627 @@
+// Package grid runs a sale over several nodes: each (item, shard) is an
+// actor on exactly the node etcd places it on, an item's pool runs with its
+// shard 0, protocol messages cross nodes over protoactor remote, and a
+// buyer's request reaching any node's front goes to its shard's node (one
+// send, a timeout, 503 on no answer; never a resend).
+//
+// What keeps the sale safe is etcd (package fence), never this package's
+// caches: the pool's ledger is changed only by compare-and-swap, so two
+// activations of a pool cannot both grant a unit; a grant goes to the
+// shard's placed owner only, as a cumulative total, so a unit is taken
+// once; a shard moving away gives back every unsold unit and writes its
+// last snapshot before etcd names the new owner; and a node past its lease
+// confirms nothing (the committers' fence).
+package grid
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/seckill/seckill/actors"
+	"github.com/seckill/seckill/engine"
+	"github.com/seckill/seckill/fence"
+	"github.com/seckill/seckill/persistence"
+	"github.com/seckill/seckill/remote"
+	"github.com/seckill/seckill/sale"
+)
+
+// Timings. Each says why it is that number.
+const (
+	// RequestTimeout bounds a grab sent to another node: the owner's own
+	// wait for a commit (actors.DefaultRequestTimeout) plus a round trip.
+	// Past it the buyer hears 503 and retries with the same key.
+	RequestTimeout = 3 * time.Second
+	// ReconcileEvery is how often a node compares what runs here with
+	// etcd's placement even without a watch event: a lost watch, a re-join
+	// after a partition, a move that failed half way.
+	ReconcileEvery = time.Second
+	// MembersEvery is how often the members' peer addresses are re-read.
+	MembersEvery = 500 * time.Millisecond
+	// EtcdTimeout bounds one etcd call made by a step here.
+	EtcdTimeout = 5 * time.Second
+)
+
+// Config is what a grid runs on.
+type Config struct {
+	Self  fence.NodeInfo
+	Node  *actors.Node
+	Fence *fence.Store
+	// Snapshots is where shards hand over on a move.
+	Snapshots persistence.SnapshotStore
+	Logger    *slog.Logger
+	// Valid is the node's lease fence (nil: always valid).
+	Valid func(time.Time) bool
+}
+
+// Grid is one node's part of a clustered sale.
+type Grid struct {
+	cfg Config
+	log *slog.Logger
+	tr  atomic.Pointer[remote.Transport]
+
+	// view is etcd's placement and members as last read.
+	view atomic.Pointer[view]
+
+	// ledgerRev: the pool ledger's revision this node last read or wrote.
+	ledgerMu  sync.Mutex
+	ledgerRev map[string]int64
+
+	// moving: shards this node is handing over (one step at a time).
+	movingMu sync.Mutex
+	moving   map[shardKey]bool
+
+	// token and client: the fan-out behind item views (views.go).
+	token      string
+	clientOnce sync.Once
+	client     *http.Client
+
+	kick chan struct{}
+	stop chan struct{}
+	done chan struct{}
+}
+
+type shardKey struct {
+	item  string
+	shard int
+}
+
+// view is a consistent read of the cluster's layout.
+type view struct {
+	items     map[string]engine.ItemConfig
+	placement map[string][]fence.Placement // by item, index = shard
+	peers     map[string]fence.NodeInfo    // live members by id
+	draining  map[string]bool
+}
+
+// New makes a grid; Attach gives it its transport, Run starts it.
+func New(cfg Config) *Grid {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	g := &Grid{cfg: cfg, log: cfg.Logger, ledgerRev: map[string]int64{}, moving: map[shardKey]bool{},
+		kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	g.view.Store(&view{items: map[string]engine.ItemConfig{}, placement: map[string][]fence.Placement{},
+		peers: map[string]fence.NodeInfo{}, draining: map[string]bool{}})
+	return g
+}
+
+// Hooks are what the actors node needs of the grid.
+func (g *Grid) Hooks() *actors.ClusterHooks {
+	return &actors.ClusterHooks{Send: g.Send, Ledger: ledger{g}}
+}
+
+// Attach gives the grid its transport (made after the node, since the
+// transport hands what arrives to the grid).
+func (g *Grid) Attach(tr *remote.Transport) { g.tr.Store(tr) }
+
+// Run reads etcd once, activates what is placed here and keeps it so until
+// Close.
+func (g *Grid) Run() {
+	g.refresh()
+	go g.loop()
+	go g.watch()
+}
+
+// Close stops the loops; the node's actors are the node's to stop.
+func (g *Grid) Close() {
+	select {
+	case <-g.stop:
+		return
+	default:
+	}
+	close(g.stop)
+	<-g.done
+}
+
+func (g *Grid) loop() {
+	defer close(g.done)
+	t := time.NewTicker(ReconcileEvery)
+	defer t.Stop()
+	m := time.NewTicker(MembersEvery)
+	defer m.Stop()
+	for {
+		select {
+		case <-g.stop:
+			return
+		case <-t.C:
+			g.refresh()
+		case <-m.C:
+			g.refreshMembers()
+		case <-g.kick:
+			g.refresh()
+		}
+	}
+}
+
+// watch kicks a refresh whenever an item, a placement or a drain mark
+// changes in etcd.
+func (g *Grid) watch() {
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { <-g.stop; cancel() }()
+	for ctx.Err() == nil {
+		for range g.cfg.Fence.WatchLayout(ctx) {
+			g.poke()
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(ReconcileEvery):
+		}
+	}
+}
+
+func (g *Grid) poke() {
+	select {
+	case g.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (g *Grid) ctx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), EtcdTimeout)
+}
+
+func (g *Grid) refreshMembers() {
+	ctx, cancel := g.ctx()
+	defer cancel()
+	ms, err := g.cfg.Fence.Members(ctx)
+	if err != nil {
+		return
+	}
+	cur := g.view.Load()
+	next := *cur
+	next.peers = make(map[string]fence.NodeInfo, len(ms))
+	for _, m := range ms {
+		next.peers[m.ID] = m
+	}
+	g.view.Store(&next)
+}
+
+// refresh reads items, placements, members and drain marks, then makes
+// what runs here match.
+func (g *Grid) refresh() {
+	ctx, cancel := g.ctx()
+	defer cancel()
+	items, _, err := g.cfg.Fence.Items(ctx)
+	if err != nil {
+		g.log.Debug("grid: read items", "err", err)
+		return
+	}
+	v := &view{items: map[string]engine.ItemConfig{}, placement: map[string][]fence.Placement{}, peers: map[string]fence.NodeInfo{}}
+	for _, cfg := range items {
+		ps, err := g.cfg.Fence.Placement(ctx, cfg.Item)
+		if err != nil || len(ps) != cfg.Shards {
+			g.log.Debug("grid: read placement", "item", cfg.Item, "err", err, "placed", len(ps))
+			return
+		}
+		v.items[cfg.Item] = cfg
+		v.placement[cfg.Item] = ps
+	}
+	ms, err := g.cfg.Fence.Members(ctx)
+	if err != nil {
+		return
+	}
+	for _, m := range ms {
+		v.peers[m.ID] = m
+	}
+	if v.draining, err = g.cfg.Fence.Draining(ctx); err != nil {
+		return
+	}
+	g.view.Store(v)
+	for _, cfg := range items {
+		if err := g.cfg.Node.AddItem(cfg); err != nil {
+			g.log.Warn("grid: add item", "item", cfg.Item, "err", err)
+			continue
+		}
+		g.reconcile(v, cfg)
+	}
+}
+
+// reconcile starts and stops the item's shards and pool here as etcd says.
+func (g *Grid) reconcile(v *view, cfg engine.ItemConfig) {
+	self := g.cfg.Self.ID
+	n := g.cfg.Node
+	for _, p := range v.placement[cfg.Item] {
+		active := n.ShardActive(cfg.Item, p.Shard)
+		switch {
+		case p.Node == self && p.State == fence.Moving && active:
+			g.handOver(cfg, p)
+		case p.Node == self && p.State == fence.Active && !active && g.valid():
+			g.activate(cfg, p)
+		case p.Node != self && active:
+			// Moved away behind our back (a forced move): stop selling.
+			g.log.Warn("grid: shard placed elsewhere: stopping it here", "item", cfg.Item, "shard", p.Shard, "owner", p.Node, "epoch", p.Epoch)
+			n.StopShard(cfg.Item, p.Shard)
+		}
+	}
+	p0 := v.placement[cfg.Item][0]
+	switch pool := n.PoolActive(cfg.Item); {
+	case p0.Node == self && !pool && g.valid():
+		if err := n.ActivatePool(cfg.Item, p0.Epoch); err != nil && !errors.Is(err, actors.ErrActive) {
+			g.log.Warn("grid: activate pool", "item", cfg.Item, "err", err)
+		}
+	case p0.Node != self && pool:
+		n.DeactivatePool(cfg.Item)
+	}
+}
+
+func (g *Grid) valid() bool { return g.cfg.Valid == nil || g.cfg.Valid(time.Now()) }
+
+// activate starts a shard placed here. At a later epoch than the local
+// store holds, it starts from the snapshot its last owner handed over.
+func (g *Grid) activate(cfg engine.ItemConfig, p fence.Placement) {
+	var snap *engine.ShardSnapshot
+	if p.Epoch > 1 && g.cfg.Snapshots != nil {
+		ctx, cancel := g.ctx()
+		s, ok, err := g.cfg.Snapshots.LoadSnapshot(ctx, cfg.Item, p.Shard)
+		cancel()
+		switch {
+		case err != nil:
+			g.log.Warn("grid: load snapshot", "item", cfg.Item, "shard", p.Shard, "err", err)
+			return
+		case ok:
+			snap = &s
+		}
+	}
+	if err := g.cfg.Node.ActivateShard(cfg.Item, p.Shard, p.Epoch, snap); err != nil && !errors.Is(err, actors.ErrActive) {
+		g.log.Warn("grid: activate shard", "item", cfg.Item, "shard", p.Shard, "epoch", p.Epoch, "err", err)
+		return
+	}
+	g.log.Debug("grid: shard active", "item", cfg.Item, "shard", p.Shard, "epoch", p.Epoch)
+}
+
+// handOver moves a shard this node runs to p.To: stop selling, give back
+// every unsold unit, write the last snapshot, then let etcd name the new
+// owner (epoch+1). A step that fails puts the shard back to work here.
+func (g *Grid) handOver(cfg engine.ItemConfig, p fence.Placement) {
+	k := shardKey{cfg.Item, p.Shard}
+	g.movingMu.Lock()
+	if g.moving[k] {
+		g.movingMu.Unlock()
+		return
+	}
+	g.moving[k] = true
+	g.movingMu.Unlock()
+	go func() {
+		defer func() {
+			g.movingMu.Lock()
+			delete(g.moving, k)
+			g.movingMu.Unlock()
+			g.poke()
+		}()
+		start := time.Now()
+		err := g.handOverSteps(cfg, p)
+		if err != nil {
+			g.log.Warn("grid: move failed: shard stays here", "item", cfg.Item, "shard", p.Shard, "to", p.To, "err", err)
+			ctx, cancel := g.ctx()
+			_, cerr := g.cfg.Fence.CancelMove(ctx, cfg.Item, p.Shard, p.Epoch)
+			cancel()
+			if cerr != nil {
+				g.log.Warn("grid: cancel move", "item", cfg.Item, "shard", p.Shard, "err", cerr)
+			}
+			return
+		}
+		g.log.Info("grid: shard handed over", "item", cfg.Item, "shard", p.Shard, "to", p.To, "epoch", p.Epoch+1, "took", time.Since(start))
+	}()
+}
+
+func (g *Grid) handOverSteps(cfg engine.ItemConfig, p fence.Placement) error {
+	n := g.cfg.Node
+	if g.cfg.Snapshots == nil {
+		return errors.New("no snapshot store (--redis): a shard cannot move")
+	}
+	if p.Shard == 0 {
+		n.DeactivatePool(cfg.Item)
+	}
+	snap, err := n.DeactivateShard(cfg.Item, p.Shard, p.Epoch)
+	if err != nil {
+		// The shard stopped or not; run it again on what is durable.
+		n.StopShard(cfg.Item, p.Shard)
+		return err
+	}
+	ctx, cancel := g.ctx()
+	defer cancel()
+	if err := g.cfg.Snapshots.SaveSnapshot(ctx, snap); err != nil && !errors.Is(err, persistence.ErrStaleSnapshot) {
+		return fmt.Errorf("final snapshot: %w", err)
+	}
+	if _, err := g.cfg.Fence.Move(ctx, cfg.Item, p.Shard, g.cfg.Self.ID, p.To); err != nil {
+		return fmt.Errorf("move in etcd: %w", err)
+	}
+	return nil
+}
+
+// owner is the node shard i of item is placed on, with its placement.
+func (v *view) owner(item string, i int) (fence.Placement, bool) {
+	ps, ok := v.placement[item]
+	if !ok || i < 0 || i >= len(ps) {
+		return fence.Placement{}, false
+	}
+	return ps[i], true
+}
+
+// Send carries a protocol message to the node that runs its addressee.
+func (g *Grid) Send(m engine.Msg) {
+	v := g.view.Load()
+	self := g.cfg.Self.ID
+	tr := g.tr.Load()
+	switch m.To.Shard {
+	case engine.FrontShard:
+		g.cfg.Node.Deliver(m)
+		if tr != nil {
+			for id, p := range v.peers {
+				if id != self {
+					tr.Send(p.Addr, m)
+				}
+			}
+		}
+		return
+	}
+	shard := m.To.Shard
+	if shard == engine.PoolShard {
+		shard = 0
+	}
+	p, ok := v.owner(m.To.Item, shard)
+	if !ok {
+		return
+	}
+	if p.Node == self {
+		g.cfg.Node.Deliver(m)
+		return
+	}
+	if peer, ok := v.peers[p.Node]; ok && tr != nil {
+		tr.Send(peer.Addr, m)
+	}
+}
+
+// Receive takes a protocol message from another node.
+func (g *Grid) Receive(from string, m engine.Msg) { g.cfg.Node.Deliver(m) }
+
+// ledger is the pools' PoolLedger over fence.
+type ledger struct{ g *Grid }
+
+func (l ledger) Load(item string) (engine.PoolState, error) {
+	ctx, cancel := l.g.ctx()
+	defer cancel()
+	pl, err := l.g.cfg.Fence.LoadPool(ctx, item)
+	if err != nil {
+		return engine.PoolState{}, err
+	}
+	l.g.ledgerMu.Lock()
+	l.g.ledgerRev[item] = pl.Rev
+	l.g.ledgerMu.Unlock()
+	return pl.State(), nil
+}
+
+func (l ledger) Commit(item string, st engine.PoolState, granted []int) error {
+	v := l.g.view.Load()
+	guards := make([]fence.Guard, 0, len(granted))
+	for _, s := range granted {
+		p, ok := v.owner(item, s)
+		if !ok {
+			return fmt.Errorf("pool %s: shard %d not placed", item, s)
+		}
+		if p.State != fence.Active {
+			// A shard handing over takes no grant (its old owner ignores
+			// it, its new one takes the total with its first Sync): no
+			// incarnation to guard, and a guard would refuse the write
+			// until the move is done.
+			continue
+		}
+		guards = append(guards, fence.Guard{Shard: s, Epoch: p.Epoch})
+	}
+	l.g.ledgerMu.Lock()
+	prev := l.g.ledgerRev[item]
+	l.g.ledgerMu.Unlock()
+	ctx, cancel := l.g.ctx()
+	defer cancel()
+	rev, err := l.g.cfg.Fence.CommitPool(ctx, item, prev, st, guards)
+	if err != nil {
+		return err
+	}
+	l.g.ledgerMu.Lock()
+	l.g.ledgerRev[item] = rev
+	l.g.ledgerMu.Unlock()
+	return nil
+}
+
+// ---- the front's Service ----
+
+var _ sale.Service = (*Grid)(nil)
+
+// Grab sends the grab to its shard's node: this one, or another over
+// remote, once.
+func (g *Grid) Grab(item, user string, qty int64, key string) sale.Reply {
+	n := g.cfg.Node
+	it, ok := n.Item(item)
+	if !ok {
+		return sale.Reply{Err: sale.ErrUnknownItem}
+	}
+	if !it.Config.ValidQty(qty) {
+		return sale.Reply{Err: &sale.QtyError{Limit: it.Config.PerUserLimit}}
+	}
+	shard := engine.ShardFor(item, user, it.Config.Shards)
+	v := g.view.Load()
+	p, ok := v.owner(item, shard)
+	if !ok {
+		return sale.Reply{Err: sale.ErrUnavailable}
+	}
+	if p.Node == g.cfg.Self.ID {
+		return n.GrabIn(it, user, qty, key)
+	}
+	if key == "" {
+		// Only a keyed request can replay an earlier grab: the others may
+		// be answered from the window and the sold-out flag here.
+		if w := it.Config.Window(n.Now()); w != 0 {
+			return sale.Reply{Outcome: w}
+		}
+		if it.SoldOut() {
+			return sale.Reply{Outcome: engine.SoldOut}
+		}
+	}
+	return g.request(v, p, remote.Request{Kind: remote.ReqGrab, Item: item, User: user, Qty: qty, Key: key}).Sale()
+}
+
+// Release sends the release to the grab's shard's node.
+func (g *Grid) Release(item, grabID string) sale.Reply {
+	it, ok := g.cfg.Node.Item(item)
+	if !ok {
+		return sale.Reply{Err: sale.ErrUnknownItem}
+	}
+	gi, shard, _, ok := engine.ParseGrabID(grabID)
+	if !ok || gi != item || shard >= it.Config.Shards {
+		return sale.Reply{Err: sale.ErrUnknownGrab}
+	}
+	v := g.view.Load()
+	p, ok := v.owner(item, shard)
+	if !ok {
+		return sale.Reply{Err: sale.ErrUnavailable}
+	}
+	if p.Node == g.cfg.Self.ID {
+		return g.cfg.Node.Release(item, grabID)
+	}
+	return g.request(v, p, remote.Request{Kind: remote.ReqRelease, Item: item, GrabID: grabID}).Sale()
+}
+
+// ChangeStock sends the change to the item's pool's node.
+func (g *Grid) ChangeStock(item string, delta int64) sale.StockReply {
+	if _, ok := g.cfg.Node.Item(item); !ok {
+		return sale.StockReply{Err: sale.ErrUnknownItem}
+	}
+	v := g.view.Load()
+	p, ok := v.owner(item, 0)
+	if !ok {
+		return sale.StockReply{Err: sale.ErrUnavailable}
+	}
+	if p.Node == g.cfg.Self.ID {
+		return g.cfg.Node.ChangeStock(item, delta)
+	}
+	return g.request(v, p, remote.Request{Kind: remote.ReqStock, Item: item, Delta: delta}).SaleStock()
+}
+
+// request sends one request to the node of p and waits for its answer.
+func (g *Grid) request(v *view, p fence.Placement, req remote.Request) remote.Reply {
+	if p.State != fence.Active {
+		return remote.Reply{Code: remote.ReplyUnavailable}
+	}
+	peer, ok := v.peers[p.Node]
+	tr := g.tr.Load()
+	if !ok || tr == nil {
+		return remote.Reply{Code: remote.ReplyUnavailable}
+	}
+	r, err := tr.Request(peer.Addr, req, RequestTimeout)
+	if err != nil {
+		return remote.Reply{Code: remote.ReplyUnavailable}
+	}
+	return r
+}
+
+// Serve answers a request another node's front sent here.
+func (g *Grid) Serve(req remote.Request) remote.Reply {
+	n := g.cfg.Node
+	switch req.Kind {
+	case remote.ReqGrab:
+		it, ok := n.Item(req.Item)
+		if !ok {
+			return remote.ReplyFromSale(req.ID, sale.Reply{Err: sale.ErrUnknownItem})
+		}
+		if !it.Config.ValidQty(req.Qty) || !engine.ValidID(req.User) || (req.Key != "" && !engine.ValidKey(req.Key)) {
+			return remote.ReplyFromSale(req.ID, sale.Reply{Err: &sale.QtyError{Limit: it.Config.PerUserLimit}})
+		}
+		return remote.ReplyFromSale(req.ID, n.GrabIn(it, req.User, req.Qty, req.Key))
+	case remote.ReqRelease:
+		return remote.ReplyFromSale(req.ID, n.Release(req.Item, req.GrabID))
+	case remote.ReqStock:
+		return remote.StockReplyFromSale(req.ID, n.ChangeStock(req.Item, req.Delta))
+	}
+	return remote.ReplyFromSale(req.ID, sale.Reply{Err: sale.ErrUnavailable})
+}
+
+// CreateItem places the new item's shards over the live members that are
+// not draining (round robin, in id order) in one etcd transaction, then
+// makes it known here at once.
+func (g *Grid) CreateItem(cfg engine.ItemConfig) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	g.refreshMembers()
+	ctx, cancel := g.ctx()
+	defer cancel()
+	draining, err := g.cfg.Fence.Draining(ctx)
+	if err != nil {
+		return fmt.Errorf("create %s: %w", cfg.Item, err)
+	}
+	var nodes []string
+	for id := range g.view.Load().peers {
+		if !draining[id] {
+			nodes = append(nodes, id)
+		}
+	}
+	if len(nodes) == 0 {
+		return fmt.Errorf("create %s: no live node to place it on: %w", cfg.Item, sale.ErrUnavailable)
+	}
+	slices.Sort(nodes)
+	if _, err := g.cfg.Fence.CreateItem(ctx, cfg, nodes); err != nil {
+		if errors.Is(err, fence.ErrItemExists) {
+			return sale.ErrItemExists
+		}
+		return fmt.Errorf("create %s: %w", cfg.Item, err)
+	}
+	g.refresh()
+	return nil
+}
+
+// Now is this node's clock.
+func (g *Grid) Now() int64 { return g.cfg.Node.Now() }
+
+// SetNode gives the grid the node it runs (made after Hooks, since the node
+// starts with them).
+func (g *Grid) SetNode(n *actors.Node) { g.cfg.Node = n }
+
+// EpochOf says whether etcd places shard i of item on this node, and as
+// which incarnation: the snapshots this node may write.
+func (g *Grid) EpochOf(item string, i int) (uint64, bool) {
+	p, ok := g.view.Load().owner(item, i)
+	if !ok || p.Node != g.cfg.Self.ID {
+		return 0, false
+	}
+	return p.Epoch, true
+}
+
+// GrabDurable implements orders.Stock: what this node knows (the grabs of
+// the shards it holds or held).
+func (g *Grid) GrabDurable(grabID string) bool { return g.cfg.Node.GrabDurable(grabID) }
+
+// PaymentWindow implements orders.Stock.
+func (g *Grid) PaymentWindow(item string) (int64, bool) {
+	it, ok := g.cfg.Node.Item(item)
+	if !ok {
+		return 0, false
+	}
+	return it.Config.PaymentWindow(), true
+}
