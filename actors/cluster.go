@@ -117,6 +117,25 @@ func (n *Node) PoolActive(item string) bool {
 // shard then runs on what the store holds. It tells the pool at once
 // (MsgSync), so the pool learns the new incarnation and resends its total.
 func (n *Node) ActivateShard(item string, i int, epoch uint64, snap *engine.ShardSnapshot) error {
+	return n.activateShard(item, i, epoch, snap, false)
+}
+
+// ActivateSecond starts shard i of item here whatever etcd says, from what
+// the local store holds or from nothing: a second activation, as a grain
+// framework that lost track would make one. Only the test hook of
+// `seckill serve` calls it, to show that such an activation sells nothing.
+func (n *Node) ActivateSecond(item string, i int, epoch uint64) error {
+	return n.activateShard(item, i, epoch, nil, true)
+}
+
+// ClusterStart is a clustered shard's first counters: its initial
+// allocation counted as given back (the pool ledger starts with every
+// unit), so it holds nothing the ledger did not grant it.
+func ClusterStart(cfg engine.ItemConfig, i int) engine.Counters {
+	return engine.Counters{Returned: cfg.InitialAllocation(i), NextSeq: 1}
+}
+
+func (n *Node) activateShard(item string, i int, epoch uint64, snap *engine.ShardSnapshot, fresh bool) error {
 	if n.opts.Cluster == nil {
 		return errors.New("activate: not a clustered node")
 	}
@@ -142,11 +161,10 @@ func (n *Node) ActivateShard(item string, i int, epoch uint64, snap *engine.Shar
 		}
 	}
 	sh, err := persistence.LoadShard(n.store, it.Config, i)
-	if errors.Is(err, persistence.ErrNoShard) && snap == nil && epoch == 1 {
-		// The first incarnation of a new item's shard: the initial
-		// allocation the ledger counts as granted to it. Only the node
-		// etcd placed it on at creation gets here.
-		sh = engine.NewShard(it.Config, i)
+	if errors.Is(err, persistence.ErrNoShard) && snap == nil && (epoch == 1 || fresh) {
+		// The shard never ran here: it starts with nothing (see
+		// ClusterStart) and asks the pool.
+		sh = engine.RestoreShard(it.Config, i, ClusterStart(it.Config, i))
 		var b persistence.Batch
 		b.PutCounters(item, i, sh.Counters())
 		err = n.store.Apply(&b)
@@ -342,11 +360,11 @@ func (n *Node) ActivatePool(item string, epoch uint64) error {
 }
 
 // unknownShards is what a pool that has not heard from its shards assumes:
-// each may still hold its whole initial allocation and everything sent.
+// each holds everything sent to it and not got back.
 func unknownShards(cfg engine.ItemConfig) []engine.Counters {
 	cs := make([]engine.Counters, cfg.Shards)
 	for i := range cs {
-		cs[i] = engine.Counters{Allocated: cfg.InitialAllocation(i), NextSeq: 1}
+		cs[i] = ClusterStart(cfg, i)
 	}
 	return cs
 }

@@ -169,7 +169,11 @@ func (n *Node) CreateItem(cfg engine.ItemConfig) error {
 		return ErrItemExists
 	}
 	var b persistence.Batch
-	b.PutItem(cfg)
+	if n.opts.Cluster != nil {
+		b.PutItemConfig(cfg)
+	} else {
+		b.PutItem(cfg)
+	}
 	if err := n.store.Apply(&b); err != nil {
 		return fmt.Errorf("create item %s: %w", cfg.Item, err)
 	}

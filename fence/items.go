@@ -85,7 +85,7 @@ func (s *Store) CreateItem(ctx context.Context, cfg engine.ItemConfig, nodes []s
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
-	pool, err := newPoolLedger(cfg).put(cfg)
+	pool, err := clusterPoolLedger(cfg).put(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}

@@ -34,11 +34,27 @@ type PoolLedger struct {
 	Rev int64 `json:"-"`
 }
 
-// newPoolLedger is the ledger of a new item: engine.NewPool's record,
-// nothing frozen.
+// newPoolLedger is engine.NewPool's record, nothing frozen.
 func newPoolLedger(cfg engine.ItemConfig) PoolLedger {
 	st := engine.NewPool(cfg).State()
 	return PoolLedger{Item: cfg.Item, Stock: st.Stock, Pool: st.Pool, Sent: st.Sent, Got: st.Got}
+}
+
+// clusterPoolLedger is the ledger CreateItem writes for a new item: every
+// unit in the pool. The engine spreads an initial quota over the shards at
+// creation; here each shard is born having given its part back (Got[i] is
+// its initial allocation, and its first counters say Returned the same),
+// so that no shard incarnation holds a unit the ledger did not grant to it
+// by compare-and-swap: an activation etcd did not place sells nothing. The
+// shards ask for units with their first buyers.
+func clusterPoolLedger(cfg engine.ItemConfig) PoolLedger {
+	st := engine.NewPool(cfg).State()
+	pool := st.Pool
+	for i := range st.Got {
+		st.Got[i] = cfg.InitialAllocation(i)
+		pool += st.Got[i]
+	}
+	return PoolLedger{Item: cfg.Item, Stock: st.Stock, Pool: pool, Sent: st.Sent, Got: st.Got}
 }
 
 // State is the engine's view of the ledger: the frozen units are out of

@@ -237,7 +237,7 @@ func TestCommitPoolOneWinner(t *testing.T) {
 		}
 	}
 	l, err := s.LoadPool(ctx, "it")
-	if err != nil || l.Pool != cfg.InitialPool()-rounds*7 {
+	if err != nil || l.Pool != cfg.Stock-rounds*7 { // every unit starts in the pool (clusterPoolLedger)
 		t.Fatalf("after %d rounds: %+v, %v", rounds, l, err)
 	}
 }
@@ -355,7 +355,8 @@ func TestPoolLedgerRebase(t *testing.T) {
 // rebased pool ledger in one transaction, or neither.
 func TestForceMoveRebasesPool(t *testing.T) {
 	t.Parallel() // each test runs its own etcd
-	// 1000 units on 4 shards, all on n1: 125 each at creation.
+	// 1000 units on 4 shards, all on n1: an initial allocation of 125
+	// each, counted as given back at creation (all 1000 in the pool).
 	cfg := item("it", 1000, 4)
 	s, cli, leases := created(t, cfg, "n1")
 	ctx := ctxFor(t, 30*time.Second)
@@ -365,7 +366,7 @@ func TestForceMoveRebasesPool(t *testing.T) {
 	}
 	p := enginePool(t, cfg, l)
 	p.Grant(0, 30)
-	p.Receive(0, 10) // the pool counts 145 at shard 0
+	p.Receive(0, 135) // 10 back: the pool counts 125+30-135 = 20 at shard 0
 	if _, err := s.CommitPool(ctx, "it", l.Rev, p.State(), []Guard{{0, 1}}); err != nil {
 		t.Fatal(err)
 	}
@@ -382,15 +383,15 @@ func TestForceMoveRebasesPool(t *testing.T) {
 		moved bool
 		freed int64 // frozen units afterwards
 	}{
-		{name: "start with unsold units", start: engine.Counters{Allocated: 145, Sold: 100, Received: 30, Returned: 10}, err: ErrRefused},
-		{name: "start holding more than the pool counts", start: engine.Counters{Allocated: 150, Sold: 150, Received: 30, Returned: 5},
+		{name: "start with unsold units", start: engine.Counters{Allocated: 20, Sold: 10, Received: 30, Returned: 135}, err: ErrRefused},
+		{name: "start holding more than the pool counts", start: engine.Counters{Allocated: 25, Sold: 25, Received: 30, Returned: 130},
 			err: ErrRefused},
 		{name: "a placement beyond the item's shards", shard: 9, err: ErrRefused},
-		{name: "a snapshot that missed a refill, 7 unsold given back", start: engine.Counters{Allocated: 128, Sold: 128, Received: 20, Returned: 17},
-			moved: true, freed: 17},
-		{name: "the same shard again: its owner lives", start: engine.Counters{Allocated: 128, Sold: 128, Received: 20, Returned: 17},
-			err: ErrOwnerAlive, moved: true, freed: 17},
-		{name: "another shard, nothing sold", shard: 1, start: engine.Counters{Returned: 125}, moved: true, freed: 17 + 125},
+		{name: "a snapshot that missed a refill: 7 frozen", start: engine.Counters{Allocated: 13, Sold: 13, Received: 20, Returned: 132},
+			moved: true, freed: 7},
+		{name: "the same shard again: its owner lives", start: engine.Counters{Allocated: 13, Sold: 13, Received: 20, Returned: 132},
+			err: ErrOwnerAlive, moved: true, freed: 7},
+		{name: "another shard, nothing sold", shard: 1, start: engine.Counters{Returned: 125}, moved: true, freed: 7},
 	} {
 		before, err := s.LoadPool(ctx, "it")
 		if err != nil {

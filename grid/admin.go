@@ -30,6 +30,7 @@ func (g *Grid) Placement(ctx context.Context, item string) ([]sale.ShardPlacemen
 	if err != nil {
 		return nil, err
 	}
+	slices.SortFunc(ps, func(a, b fence.Placement) int { return a.Shard - b.Shard })
 	shards := g.gather(item)
 	out := make([]sale.ShardPlacement, 0, len(ps))
 	now := g.cfg.Node.Now()

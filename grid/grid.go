@@ -20,6 +20,7 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -58,6 +59,11 @@ type Config struct {
 	Logger    *slog.Logger
 	// Valid is the node's lease fence (nil: always valid).
 	Valid func(time.Time) bool
+	// SecondActivation, "ITEM/SHARD", is a test hook: this node runs that
+	// shard too, whatever etcd says, and sends its own front's buyers of
+	// it there: the second activation a grain framework may make by
+	// mistake. Empty in production.
+	SecondActivation string
 }
 
 // Grid is one node's part of a clustered sale.
@@ -81,6 +87,10 @@ type Grid struct {
 	token      string
 	clientOnce sync.Once
 	client     *http.Client
+
+	// unheard counts shard messages to a pool dropped because their sender
+	// is not the shard's placed owner.
+	unheard atomic.Int64
 
 	kick chan struct{}
 	stop chan struct{}
@@ -220,6 +230,8 @@ func (g *Grid) refresh() {
 			g.log.Debug("grid: read placement", "item", cfg.Item, "err", err, "placed", len(ps))
 			return
 		}
+		// etcd lists them in key order ("10" before "2"): index by shard.
+		slices.SortFunc(ps, func(a, b fence.Placement) int { return a.Shard - b.Shard })
 		v.items[cfg.Item] = cfg
 		v.placement[cfg.Item] = ps
 	}
@@ -249,6 +261,13 @@ func (g *Grid) reconcile(v *view, cfg engine.ItemConfig) {
 	n := g.cfg.Node
 	for _, p := range v.placement[cfg.Item] {
 		active := n.ShardActive(cfg.Item, p.Shard)
+		if g.second(cfg.Item, p.Shard) {
+			if !active && p.Node != self {
+				err := n.ActivateSecond(cfg.Item, p.Shard, p.Epoch)
+				g.log.Warn("grid: test hook: second activation", "item", cfg.Item, "shard", p.Shard, "owner", p.Node, "err", err)
+			}
+			continue
+		}
 		switch {
 		case p.Node == self && p.State == fence.Moving && active:
 			g.handOver(cfg, p)
@@ -390,6 +409,12 @@ func (g *Grid) Send(m engine.Msg) {
 	if !ok {
 		return
 	}
+	if m.To.Shard == engine.PoolShard && m.From.Shard >= 0 {
+		if from, ok := v.owner(m.From.Item, m.From.Shard); !ok || from.Node != self {
+			g.unheard.Add(1) // see Receive
+			return
+		}
+	}
 	if p.Node == self {
 		g.cfg.Node.Deliver(m)
 		return
@@ -399,8 +424,27 @@ func (g *Grid) Send(m engine.Msg) {
 	}
 }
 
-// Receive takes a protocol message from another node.
-func (g *Grid) Receive(from string, m engine.Msg) { g.cfg.Node.Deliver(m) }
+// Receive takes a protocol message from another node. A pool hears a shard
+// only from the node etcd places it on: a second activation elsewhere, or
+// an owner that moved the shard away, is not heard (what it would have
+// said reaches the pool again from the owner, in cumulative totals).
+func (g *Grid) Receive(from string, m engine.Msg) {
+	if m.To.Shard == engine.PoolShard && m.From.Shard >= 0 {
+		v := g.view.Load()
+		p, ok := v.owner(m.From.Item, m.From.Shard)
+		if !ok || v.peers[p.Node].Addr != from {
+			g.unheard.Add(1)
+			return
+		}
+	}
+	g.cfg.Node.Deliver(m)
+}
+
+// second reports whether shard i of item is the test hook's second
+// activation on this node.
+func (g *Grid) second(item string, i int) bool {
+	return g.cfg.SecondActivation != "" && g.cfg.SecondActivation == item+"/"+strconv.Itoa(i)
+}
 
 // ledger is the pools' PoolLedger over fence.
 type ledger struct{ g *Grid }
@@ -471,7 +515,7 @@ func (g *Grid) Grab(item, user string, qty int64, key string) sale.Reply {
 	if !ok {
 		return sale.Reply{Err: sale.ErrUnavailable}
 	}
-	if p.Node == g.cfg.Self.ID {
+	if p.Node == g.cfg.Self.ID || g.second(item, shard) {
 		return n.GrabIn(it, user, qty, key)
 	}
 	if key == "" {

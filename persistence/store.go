@@ -148,6 +148,12 @@ func (b *Batch) PutItem(cfg engine.ItemConfig) {
 	}
 }
 
+// PutItemConfig records a clustered item's configuration alone: its pool
+// lives in etcd, and a shard's counters are written where it first runs.
+func (b *Batch) PutItemConfig(cfg engine.ItemConfig) {
+	b.Records = append(b.Records, Record{Kind: KindItem, Item: cfg})
+}
+
 // PutPool records an item's pool ledger.
 func (b *Batch) PutPool(item string, st engine.PoolState) {
 	b.Records = append(b.Records, Record{Kind: KindPool, Item: engine.ItemConfig{Item: item}, Pool: st})

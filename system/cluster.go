@@ -51,6 +51,8 @@ type ClusterConfig struct {
 	// (0: DefaultSnapshotInterval), and once more when it stops.
 	Redis            string
 	SnapshotInterval time.Duration
+	// SecondActivation is a test hook (grid.Config.SecondActivation).
+	SecondActivation string
 }
 
 // cluster is a node's membership: its etcd client and its current lease,

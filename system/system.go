@@ -128,7 +128,8 @@ func (s *System) open(cfg Config) error {
 			opts.OnClose = s.snap.final
 			snaps = s.snap.snaps
 		}
-		s.grid = grid.New(grid.Config{Self: s.clu.info, Fence: s.clu.store, Snapshots: snaps, Logger: s.log, Valid: s.clu.valid})
+		s.grid = grid.New(grid.Config{Self: s.clu.info, Fence: s.clu.store, Snapshots: snaps, Logger: s.log, Valid: s.clu.valid,
+			SecondActivation: cfg.Cluster.SecondActivation})
 		s.grid.SetAdminToken(cfg.AdminToken)
 		opts.Cluster = s.grid.Hooks()
 		if s.snap != nil {
