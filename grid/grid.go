@@ -83,6 +83,8 @@ type Grid struct {
 	movingMu sync.Mutex
 	moving   map[shardKey]bool
 
+	// facts reads this node's stores for the cluster reconcile.
+	facts FactsFunc
 	// token and client: the fan-out behind item views (views.go).
 	token      string
 	clientOnce sync.Once

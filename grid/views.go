@@ -69,6 +69,14 @@ func (g *Grid) httpClient() *http.Client {
 	return g.client
 }
 
+// factsClient is httpClient without its timeout: a reconcile reads a lot,
+// bounded by the caller's context.
+func (g *Grid) factsClient() *http.Client {
+	c := *g.httpClient()
+	c.Timeout = 0
+	return &c
+}
+
 // gather asks every live member for its report on item (this node from
 // memory) and keeps, for each shard, the report of its placed owner.
 func (g *Grid) gather(item string) map[int]LocalShard {

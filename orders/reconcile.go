@@ -2,6 +2,7 @@ package orders
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 
@@ -21,6 +22,68 @@ const (
 // StreamReader feeds fn every grab message of an item in the stream.
 type StreamReader func(ctx context.Context, item string, fn func(grabID string) error) error
 
+// Facts are what one node's stores hold of an item: the grabs in its grab
+// log, the releases, the counters of the shards it answers for, and the
+// orders its order writers wrote. One node holds all of them; in a cluster
+// each node holds its part, and Check merges them.
+type Facts struct {
+	Node     string                  `json:"node"`
+	Grabs    []engine.Grab           `json:"grabs"`
+	Released []string                `json:"released"`
+	Counters map[int]engine.Counters `json:"counters"`
+	Orders   []engine.Order          `json:"orders"`
+	// Releasing: cancelled orders whose units are not yet released.
+	Releasing []string `json:"releasing"`
+	// Broken: shards whose stored state does not add up.
+	Broken []string `json:"broken"`
+}
+
+// Gather reads an item's facts from one node's stores, from one snapshot
+// of the grab log. shards says which shards' counters count (nil: all).
+// orders may be nil (no order store here).
+func Gather(store persistence.Viewer, orders persistence.OrderStore, cfg engine.ItemConfig, shards func(int) bool) (Facts, error) {
+	view, release := store.ReadView()
+	defer release()
+	return gather(view, orders, cfg, shards)
+}
+
+func gather(view persistence.Reader, orders persistence.OrderStore, cfg engine.ItemConfig, shards func(int) bool) (Facts, error) {
+	f := Facts{Counters: map[int]engine.Counters{}}
+	for i := 0; i < cfg.Shards; i++ {
+		sh, err := persistence.LoadShard(view, cfg, i) // checks sold against the grabs
+		if errors.Is(err, persistence.ErrNoShard) {
+			continue // never ran here (a cluster)
+		}
+		if err != nil {
+			f.Broken = append(f.Broken, fmt.Sprintf("%s.%d: %v", cfg.Item, i, err))
+			continue
+		}
+		if shards == nil || shards(i) {
+			f.Counters[i] = sh.Counters()
+		}
+		if err := view.ShardGrabs(cfg.Item, i, func(g engine.Grab) error { f.Grabs = append(f.Grabs, g); return nil }); err != nil {
+			return f, err
+		}
+		if err := view.ShardReleases(cfg.Item, i, func(seq uint64) error {
+			f.Released = append(f.Released, engine.Grab{Item: cfg.Item, Shard: i, Seq: seq}.ID())
+			return nil
+		}); err != nil {
+			return f, err
+		}
+	}
+	if orders != nil {
+		unreleased, err := orders.Unreleased(1 << 20)
+		if err != nil {
+			return f, err
+		}
+		f.Releasing = unreleased
+		if err := orders.Scan(cfg.Item, func(o engine.Order) error { f.Orders = append(f.Orders, o); return nil }); err != nil {
+			return f, err
+		}
+	}
+	return f, nil
+}
+
 // Reconcile builds the report of one item. It only reads, and can run while
 // the node sells: grabs, releases and counters come from one snapshot
 // taken first; stream messages and orders of grabs newer than the snapshot
@@ -29,43 +92,80 @@ type StreamReader func(ctx context.Context, item string, fn func(grabID string) 
 // snapshot, so every message and order must have its grab. stream may be
 // nil (no stream to compare with).
 func Reconcile(ctx context.Context, store persistence.Viewer, orders persistence.OrderStore, stream StreamReader, cfg engine.ItemConfig, nowMs int64, live bool) (sale.Report, error) {
+	view, release := store.ReadView()
+	defer release()
+	st, err := view.Pool(cfg.Item)
+	if err != nil {
+		return sale.Report{Item: cfg.Item}, err
+	}
+	f, err := gather(view, orders, cfg, nil)
+	if err != nil {
+		return sale.Report{Item: cfg.Item}, err
+	}
+	return Check(ctx, cfg, st, []Facts{f}, stream, orders != nil, nowMs, live)
+}
+
+// Check builds the report of one item from the facts of every node that
+// holds a part of it, the pool's ledger and the stream. hasOrders: the
+// facts carry orders. The same grab in two nodes' logs (a shard that
+// moved) must be the same grab; an order in two nodes' stores is a
+// duplicate.
+func Check(ctx context.Context, cfg engine.ItemConfig, st engine.PoolState, facts []Facts, stream StreamReader, hasOrders bool, nowMs int64, live bool) (sale.Report, error) {
 	rep := sale.Report{Item: cfg.Item, Orders: map[string]int{}, Mismatches: []sale.Mismatch{}}
 	bad := map[string][]string{}
 	add := func(kind, id string) { bad[kind] = append(bad[kind], id) }
-	view, release := store.ReadView()
-	defer release()
-
-	st, err := view.Pool(cfg.Item)
-	if err != nil {
-		return rep, err
-	}
 	pool, err := engine.RestorePool(cfg, st)
 	if err != nil {
 		return rep, err
 	}
 	grabs := map[string]engine.Grab{}
 	released := map[string]bool{}
+	releasing := map[string]bool{}
 	counters := make([]engine.Counters, cfg.Shards)
-	for i := 0; i < cfg.Shards; i++ {
-		sh, err := persistence.LoadShard(view, cfg, i) // checks sold against the grabs
-		if err != nil {
-			add("shard_counters", fmt.Sprintf("%s.%d: %v", cfg.Item, i, err))
-			continue
+	counted := make([]bool, cfg.Shards)
+	for _, f := range facts {
+		for _, b := range f.Broken {
+			add("shard_counters", b)
 		}
-		counters[i] = sh.Counters()
-		if err := view.ShardGrabs(cfg.Item, i, func(g engine.Grab) error { grabs[g.ID()] = g; return nil }); err != nil {
-			return rep, err
+		for _, g := range f.Grabs {
+			id := g.ID()
+			if old, ok := grabs[id]; ok && (old.User != g.User || old.Qty != g.Qty || old.Key != g.Key) {
+				add("grab_differs_between_nodes", id)
+			}
+			grabs[id] = g
 		}
-		if err := view.ShardReleases(cfg.Item, i, func(seq uint64) error {
-			released[engine.Grab{Item: cfg.Item, Shard: i, Seq: seq}.ID()] = true
-			return nil
-		}); err != nil {
-			return rep, err
+		for _, id := range f.Released {
+			released[id] = true
+		}
+		for _, id := range f.Releasing {
+			releasing[id] = true
+		}
+		for i, c := range f.Counters {
+			if i < 0 || i >= cfg.Shards {
+				continue
+			}
+			if counted[i] {
+				add("shard_counted_twice", fmt.Sprintf("%s.%d", cfg.Item, i))
+			}
+			counters[i], counted[i] = c, true
+		}
+	}
+	for i, ok := range counted {
+		if !ok {
+			add("shard_unreported", fmt.Sprintf("%s.%d", cfg.Item, i))
 		}
 	}
 	b := engine.Account(pool, counters)
 	rep.Stock, rep.Sold, rep.Remaining = b.Stock, b.Sold, b.Remaining()
-	if err := b.Check(); err != nil {
+	if len(facts) > 1 && live {
+		// The ledger and each node's counters are read at different
+		// moments: units moving between them may be counted on both
+		// sides or neither. Only what no timing excuses is checked.
+		rep.Remaining = b.Stock - b.Sold
+		if b.Sold > b.Stock {
+			add("conservation", fmt.Sprintf("sold %d of stock %d", b.Sold, b.Stock))
+		}
+	} else if err := b.Check(); err != nil {
 		add("conservation", err.Error())
 	}
 	rep.Grabs, rep.Released = len(grabs), len(released)
@@ -105,40 +205,34 @@ func Reconcile(ctx context.Context, store persistence.Viewer, orders persistence
 		}
 	}
 
-	if orders != nil {
-		unreleased, err := orders.Unreleased(1 << 20)
-		if err != nil {
-			return rep, err
-		}
-		releasing := map[string]bool{}
-		for _, id := range unreleased {
-			releasing[id] = true
-		}
+	if hasOrders {
 		have := map[string]bool{}
-		if err := orders.Scan(cfg.Item, func(o engine.Order) error {
-			g, ok := grabs[o.GrabID]
-			if !ok && newer(o.GrabID) {
-				return nil
-			}
-			have[o.GrabID] = true
-			rep.Orders[o.State.String()]++
-			switch {
-			case !ok:
-				add("order_without_grab", o.GrabID)
-			case g.User != o.User || g.Qty != o.Qty:
-				add("order_differs_from_grab", o.GrabID)
-			case o.State == engine.Cancelled && !released[o.GrabID] && !releasing[o.GrabID]:
-				if nowMs-o.UpdatedMs < ReconcileGraceMs {
-					inFlight[o.GrabID] = true // released after the snapshot
-				} else {
-					add("cancelled_not_released", o.GrabID)
+		for _, f := range facts {
+			for _, o := range f.Orders {
+				g, ok := grabs[o.GrabID]
+				if !ok && newer(o.GrabID) {
+					continue
 				}
-			case o.State != engine.Cancelled && released[o.GrabID]:
-				add("released_not_cancelled", o.GrabID)
+				if have[o.GrabID] {
+					add("duplicate_order", o.GrabID)
+				}
+				have[o.GrabID] = true
+				rep.Orders[o.State.String()]++
+				switch {
+				case !ok:
+					add("order_without_grab", o.GrabID)
+				case g.User != o.User || g.Qty != o.Qty:
+					add("order_differs_from_grab", o.GrabID)
+				case o.State == engine.Cancelled && !released[o.GrabID] && !releasing[o.GrabID]:
+					if nowMs-o.UpdatedMs < ReconcileGraceMs {
+						inFlight[o.GrabID] = true // released after the snapshot
+					} else {
+						add("cancelled_not_released", o.GrabID)
+					}
+				case o.State != engine.Cancelled && released[o.GrabID]:
+					add("released_not_cancelled", o.GrabID)
+				}
 			}
-			return nil
-		}); err != nil {
-			return rep, err
 		}
 		for id := range grabs {
 			if !have[id] {

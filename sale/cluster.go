@@ -52,6 +52,9 @@ type ClusterAdmin interface {
 	// LocalReport is what this node runs of item, for the other nodes'
 	// views; a JSON value.
 	LocalReport(item string) (any, bool)
+	// LocalFacts is what this node's stores hold of item, for the cluster
+	// reconcile; a JSON value.
+	LocalFacts(item string) (any, error)
 }
 
 // ShardPlacement is one shard as the placement admin view shows it.

@@ -231,7 +231,18 @@ func (s *System) openOrders(cfg Config) error {
 func (s *System) front(token string, store persistence.Viewer) *transport.Server {
 	f := transport.NewServer(s.svc, token, s.log)
 	if s.Pipeline != nil {
-		f = f.WithOrders(s.Pipeline.Orders, DeadLetters{JS: s.Stream.JS}, s.Pipeline.Reconciler(store, s.Node))
+		var o sale.Orders = s.Pipeline.Orders
+		rec := s.Pipeline.Reconciler(store, s.Node)
+		if s.grid != nil {
+			o = s.grid.Orders(s.Pipeline.Orders)
+			f = f.WithLocalOrders(s.Pipeline.Orders)
+			ostore := s.Pipeline.ostore
+			s.grid.SetFacts(func(cfg engine.ItemConfig, shards func(int) bool) (orders.Facts, error) {
+				return orders.Gather(store, ostore, cfg, shards)
+			})
+			rec = s.grid.Reconciler(StreamReader(s.Stream.JS))
+		}
+		f = f.WithOrders(o, DeadLetters{JS: s.Stream.JS}, rec)
 	}
 	if s.grid != nil {
 		f = f.WithCluster(clusterFront{s.clu, s.grid})

@@ -115,6 +115,16 @@ func (s *Server) adminClusterOps(ctx *fasthttp.RequestCtx, rest string) {
 			return
 		}
 		writeValue(ctx, fasthttp.StatusOK, r)
+	case len(parts) == 2 && parts[0] == "facts":
+		if !s.method(ctx, fasthttp.MethodGet) {
+			return
+		}
+		f, err := adm.LocalFacts(parts[1])
+		if err != nil {
+			writeAdminErr(ctx, err)
+			return
+		}
+		writeValue(ctx, fasthttp.StatusOK, f)
 	case len(parts) == 3 && parts[0] == "nodes" && (parts[2] == "drain" || parts[2] == "undrain"):
 		if !s.method(ctx, fasthttp.MethodPost) {
 			return

@@ -25,6 +25,14 @@ func (s *Server) WithOrders(o sale.Orders, dead sale.DeadLetters, rec sale.Recon
 	return s
 }
 
+// WithLocalOrders names the node's own order store's service, which an
+// order call with ?local=1 (another node of the cluster asking) is answered
+// from, while the others go through the cluster-wide one.
+func (s *Server) WithLocalOrders(o sale.Orders) *Server {
+	s.localOrders = o
+	return s
+}
+
 var (
 	pathV1Orders    = []byte("/v1/orders/")
 	pathAdminOrders = []byte("/admin/v1/orders/dead")
@@ -73,18 +81,22 @@ func (s *Server) order(ctx *fasthttp.RequestCtx, rest []byte) {
 		out engine.OrderOutcome
 		err error
 	)
+	orders := s.orders
+	if s.localOrders != nil && ctx.QueryArgs().Has("local") {
+		orders = s.localOrders
+	}
 	switch action {
 	case "":
 		if !s.method(ctx, fasthttp.MethodGet) {
 			return
 		}
-		o, err = s.orders.Get(grabID)
+		o, err = orders.Get(grabID)
 		out = engine.OrderUnchanged
 	case "pay":
 		if !s.method(ctx, fasthttp.MethodPost) {
 			return
 		}
-		o, out, err = s.orders.Pay(grabID)
+		o, out, err = orders.Pay(grabID)
 	case "cancel":
 		if !s.method(ctx, fasthttp.MethodPost) {
 			return
@@ -94,7 +106,7 @@ func (s *Server) order(ctx *fasthttp.RequestCtx, rest []byte) {
 			writeError(ctx, fasthttp.StatusBadRequest, "bad_request", derr.Error())
 			return
 		}
-		o, out, err = s.orders.Cancel(grabID, body.UserID)
+		o, out, err = orders.Cancel(grabID, body.UserID)
 	default:
 		writeError(ctx, fasthttp.StatusNotFound, "not_found", "no such path")
 		return

@@ -42,9 +42,11 @@ type Server struct {
 	log        *slog.Logger
 	draining   atomic.Bool
 	orders     sale.Orders
-	dead       sale.DeadLetters
-	reconcile  sale.Reconciler
-	cluster    sale.Cluster // nil on a single node
+	// localOrders answers order calls from other nodes (?local=1).
+	localOrders sale.Orders
+	dead        sale.DeadLetters
+	reconcile   sale.Reconciler
+	cluster     sale.Cluster // nil on a single node
 }
 
 // NewServer returns the HTTP front of svc. Admin calls must carry
