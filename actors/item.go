@@ -59,6 +59,9 @@ type shardRef struct {
 	// relayFloor: grabs up to here were adopted from another node's
 	// snapshot and published by that node (cluster.go adopt).
 	relayFloor atomic.Uint64
+	// relayedSeq: the stream acknowledged this shard's grabs up to here
+	// (the relay's cursor, for RelayLag).
+	relayedSeq atomic.Uint64
 	// durableSeq is the highest grab sequence known to be on disk: how far
 	// the relay may publish, and whether an order can still be coming.
 	durableSeq atomic.Uint64

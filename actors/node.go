@@ -124,7 +124,9 @@ func (n *Node) newItem(cfg engine.ItemConfig, counters []engine.Counters) *Item 
 		ref := &shardRef{lane: lane{stopped: make(chan struct{})}, item: it, index: i, holders: map[string]struct{}{},
 			committer: n.committers[i%len(n.committers)], received: c.Received, returned: c.Returned}
 		ref.counters.Store(pack(c))
-		ref.durableSeq.Store(c.NextSeq - 1)
+		if c.NextSeq > 0 { // zero counters: a clustered shard that never ran here
+			ref.durableSeq.Store(c.NextSeq - 1)
+		}
 		it.shards[i] = ref
 	}
 	return it

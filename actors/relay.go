@@ -117,6 +117,7 @@ func (n *Node) collect(cursors map[*shardRef]*relayCursor, batch []engine.Grab, 
 			if f := ref.relayFloor.Load(); f > rc.cursor {
 				rc.cursor = f
 			}
+			ref.relayedSeq.Store(rc.cursor)
 			durable := ref.durableSeq.Load()
 			room := MaxRelayBatch - len(batch)
 			if durable <= rc.cursor || room <= 0 {
@@ -161,8 +162,24 @@ func (n *Node) saveCursors(batch []engine.Grab, moved []*relayCursor) error {
 	}
 	for _, rc := range moved {
 		rc.cursor = last[rc.ref]
+		rc.ref.relayedSeq.Store(rc.cursor)
 	}
 	return nil
+}
+
+// RelayLag is how many durable grabs the stream has not acknowledged yet
+// (counted by sequence: a grab of several units counts once).
+func (n *Node) RelayLag() int64 {
+	var lag int64
+	for _, it := range n.Items() {
+		for _, ref := range it.shards {
+			d, r := ref.durableSeq.Load(), max(ref.relayedSeq.Load(), ref.relayFloor.Load())
+			if d > r {
+				lag += int64(d - r)
+			}
+		}
+	}
+	return lag
 }
 
 // Relayed counts grabs the relay has had acknowledged since start.

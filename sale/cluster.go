@@ -21,6 +21,13 @@ type Member struct {
 	// State is "alive", or for the node answering "self" ("expired" once
 	// its own lease validity ran out).
 	State string `json:"state"`
+	// Draining: an operator asked its shards to move away.
+	Draining bool `json:"draining"`
+	// Shards is how many shards etcd places on it (every item).
+	Shards int `json:"shards"`
+	// RelayLag is how many of its durable grabs the stream has not
+	// acknowledged; nil when it did not answer.
+	RelayLag *int64 `json:"relay_lag"`
 }
 
 // Health is a node's view of what it depends on.
@@ -31,11 +38,23 @@ type Health struct {
 	// Redis, where shard snapshots go: "ok" or "unreachable"; empty (and
 	// left out) when the node writes none.
 	Redis string `json:"redis,omitempty"`
+	// NATS, the order stream: "ok" or "unreachable"; empty when the node
+	// runs no order side.
+	NATS string `json:"nats,omitempty"`
+	// ShardsUnavailable counts shards placed on a node without a live
+	// lease or in the middle of a move: their buyers get 503. Nil on a
+	// node that runs no sale spread over nodes.
+	ShardsUnavailable *int `json:"shards_unavailable,omitempty"`
+	// UnitsFrozen counts units a forced move took out of play.
+	UnitsFrozen *int64 `json:"units_frozen,omitempty"`
 }
 
-// OK reports whether the node can confirm grabs and keep its snapshots, as
-// far as the cluster goes.
-func (h Health) OK() bool { return h.Etcd == "ok" && h.Lease == "valid" && h.Redis != "unreachable" }
+// OK reports whether the node can confirm grabs and keep its snapshots, and
+// every shard can sell, as far as the cluster goes.
+func (h Health) OK() bool {
+	return h.Etcd == "ok" && h.Lease == "valid" && h.Redis != "unreachable" && h.NATS != "unreachable" &&
+		(h.ShardsUnavailable == nil || *h.ShardsUnavailable == 0)
+}
 
 // ClusterAdmin is the cluster admin API beyond members and health: where
 // shards run, draining nodes and moving shards. Errors that are the
@@ -55,6 +74,8 @@ type ClusterAdmin interface {
 	// LocalFacts is what this node's stores hold of item, for the cluster
 	// reconcile; a JSON value.
 	LocalFacts(item string) (any, error)
+	// Self is this node's own numbers (relay lag), for members lists.
+	Self() any
 }
 
 // ShardPlacement is one shard as the placement admin view shows it.

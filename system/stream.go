@@ -23,6 +23,9 @@ type Stream struct {
 	JS  jetstream.JetStream
 }
 
+// Connected reports whether the connection to NATS is up.
+func (s *Stream) Connected() bool { return s.nc != nil && s.nc.IsConnected() }
+
 // OpenStream starts the embedded server under dataDir/nats (listening on
 // listen, "" for in-process only) or dials url.
 func OpenStream(url, dataDir, listen, name string) (*Stream, error) {

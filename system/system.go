@@ -245,7 +245,7 @@ func (s *System) front(token string, store persistence.Viewer) *transport.Server
 		f = f.WithOrders(o, DeadLetters{JS: s.Stream.JS}, rec)
 	}
 	if s.grid != nil {
-		f = f.WithCluster(clusterFront{s.clu, s.grid})
+		f = f.WithCluster(clusterFront{s.clu, s.grid, s.Stream})
 	} else if s.clu != nil {
 		f = f.WithCluster(s.clu)
 	}
@@ -325,6 +325,33 @@ func (s *System) stop() error {
 type clusterFront struct {
 	*cluster
 	*grid.Grid
+	stream *Stream // nil without an order side
+}
+
+// Members lists the members with the grid's numbers.
+func (c clusterFront) Members(ctx context.Context) ([]sale.Member, error) {
+	ms, err := c.cluster.Members(ctx)
+	if err == nil {
+		c.Grid.Decorate(ctx, ms)
+	}
+	return ms, err
+}
+
+// Health adds the stream and the shards' availability.
+func (c clusterFront) Health(ctx context.Context) sale.Health {
+	h := c.cluster.Health(ctx)
+	if c.stream != nil {
+		h.NATS = "ok"
+		if !c.stream.Connected() {
+			h.NATS = "unreachable"
+		}
+	}
+	un := c.Grid.Unavailable()
+	h.ShardsUnavailable = &un
+	if fr, err := c.Grid.Frozen(ctx); err == nil {
+		h.UnitsFrozen = &fr
+	}
+	return h
 }
 
 // openTransport starts the remote transport on the peer address; what

@@ -115,6 +115,11 @@ func (s *Server) adminClusterOps(ctx *fasthttp.RequestCtx, rest string) {
 			return
 		}
 		writeValue(ctx, fasthttp.StatusOK, r)
+	case len(parts) == 1 && parts[0] == "self":
+		if !s.method(ctx, fasthttp.MethodGet) {
+			return
+		}
+		writeValue(ctx, fasthttp.StatusOK, adm.Self())
 	case len(parts) == 2 && parts[0] == "facts":
 		if !s.method(ctx, fasthttp.MethodGet) {
 			return
