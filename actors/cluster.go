@@ -22,11 +22,28 @@ import (
 // unit and only then hands over its snapshot. This file only makes the
 // local side of that possible.
 
-// GenShift places a shard's placement epoch above the generations of its
-// reloads in the incarnation number the pool sees (engine.Msg.Gen): the
-// pool takes a higher Gen as a new incarnation and ignores messages of a
-// lower one, so an activation after a move always outranks the old one.
-const GenShift = 20
+// The incarnation number the pool sees (engine.Msg.Gen) and the number of
+// a pool's statuses must rise with every activation, or the pool (a
+// front) would take the newer one's messages for stale copies: a shard's
+// Gen is (epoch, boot, reload) and a status's number (epoch, boot,
+// status), each field in its own bits. The pool takes a higher Gen as a
+// new incarnation and ignores messages of a lower one, so an activation
+// after a move, or after its node restarted, outranks the one before.
+const (
+	// GenShift: reloads of one activation (failed commits) below it.
+	GenShift = 20
+	// BootBits: the node's process starts (ClusterHooks.Boot) counted
+	// modulo 2^20 within one epoch: a million restarts of one node before
+	// a shard moves.
+	BootBits = 20
+	// StatusBits: statuses one pool activation sends (sold out and back).
+	StatusBits = 20
+)
+
+// incarnation is (epoch, boot) in one number.
+func (n *Node) incarnation(epoch uint64) uint64 {
+	return epoch<<BootBits | n.opts.Cluster.Boot&(1<<BootBits-1)
+}
 
 // MaxDeactivateWait bounds a deactivation: the shard's queued decisions and
 // the give-back of its units must be durable before its snapshot is taken.
@@ -39,6 +56,9 @@ type ClusterHooks struct {
 	Send func(m engine.Msg)
 	// Ledger is the pools' durable store (etcd).
 	Ledger PoolLedger
+	// Boot counts this node's process starts (kept in its data
+	// directory): see GenShift.
+	Boot uint64
 }
 
 // PoolLedger keeps an item's pool where every node can load it and where
@@ -180,7 +200,7 @@ func (n *Node) activateShard(item string, i int, epoch uint64, snap *engine.Shar
 	ref.durableSeq.Store(c.NextSeq - 1)
 	sh.Holders(ref.addHolder)
 	ref.stopped = make(chan struct{})
-	base := epoch << GenShift
+	base := n.incarnation(epoch) << GenShift
 	sn := engine.NewShardNode(sh, base+1)
 	a := &shardActor{node: n, ref: ref, sn: sn, genBase: base}
 	// The Sync goes out with the first flush: the pool hears the new
@@ -349,7 +369,7 @@ func (n *Node) ActivatePool(item string, epoch uint64) error {
 	it.publishPool(pool)
 	pn := engine.NewPoolNode(pool, unknownShards(it.Config))
 	it.pool.stopped = make(chan struct{})
-	pa := &poolActor{node: n, item: it, lane: it.pool, pn: pn, statusBase: epoch << 32,
+	pa := &poolActor{node: n, item: it, lane: it.pool, pn: pn, statusBase: n.incarnation(epoch) << StatusBits,
 		lc: newLedgerCommitter(n, it, hooks.Ledger, st)}
 	it.pool.pidp.Store(n.sys.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return pa }, actor.WithDispatcher(n.dispatch))))
 	for i := range it.Config.Shards {

@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -229,4 +232,51 @@ func (c *cluster) Health(ctx context.Context) sale.Health {
 		}
 	}
 	return h
+}
+
+// nextBoot counts this start of the node in <dir>/boot and returns the
+// count: a clustered shard's incarnation includes it, so a node restarted
+// after a crash outranks its earlier process (actors.GenShift). The new
+// count is on disk (written, synced, renamed, directory synced) before
+// anything runs.
+func nextBoot(dir string) (uint64, error) {
+	path := filepath.Join(dir, "boot")
+	var n uint64
+	if b, err := os.ReadFile(path); err == nil {
+		if n, err = strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64); err != nil {
+			return 0, fmt.Errorf("boot count %s: %w", path, err)
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return 0, err
+	}
+	n++
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return 0, err
+	}
+	tmp := path + ".tmp"
+	f, err := os.Create(tmp)
+	if err != nil {
+		return 0, err
+	}
+	_, err = f.WriteString(strconv.FormatUint(n, 10) + "\n")
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err == nil {
+		var d *os.File
+		if d, err = os.Open(dir); err == nil {
+			err = d.Sync()
+			d.Close()
+		}
+	}
+	if err != nil {
+		return 0, fmt.Errorf("boot count %s: %w", path, err)
+	}
+	return n, nil
 }

@@ -2,6 +2,8 @@ package system
 
 import (
 	"log/slog"
+	"os"
+	"path/filepath"
 	"net"
 	"strings"
 	"testing"
@@ -46,5 +48,23 @@ func TestClusterConfigRefused(t *testing.T) {
 		if _, err := joinCluster(c, "", slog.New(slog.DiscardHandler)); err == nil {
 			t.Errorf("%+v accepted", c)
 		}
+	}
+}
+
+// TestNextBootCounts: each start of a node counts one more, kept on disk;
+// a count that is not a number is refused, not reset.
+func TestNextBootCounts(t *testing.T) {
+	dir := t.TempDir()
+	for want := uint64(1); want <= 3; want++ {
+		n, err := nextBoot(dir)
+		if err != nil || n != want {
+			t.Fatalf("start %d: %d, %v", want, n, err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "boot"), []byte("x\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := nextBoot(dir); err == nil {
+		t.Fatal("a broken boot count was taken")
 	}
 }

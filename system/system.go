@@ -106,6 +106,7 @@ func (s *System) open(cfg Config) error {
 	started := time.Now()
 	opts := actors.Options{Logger: s.log}
 	var snaps persistence.SnapshotStore
+	var err error
 	if cfg.Cluster != nil {
 		// The remote transport first: protoactor sets grpc's global logger
 		// when it starts, which races with any grpc client already running
@@ -132,6 +133,9 @@ func (s *System) open(cfg Config) error {
 			SecondActivation: cfg.Cluster.SecondActivation})
 		s.grid.SetAdminToken(cfg.AdminToken)
 		opts.Cluster = s.grid.Hooks()
+		if opts.Cluster.Boot, err = nextBoot(cfg.DataDir); err != nil {
+			return err
+		}
 		if s.snap != nil {
 			s.snap.epochOf = s.grid.EpochOf
 		}
