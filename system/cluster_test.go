@@ -2,9 +2,9 @@ package system
 
 import (
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
-	"net"
 	"strings"
 	"testing"
 )
