@@ -47,6 +47,11 @@ const (
 	MembersEvery = 500 * time.Millisecond
 	// EtcdTimeout bounds one etcd call made by a step here.
 	EtcdTimeout = 5 * time.Second
+	// CreateSettle bounds how long creating an item waits for its shards
+	// to run on every node (each learns of it by an etcd watch, within
+	// milliseconds): past it the answer goes out anyway.
+	CreateSettle = 3 * time.Second
+	settlePoll   = 20 * time.Millisecond
 )
 
 // Config is what a grid runs on.
@@ -639,10 +644,26 @@ func (g *Grid) CreateItem(cfg engine.ItemConfig) error {
 		return fmt.Errorf("create %s: %w", cfg.Item, err)
 	}
 	g.refresh()
+	g.settle(cfg)
 	return nil
 }
 
-// Now is this node's clock.
+// settle waits, at most CreateSettle, until every shard of a new item runs
+// on its node, so that an item answered "created" sells everywhere.
+func (g *Grid) settle(cfg engine.ItemConfig) {
+	deadline := time.Now().Add(CreateSettle)
+	for time.Now().Before(deadline) {
+		if len(g.gather(cfg.Item)) == cfg.Shards {
+			return
+		}
+		select {
+		case <-g.stop:
+			return
+		case <-time.After(settlePoll): // the other nodes' activations have no notification here
+		}
+	}
+	g.log.Warn("grid: new item not running everywhere yet", "item", cfg.Item, "waited", CreateSettle)
+}
 func (g *Grid) Now() int64 { return g.cfg.Node.Now() }
 
 // SetNode gives the grid the node it runs (made after Hooks, since the node

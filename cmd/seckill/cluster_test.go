@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/seckill/seckill/engine"
 	"github.com/seckill/seckill/internal/testproc"
 )
 
@@ -160,6 +161,34 @@ func nodeOf(t *testing.T, c *http.Client, p *seckillProc) string {
 	return self
 }
 
+// shardsOn reads the shards of item etcd places on node.
+func shardsOn(t *testing.T, c *http.Client, base, item, node string) map[int]bool {
+	t.Helper()
+	code, raw, err := adminGet(c, base+"/admin/v1/cluster/placement?item="+item)
+	if err != nil || code != http.StatusOK {
+		t.Fatalf("placement of %s: %d %s %v", item, code, raw, err)
+	}
+	var v struct {
+		Shards []struct {
+			Shard int    `json:"shard"`
+			Node  string `json:"node"`
+		} `json:"shards"`
+	}
+	if err := json.Unmarshal(raw, &v); err != nil {
+		t.Fatalf("placement %s: %v", raw, err)
+	}
+	on := map[int]bool{}
+	for _, s := range v.Shards {
+		if s.Node == node {
+			on[s.Shard] = true
+		}
+	}
+	if len(on) == 0 {
+		t.Fatalf("no shard of %s on %s: %s", item, node, raw)
+	}
+	return on
+}
+
 // TestClusterMembersAndRestart: two nodes list each other with a lease;
 // one SIGKILLed disappears once its lease expired; restarted on its data
 // directory without --node it is listed again under the same name.
@@ -268,12 +297,18 @@ func TestClusterPartitionFence(t *testing.T) {
 	listed(t, client, b, map[string]bool{"a": true, "b": true})
 	const item = "cut"
 	createItem(t, client, a.URL, item, 1000)
+	// The sale spreads over both nodes: buyers here are those whose shard
+	// is placed on a (a grab a's front passes to b is b's to answer).
+	onA := shardsOn(t, client, a.URL, item, "a")
 
 	next := 0
 	type try struct{ user, key string }
 	grabs := map[try]string{} // every 201: key -> grab id
 	var fenced []try          // 503s while cut off
 	grab := func() (try, grabAnswer) {
+		for !onA[engine.ShardFor(item, fmt.Sprintf("buyer-%04d", next), faultShards)] {
+			next++
+		}
 		tr := try{fmt.Sprintf("buyer-%04d", next), fmt.Sprintf("key-%04d", next)}
 		next++
 		ans, err := postGrab(client, a.URL, item, tr.user, tr.key)
