@@ -3,14 +3,21 @@ GO      ?= go
 DATA    ?= ./data
 HTTP    ?= 127.0.0.1:8080
 FUZZTIME ?= 10s
+CLUSTER_DIR ?= ./cluster-data
 
-.PHONY: run test deps build bench fuzz vet
+.PHONY: run test deps build bench fuzz vet cluster
 
 run:
 	$(GO) run ./cmd/seckill serve --data $(DATA) --http $(HTTP)
 
 build:
 	$(GO) build -o seckill ./cmd/seckill
+
+# cluster runs etcd, Redis, NATS and three nodes on 127.0.0.11-13 in the
+# foreground (scripts/cluster.sh says how to change the addresses); Ctrl-C
+# stops them all and removes CLUSTER_DIR unless KEEP=1.
+cluster:
+	@exec env CLUSTER_DIR='$(CLUSTER_DIR)' GO='$(GO)' bash scripts/cluster.sh
 
 # deps installs what the tests need and the machine lacks.
 deps:

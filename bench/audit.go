@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"time"
 )
 
 const (
@@ -43,43 +44,37 @@ func (a *Audit) String() string {
 
 // audit checks a run's target after the load has stopped. The harness is
 // taken to be the only client of its items, which it created fresh:
-//   - per item: sold ≤ stock and sold + remaining == stock; stock as created;
-//     sold ≤ buyers × per-user limit when the target knows its buyers
+//   - per item, read through every front: sold ≤ stock and sold + remaining
+//     == stock; stock as created; sold ≤ buyers × per-user limit when the
+//     target knows its buyers; and every front gives the same numbers
 //   - the units the harness saw confirmed (distinct grab ids) match sold;
-//     jobs whose outcome is unknown (timeout, 503) may account for more
+//     jobs whose outcome is unknown (timeout, 503) may account for more:
+//     when there are none, sold == the distinct grab ids exactly
+//   - no 201 for a request sent after a sold_out for its item had come
+//     back (the harness returns nothing to stock, so sold_out is final);
+//     a retry, whose earlier attempt may have landed, is not counted
 //   - no user holds more than the per-user limit in the 201s seen
 //   - on seckill, up to replaySample 201s are sent again with the same user
 //     and Idempotency-Key and must come back with the same grab id; the
 //     same users asking once more with a new key must not get a unit; and
-//     sold must not change through all that.
+//     sold must not change through all that. With several fronts each
+//     replay goes through another front than its grab did.
 func audit(ctx context.Context, t *Target, plan *Plan, r *Result) *Audit {
 	a := &Audit{}
-	before := make([]ItemState, len(plan.Items))
+	before, ok := readItems(ctx, a, t, plan)
+	if !ok {
+		return a
+	}
 	var sold int64
-	for i, item := range plan.Items {
-		st, err := t.Admin.Item(ctx, item)
-		if err != nil {
-			a.failf("%v", err)
-			return a
-		}
-		before[i] = st
+	for _, st := range before {
 		sold += st.Sold
-		switch {
-		case st.Sold > st.Stock:
-			a.failf("%s: oversold: sold %d of %d", item, st.Sold, st.Stock)
-		case st.Stock != plan.Stock:
-			a.failf("%s: stock %d, created with %d", item, st.Stock, plan.Stock)
-		case st.Sold < 0 || st.Remaining < 0:
-			a.failf("%s: sold %d, remaining %d", item, st.Sold, st.Remaining)
-		case st.Sold+st.Remaining != st.Stock:
-			a.failf("%s: sold %d + remaining %d != stock %d", item, st.Sold, st.Remaining, st.Stock)
-		}
-		if st.Buyers >= 0 && st.Sold > st.Buyers*max(st.PerUserLimit, 1) {
-			a.failf("%s: sold %d to %d buyers, limit %d each", item, st.Sold, st.Buyers, st.PerUserLimit)
-		}
 	}
 	if a.OK() {
-		a.Checks = append(a.Checks, fmt.Sprintf("sold %d ≤ stock, sold+remaining=stock", sold))
+		check := fmt.Sprintf("sold %d ≤ stock, sold+remaining=stock", sold)
+		if n := len(t.views()); n > 1 {
+			check += fmt.Sprintf(", the same through all %d fronts", n)
+		}
+		a.Checks = append(a.Checks, check)
 	}
 
 	units := r.units(len(plan.Items))
@@ -97,8 +92,14 @@ func audit(ctx context.Context, t *Target, plan *Plan, r *Result) *Audit {
 		for _, n := range units {
 			seen += n
 		}
-		a.Checks = append(a.Checks, fmt.Sprintf("201s seen %d vs sold %d (%d unknown)", seen, sold, unknown))
+		if unknown == 0 {
+			a.Checks = append(a.Checks, fmt.Sprintf("sold %d == %d distinct 201 grab ids (every job had a final answer)", sold, seen))
+		} else {
+			a.Checks = append(a.Checks, fmt.Sprintf("201s seen %d vs sold %d (%d unknown)", seen, sold, unknown))
+		}
 	}
+
+	lateGrabs(a, plan, r)
 
 	held := map[holder]int64{}
 	seen := map[string]bool{}
@@ -125,10 +126,134 @@ func audit(ctx context.Context, t *Target, plan *Plan, r *Result) *Audit {
 	return a
 }
 
+const (
+	// agreeWait bounds the re-reads of an item whose fronts disagree: the
+	// load has stopped, but a front may still be catching up (a refill or
+	// give-back in flight between nodes). A disagreement that outlasts it
+	// fails the audit.
+	agreeWait = 3 * time.Second
+	agreePoll = 100 * time.Millisecond
+)
+
+// readItems reads every item through every front, checks each answer's
+// own sums, and that the fronts agree (re-reading within agreeWait while
+// they do not). It returns the first front's numbers; false when an item
+// could not be read.
+func readItems(ctx context.Context, a *Audit, t *Target, plan *Plan) ([]ItemState, bool) {
+	views, fronts := t.views(), t.fronts()
+	where := func(item string, v int) string {
+		if len(views) > 1 {
+			return item + " at " + fronts[v]
+		}
+		return item
+	}
+	states := make([][]ItemState, len(plan.Items)) // [item][front]
+	deadline := time.Now().Add(agreeWait)
+	rereads := 0
+	for i, item := range plan.Items {
+		for {
+			states[i] = states[i][:0]
+			for _, v := range views {
+				st, err := v.Item(ctx, item)
+				if err != nil {
+					a.failf("%v", err)
+					return nil, false
+				}
+				states[i] = append(states[i], st)
+			}
+			if agree(states[i]) || time.Now().After(deadline) || ctx.Err() != nil {
+				break
+			}
+			rereads++
+			time.Sleep(agreePoll)
+		}
+		for v, st := range states[i] {
+			at := where(item, v)
+			switch {
+			case st.Sold > st.Stock:
+				a.failf("%s: oversold: sold %d of %d", at, st.Sold, st.Stock)
+			case st.Stock != plan.Stock:
+				a.failf("%s: stock %d, created with %d", at, st.Stock, plan.Stock)
+			case st.Sold < 0 || st.Remaining < 0:
+				a.failf("%s: sold %d, remaining %d", at, st.Sold, st.Remaining)
+			case st.Sold+st.Remaining != st.Stock:
+				a.failf("%s: sold %d + remaining %d != stock %d", at, st.Sold, st.Remaining, st.Stock)
+			}
+			if st.Buyers >= 0 && st.Sold > st.Buyers*max(st.PerUserLimit, 1) {
+				a.failf("%s: sold %d to %d buyers, limit %d each", at, st.Sold, st.Buyers, st.PerUserLimit)
+			}
+		}
+		if !agree(states[i]) {
+			var each []string
+			for v, st := range states[i] {
+				each = append(each, fmt.Sprintf("%s stock %d sold %d remaining %d", fronts[v], st.Stock, st.Sold, st.Remaining))
+			}
+			a.failf("%s: the fronts disagree after %v: %s", item, agreeWait, strings.Join(each, "; "))
+		}
+	}
+	if rereads > 0 && a.OK() {
+		a.Checks = append(a.Checks, fmt.Sprintf("fronts agreed after %d re-reads", rereads))
+	}
+	before := make([]ItemState, len(plan.Items))
+	for i := range plan.Items {
+		before[i] = states[i][0]
+	}
+	return before, true
+}
+
+// agree reports whether every front gave the same numbers.
+func agree(sts []ItemState) bool {
+	for _, st := range sts[1:] {
+		if st.Stock != sts[0].Stock || st.Sold != sts[0].Sold || st.Remaining != sts[0].Remaining {
+			return false
+		}
+	}
+	return true
+}
+
+// lateGrabs fails the audit for every 201 whose request went out after a
+// sold_out for its item had come back. The harness returns no unit to
+// stock, so once a front said sold_out no new grab can be confirmed. A
+// retry may be confirming a grab an earlier, unanswered attempt made
+// before the sell-out, and a grab id already seen is a replay: neither is
+// counted.
+func lateGrabs(a *Audit, plan *Plan, r *Result) {
+	if len(r.soldOut) == 0 {
+		return
+	}
+	seen := map[string]bool{}
+	late := 0
+	for _, g := range r.grabs { // in the order answers came
+		replayed := g.id != "" && seen[g.id]
+		if g.id != "" {
+			seen[g.id] = true
+		}
+		at, ok := r.soldOut[g.item]
+		if !ok || g.retry || replayed || g.sent <= at {
+			continue
+		}
+		late++
+		a.failf("%s: grab %s (user %s) confirmed for a request sent at %v, after a sold_out came back at %v",
+			plan.Items[g.item], g.id, UserID(g.user), g.sent, at)
+	}
+	if late == 0 {
+		first := time.Duration(-1)
+		for _, at := range r.soldOut {
+			if first < 0 || at < first {
+				first = at
+			}
+		}
+		a.Checks = append(a.Checks, fmt.Sprintf("no 201 sent after a sold_out (first at %s)", dur(first)))
+	}
+}
+
 // replay sends a spread sample of the 201s again, then reads the items
 // once more: replays must return the same grab ids and sell nothing.
 func replay(ctx context.Context, a *Audit, t *Target, plan *Plan, r *Result, before []ItemState) {
 	c := &http.Client{Timeout: clientTimeout}
+	fronts := t.fronts()
+	// through another front than the grab's (job n went to front n mod k)
+	via := func(job int64, skip int64) string { return fronts[(job+skip)%int64(len(fronts))] }
 	step := max(len(r.grabs)/replaySample, 1)
 	var same, refused int
 	users := map[holder]bool{}
@@ -136,7 +261,7 @@ func replay(ctx context.Context, a *Audit, t *Target, plan *Plan, r *Result, bef
 		g := r.grabs[i]
 		item := plan.Items[g.item]
 		if plan.Keys {
-			status, id, err := grab(ctx, c, t.URL, item, UserID(g.user), Key(g.job))
+			status, id, err := grab(ctx, c, via(g.job, 1), item, UserID(g.user), Key(g.job))
 			switch {
 			case err != nil:
 				a.failf("replay %s: %v", g.id, err)
@@ -154,7 +279,7 @@ func replay(ctx context.Context, a *Audit, t *Target, plan *Plan, r *Result, bef
 			if plan.Keys {
 				key = "audit-" + Key(g.job)
 			}
-			status, id, err := grab(ctx, c, t.URL, item, UserID(g.user), key)
+			status, id, err := grab(ctx, c, via(g.job, 2), item, UserID(g.user), key)
 			switch {
 			case err != nil:
 				a.failf("limit probe for %s: %v", UserID(g.user), err)
@@ -166,13 +291,15 @@ func replay(ctx context.Context, a *Audit, t *Target, plan *Plan, r *Result, bef
 		}
 	}
 	for i, item := range plan.Items {
-		st, err := t.Admin.Item(ctx, item)
-		if err != nil {
-			a.failf("%v", err)
-			return
-		}
-		if st.Sold != before[i].Sold {
-			a.failf("%s: sold went from %d to %d during replays", item, before[i].Sold, st.Sold)
+		for _, v := range t.views() {
+			st, err := v.Item(ctx, item)
+			if err != nil {
+				a.failf("%v", err)
+				return
+			}
+			if st.Sold != before[i].Sold {
+				a.failf("%s: sold went from %d to %d during replays", item, before[i].Sold, st.Sold)
+			}
 		}
 	}
 	if plan.Keys {

@@ -64,17 +64,22 @@ func TestBenchAuditPassesOnSeckill(t *testing.T) {
 // fakeSeckill is a broken seckill: it answers the grab and admin calls of
 // the contract, but breaks one promise.
 type fakeSeckill struct {
-	mode  string // forgets | renumbers | oversells | nolimit
+	mode  string // forgets | renumbers | oversells | nolimit | early | disagree
 	stock int64
 
 	mu    sync.Mutex
 	next  int
 	sold  int64
+	early int               // early: sold_out answers given while a unit was left
 	users map[string]string // user → grab id of their unit
 	keys  map[string]string // user+key → grab id
 }
 
-func (f *fakeSeckill) handle(ctx *fasthttp.RequestCtx) {
+func (f *fakeSeckill) handle(ctx *fasthttp.RequestCtx) { f.serve(ctx, 0) }
+
+// serve answers as front number front of the fake: with mode disagree,
+// front 1 reads one more unit sold than front 0 (its own sums still add up).
+func (f *fakeSeckill) serve(ctx *fasthttp.RequestCtx, front int) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	path := string(ctx.Path())
@@ -86,6 +91,9 @@ func (f *fakeSeckill) handle(ctx *fasthttp.RequestCtx) {
 		sold := f.sold
 		if f.mode == "forgets" {
 			sold = 0
+		}
+		if f.mode == "disagree" && front == 1 && sold < f.stock {
+			sold++
 		}
 		fmt.Fprintf(ctx, `{"stock":%d,"sold":%d,"remaining":%d,"per_user_limit":1}`, f.stock, sold, f.stock-sold)
 		return
@@ -101,6 +109,13 @@ func (f *fakeSeckill) handle(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	_, bought := f.users[body.User]
+	if f.mode == "early" && f.sold == f.stock-1 && f.early < 10 {
+		// sold_out while one unit is left, which is sold afterwards
+		f.early++
+		ctx.SetStatusCode(409)
+		ctx.SetBodyString(`{"status":"sold_out"}`)
+		return
+	}
 	if bought && (f.mode == "forgets" || f.mode == "oversells") || f.sold >= f.stock && f.mode != "oversells" {
 		ctx.SetStatusCode(409)
 		return
@@ -126,6 +141,8 @@ func TestBenchAuditCatchesBrokenTarget(t *testing.T) {
 		{"renumbers", "durable", 1_000_000_000, "returned grab"},
 		{"oversells", "soldout", 100, "oversold"},
 		{"nolimit", "durable", 1_000_000_000, "got another unit"},
+		{"early", "soldout", 100, "after a sold_out came back"},
+		{"disagree", "durable", 1_000_000_000, "the fronts disagree"},
 	}
 	for _, c := range cases {
 		t.Run(c.mode, func(t *testing.T) {
@@ -137,8 +154,19 @@ func TestBenchAuditCatchesBrokenTarget(t *testing.T) {
 			srv := &fasthttp.Server{Handler: f.handle}
 			go srv.Serve(ln)
 			defer srv.Shutdown()
+			urls := []string{"http://" + ln.Addr().String()}
+			if c.mode == "disagree" { // a second front on the same fake
+				ln2, err := net.Listen("tcp", "127.0.0.1:0")
+				if err != nil {
+					t.Fatal(err)
+				}
+				srv2 := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) { f.serve(ctx, 1) }}
+				go srv2.Serve(ln2)
+				defer srv2.Shutdown()
+				urls = append(urls, "http://"+ln2.Addr().String())
+			}
 			cfg := Config{Workload: c.workload, Conns: 4, Duration: testCeiling, Requests: 200, Keys: true,
-				URL: "http://" + ln.Addr().String(), Token: "t"}
+				URLs: urls, Token: "t"}
 			var out bytes.Buffer
 			_, err = Run(context.Background(), cfg, &out)
 			if err == nil || !strings.Contains(err.Error(), c.want) {
@@ -180,7 +208,7 @@ func TestBenchRedisLua(t *testing.T) {
 	if err := tg.Admin.CreateItem(ctx, "lua-item", 5, 1, 1); err != nil {
 		t.Fatal(err)
 	}
-	r, err := ClosedLoop(ctx, tg.URL, 4, testCeiling, 100, plan)
+	r, err := ClosedLoop(ctx, []string{tg.URL}, 4, testCeiling, 100, plan)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -75,11 +75,13 @@ type sample struct{ atMs, latUs uint32 }
 
 // seenGrab is one 201 the harness received.
 type seenGrab struct {
-	item int
-	user int64
-	job  int64
-	id   string // grab_id; "" when the target gives none (Redis+Lua)
-	at   time.Duration
+	item  int
+	user  int64
+	job   int64
+	id    string        // grab_id; "" when the target gives none (Redis+Lua)
+	at    time.Duration // when the 201 came
+	sent  time.Duration // when its request went out
+	retry bool          // a retry of its job: an earlier attempt's outcome was not known
 }
 
 // tally is what one worker saw; workers merge theirs at the end, so the hot
@@ -92,16 +94,41 @@ type tally struct {
 	grabs    []seenGrab
 	finals   map[int]int64 // jobs by their last answer's status (0: error)
 	jobLatUs []uint32      // job due → last answer, when jobs retry
+	// outcomes counts answers by the "status" of their body
+	// (confirmed, sold_out, limit_reached, …; see outcomeOf).
+	outcomes map[string]int64
+	// soldOut is, per item, when the first sold_out answer came.
+	soldOut map[int]time.Duration
 }
 
-func newTally() tally { return tally{byStatus: map[int]int64{}, finals: map[int]int64{}} }
+func newTally() tally {
+	return tally{byStatus: map[int]int64{}, finals: map[int]int64{}, outcomes: map[string]int64{}, soldOut: map[int]time.Duration{}}
+}
 
-func (t *tally) record(start, due, now time.Time, status int) {
+// Outcomes of an attempt that are not a body's "status".
+const (
+	// OutcomeError is a transport error, a timeout or an attempt too late
+	// to send.
+	OutcomeError = "error"
+	// outcomeHTTP prefixes the status code of an answer whose body names
+	// no status.
+	outcomeHTTP = "http_"
+	// OutcomeSoldOut is seckill's (and Redis+Lua's) sold_out answer.
+	OutcomeSoldOut = "sold_out"
+)
+
+func (t *tally) record(start, due, now time.Time, status int, body []byte) {
 	t.sent++
 	if status == 0 {
 		t.errors++
+		t.outcomes[OutcomeError]++
 	} else {
 		t.byStatus[status]++
+		if o := outcomeOf(body); o != nil {
+			t.outcomes[string(o)]++ // no allocation for an existing key
+		} else {
+			t.outcomes[outcomeHTTP+strconv.Itoa(status)]++
+		}
 	}
 	t.samples = append(t.samples, sample{
 		atMs:  uint32(now.Sub(start).Milliseconds()),
@@ -109,24 +136,28 @@ func (t *tally) record(start, due, now time.Time, status int) {
 	})
 }
 
-// sender sends grabs on one worker's behalf.
+// sender sends grabs on one worker's behalf: job n to front n mod the
+// number of fronts (buyers round robin over a cluster's fronts).
 type sender struct {
-	client *fasthttp.HostClient
-	host   []byte
-	paths  [][]byte // grab path per item
-	plan   *Plan
-	start  time.Time
-	req    *fasthttp.Request
-	resp   *fasthttp.Response
-	body   []byte
-	key    []byte
-	t      tally
+	clients []*fasthttp.HostClient // one per front
+	hosts   [][]byte
+	paths   [][]byte // grab path per item
+	plan    *Plan
+	start   time.Time
+	req     *fasthttp.Request
+	resp    *fasthttp.Response
+	body    []byte
+	key     []byte
+	t       tally
 }
 
-func newSender(client *fasthttp.HostClient, plan *Plan, start time.Time) *sender {
-	s := &sender{client: client, host: []byte(client.Addr), plan: plan, start: start,
+func newSender(clients []*fasthttp.HostClient, plan *Plan, start time.Time) *sender {
+	s := &sender{clients: clients, plan: plan, start: start,
 		req: fasthttp.AcquireRequest(), resp: fasthttp.AcquireResponse(),
 		body: make([]byte, 0, 64), key: make([]byte, 0, 24), t: newTally()}
+	for _, c := range clients {
+		s.hosts = append(s.hosts, []byte(c.Addr))
+	}
 	for _, it := range plan.Items {
 		s.paths = append(s.paths, []byte("/v1/items/"+it+"/grab"))
 	}
@@ -138,15 +169,16 @@ func (s *sender) release() {
 	fasthttp.ReleaseResponse(s.resp)
 }
 
-// send makes one attempt of job, due at due, and records it. It returns the
-// HTTP status, or 0 for a transport error or timeout.
-func (s *sender) send(job int64, due time.Time) int {
+// send makes attempt try (0 first) of job, due at due, and records it. It
+// returns the HTTP status, or 0 for a transport error or timeout.
+func (s *sender) send(job int64, due time.Time, try int) int {
 	item, user := s.plan.item(job), s.plan.user(job)
+	front := int(job % int64(len(s.clients)))
 	req := s.req
 	req.Reset()
 	req.Header.SetMethod(fasthttp.MethodPost)
 	req.SetRequestURIBytes(s.paths[item])
-	req.Header.SetHostBytes(s.host)
+	req.Header.SetHostBytes(s.hosts[front])
 	req.Header.SetContentType("application/json")
 	if s.plan.Keys {
 		s.key = strconv.AppendInt(append(s.key[:0], keyPrefix...), job, 10)
@@ -154,17 +186,44 @@ func (s *sender) send(job int64, due time.Time) int {
 	}
 	s.body = GrabBody(s.body[:0], userPrefix, user)
 	req.SetBodyRaw(s.body)
-	err := s.client.DoTimeout(req, s.resp, clientTimeout)
+	sent := time.Now()
+	err := s.clients[front].DoTimeout(req, s.resp, clientTimeout)
 	now := time.Now()
 	status := 0
+	var body []byte
 	if err == nil {
-		status = s.resp.StatusCode()
+		status, body = s.resp.StatusCode(), s.resp.Body()
 	}
-	s.t.record(s.start, due, now, status)
-	if status == fasthttp.StatusCreated {
-		s.t.grabs = append(s.t.grabs, seenGrab{item: item, user: user, job: job, id: grabID(s.resp.Body()), at: now.Sub(s.start)})
+	s.t.record(s.start, due, now, status, body)
+	switch status {
+	case fasthttp.StatusCreated:
+		s.t.grabs = append(s.t.grabs, seenGrab{item: item, user: user, job: job, id: grabID(body),
+			at: now.Sub(s.start), sent: sent.Sub(s.start), retry: try > 0})
+	case fasthttp.StatusConflict:
+		if string(outcomeOf(body)) == OutcomeSoldOut {
+			if at, ok := s.t.soldOut[item]; !ok || now.Sub(s.start) < at {
+				s.t.soldOut[item] = now.Sub(s.start)
+			}
+		}
 	}
 	return status
+}
+
+var statusField = []byte(`"status":"`)
+
+// outcomeOf finds the "status" of an answer's body without a JSON decoder
+// (seckill's statuses need no escaping), or nil when it has none.
+func outcomeOf(body []byte) []byte {
+	i := bytes.Index(body, statusField)
+	if i < 0 {
+		return nil
+	}
+	rest := body[i+len(statusField):]
+	j := bytes.IndexByte(rest, '"')
+	if j < 0 || j > 64 {
+		return nil
+	}
+	return rest[:j]
 }
 
 var grabIDField = []byte(`"grab_id":"`)
@@ -193,32 +252,47 @@ func hostOf(base string) (string, error) {
 	return u.Host, nil
 }
 
-// newClient returns a client for base (http://host:port) holding at most
-// conns connections.
-func newClient(base string, conns int) (*fasthttp.HostClient, error) {
+// newClients returns a client for each front (http://host:port), each
+// holding at most conns connections: the workers, conns of them, have at
+// most conns requests in flight over all fronts together.
+func newClients(fronts []string, conns int) ([]*fasthttp.HostClient, error) {
 	if conns < 1 || conns > MaxConns {
 		return nil, fmt.Errorf("conns must be 1..%d, not %d", MaxConns, conns)
 	}
-	host, err := hostOf(base)
-	if err != nil {
-		return nil, err
+	if len(fronts) == 0 {
+		return nil, fmt.Errorf("no target url")
 	}
-	return &fasthttp.HostClient{
-		Addr:                host,
-		MaxConns:            conns,
-		ReadTimeout:         clientTimeout,
-		WriteTimeout:        clientTimeout,
-		MaxIdleConnDuration: time.Minute,
-	}, nil
+	var cs []*fasthttp.HostClient
+	for _, base := range fronts {
+		host, err := hostOf(base)
+		if err != nil {
+			return nil, err
+		}
+		cs = append(cs, &fasthttp.HostClient{
+			Addr:                host,
+			MaxConns:            conns,
+			ReadTimeout:         clientTimeout,
+			WriteTimeout:        clientTimeout,
+			MaxIdleConnDuration: time.Minute,
+		})
+	}
+	return cs, nil
+}
+
+func closeIdle(cs []*fasthttp.HostClient) {
+	for _, c := range cs {
+		c.CloseIdleConnections()
+	}
 }
 
 // ClosedLoop sends grabs on conns connections, each waiting for its answer
-// before sending the next, for d or until limit requests (0: no limit).
-// Closed loop finds the saturation point; its latency is per answer and
-// hides queueing (the next request is not sent while the server stalls).
-func ClosedLoop(ctx context.Context, base string, conns int, d time.Duration, limit int64, plan *Plan) (Result, error) {
+// before sending the next, for d or until limit requests (0: no limit),
+// job n to fronts[n mod len(fronts)]. Closed loop finds the saturation
+// point; its latency is per answer and hides queueing (the next request is
+// not sent while the server stalls).
+func ClosedLoop(ctx context.Context, fronts []string, conns int, d time.Duration, limit int64, plan *Plan) (Result, error) {
 	start := time.Now()
-	tallies, _, err := closedLoop(ctx, base, conns, d, limit, plan, 0, start)
+	tallies, _, err := closedLoop(ctx, fronts, conns, d, limit, plan, 0, start)
 	if err != nil {
 		return Result{}, err
 	}
@@ -234,12 +308,12 @@ func closedResult(tallies []tally, elapsed time.Duration, conns int) Result {
 
 // closedLoop runs one closed-loop slice from job firstJob on, recording
 // times from origin, and returns its tallies and the next job.
-func closedLoop(ctx context.Context, base string, conns int, d time.Duration, limit int64, plan *Plan, firstJob int64, origin time.Time) ([]tally, int64, error) {
-	client, err := newClient(base, conns)
+func closedLoop(ctx context.Context, fronts []string, conns int, d time.Duration, limit int64, plan *Plan, firstJob int64, origin time.Time) ([]tally, int64, error) {
+	clients, err := newClients(fronts, conns)
 	if err != nil {
 		return nil, firstJob, err
 	}
-	defer client.CloseIdleConnections()
+	defer closeIdle(clients)
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
 	var (
@@ -251,14 +325,14 @@ func closedLoop(ctx context.Context, base string, conns int, d time.Duration, li
 	next.Store(firstJob)
 	for range conns {
 		wg.Go(func() {
-			s := newSender(client, plan, origin)
+			s := newSender(clients, plan, origin)
 			defer s.release()
 			for ctx.Err() == nil {
 				job := next.Add(1) - 1
 				if limit > 0 && job >= limit {
 					break
 				}
-				s.t.finals[s.send(job, time.Now())]++
+				s.t.finals[s.send(job, time.Now(), 0)]++
 			}
 			mu.Lock()
 			tallies = append(tallies, s.t)

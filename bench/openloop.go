@@ -125,7 +125,8 @@ func backoff(try int) time.Duration {
 
 func retryable(status int) bool { return status == 0 || status == 429 || status == 503 }
 
-// OpenLoop sends grabs on a schedule, whatever the server does.
+// OpenLoop sends grabs on a schedule, whatever the server does, job n (a
+// buyer and their retries) to fronts[n mod len(fronts)].
 //
 // The scheduler (the calling goroutine) walks the schedule: it sleeps until
 // the next job is due, then pushes it to the ready queue with its due time,
@@ -135,15 +136,15 @@ func retryable(status int) bool { return status == 0 || status == 429 || status 
 // their latency (no coordinated omission). A retry is pushed back by a
 // timer after its backoff, due at that time. The queue closes when the
 // schedule is done and every job has its last answer.
-func OpenLoop(ctx context.Context, base string, conns int, sched Schedule, plan *Plan) (Result, error) {
+func OpenLoop(ctx context.Context, fronts []string, conns int, sched Schedule, plan *Plan) (Result, error) {
 	if err := sched.validate(); err != nil {
 		return Result{}, err
 	}
-	client, err := newClient(base, conns)
+	clients, err := newClients(fronts, conns)
 	if err != nil {
 		return Result{}, err
 	}
-	defer client.CloseIdleConnections()
+	defer closeIdle(clients)
 	q := newReadyQueue()
 	// live counts jobs without their last answer, plus one held by the
 	// scheduler until the schedule is done.
@@ -164,7 +165,7 @@ func OpenLoop(ctx context.Context, base string, conns int, sched Schedule, plan 
 	start := time.Now()
 	for range conns {
 		wg.Go(func() {
-			s := newSender(client, plan, start)
+			s := newSender(clients, plan, start)
 			defer s.release()
 			for {
 				a, ok := q.pop()
@@ -177,9 +178,9 @@ func OpenLoop(ctx context.Context, base string, conns int, sched Schedule, plan 
 				}
 				var status int
 				if now := time.Now(); now.Sub(a.due) > maxLateness {
-					s.t.record(start, a.due, now, 0)
+					s.t.record(start, a.due, now, 0, nil)
 				} else {
-					status = s.send(a.job, a.due)
+					status = s.send(a.job, a.due, a.try)
 				}
 				if plan.Retry && retryable(status) && a.try+1 < maxAttempts {
 					next := a

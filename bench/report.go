@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"sort"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 )
@@ -61,6 +63,12 @@ func printReport(out io.Writer, plan *Plan, rs []Result) {
 	}
 	tw.Flush()
 	for _, r := range rs {
+		if len(r.Fronts) > 1 {
+			fmt.Fprintf(out, "%s fronts (buyers round robin, items created through the first): %s\n", r.Target, strings.Join(r.Fronts, " "))
+		}
+		fmt.Fprintf(out, "%s answers by outcome: %s\n", r.Target, outcomeList(r.Outcomes))
+	}
+	for _, r := range rs {
 		if r.JobLatency == nil {
 			continue
 		}
@@ -77,6 +85,27 @@ func printReport(out io.Writer, plan *Plan, rs []Result) {
 			fmt.Fprintf(out, "audit %s: %s\n", r.Target, r.Audit)
 		}
 	}
+}
+
+// outcomeList prints outcome counts, the most frequent first.
+func outcomeList(m map[string]int64) string {
+	type kv struct {
+		k string
+		v int64
+	}
+	var l []kv
+	for k, v := range m {
+		l = append(l, kv{k, v})
+	}
+	sort.Slice(l, func(i, j int) bool { return l[i].v > l[j].v || l[i].v == l[j].v && l[i].k < l[j].k })
+	var parts []string
+	for _, e := range l {
+		parts = append(parts, fmt.Sprintf("%s %d", e.k, e.v))
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, ", ")
 }
 
 type jsonReport struct {
@@ -96,6 +125,8 @@ type jsonResult struct {
 	Sent         int64            `json:"sent"`
 	Errors       int64            `json:"errors"`
 	ByStatus     map[string]int64 `json:"by_status"`
+	ByOutcome    map[string]int64 `json:"by_outcome"`
+	Fronts       []string         `json:"fronts,omitempty"`
 	LatencyUs    map[string]int64 `json:"latency_us"`
 	SellOutS     *float64         `json:"sell_out_s"`
 	VsCeiling    *float64         `json:"vs_ceiling,omitempty"`
@@ -131,6 +162,7 @@ func writeJSON(w io.Writer, plan *Plan, rs []Result) error {
 	for _, r := range rs {
 		j := jsonResult{Target: r.Target, Mode: r.Mode, Conns: r.Conns, OfferedRate: r.Offered, AchievedRate: r.Rate(),
 			ElapsedS: r.Elapsed.Seconds(), Sent: r.Sent, Errors: r.Errors, ByStatus: byStatus(r.ByStatus),
+			ByOutcome: r.Outcomes, Fronts: r.Fronts,
 			LatencyUs: map[string]int64{"max": r.Latency.Max()}, Jobs: byStatus(r.Finals)}
 		for _, q := range quantiles {
 			j.LatencyUs["p"+strconv.FormatFloat(q, 'f', -1, 64)] = r.Latency.ValueAtQuantile(q)

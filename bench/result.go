@@ -18,6 +18,12 @@ type Result struct {
 	Sent     int64         // attempts, retries included
 	Errors   int64         // transport errors, timeouts, attempts too late to send
 	ByStatus map[int]int64 // answers by HTTP status
+	// Outcomes counts attempts by the "status" their answer's body named
+	// (confirmed, sold_out, limit_reached, unavailable, …), "http_NNN" for
+	// an answer that named none, and "error" for no answer.
+	Outcomes map[string]int64
+	// Fronts are the URLs the buyers were spread over, round robin.
+	Fronts   []string
 	Latency  *hdrhistogram.Histogram
 	Timeline []Second
 	// Finals counts jobs by their last answer's status (0: error). In the
@@ -30,7 +36,8 @@ type Result struct {
 	SellOut time.Duration
 	Audit   *Audit
 
-	grabs []seenGrab
+	grabs   []seenGrab
+	soldOut map[int]time.Duration // per item, when the first sold_out answer came
 }
 
 // Second is one second of a run, by the time answers came.
@@ -61,7 +68,8 @@ func micros(us int64) time.Duration { return time.Duration(us) * time.Microsecon
 func newHist() *hdrhistogram.Histogram { return hdrhistogram.New(1, histMaxMicros, 3) }
 
 func merge(ts []tally, elapsed time.Duration) Result {
-	r := Result{Elapsed: elapsed, ByStatus: map[int]int64{}, Finals: map[int]int64{}, Latency: newHist(), SellOut: -1}
+	r := Result{Elapsed: elapsed, ByStatus: map[int]int64{}, Finals: map[int]int64{}, Outcomes: map[string]int64{},
+		Latency: newHist(), SellOut: -1, soldOut: map[int]time.Duration{}}
 	secs := map[int]*hdrhistogram.Histogram{}
 	last := -1
 	for _, t := range ts {
@@ -72,6 +80,14 @@ func merge(ts []tally, elapsed time.Duration) Result {
 		}
 		for k, v := range t.finals {
 			r.Finals[k] += v
+		}
+		for k, v := range t.outcomes {
+			r.Outcomes[k] += v
+		}
+		for item, at := range t.soldOut {
+			if old, ok := r.soldOut[item]; !ok || at < old {
+				r.soldOut[item] = at
+			}
 		}
 		for _, s := range t.samples {
 			_ = r.Latency.RecordValue(int64(s.latUs))

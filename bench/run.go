@@ -13,7 +13,7 @@ import (
 // Config is one invocation of the harness. Zero Stock, Items and Users
 // take the workload's defaults.
 type Config struct {
-	// Local starts the in-process seckill target (when URL is empty).
+	// Local starts the in-process seckill target (when URLs is empty).
 	Local    LocalFunc
 	Workload string
 	Mode     string        // closed | open; flash is always open
@@ -35,7 +35,11 @@ type Config struct {
 	// its whole duration in turn.
 	Rounds int
 
-	URL         string // seckill at this URL instead of in-process
+	// URLs: seckill at this URL, or a cluster at these fronts, instead of
+	// in-process. Items are created through the first; buyers go round
+	// robin over all (job n to URLs[n mod len]); the audit reads the items
+	// through each.
+	URLs        []string
 	Token       string // its admin token
 	DataDir     string // for the in-process seckill ("" = a fresh temp dir)
 	NoOrders    bool   // in-process seckill without the order pipeline (engine and HTTP only)
@@ -64,6 +68,13 @@ const (
 	// DefaultRounds is how many interleaved slices the command measures a
 	// closed loop in.
 	DefaultRounds = 5
+	// MaxFronts bounds the fronts of --url: each worker holds a client
+	// per front.
+	MaxFronts = 64
+	// frontWait bounds the wait, after an item was created through the
+	// first front, for every other front to know it (a cluster's nodes
+	// learn new items from etcd).
+	frontWait = 10 * time.Second
 	// MaxUsers bounds --users: the harness keeps a few dozen bytes per
 	// buyer and attempt in memory until the run ends.
 	MaxUsers = 100_000_000
@@ -110,10 +121,13 @@ func (cfg Config) plan(runID string) (*Plan, Schedule, error) {
 	if cfg.Shards != 0 {
 		p.Shards = cfg.Shards
 	}
-	if cfg.URL != "" {
-		if _, err := hostOf(cfg.URL); err != nil {
+	for _, u := range cfg.URLs {
+		if _, err := hostOf(u); err != nil {
 			return nil, Schedule{}, err
 		}
+	}
+	if len(cfg.URLs) > MaxFronts {
+		return nil, Schedule{}, fmt.Errorf("at most %d urls, not %d", MaxFronts, len(cfg.URLs))
 	}
 	switch {
 	case cfg.Conns < 1 || cfg.Conns > MaxConns:
@@ -199,8 +213,8 @@ func Run(ctx context.Context, cfg Config, out io.Writer) ([]Result, error) {
 		return nil, err
 	}
 	starters := []starter{{TargetSeckill, func() (*Target, error) {
-		if cfg.URL != "" {
-			return Remote(cfg.URL, cfg.Token), nil
+		if len(cfg.URLs) > 0 {
+			return Remote(cfg.URLs, cfg.Token), nil
 		}
 		return startLocalIn(cfg.Local, cfg.DataDir, !cfg.NoOrders)
 	}}}
@@ -293,7 +307,7 @@ func runInterleaved(ctx context.Context, cfg Config, starters []starter, plan *P
 				l = ls[len(ls)-1-k]
 			}
 			start := time.Now()
-			ts, next, err := closedLoop(ctx, l.t.URL, cfg.Conns, slice, cfg.Requests, plan, l.next, start.Add(-l.elapsed))
+			ts, next, err := closedLoop(ctx, l.t.fronts(), cfg.Conns, slice, cfg.Requests, plan, l.next, start.Add(-l.elapsed))
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", l.t.Name, err)
 			}
@@ -307,7 +321,8 @@ func runInterleaved(ctx context.Context, cfg Config, starters []starter, plan *P
 	return results, nil
 }
 
-// createItems creates the plan's items on a target that holds stock.
+// createItems creates the plan's items on a target that holds stock,
+// through its first front, then waits until every other front knows them.
 func createItems(ctx context.Context, t *Target, plan *Plan) error {
 	if t.Admin == nil {
 		return nil
@@ -317,13 +332,39 @@ func createItems(ctx context.Context, t *Target, plan *Plan) error {
 			return err
 		}
 	}
+	views := t.views()
+	if len(views) < 2 {
+		return nil
+	}
+	deadline := time.Now().Add(frontWait)
+	for _, v := range views[1:] {
+		for _, item := range plan.Items {
+			for {
+				_, err := v.Item(ctx, item)
+				if err == nil {
+					break
+				}
+				if time.Now().After(deadline) || ctx.Err() != nil {
+					return fmt.Errorf("created through %s but not known to every front within %v: %w", t.URL, frontWait, err)
+				}
+				time.Sleep(frontPoll)
+			}
+		}
+	}
 	return nil
 }
+
+// frontPoll is the pause between two reads of an item a front does not
+// know yet (nothing notifies the harness).
+const frontPoll = 50 * time.Millisecond
 
 // finish names r after its target and, for a target that holds stock,
 // adds its sell-out time and audit.
 func finish(ctx context.Context, t *Target, plan *Plan, r Result) Result {
 	r.Target, r.Workload = t.Name, plan.Workload
+	if len(t.Fronts) > 1 {
+		r.Fronts = t.Fronts
+	}
 	if t.Admin != nil {
 		r.SellOut = r.sellOut(len(plan.Items), plan.Stock)
 		r.Audit = audit(ctx, t, plan, &r)
@@ -345,9 +386,9 @@ func runOne(ctx context.Context, cfg Config, s starter, plan *Plan, sched Schedu
 		return Result{}, err
 	}
 	if sched == (Schedule{}) { // closed loop
-		r, err = ClosedLoop(ctx, t.URL, cfg.Conns, cfg.Duration, cfg.Requests, plan)
+		r, err = ClosedLoop(ctx, t.fronts(), cfg.Conns, cfg.Duration, cfg.Requests, plan)
 	} else {
-		r, err = OpenLoop(ctx, t.URL, cfg.Conns, sched, plan)
+		r, err = OpenLoop(ctx, t.fronts(), cfg.Conns, sched, plan)
 	}
 	if err != nil {
 		return Result{}, err

@@ -24,13 +24,19 @@ const (
 // maxAdminBody bounds what the harness reads of an admin or replay answer.
 const maxAdminBody = 1 << 20
 
-// Target is a server the harness sends load to.
+// Target is a server, or a cluster's fronts, the harness sends load to.
 type Target struct {
 	Name string
-	URL  string // http://host:port
-	// Admin creates and reads items; nil for the bare handler, which has
-	// no stock to audit.
+	URL  string // http://host:port: the first front
+	// Fronts are every front of a cluster, Fronts[0] == URL; empty for a
+	// single server (the load goes to URL).
+	Fronts []string
+	// Admin creates and reads items (through the first front); nil for the
+	// bare handler, which has no stock to audit.
 	Admin Admin
+	// Views reads the items through each front, Views[i] through Fronts[i],
+	// for an audit that every front must pass alike; empty: Admin alone.
+	Views []Admin
 	// Replays is true when a 201 can be replayed by user and
 	// Idempotency-Key (seckill), so the audit replays a sample.
 	Replays bool
@@ -76,10 +82,35 @@ func LocalTarget(url, token string, stop func() error) *Target {
 	return &Target{Name: TargetSeckill, URL: url, Admin: NewSeckillAdmin(url, token), Replays: true, Stop: stop}
 }
 
-// Remote is a seckill server (or cluster front) the harness does not run.
-func Remote(url, token string) *Target {
-	url = strings.TrimRight(url, "/")
-	return &Target{Name: TargetSeckill, URL: url, Admin: NewSeckillAdmin(url, token), Replays: true, Stop: func() error { return nil }}
+// Remote is a seckill server, or a cluster's fronts, the harness does not
+// run: items are created through the first, buyers spread over all.
+func Remote(urls []string, token string) *Target {
+	t := &Target{Name: TargetSeckill, Replays: true, Stop: func() error { return nil }}
+	for _, u := range urls {
+		u = strings.TrimRight(u, "/")
+		t.Fronts = append(t.Fronts, u)
+		t.Views = append(t.Views, NewSeckillAdmin(u, token))
+	}
+	if len(t.Fronts) > 0 {
+		t.URL, t.Admin = t.Fronts[0], t.Views[0]
+	}
+	return t
+}
+
+// fronts is where the load goes: every front, or the one URL.
+func (t *Target) fronts() []string {
+	if len(t.Fronts) > 0 {
+		return t.Fronts
+	}
+	return []string{t.URL}
+}
+
+// views reads the items through every front, or through Admin alone.
+func (t *Target) views() []Admin {
+	if len(t.Views) > 0 {
+		return t.Views
+	}
+	return []Admin{t.Admin}
 }
 
 func serveOn(name string, srv *fasthttp.Server, after func() error) (*Target, error) {

@@ -42,7 +42,7 @@ func benchMain(ctx context.Context, args []string, out io.Writer) error {
 	fs.BoolVar(&cfg.Keys, "keys", false, "send an Idempotency-Key with every grab (flash always does)")
 	fs.BoolVar(&cfg.Compare, "compare", false, "also measure Redis+Lua (the seeds' design) and a bare fasthttp handler (the HTTP ceiling)")
 	fs.IntVar(&cfg.Rounds, "rounds", bench.DefaultRounds, "closed loop: measure in this many slices per target, the targets taking turns, so that drift in the machine's speed is shared (1: each target in one piece)")
-	fs.StringVar(&cfg.URL, "url", "", "measure the seckill at this URL (http://host:port) instead of one started in-process")
+	urls := fs.String("url", "", "measure the seckill at this URL (http://host:port), or a cluster at these comma-separated fronts, instead of one started in-process: items are created through the first, buyers spread round robin over all, the audit reads every front")
 	fs.StringVar(&cfg.Token, "token", os.Getenv("SECKILL_ADMIN_TOKEN"), "admin token of --url (env SECKILL_ADMIN_TOKEN)")
 	fs.StringVar(&cfg.DataDir, "data", "", "data directory for the in-process server (default: a fresh temp dir)")
 	fs.BoolVar(&cfg.NoOrders, "no-orders", false, "run the in-process server without its order pipeline (NATS, relay, order writer): the engine and HTTP alone")
@@ -57,7 +57,12 @@ func benchMain(ctx context.Context, args []string, out io.Writer) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("bench: unexpected arguments %q", fs.Args())
 	}
-	if cfg.URL != "" && cfg.Token == "" {
+	for _, u := range strings.Split(*urls, ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			cfg.URLs = append(cfg.URLs, u)
+		}
+	}
+	if len(cfg.URLs) > 0 && cfg.Token == "" {
 		return fmt.Errorf("bench: --url needs the server's admin token (--token or SECKILL_ADMIN_TOKEN) for the audit")
 	}
 	for _, f := range []struct {
@@ -95,6 +100,9 @@ func benchMain(ctx context.Context, args []string, out io.Writer) error {
 		fmt.Fprintf(out, " mode=open rate=%g/s duration=%v per target", cfg.Rate, cfg.Duration)
 	default:
 		fmt.Fprintf(out, " mode=closed duration=%v per target", cfg.Duration)
+	}
+	if len(cfg.URLs) > 0 {
+		fmt.Fprintf(out, " url=%s", strings.Join(cfg.URLs, ","))
 	}
 	fmt.Fprintln(out)
 	_, err := bench.Run(ctx, cfg, out)

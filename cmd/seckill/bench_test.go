@@ -90,6 +90,7 @@ func TestBenchCommandRefusesBadFlags(t *testing.T) {
 		{[]string{"--workload", "flash", "--mode", "closed"}, "open loop only"},
 		{[]string{"--url", "http://127.0.0.1:1"}, "admin token"},
 		{[]string{"--url", "127.0.0.1:1", "--token", "t"}, "want http://host:port"},
+		{[]string{"--url", "http://127.0.0.1:1,127.0.0.2:1", "--token", "t"}, "want http://host:port"},
 		{[]string{"--conns", "0", "--duration", "1ms"}, "conns must be"},
 		{[]string{"--items", "-1"}, "items must be"},
 		{[]string{"extra"}, "unexpected arguments"},
@@ -102,4 +103,69 @@ func TestBenchCommandRefusesBadFlags(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestBenchCommandURL runs `seckill bench --url` as an operator would
+// against a cluster's fronts, here against one real `seckill serve`
+// process: a small flash sale through its URL, then a sold-out run with the
+// same URL given twice (two fronts, buyers round robin, every item read
+// through both). Each must pass the audit, the exact one included: every
+// buyer keyed and answered, so sold equals the distinct grab ids, and no
+// 201 came for a request sent after a sold_out.
+func TestBenchCommandURL(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a real server process; skipped with -short")
+	}
+	const token = "bench-url-token"
+	bin := buildSeckill(t)
+	srv := startSeckill(t, bin, filepath.Join(t.TempDir(), "data"), token, "serve")
+	defer srv.stop(t)
+
+	t.Run("flash", func(t *testing.T) {
+		jsonPath := filepath.Join(t.TempDir(), "r.json")
+		var out bytes.Buffer
+		err := benchMain(context.Background(), []string{"--url", srv.URL, "--token", token,
+			"--workload", "flash", "--users", "300", "--stock", "30", "--shards", "4", "--arrival", "300ms",
+			"--conns", "8", "--json", jsonPath}, &out)
+		if err != nil {
+			t.Fatalf("bench: %v\n%s", err, out.String())
+		}
+		for _, want := range []string{"audit seckill: ok", "sold 30 == 30 distinct 201 grab ids", "no 201 sent after a sold_out",
+			"seckill answers by outcome: "} {
+			if !strings.Contains(out.String(), want) {
+				t.Fatalf("no %q in the report:\n%s", want, out.String())
+			}
+		}
+		var rep struct {
+			Results []struct {
+				ByOutcome map[string]int64 `json:"by_outcome"`
+				SellOutS  *float64         `json:"sell_out_s"`
+				Audit     struct {
+					OK bool `json:"ok"`
+				} `json:"audit"`
+			} `json:"results"`
+		}
+		b, err := os.ReadFile(jsonPath)
+		if err != nil || json.Unmarshal(b, &rep) != nil || len(rep.Results) != 1 {
+			t.Fatalf("json report: %v %s", err, b)
+		}
+		if r := rep.Results[0]; !r.Audit.OK || r.SellOutS == nil || r.ByOutcome["confirmed"] != 30 {
+			t.Fatalf("json report: want a passed audit, a sell-out time and 30 confirmed: %s", b)
+		}
+	})
+
+	t.Run("two fronts", func(t *testing.T) {
+		var out bytes.Buffer
+		err := benchMain(context.Background(), []string{"--url", srv.URL + "," + srv.URL, "--token", token,
+			"--workload", "soldout", "--stock", "50", "--keys", "--conns", "4", "--duration", "300ms", "--rounds", "1"}, &out)
+		if err != nil {
+			t.Fatalf("bench: %v\n%s", err, out.String())
+		}
+		for _, want := range []string{"audit seckill: ok", "the same through all 2 fronts", "sold 50 == 50 distinct 201 grab ids",
+			"seckill fronts (buyers round robin"} {
+			if !strings.Contains(out.String(), want) {
+				t.Fatalf("no %q in the report:\n%s", want, out.String())
+			}
+		}
+	})
 }

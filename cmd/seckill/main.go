@@ -1,10 +1,12 @@
 // Command seckill runs the flash-sale engine.
 //
-//	seckill serve [--data DIR] [--http ADDR] [--cluster --node NAME --etcd URL[,URL] --peer HOST:PORT]
+//	seckill serve [--data DIR] [--http ADDR] [--cluster --node NAME --etcd URL[,URL] --peer HOST:PORT --redis URL --nats URL]
 //
 // One binary, embedded defaults: Pebble under --data, HTTP on --http.
-// With --cluster a node also holds a lease in etcd (first slice: the sale
-// stays per node).
+// With --cluster the sale spreads over nodes: items live in etcd, each
+// shard runs on the node etcd places it on (fenced by leases and the pool
+// ledger in etcd), any front takes any grab, and shards move through
+// Redis snapshots. `make cluster` runs three nodes on loopback.
 package main
 
 import (
@@ -23,6 +25,7 @@ commands:
   nats       run the embedded NATS server on its own (a cluster's shared stream)
   reconcile  compare grabs, stream, orders and counters of a stopped node
   bench      measure seckill over HTTP beside a bare fasthttp handler
+             (--url URL[,URL...]: a running server, or a cluster's fronts)
 `
 
 func main() {

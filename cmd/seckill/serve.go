@@ -28,14 +28,14 @@ func serve(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	dataDir := fs.String("data", envOr("SECKILL_DATA", "./data"), "data directory (env SECKILL_DATA)")
 	httpAddr := fs.String("http", envOr("SECKILL_HTTP", "127.0.0.1:8080"), "HTTP listen address (env SECKILL_HTTP)")
-	natsURL := fs.String("nats", envOr("SECKILL_NATS", ""), "external NATS server or cluster URL; empty runs one in-process (env SECKILL_NATS)")
+	natsURL := fs.String("nats", envOr("SECKILL_NATS", ""), "external NATS server or cluster URL (with --cluster, the nodes' shared stream, e.g. from seckill nats); empty runs one in-process (env SECKILL_NATS)")
 	natsListen := fs.String("nats-listen", envOr("SECKILL_NATS_LISTEN", "127.0.0.1:4222"), "where the in-process NATS server listens for order writers in other processes; empty: in-process only (env SECKILL_NATS_LISTEN)")
 	writers := fs.Int("order-writers", 1, "order writers to run in this process (0: orders are written by `seckill orders` elsewhere)")
-	clustered := fs.Bool("cluster", os.Getenv("SECKILL_CLUSTER") == "1", "join a cluster through etcd: hold a lease, be listed among its members, stop confirming when the lease runs out. First slice: the sale stays per node, shards do not move between nodes yet (env SECKILL_CLUSTER=1)")
+	clustered := fs.Bool("cluster", os.Getenv("SECKILL_CLUSTER") == "1", "spread the sale over the nodes etcd lists: items exist on every node, each shard runs on the node etcd places it on, any front takes any grab; the node holds a lease and stops confirming when it runs out; shards move (admin move, drain) through --redis (env SECKILL_CLUSTER=1)")
 	node := fs.String("node", envOr("SECKILL_NODE", ""), "this node's name with --cluster; kept in <data>/node.id after the first start, generated when neither is given (env SECKILL_NODE)")
 	etcd := fs.String("etcd", envOr("SECKILL_ETCD", "http://127.0.0.1:2379"), "etcd endpoints with --cluster, comma-separated (env SECKILL_ETCD)")
-	peer := fs.String("peer", envOr("SECKILL_PEER", "127.0.0.1:7946"), "this node's peer address HOST:PORT with --cluster: advertised in etcd, and the source address it dials etcd from (env SECKILL_PEER)")
-	redisURL := fs.String("redis", envOr("SECKILL_REDIS", ""), "with --cluster: Redis (redis://HOST:PORT) to write shard snapshots to, in the background and on SIGTERM; empty: none (env SECKILL_REDIS)")
+	peer := fs.String("peer", envOr("SECKILL_PEER", "127.0.0.1:7946"), "this node's peer address HOST:PORT with --cluster: advertised in etcd, where the other nodes reach it (protoactor remote), and the source address it dials etcd and Redis from (env SECKILL_PEER)")
+	redisURL := fs.String("redis", envOr("SECKILL_REDIS", ""), "with --cluster: Redis (redis://HOST:PORT) for shard snapshots, written in the background, on SIGTERM and on every move; empty: none, and shards cannot move (env SECKILL_REDIS)")
 	snapEvery := fs.Duration("snapshot-interval", system.DefaultSnapshotInterval, "with --redis: how often changed shards are snapshotted")
 	if err := fs.Parse(args); err != nil {
 		return err

@@ -1,0 +1,240 @@
+#!/usr/bin/env bash
+# `make cluster`: a three-node seckill cluster on loopback, in the foreground.
+#
+# It builds seckill, then starts etcd, redis-server (no persistence,
+# --protected-mode no: the nodes dial it from their own 127.0.0.1x address),
+# `seckill nats` (the cluster's shared stream) and three `seckill serve
+# --cluster` nodes, n1..n3 on 127.0.0.11..13 (HTTP :8080, peer :7946), with
+# one admin token. It prints the curl lines to try, then waits. Ctrl-C (or
+# SIGTERM) stops the nodes first (each drains and leaves etcd), then NATS,
+# Redis and etcd, and removes the data unless KEEP=1. If any of them dies on
+# its own, the script says which, shows the end of its log and stops the rest.
+#
+# Everything lives under CLUSTER_DIR (default ./cluster-data): bin/, etcd/,
+# redis/, nats/, n1..n3/ and logs/. A directory kept with KEEP=1 is started
+# again as it was (same items, same node names).
+#
+# Settings (environment): CLUSTER_DIR, KEEP=1, GO (default go),
+# SECKILL_ADMIN_TOKEN (default: a random one), CLUSTER_IPS (default
+# "127.0.0.11 127.0.0.12 127.0.0.13"), HTTP_PORT (8080), PEER_PORT (7946),
+# ETCD_PORT (2379; etcd's peer port is the next one), REDIS_PORT (6379),
+# NATS_PORT (4222). Every address is on loopback.
+set -euo pipefail
+
+GO=${GO:-go}
+CLUSTER_DIR=${CLUSTER_DIR:-./cluster-data}
+KEEP=${KEEP:-0}
+read -r -a IPS <<<"${CLUSTER_IPS:-127.0.0.11 127.0.0.12 127.0.0.13}"
+HTTP_PORT=${HTTP_PORT:-8080}
+PEER_PORT=${PEER_PORT:-7946}
+ETCD_PORT=${ETCD_PORT:-2379}
+ETCD_PEER_PORT=$((ETCD_PORT + 1))
+REDIS_PORT=${REDIS_PORT:-6379}
+NATS_PORT=${NATS_PORT:-4222}
+# READY_TIMEOUT bounds the wait for each process to be ready, in seconds;
+# STOP_TIMEOUT the wait for each to exit after SIGTERM before SIGKILL.
+READY_TIMEOUT=${READY_TIMEOUT:-60}
+STOP_TIMEOUT=${STOP_TIMEOUT:-30}
+MARK=.seckill-cluster # marks a directory this script made
+
+say() { printf 'cluster: %s\n' "$*"; }
+die() { printf 'cluster: %s\n' "$*" >&2; exit 1; }
+
+for ip in "${IPS[@]}" 127.0.0.1; do
+	[[ $ip == 127.* ]] || die "$ip is not a loopback address (127.0.0.0/8): this script only serves on loopback"
+done
+((${#IPS[@]} >= 1)) || die "CLUSTER_IPS is empty"
+command -v "$GO" >/dev/null || die "$GO not found: Go 1.26 is required"
+command -v etcd >/dev/null || die "etcd not found: run \`make deps\` (apt-get install etcd-server)"
+command -v redis-server >/dev/null || die "redis-server not found: run \`make deps\` (apt-get install redis-server)"
+
+# A directory that exists must be one this script made: it is removed at
+# the end, and nothing else should be.
+if [[ -e $CLUSTER_DIR ]]; then
+	[[ -d $CLUSTER_DIR ]] || die "$CLUSTER_DIR exists and is not a directory"
+	if [[ ! -e $CLUSTER_DIR/$MARK && -n $(ls -A "$CLUSTER_DIR") ]]; then
+		die "$CLUSTER_DIR is not empty and was not made by this script: choose another CLUSTER_DIR"
+	fi
+	[[ -e $CLUSTER_DIR/$MARK && -d $CLUSTER_DIR/etcd ]] && say "starting again on the data kept in $CLUSTER_DIR"
+fi
+mkdir -p "$CLUSTER_DIR"/{bin,logs}
+touch "$CLUSTER_DIR/$MARK"
+CLUSTER_DIR=$(cd "$CLUSTER_DIR" && pwd)
+LOGS=$CLUSTER_DIR/logs
+BIN=$CLUSTER_DIR/bin/seckill
+
+if [[ -z ${SECKILL_ADMIN_TOKEN:-} ]]; then
+	if [[ -s $CLUSTER_DIR/admin.token ]]; then
+		SECKILL_ADMIN_TOKEN=$(<"$CLUSTER_DIR/admin.token")
+	else
+		SECKILL_ADMIN_TOKEN=$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')
+	fi
+fi
+export SECKILL_ADMIN_TOKEN
+(umask 077 && printf '%s\n' "$SECKILL_ADMIN_TOKEN" >"$CLUSTER_DIR/admin.token")
+
+# Every child runs in a process group of its own (job control), so that
+# stopping one stops all it may have started, and the terminal's Ctrl-C
+# reaches this script alone, which then stops them in order.
+set -m
+NAMES=() PIDS=()
+STOPPING=0
+
+alive() {
+	kill -0 "$1" 2>/dev/null && [[ $(ps -o stat= -p "$1" 2>/dev/null) != Z* ]]
+}
+
+# stop_one NAME PID: SIGTERM its group, SIGKILL after STOP_TIMEOUT.
+stop_one() {
+	local name=$1 pid=$2 i
+	alive "$pid" || return 0
+	kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+	for ((i = 0; i < STOP_TIMEOUT * 10; i++)); do
+		alive "$pid" || { wait "$pid" 2>/dev/null || true; return 0; }
+		sleep 0.1
+	done
+	say "$name did not stop within ${STOP_TIMEOUT}s: SIGKILL"
+	kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+	wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+	local code=${1:-0} i
+	((STOPPING)) && return
+	STOPPING=1
+	trap '' INT TERM HUP
+	set +m # no job notices while stopping
+	if ((${#PIDS[@]} > 0)); then
+		say "stopping: nodes first (each drains and leaves etcd), then NATS, Redis, etcd"
+		# started in the order etcd, redis, nats, nodes: stopped backwards
+		for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
+			stop_one "${NAMES[i]}" "${PIDS[i]}"
+		done
+	fi
+	if [[ $KEEP == 1 ]]; then
+		say "kept $CLUSTER_DIR (data and logs); \`KEEP=1 make cluster\` starts it again, \`rm -r $CLUSTER_DIR\` forgets it"
+	else
+		rm -rf "$CLUSTER_DIR"/{bin,logs,etcd,redis,nats} "$CLUSTER_DIR"/n[0-9]* "$CLUSTER_DIR/admin.token"
+		rm -f "$CLUSTER_DIR/$MARK"
+		rmdir "$CLUSTER_DIR" 2>/dev/null || true
+		say "stopped; removed $CLUSTER_DIR (KEEP=1 keeps it)"
+	fi
+	exit "$code"
+}
+trap 'cleanup 130' INT
+trap 'cleanup 143' TERM
+trap 'cleanup 129' HUP
+trap 'cleanup $?' EXIT
+
+# start NAME CMD...: run CMD in the background, output to logs/NAME.log.
+start() {
+	local name=$1
+	shift
+	"$@" >"$LOGS/$name.log" 2>&1 </dev/null &
+	NAMES+=("$name") PIDS+=("$!")
+}
+
+# ready NAME CHECK...: wait until CHECK succeeds, or fail if NAME died.
+ready() {
+	local name=$1 pid=${PIDS[${#PIDS[@]} - 1]} i
+	shift
+	for ((i = 0; i < READY_TIMEOUT * 10; i++)); do
+		if "$@" >/dev/null 2>&1; then
+			say "$name ready"
+			return 0
+		fi
+		if ! alive "$pid"; then
+			say "$name exited before it was ready; the end of $LOGS/$name.log:"
+			tail -n 20 "$LOGS/$name.log" | sed 's/^/    /'
+			exit 1
+		fi
+		sleep 0.1
+	done
+	say "$name not ready within ${READY_TIMEOUT}s; the end of $LOGS/$name.log:"
+	tail -n 20 "$LOGS/$name.log" | sed 's/^/    /'
+	exit 1
+}
+
+say "building seckill into $BIN"
+"$GO" build -o "$BIN" ./cmd/seckill
+
+ETCD_URL=http://127.0.0.1:$ETCD_PORT
+start etcd etcd --name seckill-cluster --data-dir "$CLUSTER_DIR/etcd" \
+	--listen-client-urls "$ETCD_URL" --advertise-client-urls "$ETCD_URL" \
+	--listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
+	--initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
+	--initial-cluster "seckill-cluster=http://127.0.0.1:$ETCD_PEER_PORT"
+ready etcd curl -fsS --max-time 1 "$ETCD_URL/health"
+
+mkdir -p "$CLUSTER_DIR/redis"
+start redis redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --protected-mode no \
+	--save '' --appendonly no --dir "$CLUSTER_DIR/redis"
+ready redis grep -q 'Ready to accept connections' "$LOGS/redis.log"
+
+start nats "$BIN" nats --listen "127.0.0.1:$NATS_PORT" --dir "$CLUSTER_DIR/nats"
+ready nats grep -q '^seckill nats: listening' "$LOGS/nats.log"
+
+FRONTS=()
+for i in "${!IPS[@]}"; do
+	node=n$((i + 1)) ip=${IPS[i]}
+	start "$node" "$BIN" serve --data "$CLUSTER_DIR/$node" --http "$ip:$HTTP_PORT" \
+		--cluster --node "$node" --etcd "$ETCD_URL" --peer "$ip:$PEER_PORT" \
+		--redis "redis://127.0.0.1:$REDIS_PORT" --nats "nats://127.0.0.1:$NATS_PORT"
+	FRONTS+=("http://$ip:$HTTP_PORT")
+done
+for i in "${!IPS[@]}"; do
+	node=n$((i + 1))
+	# ready() watches the last process started: check each node's own pid
+	pid=${PIDS[${#PIDS[@]} - ${#IPS[@]} + i]}
+	for ((t = 0; ; t++)); do
+		grep -q '^seckill: serving' "$LOGS/$node.log" && { say "$node ready on ${FRONTS[i]}"; break; }
+		if ! alive "$pid"; then
+			say "$node exited before it was ready; the end of $LOGS/$node.log:"
+			tail -n 20 "$LOGS/$node.log" | sed 's/^/    /'
+			exit 1
+		fi
+		((t < READY_TIMEOUT * 10)) || { say "$node not ready within ${READY_TIMEOUT}s (see $LOGS/$node.log)"; exit 1; }
+		sleep 0.1
+	done
+done
+
+A=${FRONTS[0]} B=${FRONTS[1 % ${#FRONTS[@]}]} C=${FRONTS[2 % ${#FRONTS[@]}]}
+LAST=n${#IPS[@]}
+cat <<EOF
+
+seckill cluster: ${#IPS[@]} nodes, fronts ${FRONTS[*]}
+  etcd $ETCD_URL, redis redis://127.0.0.1:$REDIS_PORT, nats nats://127.0.0.1:$NATS_PORT
+  data and logs in $CLUSTER_DIR (logs/*.log); admin token in $CLUSTER_DIR/admin.token
+
+Try (in another terminal):
+
+  TOKEN=$SECKILL_ADMIN_TOKEN
+  curl -XPUT -H "Authorization: Bearer \$TOKEN" $A/admin/v1/items/sku1 -d '{"stock":1000,"shards":8,"per_user_limit":1}'
+  curl -XPOST -H 'Idempotency-Key: k1' $B/v1/items/sku1/grab -d '{"user_id":"u1","qty":1}'
+  curl -XPOST -H 'Idempotency-Key: k2' $C/v1/items/sku1/grab -d '{"user_id":"u2","qty":1}'
+  curl $C/v1/items/sku1
+  curl -H "Authorization: Bearer \$TOKEN" $B/admin/v1/items/sku1
+  curl -H "Authorization: Bearer \$TOKEN" '$C/admin/v1/cluster/placement?item=sku1'
+  curl -XPOST -H "Authorization: Bearer \$TOKEN" $A/admin/v1/cluster/shards/sku1/1/move -d '{"to":"$LAST"}'
+  curl -XPOST -H "Authorization: Bearer \$TOKEN" $A/admin/v1/cluster/nodes/n2/drain
+  curl -XPOST -H "Authorization: Bearer \$TOKEN" $A/admin/v1/cluster/nodes/n2/undrain
+  curl -H "Authorization: Bearer \$TOKEN" $A/admin/v1/cluster/members
+  curl -H "Authorization: Bearer \$TOKEN" $A/admin/v1/cluster/health
+  SECKILL_ADMIN_TOKEN=\$TOKEN go run ./cmd/seckill bench --url $(IFS=,; echo "${FRONTS[*]}") --workload flash --users 20000 --stock 2000 --arrival 2s
+
+Ctrl-C stops the cluster$([[ $KEEP == 1 ]] && echo " and keeps $CLUSTER_DIR" || echo " and removes $CLUSTER_DIR (KEEP=1 keeps it)").
+EOF
+
+# Wait until a signal, or until one of them exits on its own.
+set +m # every child is started: no job notices from here on
+while :; do
+	wait -n || true
+	((STOPPING)) && break
+	for i in "${!PIDS[@]}"; do
+		if ! alive "${PIDS[i]}"; then
+			say "${NAMES[i]} exited on its own; the end of $LOGS/${NAMES[i]}.log:"
+			tail -n 20 "$LOGS/${NAMES[i]}.log" | sed 's/^/    /'
+			exit 1
+		fi
+	done
+done
