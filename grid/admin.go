@@ -81,8 +81,12 @@ func moveErr(err error) error {
 		return &sale.AdminError{Status: http.StatusConflict, Code: "owner_alive", Msg: "the owner's lease lives: move without force, or drain it"}
 	case errors.Is(err, fence.ErrOwnerExpired):
 		return &sale.AdminError{Status: http.StatusConflict, Code: "owner_expired", Msg: "the owner's lease expired: only a forced move can take the shard"}
-	case errors.Is(err, fence.ErrNotOwner), errors.Is(err, fence.ErrStale):
+	case errors.Is(err, fence.ErrSameNode):
+		return &sale.AdminError{Status: http.StatusConflict, Code: "same_node", Msg: "the shard is already on that node"}
+	case errors.Is(err, fence.ErrNotOwner), errors.Is(err, fence.ErrStale), errors.Is(err, fence.ErrNotActive):
 		return &sale.AdminError{Status: http.StatusConflict, Code: "not_movable", Msg: err.Error()}
+	case errors.Is(err, fence.ErrUnplaced):
+		return &sale.AdminError{Status: http.StatusNotFound, Code: "unknown_shard", Msg: err.Error()}
 	}
 	return err
 }
@@ -93,16 +97,20 @@ func (g *Grid) Drain(ctx context.Context, node string, on bool) ([]sale.MoveAske
 	if err := fence.CheckNodeID(node); err != nil {
 		return nil, &sale.AdminError{Status: http.StatusBadRequest, Code: "bad_node", Msg: err.Error()}
 	}
+	ms, err := g.cfg.Fence.Members(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if on && !slices.ContainsFunc(ms, func(m fence.NodeInfo) bool { return m.ID == node }) {
+		// Its shards move only if it hands them over.
+		return nil, &sale.AdminError{Status: http.StatusNotFound, Code: "unknown_node", Msg: "no live member of that name"}
+	}
 	if err := g.cfg.Fence.SetDraining(ctx, node, on); err != nil {
 		return nil, err
 	}
 	g.poke()
 	if !on {
 		return nil, nil
-	}
-	ms, err := g.cfg.Fence.Members(ctx)
-	if err != nil {
-		return nil, err
 	}
 	draining, err := g.cfg.Fence.Draining(ctx)
 	if err != nil {

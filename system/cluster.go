@@ -20,9 +20,9 @@ import (
 	"google.golang.org/grpc"
 )
 
-// Cluster mode, first slice: the node holds a lease in etcd, is listed
-// among the members, and stops confirming when its lease runs out. Shards
-// stay on their node: nothing moves yet.
+// Cluster membership: the node holds a lease in etcd, is listed among the
+// members, and stops confirming when its lease runs out. Where its shards
+// run and how they move is the grid's (package grid).
 const (
 	// EtcdDialTimeout bounds the first answer from etcd at start: a loopback
 	// or LAN etcd answers in milliseconds (a 1-member etcd elects itself in

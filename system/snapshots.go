@@ -27,9 +27,9 @@ const (
 	// a Redis that went away cannot hold a stopping node (the journal in
 	// Pebble has everything; a snapshot only speeds a move up).
 	FinalSnapshotTimeout = 10 * time.Second
-	// snapshotEpoch is every shard's incarnation while shards do not move
-	// between nodes (cluster mode, first slice): placement epochs replace
-	// it when they do.
+	// snapshotEpoch is the incarnation written when no placement says
+	// otherwise (snapshotter.epochOf unset); a clustered node writes the
+	// epoch etcd places each of its shards at.
 	snapshotEpoch = 1
 )
 

@@ -1,8 +1,8 @@
 package main
 
-// Cluster mode, first slice, with real processes: a real etcd, two
-// `seckill serve --cluster` nodes on 127.0.0.11 and 127.0.0.12, a SIGKILL
-// and a partition made of nftables rules on loopback.
+// Cluster membership and the lease fence with real processes: a real
+// etcd, two `seckill serve --cluster` nodes on 127.0.0.11 and 127.0.0.12,
+// a SIGKILL and a partition made of nftables rules on loopback.
 
 import (
 	"encoding/json"
