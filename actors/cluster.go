@@ -155,18 +155,27 @@ func ClusterStart(cfg engine.ItemConfig, i int) engine.Counters {
 	return engine.Counters{Returned: cfg.InitialAllocation(i), NextSeq: 1}
 }
 
-func (n *Node) activateShard(item string, i int, epoch uint64, snap *engine.ShardSnapshot, fresh bool) error {
+// activating looks item up for an activation; n.mu is held.
+func (n *Node) activating(item string) (*Item, error) {
 	if n.opts.Cluster == nil {
-		return errors.New("activate: not a clustered node")
+		return nil, errors.New("activate: not a clustered node")
 	}
-	n.mu.Lock()
-	defer n.mu.Unlock()
 	if n.closed {
-		return ErrUnavailable
+		return nil, ErrUnavailable
 	}
 	it, ok := n.Item(item)
 	if !ok {
-		return ErrUnknownItem
+		return nil, ErrUnknownItem
+	}
+	return it, nil
+}
+
+func (n *Node) activateShard(item string, i int, epoch uint64, snap *engine.ShardSnapshot, fresh bool) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	it, err := n.activating(item)
+	if err != nil {
+		return err
 	}
 	if i < 0 || i >= len(it.shards) {
 		return fmt.Errorf("activate %s.%d: no such shard", item, i)
@@ -342,19 +351,13 @@ func (n *Node) StopShard(item string, i int) {
 // knows what they hold; until they answer it counts each shard as holding
 // everything it may, so it never says sold out early.
 func (n *Node) ActivatePool(item string, epoch uint64) error {
-	hooks := n.opts.Cluster
-	if hooks == nil {
-		return errors.New("activate pool: not a clustered node")
-	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if n.closed {
-		return ErrUnavailable
+	it, err := n.activating(item)
+	if err != nil {
+		return err
 	}
-	it, ok := n.Item(item)
-	if !ok {
-		return ErrUnknownItem
-	}
+	hooks := n.opts.Cluster
 	if it.pool.pid() != nil {
 		return ErrActive
 	}

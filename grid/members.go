@@ -2,10 +2,6 @@ package grid
 
 import (
 	"context"
-	"encoding/json"
-	"io"
-	"net/http"
-	"strings"
 	"sync"
 
 	"github.com/seckill/seckill/fence"
@@ -48,7 +44,7 @@ func (g *Grid) Decorate(ctx context.Context, ms []sale.Member) {
 				return
 			}
 			var r SelfReport
-			if g.fetchJSON(ctx, m.HTTP+SelfPath, &r) == nil {
+			if g.peerGet(ctx, g.httpClient(), m.HTTP+SelfPath, MaxReportBytes, &r) == nil {
 				m.RelayLag = &r.RelayLag
 			}
 		})
@@ -82,21 +78,4 @@ func (g *Grid) Frozen(ctx context.Context) (int64, error) {
 		sum += pl.Frozen
 	}
 	return sum, nil
-}
-
-func (g *Grid) fetchJSON(ctx context.Context, url string, v any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Authorization", "Bearer "+g.token)
-	resp, err := g.httpClient().Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return &sale.AdminError{Status: resp.StatusCode, Code: "peer", Msg: strings.TrimSpace(resp.Status)}
-	}
-	return json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(v)
 }

@@ -2,9 +2,7 @@ package grid
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"sync"
@@ -86,20 +84,7 @@ func (g *Grid) Reconciler(stream orders.StreamReader) sale.Reconciler {
 }
 
 func (g *Grid) fetchFacts(ctx context.Context, base, item string, f *orders.Facts) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(base, "/")+FactsPath+item, nil)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Authorization", "Bearer "+g.token)
-	resp, err := g.factsClient().Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s: %s", req.URL, resp.Status)
-	}
-	return json.NewDecoder(io.LimitReader(resp.Body, MaxFactsBytes)).Decode(f)
+	return g.peerGet(ctx, g.factsClient(), strings.TrimRight(base, "/")+FactsPath+item, MaxFactsBytes, f)
 }
 
 // FactsPath is where a node serves its facts about an item.

@@ -111,20 +111,29 @@ func (g *Grid) fetch(base, item string, r *LocalReport) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), ViewTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(base, "/")+LocalPath+item, nil)
+	return g.peerGet(ctx, g.httpClient(), strings.TrimRight(base, "/")+LocalPath+item, MaxReportBytes, r)
+}
+
+// MaxReportBytes bounds a node's report on one item or on itself: about
+// 80 bytes of JSON a shard, and an item has at most engine.MaxShards.
+const MaxReportBytes = 1 << 22
+
+// peerGet reads one JSON answer of another node's admin API into v.
+func (g *Grid) peerGet(ctx context.Context, c *http.Client, url string, limit int64, v any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return err
 	}
 	req.Header.Set("Authorization", "Bearer "+g.token)
-	resp, err := g.httpClient().Do(req)
+	resp, err := c.Do(req)
 	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s: %s", req.URL, resp.Status)
+		return fmt.Errorf("%s: %s", url, resp.Status)
 	}
-	return json.NewDecoder(io.LimitReader(resp.Body, 1<<22)).Decode(r)
+	return json.NewDecoder(io.LimitReader(resp.Body, limit)).Decode(v)
 }
 
 // Item sums the item over the cluster: the stock and pool from the ledger
