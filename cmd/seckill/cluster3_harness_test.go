@@ -33,7 +33,7 @@ const (
 	c3Shards = 64
 	// c3Buyers: every scenario's crowd, five buyers for each unit.
 	c3Buyers = 50_000
-	// c3Workers: buyers in flight at once.
+	// c3Workers: requests in flight at once.
 	c3Workers = 64
 	// c3Fault is how long a node stays stopped or cut off: three leases.
 	c3Fault = 3 * fence.LeaseTTL
@@ -257,9 +257,13 @@ func (c *c3Cluster) waitSettled(item string) {
 func (c *c3Cluster) stopAll() {
 	c.t.Helper()
 	c.client.CloseIdleConnections()
+	var took []string
 	for _, n := range c.nodes {
+		start := time.Now()
 		n.proc.stop(c.t)
+		took = append(took, fmt.Sprintf("%s %v", n.name, time.Since(start).Round(time.Millisecond)))
 	}
+	c.t.Logf("SIGTERM: every node exited 0 (%s)", strings.Join(took, ", "))
 }
 
 // ---------------------------------------------------------------------------
@@ -358,6 +362,9 @@ type c3Sale struct {
 	buyers []*c3Buyer
 	// route picks the front of a buyer's try (nil: its own front).
 	route func(b *c3Buyer, try int) int
+	// noReplay, when set, names the fronts a buyer's key is not replayed
+	// through by replayAll.
+	noReplay func(b *c3Buyer, front int) bool
 	start time.Time
 	took  time.Duration
 
@@ -412,20 +419,53 @@ func (s *c3Sale) waitConfirmed(n int64) {
 }
 
 // run starts the workers; done is closed once every buyer is through.
+// A worker sends one request of a buyer at a time: a buyer without a final
+// answer is queued again after a pause and the worker takes the next, so a
+// stalled part of the cluster does not hold up the rest of the crowd.
 func (s *c3Sale) run() {
 	s.start = time.Now()
 	jobs := make(chan *c3Buyer)
+	retry := make(chan *c3Buyer, len(s.buyers))
+	allDone := make(chan struct{})
+	var finished atomic.Int64
+	through := func() {
+		if finished.Add(1) == int64(len(s.buyers)) {
+			close(allDone)
+		}
+	}
 	go func() {
 		defer close(jobs)
-		for _, b := range s.buyers {
-			jobs <- b
+		i := 0
+		for {
+			var fresh chan<- *c3Buyer
+			var next *c3Buyer
+			if i < len(s.buyers) {
+				fresh, next = jobs, s.buyers[i]
+			}
+			select {
+			case <-allDone:
+				return
+			case b := <-retry:
+				select {
+				case jobs <- b:
+				case <-allDone:
+					return
+				}
+			case fresh <- next:
+				i++
+			}
 		}
 	}()
 	var wg sync.WaitGroup
 	for range c3Workers {
 		wg.Go(func() {
 			for b := range jobs {
-				s.buy(b)
+				switch pause, again := s.try(b); {
+				case !again:
+					through()
+				default:
+					time.AfterFunc(pause, func() { retry <- b }) // pacing of retries
+				}
 			}
 		})
 	}
@@ -452,64 +492,59 @@ func (s *c3Sale) wrongf(format string, args ...any) {
 	s.mu.Unlock()
 }
 
-// buy tries b's key until it has a final answer (201, sold_out,
-// limit_reached) or the tries are used up.
-func (s *c3Sale) buy(b *c3Buyer) {
-	began := time.Now()
-	for try := 0; try < c3MaxTries && time.Since(began) < c3BuyerDeadline; try++ {
-		if try > 0 {
-			time.Sleep(min(c3RetryPauseMax, time.Duration(try)*c3RetryPause)) // pacing of retries
-		}
-		f := b.front
-		if s.route != nil {
-			f = s.route(b, try)
-		}
-		tr := c3Try{front: f, issued: time.Since(s.start)}
-		a, err := postGrab(s.c.client, s.c.nodes[f].url(), s.item, b.user, b.key)
-		tr.answered = time.Since(s.start)
-		if err == nil {
-			tr.code, tr.status, tr.grabID = a.Code, a.Status, a.GrabID
-		}
-		b.tries = append(b.tries, tr)
-		switch {
-		case err != nil || a.Code == http.StatusServiceUnavailable:
-			continue
-		case a.Code == http.StatusCreated:
-			item, shard, _, ok := engine.ParseGrabID(a.GrabID)
-			if a.Status != "confirmed" || a.Item != s.item || a.UserID != b.user || a.Qty != 1 || !ok || item != s.item || shard != b.shard {
-				s.wrongf("%s via %s: malformed 201 %v", b.user, s.c.nodes[f].name, a)
-			}
-			b.grabID, b.final = a.GrabID, len(b.tries)-1
-			n := s.confirmed.Add(1)
-			s.mu.Lock()
-			s.order = append(s.order, b)
-			kept := s.waiters[:0]
-			for _, w := range s.waiters {
-				if n >= w.n {
-					close(w.ch)
-				} else {
-					kept = append(kept, w)
-				}
-			}
-			s.waiters = kept
-			s.mu.Unlock()
-			return
-		case a.Code == http.StatusConflict && a.Status == "sold_out":
-			b.final = len(b.tries) - 1
-			return
-		case a.Code == http.StatusConflict && a.Status == "limit_reached":
-			// A buyer with one key and no other grab: its key's grab was
-			// decided and is not replayed.
-			s.wrongf("%s (one key, no other grab) via %s: limit_reached", b.user, s.c.nodes[f].name)
-			b.final = len(b.tries) - 1
-			return
-		default:
-			s.wrongf("%s via %s: unexpected answer %v", b.user, s.c.nodes[f].name, a)
-			b.final = len(b.tries) - 1
-			return
-		}
+// try sends b's key once. again: no final answer (201, sold_out,
+// limit_reached) yet and tries are left: try again after pause.
+func (s *c3Sale) try(b *c3Buyer) (pause time.Duration, again bool) {
+	n := len(b.tries)
+	f := b.front
+	if s.route != nil {
+		f = s.route(b, n)
 	}
-	s.wrongf("%s: no final answer after %d tries in %v (last %+v)", b.user, len(b.tries), time.Since(began).Round(time.Millisecond), b.tries[len(b.tries)-1])
+	tr := c3Try{front: f, issued: time.Since(s.start)}
+	a, err := postGrab(s.c.client, s.c.nodes[f].url(), s.item, b.user, b.key)
+	tr.answered = time.Since(s.start)
+	if err == nil {
+		tr.code, tr.status, tr.grabID = a.Code, a.Status, a.GrabID
+	}
+	b.tries = append(b.tries, tr)
+	switch {
+	case err != nil || a.Code == http.StatusServiceUnavailable:
+		if spent := tr.answered - b.tries[0].issued; n+1 >= c3MaxTries || spent > c3BuyerDeadline {
+			s.wrongf("%s: no final answer after %d tries in %v (last %+v)", b.user, n+1, spent.Round(time.Millisecond), tr)
+			return 0, false
+		}
+		return min(c3RetryPauseMax, time.Duration(n+1)*c3RetryPause), true
+	case a.Code == http.StatusCreated:
+		item, shard, _, ok := engine.ParseGrabID(a.GrabID)
+		if a.Status != "confirmed" || a.Item != s.item || a.UserID != b.user || a.Qty != 1 || !ok || item != s.item || shard != b.shard {
+			s.wrongf("%s via %s: malformed 201 %v", b.user, s.c.nodes[f].name, a)
+		}
+		b.grabID, b.final = a.GrabID, n
+		c := s.confirmed.Add(1)
+		s.mu.Lock()
+		s.order = append(s.order, b)
+		kept := s.waiters[:0]
+		for _, w := range s.waiters {
+			if c >= w.n {
+				close(w.ch)
+			} else {
+				kept = append(kept, w)
+			}
+		}
+		s.waiters = kept
+		s.mu.Unlock()
+	case a.Code == http.StatusConflict && a.Status == "sold_out":
+		b.final = n
+	case a.Code == http.StatusConflict && a.Status == "limit_reached":
+		// A buyer with one key and no other grab: its key's grab was
+		// decided and is not replayed.
+		s.wrongf("%s (one key, no other grab) via %s: limit_reached", b.user, s.c.nodes[f].name)
+		b.final = n
+	default:
+		s.wrongf("%s via %s: unexpected answer %v", b.user, s.c.nodes[f].name, a)
+		b.final = n
+	}
+	return 0, false
 }
 
 // confirmedSoFar returns the buyers confirmed so far (safe during the sale:
@@ -631,7 +666,11 @@ func (s *c3Sale) replayAll(filter func(b *c3Buyer) bool) int {
 			if try > 0 {
 				time.Sleep(min(c3RetryPauseMax, time.Duration(try)*c3RetryPause)) // pacing of retries
 			}
-			n := s.c.nodes[(b.front+1+try)%len(s.c.nodes)]
+			f := (b.front + 1 + try) % len(s.c.nodes)
+			if s.noReplay != nil && s.noReplay(b, f) {
+				continue
+			}
+			n := s.c.nodes[f]
 			a, err := postGrab(s.c.client, n.url(), s.item, b.user, b.key)
 			if err != nil || a.Code == http.StatusServiceUnavailable {
 				continue
@@ -722,7 +761,7 @@ func (c *c3Cluster) checkOrderStores(sales ...*c3Sale) {
 				t.Fatalf("%s orders: %v", n.name, err)
 			}
 			err = st.Scan(s.item, func(o engine.Order) error {
-				where[o.GrabID] = append(where[o.GrabID], n.name)
+				where[o.GrabID] = append(where[o.GrabID], n.name+" written "+time.UnixMilli(o.CreatedMs).UTC().Format("15:04:05.000"))
 				perNode[n.name]++
 				switch u, ok := grabs[o.GrabID]; {
 				case !ok:
