@@ -776,10 +776,15 @@ func (c *c3Cluster) checkOrderStores(sales ...*c3Sale) {
 				t.Fatalf("%s orders: %v", n.name, err)
 			}
 		}
+		var inStream map[string]int
 		for id, ns := range where {
-			if len(ns) != 1 {
-				bad = append(bad, fmt.Sprintf("grab %s has %d orders (%v)", id, len(ns), ns))
+			if len(ns) == 1 {
+				continue
 			}
+			if inStream == nil {
+				inStream = c.streamCopies()
+			}
+			bad = append(bad, fmt.Sprintf("grab %s has %d orders (%v); GRABS holds it %d times", id, len(ns), ns, inStream[id]))
 		}
 		for id, u := range grabs {
 			if len(where[id]) == 0 {
@@ -792,6 +797,18 @@ func (c *c3Cluster) checkOrderStores(sales ...*c3Sale) {
 		}
 		t.Logf("%s: each of %d confirmed grabs has exactly one order across the stores (per node %v)", s.item, len(grabs), perNode)
 	}
+}
+
+// streamCopies counts how many times each grab id is in the GRABS stream
+// (a diagnosis: published twice, or delivered twice).
+func (c *c3Cluster) streamCopies() map[string]int {
+	w := watchNATS(c.t, c.natsURL)
+	_, si := w.info(c.t)
+	out := map[string]int{}
+	for _, id := range w.grabIDsUpTo(c.t, si.State.LastSeq) {
+		out[id]++
+	}
+	return out
 }
 
 // finishSale is the end of every scenario: the sale is over, every view
