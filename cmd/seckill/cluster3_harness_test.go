@@ -646,13 +646,18 @@ func (s *c3Sale) frontNames() []string {
 // replayAll sends every confirmed key again, starting at another front
 // than its own and going on to the next on 503 or no answer: each must
 // replay its grab id; anything else fails the test.
-func (s *c3Sale) replayAll(filter func(b *c3Buyer) bool) int {
+// bs are the buyers to replay (nil: every buyer of the sale, once it is
+// over); those without a 201 are skipped.
+func (s *c3Sale) replayAll(bs []*c3Buyer) int {
 	t := s.c.t
 	t.Helper()
+	if bs == nil {
+		bs = s.buyers
+	}
 	var todo []string
 	byUser := map[string]*c3Buyer{}
-	for _, b := range s.buyers {
-		if b.grabID != "" && (filter == nil || filter(b)) {
+	for _, b := range bs {
+		if b.grabID != "" {
 			todo = append(todo, b.user)
 			byUser[b.user] = b
 		}

@@ -457,12 +457,14 @@ func TestCluster3Drain(t *testing.T) {
 	// Keys confirmed before the drain on n2's shards replay; their buyers
 	// get limit_reached with a new key.
 	wasOnN2 := map[string]bool{}
+	var replay []*c3Buyer
 	for _, b := range before {
 		if owners[b.shard] == n2.name {
 			wasOnN2[b.user] = true
+			replay = append(replay, b)
 		}
 	}
-	n := s.replayAll(func(b *c3Buyer) bool { return wasOnN2[b.user] })
+	n := s.replayAll(replay)
 	checked := 0
 	for _, b := range before {
 		if !wasOnN2[b.user] || checked >= 50 {
