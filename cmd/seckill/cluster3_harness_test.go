@@ -58,7 +58,7 @@ const (
 
 var (
 	c3IPs      = []string{"127.0.0.11", "127.0.0.12", "127.0.0.13"}
-	c3NATSLine = regexp.MustCompile(`^seckill nats: listening on (\S+)`)
+	c3NATSLine = regexp.MustCompile(`^seckill nats: listening on (nats://[^,\s]+)`)
 )
 
 // ---------------------------------------------------------------------------

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os/exec"
 	"regexp"
 	"strconv"
 	"strings"
@@ -169,8 +170,9 @@ func faultWindow(t *testing.T, s *c3Sale, owners []string, victim *c3Node, from,
 			}
 			counts[k]++
 			if tr.code != http.StatusServiceUnavailable {
-				t.Errorf("%s (shard %d on %s) via %s during the fault: %d %s %s", b.user, b.shard, victim.name,
-					s.c.nodes[tr.front].name, tr.code, tr.status, tr.grabID)
+				t.Errorf("%s (shard %d on %s) via %s during the fault (sent %v after it began, answered in %v): %d %s %s; its tries: %+v",
+					b.user, b.shard, victim.name, s.c.nodes[tr.front].name, tr.issued-from, tr.answered-tr.issued,
+					tr.code, tr.status, tr.grabID, b.tries)
 			}
 		}
 	}
@@ -219,9 +221,10 @@ func TestCluster3Stop(t *testing.T) {
 	c.finishSale(s, a)
 }
 
-// TestCluster3Partition: a node cut off from the other two nodes and from
-// etcd (nftables rules on loopback in the test's own table) for three
-// leases mid-sale, then healed. Redis and NATS stay reachable from it.
+// TestCluster3Partition: n1, which runs shard 0 and the pool, cut off from
+// the other two nodes and from etcd (nftables rules on loopback in the
+// test's own table) for three leases mid-sale, then healed. Redis and NATS
+// stay reachable from it.
 func TestCluster3Partition(t *testing.T) {
 	_, nftBin := clusterBins(t)
 	const item = "pa"
@@ -229,17 +232,26 @@ func TestCluster3Partition(t *testing.T) {
 	c := newC3(t, nil)
 	c.createItem(item)
 	owners := c.owners(c.nodes[0], item)
-	victim := c.node("n3")
+	victim := c.node("n1") // runs shard 0 and with it the pool
 	s := c.newSale(item, c3Buyers, 0, 1, 2)
 	a := c.audit(item)
 	s.run()
 	s.waitConfirmed(c3Stock * 3 / 10)
 
-	heal := c3Partition(t, nftBin, victim.ip, []string{c.nodes[0].ip, c.nodes[1].ip}, c.etcdPort)
+	var others []string
+	for _, n := range c.nodes {
+		if n != victim {
+			others = append(others, n.ip)
+		}
+	}
+	heal := c3Partition(t, nftBin, victim.ip, others, c.etcdPort)
 	cut := s.sinceStart()
 	sold := s.confirmed.Load()
 	<-time.After(c3Fault) // the fault's length, not a synchronisation
 	healedAt := s.sinceStart()
+	if out, err := exec.Command(nftBin, "list", "table", "inet", c3Table).CombinedOutput(); err == nil {
+		t.Logf("the partition's rules when healed:\n%s", out)
+	}
 	heal()
 	t.Logf("%s cut off for %v (%s to %s UTC) after %d units sold; %d more sold meanwhile", victim.name, c3Fault,
 		s.start.Add(cut).UTC().Format("15:04:05.000"), s.start.Add(healedAt).UTC().Format("15:04:05.000"), sold, s.confirmed.Load()-sold)
@@ -274,10 +286,10 @@ func c3Partition(t *testing.T, bin, ip string, others []string, etcdPort int) (h
 	for _, args := range [][]string{
 		{"add", "table", "inet", c3Table},
 		{"add", "chain", "inet", c3Table, "out", "{ type filter hook output priority 0; policy accept; }"},
-		{"add", "rule", "inet", c3Table, "out", "ip", "saddr", ip, "ip", "daddr", set, "drop"},
-		{"add", "rule", "inet", c3Table, "out", "ip", "saddr", set, "ip", "daddr", ip, "drop"},
-		{"add", "rule", "inet", c3Table, "out", "ip", "saddr", ip, "ip", "daddr", "127.0.0.1", "tcp", "dport", port, "drop"},
-		{"add", "rule", "inet", c3Table, "out", "ip", "saddr", "127.0.0.1", "ip", "daddr", ip, "tcp", "sport", port, "drop"},
+		{"add", "rule", "inet", c3Table, "out", "ip", "saddr", ip, "ip", "daddr", set, "counter", "drop"},
+		{"add", "rule", "inet", c3Table, "out", "ip", "saddr", set, "ip", "daddr", ip, "counter", "drop"},
+		{"add", "rule", "inet", c3Table, "out", "ip", "saddr", ip, "ip", "daddr", "127.0.0.1", "tcp", "dport", port, "counter", "drop"},
+		{"add", "rule", "inet", c3Table, "out", "ip", "saddr", "127.0.0.1", "ip", "daddr", ip, "tcp", "sport", port, "counter", "drop"},
 	} {
 		if err := nft(t, bin, args...); err != nil {
 			del()
