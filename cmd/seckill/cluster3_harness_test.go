@@ -365,8 +365,8 @@ type c3Sale struct {
 	// noReplay, when set, names the fronts a buyer's key is not replayed
 	// through by replayAll.
 	noReplay func(b *c3Buyer, front int) bool
-	start time.Time
-	took  time.Duration
+	start    time.Time
+	took     time.Duration
 
 	confirmed atomic.Int64
 	mu        sync.Mutex
