@@ -821,6 +821,14 @@ func (c *c3Cluster) streamCopies() map[string]int {
 // nodes stop and the order stores are read.
 func (c *c3Cluster) finishSale(s *c3Sale, a *c3Audit) {
 	c.t.Helper()
+	c.endSale(s, a)
+	c.stopAndCheckOrders(s)
+}
+
+// endSale: the sale is over, every view settles sold out, every 201
+// replays, every grab has its order.
+func (c *c3Cluster) endSale(s *c3Sale, a *c3Audit) {
+	c.t.Helper()
 	s.wait()
 	if a != nil {
 		a.finish(c.t)
@@ -830,6 +838,11 @@ func (c *c3Cluster) finishSale(s *c3Sale, a *c3Audit) {
 	n := s.replayAll(nil)
 	c.t.Logf("%s: all %d confirmed keys replay their grab id", s.item, n)
 	s.waitOrders()
+}
+
+// stopAndCheckOrders stops every node and reads the order stores.
+func (c *c3Cluster) stopAndCheckOrders(s *c3Sale) {
+	c.t.Helper()
 	c.stopAll()
 	c.checkOrderStores(s)
 	c.t.Logf("took %v", time.Since(c.started).Round(time.Millisecond))

@@ -20,6 +20,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -497,7 +498,92 @@ func TestCluster3Drain(t *testing.T) {
 	}
 	t.Logf("after the drain: %d keys confirmed before it on n2's shards replay their grab ids; %d of their buyers got limit_reached with a new key",
 		n, checked)
-	c.finishSale(s, a)
+	c.endSale(s, a)
+
+	// Once the item is sold out, n3 is drained too while the keys its
+	// shards confirmed are replayed through every front: each answer is
+	// their grab id or 503, never sold_out (the new owner knows the grab
+	// from the snapshot it adopts, and nobody else may say otherwise).
+	n3 := c.node("n3")
+	if code, raw, err := adminPost(c.client, n1.url()+"/admin/v1/cluster/nodes/n2/undrain", ""); err != nil || code != http.StatusOK {
+		t.Fatalf("undrain n2: %d %s %v", code, raw, err)
+	}
+	ps, raw := c.placement(n1, item)
+	if ps == nil {
+		t.Fatal(raw)
+	}
+	onN3 := map[int]uint64{}
+	for _, p := range ps {
+		if p.Node == n3.name {
+			onN3[p.Shard] = p.Epoch
+		}
+	}
+	var keys []*c3Buyer
+	for _, b := range s.buyers {
+		if _, ok := onN3[b.shard]; ok && b.grabID != "" {
+			keys = append(keys, b)
+		}
+	}
+	stop := make(chan struct{})
+	var mu sync.Mutex
+	answers := map[string]int{}
+	var wrong []string
+	var wg sync.WaitGroup
+	for w := range 16 {
+		wg.Go(func() {
+			for k := w; ; k += 16 {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				b := keys[k%len(keys)]
+				f := c.nodes[k%3]
+				ans, err := postGrab(c.client, f.url(), item, b.user, b.key)
+				mu.Lock()
+				switch {
+				case err != nil:
+					answers["no answer"]++
+				case ans.Code == http.StatusServiceUnavailable:
+					answers["503"]++
+				case ans.Code == http.StatusCreated && ans.GrabID == b.grabID:
+					answers["201 same grab"]++
+				default:
+					answers[ans.String()]++
+					wrong = append(wrong, fmt.Sprintf("%s (%s, shard %d) via %s: %v", b.user, b.grabID, b.shard, f.name, ans))
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	code, raw, err = adminPost(c.client, n1.url()+"/admin/v1/cluster/nodes/n3/drain", "")
+	if err != nil || code != http.StatusOK {
+		close(stop)
+		wg.Wait()
+		t.Fatalf("drain n3: %d %s %v", code, raw, err)
+	}
+	took = waitFor(t, "no shard left on n3", func() (bool, string) {
+		ps, raw := c.placement(n1, item)
+		if ps == nil {
+			return false, raw
+		}
+		for _, p := range ps {
+			if e, ok := onN3[p.Shard]; p.Node == n3.name || p.State != "active" || (ok && p.Epoch != e+1) || p.Remaining == nil {
+				return false, raw
+			}
+		}
+		return true, raw
+	})
+	// One more round of every key on the new owners.
+	s.replayAll(keys)
+	close(stop)
+	wg.Wait()
+	t.Logf("drain of n3 after the sale: its %d shards active elsewhere after %v; %d keys they confirmed replayed meanwhile: %v",
+		len(onN3), took.Round(time.Millisecond), len(keys), answers)
+	if len(wrong) > 0 {
+		t.Errorf("%d wrong answers to confirmed keys while their shards moved, e.g.:\n%s", len(wrong), strings.Join(wrong[:min(len(wrong), 10)], "\n"))
+	}
+	c.stopAndCheckOrders(s)
 }
 
 // adminPost sends one authorised POST; err only when no answer came back.
