@@ -39,6 +39,13 @@ func (n *Node) Grab(item, user string, qty int64, key string) Reply {
 func (n *Node) GrabIn(it *Item, user string, qty int64, key string) Reply {
 	item := it.Config.Item
 	ref := it.shards[engine.ShardFor(item, user, len(it.shards))]
+	if key != "" && n.opts.Cluster != nil && ref.pid() == nil && !ref.isHolder(user) {
+		// A clustered shard not active here (moving in or out) may have
+		// holders this node does not know yet, such as those of the
+		// snapshot it is about to adopt: only the shard can answer a key
+		// it does not know, not the sold-out flag or the window.
+		return Reply{Err: ErrUnavailable}
+	}
 	if key == "" || !ref.isHolder(user) {
 		// In the engine's order: the window, then stock.
 		if w := it.Config.Window(n.opts.Clock()); w != 0 {

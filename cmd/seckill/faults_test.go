@@ -103,6 +103,13 @@ func (w *lineWatcher) Write(p []byte) (int, error) {
 // runs, and its output is logged if t failed.
 func startChild(t *testing.T, name string, ready *regexp.Regexp, readyOnStderr bool, token, path string, args ...string) (*seckillProc, []string) {
 	t.Helper()
+	return startChildEnv(t, name, ready, readyOnStderr, token, nil, path, args...)
+}
+
+// startChildEnv is startChild with more environment variables (NAME=VALUE)
+// for the child.
+func startChildEnv(t *testing.T, name string, ready *regexp.Regexp, readyOnStderr bool, token string, env []string, path string, args ...string) (*seckillProc, []string) {
+	t.Helper()
 	w := &lineWatcher{re: ready, found: make(chan struct{})}
 	p := &seckillProc{
 		name:   name,
@@ -114,6 +121,7 @@ func startChild(t *testing.T, name string, ready *regexp.Regexp, readyOnStderr b
 	// The later of duplicate variables wins: nothing from the test's own
 	// environment points a child elsewhere.
 	p.cmd.Env = append(os.Environ(), "SECKILL_ADMIN_TOKEN="+token, "SECKILL_NATS=", "SECKILL_DATA=", "SECKILL_ORDERS=")
+	p.cmd.Env = append(p.cmd.Env, env...)
 	if readyOnStderr {
 		p.cmd.Stdout, p.cmd.Stderr = p.stdout, io.MultiWriter(p.stderr, w)
 	} else {
