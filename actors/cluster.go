@@ -77,6 +77,9 @@ type PoolLedger interface {
 var (
 	ErrActive   = errors.New("already active on this node")
 	ErrInactive = errors.New("not active on this node")
+	// ErrRelayBehind: a shard cannot be adopted while grabs this node made
+	// of it earlier are not yet in the stream; try again shortly.
+	ErrRelayBehind = errors.New("grabs made here earlier are not relayed yet")
 )
 
 // Deliver hands a protocol message to its addressee on this node. A
@@ -238,6 +241,18 @@ func (n *Node) adopt(cfg engine.ItemConfig, snap engine.ShardSnapshot) error {
 	if local.NextSeq >= snap.Counters.NextSeq && local.Received >= snap.Counters.Received && local.Returned >= snap.Counters.Returned {
 		return nil
 	}
+	// The grabs this node did not make were published by the node that
+	// made them, on its lane, and its writers write their orders: the
+	// relay here must start after them, or their orders would be written
+	// here too. If grabs made here earlier are still on their way to the
+	// stream, wait for the relay (the grid activates again shortly).
+	cursor, err := n.store.RelayCursor(cfg.Item, snap.Shard)
+	if err != nil {
+		return err
+	}
+	if cursor+1 < local.NextSeq {
+		return fmt.Errorf("adopt %s.%d: %w", cfg.Item, snap.Shard, ErrRelayBehind)
+	}
 	c := sh.Counters()
 	var b persistence.Batch
 	for _, g := range snap.Grabs {
@@ -254,20 +269,12 @@ func (n *Node) adopt(cfg engine.ItemConfig, snap engine.ShardSnapshot) error {
 		}
 	}
 	b.PutCounters(cfg.Item, snap.Shard, c)
-	// The grabs this node did not make were published by the node that
-	// made them: the relay here starts after them, unless grabs made here
-	// earlier still wait to be published (then the adopted ones go out
-	// again too, and the stream and the order writers drop them by id).
-	cursor, err := n.store.RelayCursor(cfg.Item, snap.Shard)
-	floor := uint64(0)
-	if err == nil && cursor+1 >= local.NextSeq {
-		floor = snap.Counters.NextSeq - 1
-		b.PutCursor(cfg.Item, snap.Shard, floor)
-	}
+	floor := snap.Counters.NextSeq - 1
+	b.PutCursor(cfg.Item, snap.Shard, floor)
 	if err := n.store.Apply(&b); err != nil {
 		return fmt.Errorf("adopt %s.%d: %w", cfg.Item, snap.Shard, err)
 	}
-	if it, ok := n.Item(cfg.Item); ok && floor > 0 {
+	if it, ok := n.Item(cfg.Item); ok {
 		it.shards[snap.Shard].relayFloor.Store(floor)
 	}
 	return nil

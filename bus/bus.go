@@ -36,9 +36,54 @@ const (
 	// dead-letter copiers.
 	ConsumerDLQCopier = "dlq-copier"
 
-	advisoryMaxDeliveries = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES." + StreamGrabs + "." + ConsumerOrders
-	advisoryTerminated    = "$JS.EVENT.ADVISORY.CONSUMER.MSG_TERMINATED." + StreamGrabs + "." + ConsumerOrders
+	// The advisories of every consumer of GRABS: ConsumerOrders, and on a
+	// cluster each node's ConsumerFor(node). The scans' consumers never
+	// redeliver (AckNone), so only order writers' deaths come here.
+	advisoryMaxDeliveries = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES." + StreamGrabs + ".*"
+	advisoryTerminated    = "$JS.EVENT.ADVISORY.CONSUMER.MSG_TERMINATED." + StreamGrabs + ".*"
 )
+
+// Lanes of a cluster. Every node's order writers write to the node's own
+// order store, so a grab's order is written exactly once only if every
+// copy of its message reaches the same node: a redelivery (the writer that
+// took it stopped before its ack) or a relay's republish (another run
+// cut, another Msg-Id) must not land on another node. So on a cluster the
+// relay of node N publishes on GrabSubjectFrom(N, item), and N's writers
+// read them alone, through ConsumerFor(N), filtered to N's subjects: the
+// node that made a grab writes its order. On one node (node "") the
+// subjects and the shared consumer are the ones of before.
+
+// GrabSubjectFrom is the subject the relay of node publishes item's grabs
+// on: GrabSubject(item) on one node, one more token naming the node on a
+// cluster.
+func GrabSubjectFrom(node, item string) string {
+	if node == "" {
+		return GrabSubject(item)
+	}
+	return GrabSubject(item) + "." + itemToken(node)
+}
+
+// ConsumerFor is the durable consumer node's order writers read:
+// ConsumerOrders on one node (node ""), shared by every writer.
+func ConsumerFor(node string) string {
+	if node == "" {
+		return ConsumerOrders
+	}
+	return ConsumerOrders + "-" + itemToken(node)
+}
+
+// consumerFilter is the subjects ConsumerFor(node) reads ("" for all).
+func consumerFilter(node string) string {
+	if node == "" {
+		return ""
+	}
+	return SubjectPrefix + "*." + itemToken(node)
+}
+
+// isOrdersConsumer reports whether name is ConsumerOrders or a node's.
+func isOrdersConsumer(name string) bool {
+	return name == ConsumerOrders || strings.HasPrefix(name, ConsumerOrders+"-")
+}
 
 // Headers set on dead letters, besides Nats-Msg-Id.
 const (
@@ -46,6 +91,7 @@ const (
 	HeaderGrabsSeq   = "Seckill-Grabs-Seq"  // sequence of the original message in GRABS
 	HeaderDeliveries = "Seckill-Deliveries" // deliveries before it died
 	HeaderReason     = "Seckill-Reason"     // the last handler error, when a writer gave up on it
+	HeaderSubject    = "Seckill-Subject"    // the original's subject: a retry goes back to the same writers
 )
 
 // Limits.
@@ -92,9 +138,10 @@ func DLQSubject(item string) string { return DLQPrefix + itemToken(item) }
 
 func itemToken(item string) string { return strings.ReplaceAll(item, ".", "~") }
 
-// itemFromSubject inverts GrabSubject and DLQSubject.
+// itemFromSubject inverts GrabSubject, GrabSubjectFrom and DLQSubject.
 func itemFromSubject(prefix, subj string) (string, bool) {
 	tok, ok := strings.CutPrefix(subj, prefix)
+	tok, _, _ = strings.Cut(tok, ".") // a node's token may follow
 	if !ok || tok == "" {
 		return "", false
 	}

@@ -98,7 +98,7 @@ func copyLoop(ctx context.Context, js jetstream.JetStream, log *slog.Logger, b *
 // cannot act on is logged and dropped (nil): retrying would not help.
 func copyDead(ctx context.Context, js jetstream.JetStream, grabs jetstream.Stream, data []byte, log *slog.Logger) error {
 	var a advisory
-	if err := json.Unmarshal(data, &a); err != nil || a.Stream != StreamGrabs || a.Consumer != ConsumerOrders || a.StreamSeq == 0 {
+	if err := json.Unmarshal(data, &a); err != nil || a.Stream != StreamGrabs || !isOrdersConsumer(a.Consumer) || a.StreamSeq == 0 {
 		log.Error("unusable advisory dropped", "advisory", string(data), "err", err)
 		return nil
 	}
@@ -131,6 +131,7 @@ func copyDead(ctx context.Context, js jetstream.JetStream, grabs jetstream.Strea
 	dl.Header.Set(HeaderGrabsSeq, strconv.FormatUint(a.StreamSeq, 10))
 	dl.Header.Set(HeaderDeliveries, strconv.FormatUint(a.Deliveries, 10))
 	dl.Header.Set(HeaderReason, sanitizeReason(reason))
+	dl.Header.Set(HeaderSubject, orig.Subject)
 	// Keyed by the GRABS sequence, not the grab id alone: a retried grab
 	// that dies again within the window must not be taken for a duplicate.
 	msgID := grabID + "/" + strconv.FormatUint(a.StreamSeq, 10)
@@ -183,7 +184,11 @@ func RetryDead(ctx context.Context, js jetstream.JetStream, grabID string) error
 		return fmt.Errorf("retry dead letter %s: %w", grabID, ErrNotFound)
 	}
 	d := found[0]
-	m := &nats.Msg{Subject: GrabSubject(d.Item), Data: d.Body}
+	subj := d.Subject
+	if item, ok := itemFromSubject(SubjectPrefix, subj); !ok || item != d.Item {
+		subj = GrabSubject(d.Item) // a dead letter of before, or a header not ours
+	}
+	m := &nats.Msg{Subject: subj, Data: d.Body}
 	msgID := grabID + "/retry/" + strconv.FormatUint(d.Seq, 10)
 	if _, err := js.PublishMsg(ctx, m, jetstream.WithMsgID(msgID), jetstream.WithExpectStream(StreamGrabs)); err != nil {
 		return fmt.Errorf("retry dead letter %s: republish: %w", grabID, err)
@@ -226,6 +231,7 @@ func scanDead(ctx context.Context, js jetstream.JetStream, filter string, fn fun
 			Seq:        raw.Sequence,
 			Deliveries: deliveries,
 			Reason:     raw.Header.Get(HeaderReason),
+			Subject:    raw.Header.Get(HeaderSubject),
 			Body:       raw.Data,
 		}
 		if !fn(d) {

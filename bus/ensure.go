@@ -52,6 +52,9 @@ type Config struct {
 	AckWait time.Duration
 	// DuplicateWindow is the GRABS Nats-Msg-Id dedupe window.
 	DuplicateWindow time.Duration
+	// Node is the cluster node whose order writers' consumer to ensure
+	// (ConsumerFor); "" on one node.
+	Node string
 }
 
 // withDefaults fills in the zero fields and checks the rest.
@@ -120,7 +123,7 @@ func Ensure(ctx context.Context, js jetstream.JetStream, cfg Config) error {
 		Discard:     jetstream.DiscardNew, // refuse, never drop, a dead letter
 	}, {
 		Name:        StreamAdvisories,
-		Description: "max-deliveries and terminated advisories of GRABS/orders, consumed by the DLQ copier",
+		Description: "max-deliveries and terminated advisories of GRABS's order writers, consumed by the DLQ copier",
 		Subjects:    []string{advisoryMaxDeliveries, advisoryTerminated},
 		Storage:     jetstream.FileStorage,
 		Retention:   jetstream.WorkQueuePolicy, // gone once copied
@@ -136,7 +139,8 @@ func Ensure(ctx context.Context, js jetstream.JetStream, cfg Config) error {
 		stream string
 		cfg    jetstream.ConsumerConfig
 	}{{StreamGrabs, jetstream.ConsumerConfig{
-		Durable:         ConsumerOrders,
+		Durable:         ConsumerFor(cfg.Node),
+		FilterSubject:   consumerFilter(cfg.Node),
 		Description:     "order writers",
 		AckPolicy:       jetstream.AckExplicitPolicy,
 		AckWait:         cfg.AckWait,

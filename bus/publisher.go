@@ -36,6 +36,14 @@ type Publisher struct {
 	window  int
 	timeout time.Duration
 	turn    chan struct{} // held by the batch being published
+	node    string        // the cluster node publishing ("" on one node)
+}
+
+// From makes p publish on node's lane (GrabSubjectFrom): the relay of a
+// cluster's node, whose own writers write the orders.
+func (p *Publisher) From(node string) *Publisher {
+	p.node = node
+	return p
 }
 
 // NewPublisher returns a publisher on js's connection. window is clamped
@@ -108,7 +116,7 @@ func (p *Publisher) PublishBatch(ctx context.Context, msgs []GrabMsg) error {
 		}
 		start := len(buf)
 		buf = EncodeGrabs(buf, run)
-		m := &nats.Msg{Subject: GrabSubject(run[0].Item), Data: buf[start:len(buf):len(buf)]}
+		m := &nats.Msg{Subject: GrabSubjectFrom(p.node, run[0].Item), Data: buf[start:len(buf):len(buf)]}
 		f, err := p.js.PublishMsgAsync(m, jetstream.WithMsgID(id))
 		if err != nil {
 			return fmt.Errorf("publish %s: %w", id, err)

@@ -31,15 +31,25 @@ func GrabsInStream(ctx context.Context, js jetstream.JetStream, item string, fn 
 	if err != nil {
 		return fmt.Errorf("scan %s: %w", subj, err)
 	}
-	last, err := s.GetLastMsgForSubject(ctx, subj)
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
+	// The item's subject on one node, and every node's lane of it on a
+	// cluster (GrabSubjectFrom).
+	subjects := []string{subj, subj + ".*"}
+	var lastSeq uint64
+	for _, sj := range subjects {
+		last, err := s.GetLastMsgForSubject(ctx, sj)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("scan %s: last message: %w", sj, err)
+		}
+		lastSeq = max(lastSeq, last.Sequence)
+	}
+	if lastSeq == 0 {
 		return nil
 	}
-	if err != nil {
-		return fmt.Errorf("scan %s: last message: %w", subj, err)
-	}
 	cons, err := s.CreateConsumer(ctx, jetstream.ConsumerConfig{
-		FilterSubject:     subj,
+		FilterSubjects:    subjects,
 		AckPolicy:         jetstream.AckNonePolicy,
 		DeliverPolicy:     jetstream.DeliverAllPolicy,
 		InactiveThreshold: scanInactive, // cleans up if the delete below is lost
@@ -80,7 +90,7 @@ func GrabsInStream(ctx context.Context, js jetstream.JetStream, item string, fn 
 				return err
 			}
 		}
-		if md.Sequence.Stream >= last.Sequence {
+		if md.Sequence.Stream >= lastSeq {
 			break
 		}
 	}

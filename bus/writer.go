@@ -46,6 +46,12 @@ type Handler func(ctx context.Context, msgs []GrabMsg) (failed map[string]error)
 // restarting, consumer missing) are logged and retried with backoff. It
 // returns nil when ctx ends.
 func RunWriter(ctx context.Context, js jetstream.JetStream, batch int, h Handler) error {
+	return RunWriterFor(ctx, js, "", batch, h)
+}
+
+// RunWriterFor is RunWriter for the order writers of a cluster's node:
+// they read ConsumerFor(node), the grabs node's relay published.
+func RunWriterFor(ctx context.Context, js jetstream.JetStream, node string, batch int, h Handler) error {
 	if h == nil {
 		return errors.New("run writer: nil handler")
 	}
@@ -53,7 +59,7 @@ func RunWriter(ctx context.Context, js jetstream.JetStream, batch int, h Handler
 	log := slog.Default().With("component", "bus.writer")
 	var b backoff
 	for ctx.Err() == nil {
-		err := writeLoop(ctx, js, batch, h, log, &b)
+		err := writeLoop(ctx, js, ConsumerFor(node), batch, h, log, &b)
 		if ctx.Err() != nil {
 			break
 		}
@@ -64,10 +70,10 @@ func RunWriter(ctx context.Context, js jetstream.JetStream, batch int, h Handler
 }
 
 // writeLoop runs until an error.
-func writeLoop(ctx context.Context, js jetstream.JetStream, batch int, h Handler, log *slog.Logger, b *backoff) error {
-	cons, err := js.Consumer(ctx, StreamGrabs, ConsumerOrders)
+func writeLoop(ctx context.Context, js jetstream.JetStream, consumer string, batch int, h Handler, log *slog.Logger, b *backoff) error {
+	cons, err := js.Consumer(ctx, StreamGrabs, consumer)
 	if err != nil {
-		return fmt.Errorf("consumer %s/%s: %w", StreamGrabs, ConsumerOrders, err)
+		return fmt.Errorf("consumer %s/%s: %w", StreamGrabs, consumer, err)
 	}
 	pol, polAt := policyOf(cons.CachedInfo()), time.Now()
 	for {

@@ -18,7 +18,7 @@ const drainValue = "draining"
 // node, and a node that is down may be marked. Setting a mark that is
 // already set, or clearing one that is not, changes nothing.
 func (s *Store) SetDraining(ctx context.Context, node string, on bool) error {
-	if err := checkID("node", node); err != nil {
+	if err := CheckNodeID(node); err != nil {
 		return err
 	}
 	var err error

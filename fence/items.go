@@ -77,7 +77,7 @@ func (s *Store) CreateItem(ctx context.Context, cfg engine.ItemConfig, nodes []s
 		return nil, fmt.Errorf("%s: no node to place its shards on", what)
 	}
 	for _, n := range nodes {
-		if err := checkID("node", n); err != nil {
+		if err := CheckNodeID(n); err != nil {
 			return nil, fmt.Errorf("%s: %w", what, err)
 		}
 	}

@@ -47,7 +47,14 @@ func drainKey(node string) string { return drainPrefix + node }
 
 // CheckNodeID refuses a node id that would break the key layout: the
 // check Join makes, for callers that take a name before they reach etcd.
-func CheckNodeID(id string) error { return checkID("node", id) }
+// A node id is an id as items and users have them (letters, digits and
+// "-_.:"): it names the node's lane of the order stream too.
+func CheckNodeID(id string) error {
+	if !engine.ValidID(id) {
+		return fmt.Errorf("fence: bad node id %q: 1-%d letters, digits or -_.:", id, engine.MaxIDLen)
+	}
+	return nil
+}
 
 // checkID refuses ids that would break the key layout.
 func checkID(kind, id string) error {

@@ -45,7 +45,7 @@ type Lease struct {
 // a second process with the same id) is waited out: Join returns once etcd
 // expired it, never on its own clock, or ErrNodeTaken, or ctx's error.
 func Join(ctx context.Context, cli *clientv3.Client, node NodeInfo, ttl time.Duration) (*Lease, error) {
-	if err := checkID("node", node.ID); err != nil {
+	if err := CheckNodeID(node.ID); err != nil {
 		return nil, err
 	}
 	if ttl < MinLeaseTTL {

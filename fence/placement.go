@@ -456,5 +456,5 @@ func checkPlacement(item string, shard int, node string) error {
 	if err := checkShard(item, shard); err != nil {
 		return err
 	}
-	return checkID("node", node)
+	return CheckNodeID(node)
 }

@@ -39,6 +39,9 @@ type DeadLetter struct {
 	Deliveries int    `json:"deliveries"`
 	Reason     string `json:"reason,omitempty"` // the writer's last error, or why the server gave up
 	Body       []byte `json:"-"`                // the original message body
+	// Subject is the original's subject (a cluster node's lane), where a
+	// retry sends it back; "" for dead letters of before.
+	Subject string `json:"-"`
 }
 
 // DeadLetters lists and retries dead letters.

@@ -68,7 +68,7 @@ type Pipeline struct {
 func Start(node *actors.Node, stock orders.Stock, st *Stream, ostore persistence.OrderStore, writers int, cfg bus.Config, log *slog.Logger) *Pipeline {
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &Pipeline{cancel: cancel, Orders: orders.New(stock, ostore, log), ostore: ostore, st: st,
-		pub: bus.NewPublisher(st.JS, publishWindow)}
+		pub: bus.NewPublisher(st.JS, publishWindow).From(cfg.Node)}
 	p.wg.Go(func() {
 		if p.st.Ensure(ctx, cfg, log) != nil {
 			return
@@ -76,7 +76,7 @@ func Start(node *actors.Node, stock orders.Stock, st *Stream, ostore persistence
 		var inner sync.WaitGroup
 		inner.Go(func() { node.RunRelay(ctx, &relayPublisher{pub: p.pub, node: node}) })
 		for range writers {
-			inner.Go(func() { bus.RunWriter(ctx, st.JS, WriterBatch, WriterHandler(p.Orders)) })
+			inner.Go(func() { bus.RunWriterFor(ctx, st.JS, cfg.Node, WriterBatch, WriterHandler(p.Orders)) })
 		}
 		inner.Go(func() { bus.RunDLQCopier(ctx, st.JS) })
 		inner.Wait()

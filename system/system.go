@@ -227,7 +227,13 @@ func (s *System) openOrders(cfg Config) error {
 	if cfg.WrapOrders != nil {
 		ostore = cfg.WrapOrders(ostore)
 	}
-	s.Pipeline = Start(s.Node, s.svc.(orders.Stock), s.Stream, ostore, cfg.OrderWriters, cfg.Bus, s.log)
+	busCfg := cfg.Bus
+	if cfg.Cluster != nil {
+		// This node's lane: its writers write the orders of the grabs it
+		// made (bus.GrabSubjectFrom).
+		busCfg.Node = cfg.Cluster.Node
+	}
+	s.Pipeline = Start(s.Node, s.svc.(orders.Stock), s.Stream, ostore, cfg.OrderWriters, busCfg, s.log)
 	return nil
 }
 

@@ -116,7 +116,7 @@ func newC3(t *testing.T, env map[string][]string) *c3Cluster {
 	c.natsURL = m[1]
 	for i, ip := range c3IPs {
 		name := fmt.Sprintf("n%d", i+1)
-		n := &c3Node{idx: i, name: name, ip: ip, dir: t.TempDir(), httpPort: freePort(t), peerPort: freePort(t), env: env[name]}
+		n := &c3Node{idx: i, name: name, ip: ip, dir: t.TempDir(), httpPort: freePortOn(t, ip), peerPort: freePortOn(t, ip), env: env[name]}
 		c.nodes = append(c.nodes, n)
 		c.start(n)
 	}

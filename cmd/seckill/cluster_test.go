@@ -61,7 +61,7 @@ func startClusterEtcd(t *testing.T, _ string) (string, int) {
 func startClusterNode(t *testing.T, bin, dataDir, ip, etcdURL, name string, extra ...string) *seckillProc {
 	t.Helper()
 	args := append([]string{"--http", ip + ":0", "--nats-listen", "", "--cluster", "--etcd", etcdURL,
-		"--peer", ip + ":" + strconv.Itoa(freePort(t))}, extra...)
+		"--peer", ip + ":" + strconv.Itoa(freePortOn(t, ip))}, extra...)
 	return startServe(t, bin, dataDir, name, args...)
 }
 

@@ -18,6 +18,7 @@ import (
 	"io"
 	"io/fs"
 	"maps"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -210,6 +211,32 @@ func freePort(t *testing.T) int {
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// Ports a clustered node listens on: below Linux's default ephemeral range
+// (32768-60999). Nodes dial from their own 127.0.0.1x address, and an
+// ephemeral port of one of those connections, in TIME-WAIT after a node
+// was killed, refuses a later listen on the same address and port (the
+// dialing socket had no SO_REUSEADDR): a port picked in the ephemeral
+// range collides now and then.
+const (
+	nodePortMin = 20000
+	nodePortMax = 32700
+)
+
+// freePortOn returns a port below the ephemeral range that ip can listen on now.
+func freePortOn(t *testing.T, ip string) int {
+	t.Helper()
+	for range 1000 {
+		port := nodePortMin + rand.IntN(nodePortMax-nodePortMin)
+		ln, err := net.Listen("tcp", net.JoinHostPort(ip, strconv.Itoa(port)))
+		if err == nil {
+			ln.Close()
+			return port
+		}
+	}
+	t.Fatalf("no free port on %s in %d-%d", ip, nodePortMin, nodePortMax)
+	return 0
 }
 
 // ---------------------------------------------------------------------------
