@@ -28,6 +28,7 @@ func runOrders(ctx context.Context, args []string) error {
 	natsURL := fs.String("nats", envOr("SECKILL_NATS", "nats://127.0.0.1:4222"), "NATS server or cluster URL (env SECKILL_NATS)")
 	dir := fs.String("orders", envOr("SECKILL_ORDERS", "./orders"), "order store directory (env SECKILL_ORDERS)")
 	writers := fs.Int("writers", 1, "writers in this process")
+	node := fs.String("node", envOr("SECKILL_NODE", ""), "a cluster node whose lane of the stream to write (its relay's grabs); empty: a single node's stream. On a cluster, never run writers without --node beside the nodes' own: they would write orders the nodes write too (env SECKILL_NODE)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -44,14 +45,14 @@ func runOrders(ctx context.Context, args []string) error {
 	defer st.Close()
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := st.Ensure(ctx, bus.Config{}, log); err != nil {
+	if err := st.Ensure(ctx, bus.Config{Node: *node}, log); err != nil {
 		return err
 	}
 	o := orders.New(nil, store, log)
 	fmt.Printf("seckill orders: writing from %s to %s with %d writers\n", *natsURL, *dir, *writers)
 	var wg sync.WaitGroup
 	for range *writers {
-		wg.Go(func() { bus.RunWriter(ctx, st.JS, system.WriterBatch, system.WriterHandler(o)) })
+		wg.Go(func() { bus.RunWriterFor(ctx, st.JS, *node, system.WriterBatch, system.WriterHandler(o)) })
 	}
 	wg.Wait()
 	log.Info("stopped")
