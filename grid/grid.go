@@ -84,6 +84,8 @@ type Grid struct {
 	ledgerMu  sync.Mutex
 	ledgerRev map[string]int64
 
+	refreshMu sync.Mutex // see refresh
+
 	// moving: shards this node is handing over (one step at a time).
 	movingMu sync.Mutex
 	moving   map[shardKey]bool
@@ -221,8 +223,12 @@ func (g *Grid) refreshMembers() {
 }
 
 // refresh reads items, placements, members and drain marks, then makes
-// what runs here match.
+// what runs here match. One runs at a time: a refresh that read etcd
+// before a move was asked must not act after one that read it since (it
+// would start again a shard the newer one is handing over).
 func (g *Grid) refresh() {
+	g.refreshMu.Lock()
+	defer g.refreshMu.Unlock()
 	ctx, cancel := g.ctx()
 	defer cancel()
 	items, _, err := g.cfg.Fence.Items(ctx)
@@ -288,11 +294,11 @@ func (g *Grid) reconcile(v *view, cfg engine.ItemConfig) {
 	}
 	p0 := v.placement[cfg.Item][0]
 	switch pool := n.PoolActive(cfg.Item); {
-	case p0.Node == self && !pool && g.valid():
+	case p0.Node == self && p0.State == fence.Active && !pool && g.valid():
 		if err := n.ActivatePool(cfg.Item, p0.Epoch); err != nil && !errors.Is(err, actors.ErrActive) {
 			g.log.Warn("grid: activate pool", "item", cfg.Item, "err", err)
 		}
-	case p0.Node != self && pool:
+	case (p0.Node != self || p0.State != fence.Active) && pool && !g.handingOver(cfg.Item, 0):
 		n.DeactivatePool(cfg.Item)
 	}
 }
@@ -380,6 +386,13 @@ func (g *Grid) handOverSteps(cfg engine.ItemConfig, p fence.Placement) error {
 		return fmt.Errorf("move in etcd: %w", err)
 	}
 	return nil
+}
+
+// handingOver reports whether this node is moving shard i of item away.
+func (g *Grid) handingOver(item string, i int) bool {
+	g.movingMu.Lock()
+	defer g.movingMu.Unlock()
+	return g.moving[shardKey{item, i}]
 }
 
 // owner is the node shard i of item is placed on, with its placement.

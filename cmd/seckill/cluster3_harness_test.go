@@ -838,6 +838,11 @@ func (c *c3Cluster) endSale(s *c3Sale, a *c3Audit) {
 	n := s.replayAll(nil)
 	c.t.Logf("%s: all %d confirmed keys replay their grab id", s.item, n)
 	s.waitOrders()
+	// The cluster's reconcile, asked of one node for every node's stores,
+	// the ledger in etcd and the shared stream: clean, one order a grab.
+	front := c.nodes[len(c.nodes)-1]
+	r := waitLiveReconcile(c.t, c.client, front.url(), s.item, c3Stock, int(s.confirmed.Load()), true)
+	c.t.Logf("%s: the cluster reconcile through %s is clean: %d grabs, %d in the stream, orders %v", s.item, front.name, r.Grabs, r.InStream, r.Orders)
 }
 
 // stopAndCheckOrders stops every node and reads the order stores.
