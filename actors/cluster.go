@@ -140,7 +140,14 @@ func (n *Node) PoolActive(item string) bool {
 // shard then runs on what the store holds. It tells the pool at once
 // (MsgSync), so the pool learns the new incarnation and resends its total.
 func (n *Node) ActivateShard(item string, i int, epoch uint64, snap *engine.ShardSnapshot) error {
-	return n.activateShard(item, i, epoch, snap, false)
+	return n.activateShard(item, i, epoch, snap, false, false)
+}
+
+// ActivateForced is ActivateShard after a forced move: the snapshot's
+// grabs are relayed from here too, on this node's lane, since the node
+// that made them was lost and may not have handed them all to the stream.
+func (n *Node) ActivateForced(item string, i int, epoch uint64, snap *engine.ShardSnapshot) error {
+	return n.activateShard(item, i, epoch, snap, false, true)
 }
 
 // ActivateSecond starts shard i of item here whatever etcd says, from what
@@ -148,7 +155,7 @@ func (n *Node) ActivateShard(item string, i int, epoch uint64, snap *engine.Shar
 // framework that lost track would make one. Only the test hook of
 // `seckill serve` calls it, to show that such an activation sells nothing.
 func (n *Node) ActivateSecond(item string, i int, epoch uint64) error {
-	return n.activateShard(item, i, epoch, nil, true)
+	return n.activateShard(item, i, epoch, nil, true, false)
 }
 
 // ClusterStart is a clustered shard's first counters: its initial
@@ -173,7 +180,7 @@ func (n *Node) activating(item string) (*Item, error) {
 	return it, nil
 }
 
-func (n *Node) activateShard(item string, i int, epoch uint64, snap *engine.ShardSnapshot, fresh bool) error {
+func (n *Node) activateShard(item string, i int, epoch uint64, snap *engine.ShardSnapshot, fresh, relayAdopted bool) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	it, err := n.activating(item)
@@ -188,7 +195,7 @@ func (n *Node) activateShard(item string, i int, epoch uint64, snap *engine.Shar
 		return ErrActive
 	}
 	if snap != nil {
-		if err := n.adopt(it.Config, *snap); err != nil {
+		if err := n.adopt(it.Config, *snap, relayAdopted); err != nil {
 			return err
 		}
 	}
@@ -226,7 +233,7 @@ func (n *Node) activateShard(item string, i int, epoch uint64, snap *engine.Shar
 // adopt writes snap to the local store unless what the store holds of the
 // shard is the same state or later (a restart of the owner, or a snapshot
 // older than the local copy).
-func (n *Node) adopt(cfg engine.ItemConfig, snap engine.ShardSnapshot) error {
+func (n *Node) adopt(cfg engine.ItemConfig, snap engine.ShardSnapshot, relayAdopted bool) error {
 	sh, err := engine.RestoreSnapshot(cfg, snap)
 	if err != nil {
 		return fmt.Errorf("adopt %s.%d: %w", cfg.Item, snap.Shard, err)
@@ -250,7 +257,7 @@ func (n *Node) adopt(cfg engine.ItemConfig, snap engine.ShardSnapshot) error {
 	if err != nil {
 		return err
 	}
-	if cursor+1 < local.NextSeq {
+	if cursor+1 < local.NextSeq && !relayAdopted {
 		return fmt.Errorf("adopt %s.%d: %w", cfg.Item, snap.Shard, ErrRelayBehind)
 	}
 	c := sh.Counters()
@@ -270,11 +277,13 @@ func (n *Node) adopt(cfg engine.ItemConfig, snap engine.ShardSnapshot) error {
 	}
 	b.PutCounters(cfg.Item, snap.Shard, c)
 	floor := snap.Counters.NextSeq - 1
-	b.PutCursor(cfg.Item, snap.Shard, floor)
+	if !relayAdopted {
+		b.PutCursor(cfg.Item, snap.Shard, floor)
+	}
 	if err := n.store.Apply(&b); err != nil {
 		return fmt.Errorf("adopt %s.%d: %w", cfg.Item, snap.Shard, err)
 	}
-	if it, ok := n.Item(cfg.Item); ok {
+	if it, ok := n.Item(cfg.Item); ok && !relayAdopted {
 		it.shards[snap.Shard].relayFloor.Store(floor)
 	}
 	return nil
@@ -397,6 +406,15 @@ func unknownShards(cfg engine.ItemConfig) []engine.Counters {
 		cs[i] = ClusterStart(cfg, i)
 	}
 	return cs
+}
+
+// ReloadPool makes item's pool, if it runs here, drop its memory and load
+// its ledger again before its next step: someone else changed the ledger
+// (a forced move rebased a shard's totals).
+func (n *Node) ReloadPool(item string) {
+	if it, ok := n.Item(item); ok {
+		n.tell(it.pool, reloadMsg{gen: ^uint64(0)})
+	}
 }
 
 // DeactivatePool stops item's pool here (its shard 0 moves away).

@@ -62,6 +62,10 @@ type shardRef struct {
 	// relayedSeq: the stream acknowledged this shard's grabs up to here
 	// (the relay's cursor, for RelayLag).
 	relayedSeq atomic.Uint64
+	// relayCeiling, when not 0: grabs from this sequence on are not
+	// published from here (a forced move gave those sequences to another
+	// incarnation; see fence.Forced).
+	relayCeiling atomic.Uint64
 	// durableSeq is the highest grab sequence known to be on disk: how far
 	// the relay may publish, and whether an order can still be coming.
 	durableSeq atomic.Uint64

@@ -119,6 +119,9 @@ func (n *Node) collect(cursors map[*shardRef]*relayCursor, batch []engine.Grab, 
 			}
 			ref.relayedSeq.Store(rc.cursor)
 			durable := ref.durableSeq.Load()
+			if c := ref.relayCeiling.Load(); c > 0 && durable >= c {
+				durable = c - 1
+			}
 			room := MaxRelayBatch - len(batch)
 			if durable <= rc.cursor || room <= 0 {
 				continue
@@ -167,6 +170,15 @@ func (n *Node) saveCursors(batch []engine.Grab, moved []*relayCursor) error {
 	return nil
 }
 
+// SetRelayCeiling stops the relay publishing grabs of shard i of item from
+// sequence seq on: a forced move gave those sequences to another
+// incarnation (fence.Forced).
+func (n *Node) SetRelayCeiling(item string, i int, seq uint64) {
+	if it, ok := n.Item(item); ok && i >= 0 && i < len(it.shards) {
+		it.shards[i].relayCeiling.Store(seq)
+	}
+}
+
 // RelayLag is how many durable grabs the stream has not acknowledged yet
 // (counted by sequence: a grab of several units counts once).
 func (n *Node) RelayLag() int64 {
@@ -174,6 +186,9 @@ func (n *Node) RelayLag() int64 {
 	for _, it := range n.Items() {
 		for _, ref := range it.shards {
 			d, r := ref.durableSeq.Load(), max(ref.relayedSeq.Load(), ref.relayFloor.Load())
+			if c := ref.relayCeiling.Load(); c > 0 && d >= c {
+				d = c - 1
+			}
 			if d > r {
 				lag += int64(d - r)
 			}

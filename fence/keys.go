@@ -27,6 +27,7 @@ const (
 	placementPrefix = prefix + "placement/"
 	ledgerPrefix    = prefix + "ledger/"
 	drainPrefix     = prefix + "drain/"
+	forcedPrefix    = prefix + "forced/"
 )
 
 func nodeKey(node string) string { return nodesPrefix + node }
@@ -44,6 +45,11 @@ func itemKey(item string) string { return itemsPrefix + item }
 func poolKey(item string) string { return poolPrefix + item }
 
 func drainKey(node string) string { return drainPrefix + node }
+
+// forcedKey records that a forced move took shard of item from node.
+func forcedKey(item string, shard int, node string) string {
+	return forcedPrefix + item + "/" + strconv.Itoa(shard) + "/" + node
+}
 
 // CheckNodeID refuses a node id that would break the key layout: the
 // check Join makes, for callers that take a name before they reach etcd.

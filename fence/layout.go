@@ -9,7 +9,7 @@ import (
 // layoutPrefixes are what decides where shards run: items, placements,
 // members and drain marks (not the pool ledgers, which change with every
 // refill).
-var layoutPrefixes = []string{prefix + "items/", placementPrefix, nodesPrefix, prefix + "drain/"}
+var layoutPrefixes = []string{prefix + "items/", placementPrefix, nodesPrefix, prefix + "drain/", forcedPrefix}
 
 // WatchLayout reports that the cluster's layout changed (an item, a
 // placement, a member, a drain mark) until ctx ends or a watch fails, then

@@ -34,6 +34,10 @@ type Placement struct {
 	// To is the node a requested cooperative move hands the shard to
 	// (RequestMove); set only while State is Moving.
 	To string `json:"to,omitempty"`
+	// Forced: this incarnation was made by ForceMove, from a snapshot
+	// written for it at this epoch (a cooperative move starts from the
+	// old owner's final snapshot, one epoch lower).
+	Forced bool `json:"forced,omitempty"`
 	// ModRev is the placement key's mod revision when this value was read
 	// or written; it is not stored. Every read and every write of this
 	// package fills it. An unchanged mod revision means an unchanged
@@ -319,7 +323,9 @@ func (s *Store) forceMove(ctx context.Context, item string, owner Placement, to 
 		if out, err = p.next(to); err != nil {
 			return nil, err
 		}
-		ops := []clientv3.Op{out.put(item)}
+		out.Forced = true
+		rec, _ := json.Marshal(Forced{Item: item, Shard: p.Shard, Node: p.Node, Epoch: p.Epoch, Seq: start.NextSeq})
+		ops := []clientv3.Op{out.put(item), clientv3.OpPut(forcedKey(item, p.Shard, p.Node), string(rec))}
 		if kvs[3] != nil {
 			l, err := decodeLedger(item, kvs[3])
 			if err != nil {

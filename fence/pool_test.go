@@ -419,7 +419,7 @@ func TestForceMoveRebasesPool(t *testing.T) {
 			}
 			continue
 		}
-		if want := (Placement{Shard: c.shard, Node: "n2", Epoch: 2, State: Active, ModRev: after.Rev}); moved != want || placed != want {
+		if want := (Placement{Shard: c.shard, Node: "n2", Epoch: 2, State: Active, Forced: true, ModRev: after.Rev}); moved != want || placed != want {
 			t.Fatalf("%s: returned %+v, stored %+v, want %+v (one transaction with the ledger)", c.name, moved, placed, want)
 		}
 		if after.Sent[c.shard] != c.start.Received || after.Got[c.shard] != c.start.Returned {

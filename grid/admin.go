@@ -7,15 +7,18 @@ import (
 	"net/http"
 	"slices"
 
+	"github.com/seckill/seckill/actors"
+	"github.com/seckill/seckill/engine"
 	"github.com/seckill/seckill/fence"
 	"github.com/seckill/seckill/sale"
 )
 
 // ForceMoveRisk is what a forced move answers: what an operator accepts.
-const ForceMoveRisk = "the shard starts again from its last snapshot in Redis: grabs its old node confirmed after " +
-	"that snapshot are not on the new node (their orders still come from the old node's data once it returns), " +
-	"so a buyer of those may buy again up to the limit (reconcile lists them); the old incarnation's unsold units " +
-	"are frozen, not sold, until an operator changes the stock"
+const ForceMoveRisk = "the shard started again from its last snapshot in Redis, its unsold units frozen (out of the sale; " +
+	"add stock to sell them again). Grabs the lost node confirmed after that snapshot are not on the new node: their " +
+	"buyers may buy again up to the limit, their ids will be given to other grabs, and if the node comes back they " +
+	"are not published (reconcile lists them). The snapshot's grabs are published again by the new node: if the lost " +
+	"node's order store comes back, those it had written show as duplicate_order in reconcile"
 
 // LocalReport implements sale.ClusterAdmin.
 func (g *Grid) LocalReport(item string) (any, bool) { return g.Local(item) }
@@ -64,6 +67,9 @@ func (g *Grid) Move(ctx context.Context, item string, shard int, to string, forc
 	}
 	if force {
 		return g.forceMove(ctx, item, shard, to)
+	}
+	if err := g.givenBack(item, shard, to); err != nil {
+		return sale.MoveAsked{}, err
 	}
 	p, err := g.cfg.Fence.RequestMove(ctx, item, shard, to)
 	if err != nil {
@@ -139,6 +145,13 @@ func (g *Grid) Drain(ctx context.Context, node string, on bool) ([]sale.MoveAske
 			}
 			to := targets[k%len(targets)]
 			k++
+			if g.givenBack(it.Config.Item, p.Shard, to) != nil {
+				to = targets[k%len(targets)] // the next one, once
+				k++
+				if g.givenBack(it.Config.Item, p.Shard, to) != nil {
+					continue
+				}
+			}
 			if _, err := g.cfg.Fence.RequestMove(ctx, it.Config.Item, p.Shard, to); err != nil {
 				return moves, moveErr(err)
 			}
@@ -148,7 +161,62 @@ func (g *Grid) Drain(ctx context.Context, node string, on bool) ([]sale.MoveAske
 	return moves, nil
 }
 
-// forceMove is not offered yet: see the issue note.
+// forceMove takes the shard of a node whose lease expired: it starts
+// again on to, at the next epoch, from its last snapshot in Redis with the
+// unsold units of that snapshot frozen (fence.ForceMove, in the same
+// transaction as the placement). The snapshot the new incarnation starts
+// from is written for its epoch after the transaction; the new owner waits
+// for it.
 func (g *Grid) forceMove(ctx context.Context, item string, shard int, to string) (sale.MoveAsked, error) {
-	return sale.MoveAsked{}, &sale.AdminError{Status: http.StatusNotImplemented, Code: "not_implemented", Msg: "forced moves are not offered yet"}
+	it, _ := g.cfg.Node.Item(item)
+	if g.cfg.Snapshots == nil {
+		return sale.MoveAsked{}, &sale.AdminError{Status: http.StatusConflict, Code: "no_snapshots", Msg: "a forced move starts from a Redis snapshot: run the nodes with --redis"}
+	}
+	if err := g.givenBack(item, shard, to); err != nil {
+		return sale.MoveAsked{}, err
+	}
+	ps, err := g.cfg.Fence.Placement(ctx, item)
+	if err != nil {
+		return sale.MoveAsked{}, err
+	}
+	var from fence.Placement
+	for _, p := range ps {
+		if p.Shard == shard {
+			from = p
+		}
+	}
+	snap, ok, err := g.cfg.Snapshots.LoadSnapshot(ctx, item, shard)
+	if err != nil {
+		return sale.MoveAsked{}, err
+	}
+	if !ok {
+		// Nothing was ever written of it: it starts empty.
+		snap = engine.ShardSnapshot{Item: item, Shard: shard, Counters: actors.ClusterStart(it.Config, shard)}
+	}
+	start := snap.Counters
+	start.Returned += start.Allocated - start.Sold // the unsold units: frozen
+	start.Allocated = start.Sold
+	p, err := g.cfg.Fence.ForceMove(ctx, item, shard, to, start)
+	if err != nil {
+		return sale.MoveAsked{}, moveErr(err)
+	}
+	snap.Counters, snap.Epoch = start, p.Epoch
+	if err := g.cfg.Snapshots.SaveSnapshot(ctx, snap); err != nil {
+		// The placement is the new node's: it waits for this snapshot.
+		// Asking again writes it.
+		return sale.MoveAsked{}, fmt.Errorf("forced move of %s.%d done in etcd, its snapshot not written yet (ask again): %w", item, shard, err)
+	}
+	g.poke()
+	return sale.MoveAsked{Item: item, Shard: shard, From: from.Node, To: to, Epoch: p.Epoch, State: "moved", Risk: ForceMoveRisk}, nil
+}
+
+// givenBack refuses a move of shard to a node a forced move took it from:
+// that node's copy of the shard diverges from the shard's.
+func (g *Grid) givenBack(item string, shard int, to string) error {
+	for _, n := range g.view.Load().forcedAway[shardKey{item, shard}] {
+		if n == to {
+			return &sale.AdminError{Status: http.StatusConflict, Code: "forced_away", Msg: "a forced move took this shard from that node: its copy diverges"}
+		}
+	}
+	return nil
 }

@@ -64,6 +64,9 @@ type Config struct {
 	Logger    *slog.Logger
 	// Valid is the node's lease fence (nil: always valid).
 	Valid func(time.Time) bool
+	// LeaseID is the node's current lease (nil: none, the grid is always
+	// current): see Current.
+	LeaseID func() int64
 	// SecondActivation, "ITEM/SHARD", is a test hook: this node runs that
 	// shard too, whatever etcd says, and sends its own front's buyers of
 	// it there: the second activation a grain framework may make by
@@ -85,6 +88,8 @@ type Grid struct {
 	ledgerRev map[string]int64
 
 	refreshMu sync.Mutex // see refresh
+	// refreshedLease is the lease under which a refresh last completed.
+	refreshedLease atomic.Int64
 
 	// moving: shards this node is handing over (one step at a time).
 	movingMu sync.Mutex
@@ -117,6 +122,9 @@ type view struct {
 	placement map[string][]fence.Placement // by item, index = shard
 	peers     map[string]fence.NodeInfo    // live members by id
 	draining  map[string]bool
+	// forcedAway: the nodes forced moves took each shard from; the shard
+	// is never given back to them.
+	forcedAway map[shardKey][]string
 }
 
 // New makes a grid; Attach gives it its transport, Run starts it.
@@ -229,6 +237,7 @@ func (g *Grid) refreshMembers() {
 func (g *Grid) refresh() {
 	g.refreshMu.Lock()
 	defer g.refreshMu.Unlock()
+	lease := g.leaseID()
 	ctx, cancel := g.ctx()
 	defer cancel()
 	items, _, err := g.cfg.Fence.Items(ctx)
@@ -258,15 +267,46 @@ func (g *Grid) refresh() {
 	if v.draining, err = g.cfg.Fence.Draining(ctx); err != nil {
 		return
 	}
+	forced, err := g.cfg.Fence.ForcedMoves(ctx)
+	if err != nil {
+		return
+	}
+	v.forcedAway = map[shardKey][]string{}
+	for _, f := range forced {
+		k := shardKey{f.Item, f.Shard}
+		v.forcedAway[k] = append(v.forcedAway[k], f.Node)
+	}
 	g.view.Store(v)
 	for _, cfg := range items {
 		if err := g.cfg.Node.AddItem(cfg); err != nil {
 			g.log.Warn("grid: add item", "item", cfg.Item, "err", err)
 			continue
 		}
+		for _, f := range forced {
+			if f.Node == g.cfg.Self.ID && f.Item == cfg.Item {
+				// Taken from this node by a forced move: its grabs from
+				// f.Seq on are not the shard's any more.
+				g.cfg.Node.SetRelayCeiling(f.Item, f.Shard, f.Seq)
+			}
+		}
 		g.reconcile(v, cfg)
 	}
+	g.refreshedLease.Store(lease)
 }
+
+func (g *Grid) leaseID() int64 {
+	if g.cfg.LeaseID == nil {
+		return 0
+	}
+	return g.cfg.LeaseID()
+}
+
+// Current reports whether this node has read etcd's placement under its
+// current lease. The committers confirm nothing until it has: a node back
+// from a pause or a partition re-joins with a new lease, and one of its
+// shards may have been moved away by force meanwhile; until it has seen
+// that, it must not sell from that shard. One atomic load and a call.
+func (g *Grid) Current() bool { return g.refreshedLease.Load() == g.leaseID() }
 
 // reconcile starts and stops the item's shards and pool here as etcd says.
 func (g *Grid) reconcile(v *view, cfg engine.ItemConfig) {
@@ -321,7 +361,17 @@ func (g *Grid) activate(cfg engine.ItemConfig, p fence.Placement) {
 			snap = &s
 		}
 	}
-	if err := g.cfg.Node.ActivateShard(cfg.Item, p.Shard, p.Epoch, snap); err != nil && !errors.Is(err, actors.ErrActive) {
+	activate := g.cfg.Node.ActivateShard
+	if p.Forced {
+		// Only the snapshot the forced move wrote for this epoch will
+		// do: an older one still holds units the move froze.
+		if snap == nil || snap.Epoch != p.Epoch {
+			g.log.Warn("grid: forced shard waits for its snapshot", "item", cfg.Item, "shard", p.Shard, "epoch", p.Epoch)
+			return
+		}
+		activate = g.cfg.Node.ActivateForced
+	}
+	if err := activate(cfg.Item, p.Shard, p.Epoch, snap); err != nil && !errors.Is(err, actors.ErrActive) {
 		g.log.Warn("grid: activate shard", "item", cfg.Item, "shard", p.Shard, "epoch", p.Epoch, "err", err)
 		return
 	}
@@ -435,6 +485,14 @@ func (g *Grid) Send(m engine.Msg) {
 			return
 		}
 	}
+	if m.From.Shard == engine.PoolShard && p.Forced && g.poolRev(m.To.Item) < p.ModRev {
+		// A forced move rebased this shard's totals in the ledger after
+		// the pool last read it: a total from the pool's memory would hand
+		// the new incarnation units the move froze. The pool reloads
+		// first; what it sends after is right.
+		g.cfg.Node.ReloadPool(m.To.Item)
+		return
+	}
 	if p.Node == self {
 		g.cfg.Node.Deliver(m)
 		return
@@ -464,6 +522,13 @@ func (g *Grid) Receive(from string, m engine.Msg) {
 // activation on this node.
 func (g *Grid) second(item string, i int) bool {
 	return g.cfg.SecondActivation != "" && g.cfg.SecondActivation == item+"/"+strconv.Itoa(i)
+}
+
+// poolRev is the ledger revision the pool of item last read or wrote here.
+func (g *Grid) poolRev(item string) int64 {
+	g.ledgerMu.Lock()
+	defer g.ledgerMu.Unlock()
+	return g.ledgerRev[item]
 }
 
 // ledger is the pools' PoolLedger over fence.

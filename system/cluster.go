@@ -171,6 +171,14 @@ func (c *cluster) keep() {
 	}
 }
 
+// leaseID is the current lease's id.
+func (c *cluster) leaseID() int64 {
+	if l := c.lease.Load(); l != nil {
+		return int64(l.ID())
+	}
+	return 0
+}
+
 // valid is the committers' fence: two atomic loads (the current lease,
 // then its validity).
 func (c *cluster) valid(now time.Time) bool {

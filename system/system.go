@@ -130,7 +130,11 @@ func (s *System) open(cfg Config) error {
 			snaps = s.snap.snaps
 		}
 		s.grid = grid.New(grid.Config{Self: s.clu.info, Fence: s.clu.store, Snapshots: snaps, Logger: s.log, Valid: s.clu.valid,
-			SecondActivation: cfg.Cluster.SecondActivation})
+			LeaseID: s.clu.leaseID, SecondActivation: cfg.Cluster.SecondActivation})
+		// A node confirms only under a valid lease and once it has read
+		// etcd's placement under that lease (grid.Current).
+		g := s.grid
+		opts.Fence = func(now time.Time) bool { return s.clu.valid(now) && g.Current() }
 		s.grid.SetAdminToken(cfg.AdminToken)
 		opts.Cluster = s.grid.Hooks()
 		if opts.Cluster.Boot, err = nextBoot(cfg.DataDir); err != nil {

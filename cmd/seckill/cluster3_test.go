@@ -13,6 +13,7 @@ package main
 // fault after 30 % of the buyers would only ever meet sold_out answers.
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -616,4 +617,111 @@ func adminPost(c *http.Client, url, body string) (int, string, error) {
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(raw), err
+}
+
+// TestCluster3ForceMove: a node is lost mid-sale (SIGKILLed, not
+// restarted); once etcd expired its lease its shards are moved by force,
+// each answer saying what it risks. The sale goes on and ends: sold never
+// above the stock in any view, and at the end sold + frozen == stock (the
+// units the lost node held beyond its last snapshot are frozen, never sold
+// twice). The grabs the lost node confirmed after its last snapshot are
+// the stated risk: their ids may be given again, and they are counted.
+func TestCluster3ForceMove(t *testing.T) {
+	const item = "fm"
+	c := newC3(t, nil)
+	c.createItem(item)
+	owners := c.owners(c.nodes[0], item)
+	victim := c.node("n3")
+	s := c.newSale(item, c3Buyers, 0, 1) // through the fronts that live
+	a := c.audit(item)
+	s.run()
+	s.waitConfirmed(c3Stock * 3 / 10)
+	victim.proc.kill(t)
+	killed := s.sinceStart()
+	t.Logf("%s SIGKILLed after %d of %d units sold; it does not come back", victim.name, s.confirmed.Load(), c3Stock)
+	// A forced move is refused while the owner's lease lives.
+	var lost []int
+	for sh, n := range owners {
+		if n == victim.name {
+			lost = append(lost, sh)
+		}
+	}
+	listed(t, c.client, c.nodes[0].proc, map[string]bool{victim.name: false})
+	expired := s.sinceStart()
+	for k, sh := range lost {
+		to := c.nodes[k%2].name
+		code, raw, _ := adminPost(c.client, c.nodes[0].url()+fmt.Sprintf("/admin/v1/cluster/shards/%s/%d/move", item, sh),
+			fmt.Sprintf(`{"to":%q,"force":true}`, to))
+		var ans struct {
+			State string `json:"state"`
+			Epoch uint64 `json:"epoch"`
+			Risk  string `json:"risk"`
+		}
+		if code != http.StatusAccepted || json.Unmarshal([]byte(raw), &ans) != nil || ans.State != "moved" || ans.Epoch != 2 || ans.Risk == "" {
+			t.Fatalf("forced move of shard %d to %s: %d %s", sh, to, code, raw)
+		}
+		// Not back to the node it was taken from, ever.
+		if code, raw, _ := adminPost(c.client, c.nodes[1].url()+fmt.Sprintf("/admin/v1/cluster/shards/%s/%d/move", item, sh),
+			fmt.Sprintf(`{"to":%q}`, victim.name)); code != http.StatusConflict {
+			t.Fatalf("move of shard %d back to %s: %d %s, want 409", sh, victim.name, code, raw)
+		}
+	}
+	waitFor(t, "the lost node's shards run elsewhere", func() (bool, string) {
+		ps, raw := c.placement(c.nodes[0], item)
+		if ps == nil {
+			return false, raw
+		}
+		for _, p := range ps {
+			if p.Node == victim.name || p.State != "active" || p.Remaining == nil {
+				return false, raw
+			}
+		}
+		return true, raw
+	})
+	back := s.sinceStart()
+	t.Logf("%d shards of %s: lease gone %v after the kill, forced elsewhere and serving %v after it", len(lost), victim.name,
+		(expired - killed).Round(time.Millisecond), (back - killed).Round(time.Millisecond))
+	s.wait()
+	a.finish(t)
+
+	var frozen int64
+	waitFor(t, "the sale settles with sold + frozen == stock", func() (bool, string) {
+		code, raw, err := adminGet(c.client, c.nodes[1].url()+"/admin/v1/cluster/health")
+		var h struct {
+			Frozen *int64 `json:"units_frozen"`
+		}
+		if err != nil || json.Unmarshal(raw, &h) != nil || h.Frozen == nil {
+			return false, fmt.Sprintf("health %d %s %v", code, raw, err)
+		}
+		v, vraw, ok := c.itemView(c.nodes[1], item)
+		frozen = *h.Frozen
+		return ok && v.Sold+frozen == c3Stock && v.Sold <= c3Stock, fmt.Sprintf("frozen %d, view %s", frozen, vraw)
+	})
+	// Every buyer has a final answer; grab ids confirmed twice can only be
+	// the lost node's grabs after its snapshot, given again by the new owner.
+	ids := map[string]int{}
+	confirmed := 0
+	for _, b := range s.buyers {
+		if r := b.result(); r == nil {
+			t.Fatalf("%s has no final answer", b.user)
+		} else if r.code == http.StatusCreated {
+			confirmed++
+			ids[b.grabID]++
+		}
+	}
+	twice := 0
+	for _, n := range ids {
+		if n > 1 {
+			twice += n - 1
+		}
+	}
+	sold := c3Stock - frozen
+	if int64(confirmed) < sold || int64(confirmed) > sold+frozen || int64(twice) > frozen {
+		t.Fatalf("%d 201s (%d ids given twice) for %d units sold and %d frozen", confirmed, twice, sold, frozen)
+	}
+	t.Logf("%s: %d sold, %d frozen; buyers hold %d 201s, %d of them from the lost node after its last snapshot at most (%d ids given twice)",
+		item, sold, frozen, confirmed, int64(confirmed)-sold, twice)
+	for _, n := range c.nodes[:2] {
+		n.proc.stop(t)
+	}
 }
