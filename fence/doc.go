@@ -29,10 +29,6 @@
 //     ledger in the same transaction, freezing what the dead owner may
 //     have sold after its last snapshot.
 //   - Drain marks (SetDraining, Draining): nodes an operator is emptying.
-//
-// The per-incarnation Ledger (CreateLedger, Grant, Return, ChangeStock,
-// Freeze) came first; items made by CreateItem have none and use the pool
-// ledger. ForceMove still freezes an incarnation in a Ledger that exists.
 package fence
 
 import (
@@ -72,14 +68,11 @@ const (
 	// (2 cores, a write 1-10 ms) sixteen writers of one ledger then spread
 	// out instead of colliding again in lockstep.
 	maxCASBackoff = 200 * time.Millisecond
-	// MaxIncarnations bounds one item's ledger record (a JSON value read and
-	// rewritten by every change): 4096 incarnations are about 300 KiB, well
-	// under etcd's 1.5 MiB request limit and a few moves per shard of a
-	// 1024-shard item.
-	MaxIncarnations = 4096
-	// MaxEpoch: an incarnation's grab sequences live in [epoch<<32,
-	// (epoch+1)<<32), so the epoch must fit in 32 bits.
-	MaxEpoch = 1<<32 - 1
+	// MaxEpoch: a clustered shard's incarnation number packs its epoch
+	// above 20 bits of node starts and 20 of reloads (actors.GenShift,
+	// BootBits), so the epoch must fit in the 24 bits left: 16 million
+	// moves of one shard.
+	MaxEpoch = 1<<24 - 1
 	// MaxJoinAttempts bounds how many times Join waits for an earlier
 	// lease of the same node id to expire (a restart after SIGKILL).
 	MaxJoinAttempts = 8
@@ -131,12 +124,8 @@ var (
 	// it gets no units. From CommitPool also: the pool ledger is no longer
 	// at the revision the caller decided on; reload and decide again.
 	ErrStale = errors.New("fence: stale incarnation")
-	// ErrFrozen: the incarnation was frozen by a forced move; it gets no units.
-	ErrFrozen = errors.New("fence: incarnation frozen")
 	// ErrNoLedger: the item has no ledger.
 	ErrNoLedger = errors.New("fence: item has no ledger")
-	// ErrLedgerExists: CreateLedger found one.
-	ErrLedgerExists = errors.New("fence: ledger exists")
 	// ErrItemExists: CreateItem found the item's record, or keys of an item
 	// by that id (a pool ledger, placements) without one.
 	ErrItemExists = errors.New("fence: item exists")
@@ -145,8 +134,6 @@ var (
 	// ErrTooManyShards: the item has more shards than one etcd transaction
 	// can place (MaxShardsPerItemTxn).
 	ErrTooManyShards = errors.New("fence: too many shards for one etcd transaction")
-	// ErrInsufficient: a stock reduction asks for more than the pool holds.
-	ErrInsufficient = errors.New("fence: not enough units in the pool")
 	// ErrRefused: the change would break the ledger's conservation (or its
 	// record is already broken); nothing was written.
 	ErrRefused = errors.New("fence: refused: the change would break the ledger")

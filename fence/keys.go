@@ -17,7 +17,6 @@ import (
 //	                                   starts_at_ms, ends_at_ms, payment_window_ms}; written once
 //	/seckill/pool/<item>               PoolLedger JSON {stock, pool, frozen, sent[], got[]}
 //	/seckill/placement/<item>/<shard>  Placement JSON {node, epoch, state, to}
-//	/seckill/ledger/<item>             Ledger JSON {stock, pool, incarnations} (per incarnation)
 //	/seckill/drain/<node>              "draining" while an operator drains the node; no lease
 const (
 	prefix          = "/seckill/"
@@ -25,7 +24,6 @@ const (
 	itemsPrefix     = prefix + "items/"
 	poolPrefix      = prefix + "pool/"
 	placementPrefix = prefix + "placement/"
-	ledgerPrefix    = prefix + "ledger/"
 	drainPrefix     = prefix + "drain/"
 	forcedPrefix    = prefix + "forced/"
 )
@@ -37,8 +35,6 @@ func placementKey(item string, shard int) string {
 }
 
 func itemPlacementPrefix(item string) string { return placementPrefix + item + "/" }
-
-func ledgerKey(item string) string { return ledgerPrefix + item }
 
 func itemKey(item string) string { return itemsPrefix + item }
 

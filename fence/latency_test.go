@@ -7,25 +7,35 @@ import (
 	"time"
 )
 
-var latency = flag.Bool("fence.latency", false, "measure one Grant's latency against a local etcd (not part of the suite)")
+var latency = flag.Bool("fence.latency", false, "measure one pool commit's latency against a local etcd (not part of the suite)")
 
-// TestGrantLatency reports (never asserts) the p50 and p99 of 200
-// sequential grants: one read and one CAS transaction each.
-func TestGrantLatency(t *testing.T) {
+// TestCommitPoolLatency reports (never asserts) the p50 and p99 of 200
+// sequential pool commits that each grant one unit to a shard: one read
+// and one compare-and-swap guarded by the shard's placement, as a pool's
+// ledger write.
+func TestCommitPoolLatency(t *testing.T) {
 	if !*latency {
 		t.Skip("a measurement: run with -fence.latency")
 	}
 	const n = 200
-	s, _ := placed(t, "lat", 1_000_000, 1)
+	cfg := item("lat", 1_000_000, 1)
+	s, _, _ := created(t, cfg, "n1")
 	ctx := ctxFor(t, time.Minute)
+	l, err := s.LoadPool(ctx, cfg.Item)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, rev := l.State(), l.Rev
 	ds := make([]time.Duration, n)
 	for i := range ds {
+		st.Pool--
+		st.Sent[0]++
 		start := time.Now()
-		if _, _, err := s.Grant(ctx, "lat", 0, 1, 1); err != nil {
+		if rev, err = s.CommitPool(ctx, cfg.Item, rev, st, []Guard{{0, 1}}); err != nil {
 			t.Fatal(err)
 		}
 		ds[i] = time.Since(start)
 	}
 	slices.Sort(ds)
-	t.Logf("Grant over %d sequential calls: p50 %v, p99 %v, max %v", n, ds[n/2], ds[n*99/100], ds[n-1])
+	t.Logf("CommitPool over %d sequential calls: p50 %v, p99 %v, max %v", n, ds[n/2], ds[n*99/100], ds[n-1])
 }

@@ -256,17 +256,14 @@ func (s *Store) Move(ctx context.Context, item string, shard int, from, to strin
 
 // ForceMove takes a shard from an owner whose lease etcd expired (its node
 // key is gone: the taker waits for etcd, never for its own clock) and gives
-// it to to at epoch+1. The new incarnation starts with counters start: the
-// old owner's last snapshot with its unsold units given back, so
-// start.Allocated == start.Sold (else ErrRefused). In the same transaction:
-//
-//   - the item's pool ledger, if it has one, is rebased (PoolLedger.rebase):
-//     the shard's Sent and Got become start.Received and start.Returned,
-//     and the units the pool counted at the shard beyond start.Allocated
-//     are frozen, out of play for good;
-//   - the old incarnation is frozen in the per-incarnation Ledger, if the
-//     item has one: it gets no more units, and what it holds is counted as
-//     possibly sold.
+// it to to at epoch+1, marked Forced. The new incarnation starts with
+// counters start: the old owner's last snapshot with its unsold units
+// given back, so start.Allocated == start.Sold (else ErrRefused). In the
+// same transaction the item's pool ledger, if it has one, is rebased
+// (PoolLedger.rebase): the shard's Sent and Got become start.Received and
+// start.Returned, and the units the pool counted at the shard beyond
+// start.Allocated are frozen, out of play for good; and the move is
+// recorded (Forced, under /seckill/forced/).
 //
 // Buyers the old owner confirmed after its last snapshot may later show
 // over their limit; reconcile lists them.
@@ -301,8 +298,7 @@ func (s *Store) ForceMove(ctx context.Context, item string, shard int, to string
 func (s *Store) forceMove(ctx context.Context, item string, owner Placement, to string, start engine.Counters) (Placement, error) {
 	var out Placement
 	what := fmt.Sprintf("force move %s/%d", item, owner.Shard)
-	keys := []string{placementKey(item, owner.Shard), nodeKey(owner.Node), nodeKey(to), ledgerKey(item),
-		itemKey(item), poolKey(item)}
+	keys := []string{placementKey(item, owner.Shard), nodeKey(owner.Node), nodeKey(to), itemKey(item), poolKey(item)}
 	rev, err := s.casLoop(ctx, what, keys, func(kvs []*mvccpb.KeyValue) ([]clientv3.Op, error) {
 		if kvs[0] == nil {
 			return nil, errAgain
@@ -326,27 +322,15 @@ func (s *Store) forceMove(ctx context.Context, item string, owner Placement, to 
 		out.Forced = true
 		rec, _ := json.Marshal(Forced{Item: item, Shard: p.Shard, Node: p.Node, Epoch: p.Epoch, Seq: start.NextSeq})
 		ops := []clientv3.Op{out.put(item), clientv3.OpPut(forcedKey(item, p.Shard, p.Node), string(rec))}
-		if kvs[3] != nil {
-			l, err := decodeLedger(item, kvs[3])
-			if err != nil {
-				return nil, err
-			}
-			l.inc(p.Shard, p.Epoch).Frozen = true
-			op, err := l.put(item)
-			if err != nil {
-				return nil, err
-			}
-			ops = append(ops, op)
-		}
-		if kvs[5] != nil {
-			if kvs[4] == nil {
+		if kvs[4] != nil {
+			if kvs[3] == nil {
 				return nil, fmt.Errorf("%s: a pool ledger without its item: %w", what, ErrNoItem)
 			}
-			cfg, err := decodeItem(kvs[4])
+			cfg, err := decodeItem(kvs[3])
 			if err != nil {
 				return nil, err
 			}
-			l, err := decodePoolLedger(cfg, kvs[5])
+			l, err := decodePoolLedger(cfg, kvs[4])
 			if err != nil {
 				return nil, err
 			}

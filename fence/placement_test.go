@@ -16,9 +16,6 @@ func TestPlacement(t *testing.T) {
 	s := New(cli)
 	join(t, cli, "n1")
 	n2 := join(t, cli, "n2")
-	if err := s.CreateLedger(ctxFor(t, time.Second), "it", 100); err != nil {
-		t.Fatal(err)
-	}
 	wctx, stopWatch := context.WithCancel(context.Background())
 	defer stopWatch()
 	events := s.WatchPlacement(wctx, "it")
@@ -55,7 +52,7 @@ func TestPlacement(t *testing.T) {
 		{name: "attach after the owner's lease expired", beforeRun: func() { expire(t, cli, n2) },
 			op: attach("n1"), err: ErrOwnerExpired, node: "n2", epoch: 2, state: Active},
 		{name: "force move after the owner's lease expired", op: func(ctx context.Context) (Placement, error) {
-			return s.ForceMove(ctx, "it", 0, "n1", engine.Counters{})
+			return s.ForceMove(ctx, "it", 0, "n1", engine.Counters{NextSeq: 7})
 		}, node: "n1", epoch: 3, state: Active},
 	}
 	for _, st := range steps {
@@ -87,10 +84,12 @@ func TestPlacement(t *testing.T) {
 		}
 	}
 
-	// The forced move froze the old incarnation in the same transaction.
-	l, err := s.Ledger(ctxFor(t, time.Second), "it")
-	if err != nil || !l.Incarnation(0, 2).Frozen || l.Incarnation(0, 3).Frozen {
-		t.Fatalf("ledger after force move: %+v, %v", l, err)
+	// The forced move recorded, in the same transaction, whom it took the
+	// shard from and from which sequence on that node's grabs are not the
+	// shard's; the refused one recorded nothing.
+	fs, err := s.ForcedMoves(ctxFor(t, time.Second))
+	if want := (Forced{Item: "it", Shard: 0, Node: "n2", Epoch: 2, Seq: 7}); err != nil || len(fs) != 1 || fs[0] != want {
+		t.Fatalf("forced moves %+v, %v; want [%+v]", fs, err, want)
 	}
 	// The watch saw every write, in order, and nothing else; each event
 	// carries the revision that wrote it.

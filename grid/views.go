@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/seckill/seckill/actors"
-	"github.com/seckill/seckill/engine"
 	"github.com/seckill/seckill/sale"
 )
 
@@ -192,5 +191,3 @@ func (g *Grid) Items() []sale.ItemView {
 	slices.SortFunc(out, func(a, b sale.ItemView) int { return strings.Compare(a.Config.Item, b.Config.Item) })
 	return out
 }
-
-var _ = engine.MaxShards
