@@ -326,10 +326,12 @@ func (s *Shard) Counters() Counters { return s.c }
 func (s *Shard) Users() int { return len(s.bought) }
 
 // Holders calls fn for the user of every grab the shard ever made,
-// released ones included (a user may appear more than once).
+// released ones included (a user may appear more than once), gaps left out.
 func (s *Shard) Holders(fn func(user string)) {
 	for _, g := range s.grabs {
-		fn(g.user)
+		if g.user != GapUser {
+			fn(g.user)
+		}
 	}
 }
 
@@ -433,7 +435,7 @@ func (s *Shard) dropHolding(user string, qty int64) {
 // the pool (Returned grows) and its user's limit slot is freed. Releasing a
 // grab twice changes nothing the second time.
 func (s *Shard) Release(seq uint64) Decision {
-	if seq == 0 || seq >= s.c.NextSeq || int(seq) > len(s.grabs) || s.grabs[seq-1].qty == 0 {
+	if seq == 0 || seq >= s.c.NextSeq || int(seq) > len(s.grabs) || s.grabs[seq-1].qty == 0 || s.grabs[seq-1].user == GapUser {
 		return Decision{Outcome: UnknownGrab}
 	}
 	slot := &s.grabs[seq-1]

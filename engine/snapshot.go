@@ -34,6 +34,39 @@ type SnapGrab struct {
 	Released bool
 }
 
+// GapUser holds the sequences a forced incarnation skips (SkipTo): it is
+// outside the id alphabet, so no buyer, message or order can name it, and
+// its grabs are released from the start, hold no unit and have no order.
+const GapUser = "~gap"
+
+// ValidHolder reports whether user may hold a grab in a shard's records: a
+// buyer's id, or GapUser.
+func ValidHolder(user string) bool { return user == GapUser || ValidID(user) }
+
+// IsGap reports whether g only fills a sequence a forced incarnation
+// skipped: no buyer holds it, and it has no message and no order.
+func (g Grab) IsGap() bool { return g.User == GapUser }
+
+// SkipTo returns the snapshot with sequences NextSeq..next-1 filled by gap
+// grabs (GapUser, one unit, released), so that the shard's next grab is
+// next. A forced move starts the new incarnation past every sequence the
+// lost one may have used (fence's sequence limit): without the skip a
+// grab the lost owner confirmed after its last snapshot would share its id
+// with a new one. The counters move only in NextSeq: a released gap grab
+// holds no unit. s is not changed; next <= NextSeq returns s as it is.
+func (s ShardSnapshot) SkipTo(next uint64) ShardSnapshot {
+	if next <= s.Counters.NextSeq {
+		return s
+	}
+	gs := make([]SnapGrab, len(s.Grabs), int(next-1))
+	copy(gs, s.Grabs)
+	for seq := s.Counters.NextSeq; seq < next; seq++ {
+		gs = append(gs, SnapGrab{Seq: seq, User: GapUser, Qty: 1, Released: true})
+	}
+	s.Grabs, s.Counters.NextSeq = gs, next
+	return s
+}
+
 // Seq orders the snapshots of one incarnation: NextSeq + Received +
 // Returned. Every step that changes a shard raises one of the three (a
 // grab NextSeq by one; a refill Received, a release or a give-back
@@ -94,7 +127,7 @@ func RestoreSnapshot(cfg ItemConfig, s ShardSnapshot) (*Shard, error) {
 	}
 	sh := RestoreShard(cfg, s.Shard, s.Counters)
 	for _, g := range s.Grabs {
-		if !ValidID(g.User) || (g.Key != "" && !ValidKey(g.Key)) || !cfg.ValidQty(g.Qty) {
+		if !ValidHolder(g.User) || (g.Key != "" && !ValidKey(g.Key)) || !cfg.ValidQty(g.Qty) || g.User == GapUser && (!g.Released || g.Key != "" || g.Qty != 1) {
 			return nil, errf("snapshot of %s.%d: grab %d has user %q key %q qty %d", s.Item, s.Shard, g.Seq, g.User, g.Key, g.Qty)
 		}
 		if _, dup := sh.keys[userKey{g.User, g.Key}]; dup && g.Key != "" {

@@ -133,6 +133,9 @@ func TestRestoreSnapshotRefuses(t *testing.T) {
 		{"qty over the limit", func(s *ShardSnapshot) { s.Grabs[0].Qty = 3; s.Counters.Sold++; s.Counters.Allocated++ }},
 		{"user over the limit", func(s *ShardSnapshot) { s.Grabs[3].User = "a" }},
 		{"key used twice", func(s *ShardSnapshot) { s.Grabs[4].User = "a"; s.Grabs[4].Key = "ka"; s.Grabs[0].Qty = 1 }},
+		{"gap with a key", func(s *ShardSnapshot) { *s = s.SkipTo(9); s.Grabs[6].Key = "k" }},
+		{"gap of two units", func(s *ShardSnapshot) { *s = s.SkipTo(9); s.Grabs[6].Qty = 2 }},
+		{"gap held", func(s *ShardSnapshot) { *s = s.SkipTo(9); s.Grabs[6].Released = false; s.Counters.Sold++; s.Counters.Allocated++ }},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -208,5 +211,54 @@ func TestSnapshotSeqRisesWithEveryChange(t *testing.T) {
 			}
 			prev = cur
 		}
+	}
+}
+
+// A forced incarnation skips the sequences its lost predecessor may have
+// used: the restored shard's next grab takes the first sequence after the
+// gap, the gap's ids are nobody's (unknown to a release, no holder), and
+// nothing else of the shard changes.
+func TestSnapshotSkipTo(t *testing.T) {
+	s := snapShard(t)
+	snap := s.Snapshot(3)
+	if got := snap.SkipTo(4); !reflect.DeepEqual(got, snap) {
+		t.Fatalf("a skip below NextSeq changed the snapshot: %+v", got)
+	}
+	skipped := snap.SkipTo(10)
+	if len(snap.Grabs) != 5 || snap.Counters.NextSeq != 6 {
+		t.Fatalf("SkipTo changed its receiver: %d grabs, next %d", len(snap.Grabs), snap.Counters.NextSeq)
+	}
+	want := s.Counters()
+	want.NextSeq = 10
+	if skipped.Counters != want || len(skipped.Grabs) != 9 {
+		t.Fatalf("skipped: %+v, %d grabs", skipped.Counters, len(skipped.Grabs))
+	}
+	r, err := RestoreSnapshot(s.Config(), skipped)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Holders(func(u string) {
+		if u == GapUser {
+			t.Fatal("a gap is listed as a holder")
+		}
+	})
+	for seq := uint64(6); seq < 10; seq++ {
+		if d := r.Release(seq); d.Outcome != UnknownGrab {
+			t.Fatalf("release of gap %d: %v", seq, d.Outcome)
+		}
+	}
+	d := r.Grab(GrabInput{User: "e", Qty: 1, Key: "ke", NowMs: 1600})
+	if d.Outcome != Confirmed || d.Grab.Seq != 10 {
+		t.Fatalf("first grab after the gap: %v seq %d", d.Outcome, d.Grab.Seq)
+	}
+	if err := r.Verify(); err != nil {
+		t.Fatal(err)
+	}
+	again, err := RestoreSnapshot(s.Config(), r.Snapshot(3))
+	if err != nil {
+		t.Fatalf("the skipped shard's own snapshot: %v", err)
+	}
+	if again.Counters() != r.Counters() {
+		t.Fatalf("restored %+v, was %+v", again.Counters(), r.Counters())
 	}
 }

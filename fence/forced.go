@@ -11,8 +11,8 @@ import (
 // Forced records a forced move: shard of item was taken from node, whose
 // incarnation at epoch is over. Grabs that node made of the shard from
 // sequence Seq on are not the shard's any more (the new incarnation
-// started from a snapshot ending before Seq and gives those sequences to
-// other grabs): if the node comes back, it must not publish them, and the
+// started from a snapshot ending before Seq, and skipped the sequences the
+// node may have used): if the node comes back, it must not publish them, and the
 // shard must never be given back to it (its copy diverges). Kept for
 // good: an operator deletes it once the node's data is gone.
 type Forced struct {

@@ -18,6 +18,8 @@ import (
 //	/seckill/pool/<item>               PoolLedger JSON {stock, pool, frozen, sent[], got[]}
 //	/seckill/placement/<item>/<shard>  Placement JSON {node, epoch, state, to}
 //	/seckill/drain/<node>              "draining" while an operator drains the node; no lease
+//	/seckill/forced/<item>/<shard>/<node>  Forced JSON: a forced move took the shard from node
+//	/seckill/seqs/<item>/<shard>       SeqGrant JSON {node, epoch, limit}: grab sequences granted
 const (
 	prefix          = "/seckill/"
 	nodesPrefix     = prefix + "nodes/"
@@ -26,6 +28,7 @@ const (
 	placementPrefix = prefix + "placement/"
 	drainPrefix     = prefix + "drain/"
 	forcedPrefix    = prefix + "forced/"
+	seqsPrefix      = prefix + "seqs/"
 )
 
 func nodeKey(node string) string { return nodesPrefix + node }

@@ -38,6 +38,10 @@ type Placement struct {
 	// written for it at this epoch (a cooperative move starts from the
 	// old owner's final snapshot, one epoch lower).
 	Forced bool `json:"forced,omitempty"`
+	// SeqStart, of a forced incarnation: its first grab sequence, past
+	// every sequence the lost one may have used (SeqGrant). The snapshot
+	// it starts from skips to it (engine.ShardSnapshot.SkipTo).
+	SeqStart uint64 `json:"seq_start,omitempty"`
 	// ModRev is the placement key's mod revision when this value was read
 	// or written; it is not stored. Every read and every write of this
 	// package fills it. An unchanged mod revision means an unchanged
@@ -266,7 +270,9 @@ func (s *Store) Move(ctx context.Context, item string, shard int, from, to strin
 // recorded (Forced, under /seckill/forced/).
 //
 // Buyers the old owner confirmed after its last snapshot may later show
-// over their limit; reconcile lists them.
+// over their limit; reconcile lists them. Their grab ids stay theirs: the
+// new incarnation numbers its grabs from Placement.SeqStart, past every
+// sequence the old one was granted (ExtendSeqs).
 func (s *Store) ForceMove(ctx context.Context, item string, shard int, to string, start engine.Counters) (Placement, error) {
 	if err := checkPlacement(item, shard, to); err != nil {
 		return Placement{}, err
@@ -298,7 +304,7 @@ func (s *Store) ForceMove(ctx context.Context, item string, shard int, to string
 func (s *Store) forceMove(ctx context.Context, item string, owner Placement, to string, start engine.Counters) (Placement, error) {
 	var out Placement
 	what := fmt.Sprintf("force move %s/%d", item, owner.Shard)
-	keys := []string{placementKey(item, owner.Shard), nodeKey(owner.Node), nodeKey(to), itemKey(item), poolKey(item)}
+	keys := []string{placementKey(item, owner.Shard), nodeKey(owner.Node), nodeKey(to), itemKey(item), poolKey(item), seqsKey(item, owner.Shard)}
 	rev, err := s.casLoop(ctx, what, keys, func(kvs []*mvccpb.KeyValue) ([]clientv3.Op, error) {
 		if kvs[0] == nil {
 			return nil, errAgain
@@ -319,9 +325,17 @@ func (s *Store) forceMove(ctx context.Context, item string, owner Placement, to 
 		if out, err = p.next(to); err != nil {
 			return nil, err
 		}
+		grant, err := decodeSeqGrant(kvs[5])
+		if err != nil {
+			return nil, err
+		}
 		out.Forced = true
+		// The new incarnation numbers its grabs from past every sequence
+		// the lost one was granted; it is granted nothing beyond yet.
+		out.SeqStart = max(grant.Limit, start.NextSeq)
 		rec, _ := json.Marshal(Forced{Item: item, Shard: p.Shard, Node: p.Node, Epoch: p.Epoch, Seq: start.NextSeq})
-		ops := []clientv3.Op{out.put(item), clientv3.OpPut(forcedKey(item, p.Shard, p.Node), string(rec))}
+		ops := []clientv3.Op{out.put(item), clientv3.OpPut(forcedKey(item, p.Shard, p.Node), string(rec)),
+			SeqGrant{Node: to, Epoch: out.Epoch, Limit: out.SeqStart}.put(item, p.Shard)}
 		if kvs[4] != nil {
 			if kvs[3] == nil {
 				return nil, fmt.Errorf("%s: a pool ledger without its item: %w", what, ErrNoItem)

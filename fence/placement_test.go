@@ -75,7 +75,11 @@ func TestPlacement(t *testing.T) {
 		// A forced move marks the incarnation it makes (the new owner then
 		// waits for the snapshot written for it).
 		forced := st.name == "force move after the owner's lease expired"
-		if err != nil || len(ps) != 1 || unstamped(ps[0]) != (Placement{Node: st.node, Epoch: st.epoch, State: st.state, Forced: forced}) {
+		var seqStart uint64
+		if forced {
+			seqStart = 7 // no sequence was ever granted: the snapshot's next one
+		}
+		if err != nil || len(ps) != 1 || unstamped(ps[0]) != (Placement{Node: st.node, Epoch: st.epoch, State: st.state, Forced: forced, SeqStart: seqStart}) {
 			t.Fatalf("%s: placement %+v, %v; want %s@%d %s", st.name, ps, err, st.node, st.epoch, st.state)
 		}
 		// What an operation returns carries the mod revision it read or wrote.
@@ -94,7 +98,7 @@ func TestPlacement(t *testing.T) {
 	// The watch saw every write, in order, and nothing else; each event
 	// carries the revision that wrote it.
 	want := []Placement{{Node: "n1", Epoch: 1, State: Active}, {Node: "n1", Epoch: 1, State: Moving},
-		{Node: "n2", Epoch: 2, State: Active}, {Node: "n1", Epoch: 3, State: Active, Forced: true}}
+		{Node: "n2", Epoch: 2, State: Active}, {Node: "n1", Epoch: 3, State: Active, Forced: true, SeqStart: 7}}
 	var lastRev int64
 	for i, w := range want {
 		select {

@@ -200,7 +200,7 @@ func DecodeGrab(item string, shard int, seq uint64, v []byte) (engine.Grab, erro
 	if err := d.done(); err != nil {
 		return engine.Grab{}, fmt.Errorf("grab %s: %w", g.ID(), err)
 	}
-	if !engine.ValidID(g.User) || g.Qty < 1 || g.Qty > engine.MaxPerUserLimit || (g.Key != "" && !engine.ValidKey(g.Key)) {
+	if !engine.ValidHolder(g.User) || g.Qty < 1 || g.Qty > engine.MaxPerUserLimit || (g.Key != "" && !engine.ValidKey(g.Key)) {
 		return engine.Grab{}, fmt.Errorf("grab %s: %w", g.ID(), errCorrupt)
 	}
 	return g, nil

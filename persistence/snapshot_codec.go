@@ -128,7 +128,7 @@ func CheckShardSnapshot(s engine.ShardSnapshot) error {
 	}
 	var prev uint64
 	for _, g := range s.Grabs {
-		if g.Seq <= prev || g.Seq >= c.NextSeq || !engine.ValidID(g.User) || g.Qty < 1 || g.Qty > engine.MaxPerUserLimit ||
+		if g.Seq <= prev || g.Seq >= c.NextSeq || !engine.ValidHolder(g.User) || g.Qty < 1 || g.Qty > engine.MaxPerUserLimit ||
 			(g.Key != "" && !engine.ValidKey(g.Key)) {
 			return fmt.Errorf("shard snapshot %s.%d: grab %+v after seq %d: %w", s.Item, s.Shard, g, prev, errCorrupt)
 		}
