@@ -135,7 +135,12 @@ func TestRestoreSnapshotRefuses(t *testing.T) {
 		{"key used twice", func(s *ShardSnapshot) { s.Grabs[4].User = "a"; s.Grabs[4].Key = "ka"; s.Grabs[0].Qty = 1 }},
 		{"gap with a key", func(s *ShardSnapshot) { *s = s.SkipTo(9); s.Grabs[6].Key = "k" }},
 		{"gap of two units", func(s *ShardSnapshot) { *s = s.SkipTo(9); s.Grabs[6].Qty = 2 }},
-		{"gap held", func(s *ShardSnapshot) { *s = s.SkipTo(9); s.Grabs[6].Released = false; s.Counters.Sold++; s.Counters.Allocated++ }},
+		{"gap held", func(s *ShardSnapshot) {
+			*s = s.SkipTo(9)
+			s.Grabs[6].Released = false
+			s.Counters.Sold++
+			s.Counters.Allocated++
+		}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
