@@ -3,6 +3,7 @@ package actors
 import (
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -59,6 +60,71 @@ type ClusterHooks struct {
 	// Boot counts this node's process starts (kept in its data
 	// directory): see GenShift.
 	Boot uint64
+	// ExtendSeqs asks etcd for more grab sequences for the incarnation
+	// epoch of shard of item, from at least atLeast, and returns the new
+	// limit (fence.Store.ExtendSeqs). Nil: sequences are not limited.
+	// Called from a goroutine of its own, never from an actor.
+	ExtendSeqs func(item string, shard int, epoch, atLeast uint64) (uint64, error)
+}
+
+// SeqLowWater: a shard asks for more sequences once fewer than this many
+// are left below its limit, so that the hot path never waits for etcd (a
+// grant, fence.SeqBlock, is twice this).
+const SeqLowWater = 2048
+
+// GrantSeqs lets shard i of item number its grabs below limit, granted to
+// its incarnation epoch (a limit lower than the one held changes nothing).
+func (n *Node) GrantSeqs(item string, i int, epoch, limit uint64) {
+	it, ok := n.Item(item)
+	if !ok || i < 0 || i >= len(it.shards) {
+		return
+	}
+	raiseTo(&it.shards[i].seqLimit, limit)
+	raiseTo(&it.shards[i].seqEpoch, epoch)
+}
+
+// SeqsGranted reports whether shard i of item holds grab sequences granted
+// to its incarnation epoch.
+func (n *Node) SeqsGranted(item string, i int, epoch uint64) bool {
+	it, ok := n.Item(item)
+	return ok && i >= 0 && i < len(it.shards) && it.shards[i].seqEpoch.Load() == epoch
+}
+
+func raiseTo(v *atomic.Uint64, x uint64) {
+	for {
+		old := v.Load()
+		if old >= x || v.CompareAndSwap(old, x) {
+			return
+		}
+	}
+}
+
+// seqsShort reports whether a new grab must be refused (503) because the
+// sequence it could take is not granted yet; it asks for more sequences
+// once few are left. Every buyer waiting for units may still take one
+// sequence each, so they count as used.
+func (a *shardActor) seqsShort() bool {
+	h := a.node.opts.Cluster
+	if h == nil || h.ExtendSeqs == nil {
+		return false
+	}
+	ref := a.ref
+	used := a.sn.Shard().Counters().NextSeq + uint64(a.sn.Waiting())
+	limit := ref.seqLimit.Load()
+	if used+SeqLowWater > limit && ref.extending.CompareAndSwap(false, true) {
+		item, idx, epoch, log := ref.item.Config.Item, ref.index, a.epoch, a.node.opts.Logger
+		go func() {
+			defer ref.extending.Store(false)
+			l, err := h.ExtendSeqs(item, idx, epoch, used+1)
+			if err != nil {
+				log.Warn("shard: extend grab sequences", "item", item, "shard", idx, "epoch", epoch, "err", err)
+				return
+			}
+			raiseTo(&ref.seqLimit, l)
+			raiseTo(&ref.seqEpoch, epoch)
+		}()
+	}
+	return used >= limit
 }
 
 // PoolLedger keeps an item's pool where every node can load it and where
@@ -221,7 +287,7 @@ func (n *Node) activateShard(item string, i int, epoch uint64, snap *engine.Shar
 	ref.stopped = make(chan struct{})
 	base := n.incarnation(epoch) << GenShift
 	sn := engine.NewShardNode(sh, base+1)
-	a := &shardActor{node: n, ref: ref, sn: sn, genBase: base}
+	a := &shardActor{node: n, ref: ref, sn: sn, genBase: base, epoch: epoch}
 	// The Sync goes out with the first flush: the pool hears the new
 	// incarnation and its durable counters.
 	sn.Restart(sh, base+1)

@@ -3,9 +3,11 @@ package actors
 import (
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/seckill/seckill/engine"
 	"github.com/seckill/seckill/persistence"
@@ -107,12 +109,18 @@ func (c *twoNodes) send(m engine.Msg) {
 }
 
 func startTwoNodes(t *testing.T, cfg engine.ItemConfig) *twoNodes {
+	return startTwoNodesSeqs(t, cfg, nil)
+}
+
+// startTwoNodesSeqs is startTwoNodes with grab sequences granted by extend
+// (nil: not limited).
+func startTwoNodesSeqs(t *testing.T, cfg engine.ItemConfig, extend func(item string, shard int, epoch, atLeast uint64) (uint64, error)) *twoNodes {
 	t.Helper()
 	c := &twoNodes{ledger: newMemLedger(), place: map[int]int{}}
 	c.ledger.create(cfg)
 	for i := range c.nodes {
 		n, err := Start(persistence.NewMem(), Options{Clock: func() int64 { return 1000 },
-			Cluster: &ClusterHooks{Send: c.send, Ledger: c.ledger}})
+			Cluster: &ClusterHooks{Send: c.send, Ledger: c.ledger, ExtendSeqs: extend}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -245,5 +253,79 @@ func TestClusterMoveHandsOverEverything(t *testing.T) {
 	}
 	if r := c.nodes[1].Grab(cfg.Item, "late", 1, ""); r.Outcome == engine.Confirmed {
 		t.Fatalf("the old node's second activation sold: %+v", r)
+	}
+}
+
+// TestClusterShardSellsOnlyGrantedSequences: a clustered shard numbers its
+// grabs only below the limit etcd granted it. With a limit of 4 and no
+// extension answering, exactly sequences 1-3 are confirmed and the other
+// buyers get 503; once extensions answer, the same buyers retrying with
+// their keys are all served, every sequence used once.
+func TestClusterShardSellsOnlyGrantedSequences(t *testing.T) {
+	cfg := engine.ItemConfig{Item: "q", Stock: 100, Shards: 2, PerUserLimit: 1}
+	gate := make(chan struct{})
+	var asked atomic.Int64
+	c := startTwoNodesSeqs(t, cfg, func(item string, shard int, epoch, atLeast uint64) (uint64, error) {
+		asked.Add(1)
+		<-gate
+		return atLeast + 4, nil
+	})
+	defer func() {
+		select {
+		case <-gate:
+		default:
+			close(gate)
+		}
+	}()
+	var users []string
+	for u := 0; len(users) < 10; u++ {
+		if name := fmt.Sprintf("u%d", u); engine.ShardFor(cfg.Item, name, cfg.Shards) == 0 {
+			users = append(users, name)
+		}
+	}
+	n := c.nodes[c.owner(0)]
+	if r := n.Grab(cfg.Item, users[0], 1, "k-"+users[0]); !errors.Is(r.Err, ErrUnavailable) {
+		t.Fatalf("a grab with no sequence granted: %+v", r)
+	}
+	n.GrantSeqs(cfg.Item, 0, 1, 4)
+	seqs := map[uint64]string{}
+	var refused []string
+	for _, u := range users {
+		r := n.Grab(cfg.Item, u, 1, "k-"+u)
+		switch {
+		case r.Err == nil && r.Outcome == engine.Confirmed:
+			seqs[r.Grab.Seq] = u
+		case errors.Is(r.Err, ErrUnavailable):
+			refused = append(refused, u)
+		default:
+			t.Fatalf("%s: %+v", u, r)
+		}
+	}
+	if len(seqs) != 3 || seqs[1] == "" || seqs[2] == "" || seqs[3] == "" {
+		t.Fatalf("below a limit of 4: confirmed %v", seqs)
+	}
+	if asked.Load() == 0 {
+		t.Fatal("the shard never asked for more sequences")
+	}
+	close(gate)
+	for _, u := range refused {
+		var r Reply
+		// Retried as a buyer does, until extensions (goroutines) land.
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
+			if r = n.Grab(cfg.Item, u, 1, "k-"+u); !errors.Is(r.Err, ErrUnavailable) {
+				break
+			}
+			runtime.Gosched()
+		}
+		if r.Err != nil || r.Outcome != engine.Confirmed {
+			t.Fatalf("%s after the extension: %+v", u, r)
+		}
+		if prev := seqs[r.Grab.Seq]; prev != "" {
+			t.Fatalf("sequence %d given to %s and %s", r.Grab.Seq, prev, u)
+		}
+		seqs[r.Grab.Seq] = u
+	}
+	if len(seqs) != len(users) {
+		t.Fatalf("%d grabs for %d buyers", len(seqs), len(users))
 	}
 }

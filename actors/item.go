@@ -66,6 +66,12 @@ type shardRef struct {
 	// published from here (a forced move gave those sequences to another
 	// incarnation; see fence.Forced).
 	relayCeiling atomic.Uint64
+	// seqLimit, on a clustered node: grabs of this shard may take only
+	// sequences below it, as etcd granted (ClusterHooks.ExtendSeqs; see
+	// fence.SeqGrant). It only rises; seqEpoch: the latest incarnation
+	// granted any; extending: an extension is asked.
+	seqLimit, seqEpoch atomic.Uint64
+	extending          atomic.Bool
 	// durableSeq is the highest grab sequence known to be on disk: how far
 	// the relay may publish, and whether an order can still be coming.
 	durableSeq atomic.Uint64

@@ -51,7 +51,7 @@ func (n *Node) RunRelay(ctx context.Context, pub Publisher) error {
 	backoff := RelayRetryMin
 	idle := time.NewTicker(RelayIdle)
 	defer idle.Stop()
-	var batch []engine.Grab
+	var batch, gaps []engine.Grab
 	var moved []*relayCursor
 	for {
 		select {
@@ -71,8 +71,12 @@ func (n *Node) RunRelay(ctx context.Context, pub Publisher) error {
 			if err == nil && len(batch) == 0 {
 				break
 			}
+			out := batch
 			if err == nil {
-				err = pub.Publish(ctx, batch)
+				out, gaps = publishable(batch, gaps[:0])
+				if len(out) > 0 {
+					err = pub.Publish(ctx, out)
+				}
 			}
 			if err == nil {
 				err = n.saveCursors(batch, moved)
@@ -91,7 +95,7 @@ func (n *Node) RunRelay(ctx context.Context, pub Publisher) error {
 				continue
 			}
 			backoff = RelayRetryMin
-			n.relayed.Add(int64(len(batch)))
+			n.relayed.Add(int64(len(out)))
 		}
 	}
 }
@@ -144,6 +148,24 @@ func (n *Node) collect(cursors map[*shardRef]*relayCursor, batch []engine.Grab, 
 		}
 	}
 	return batch, moved, nil
+}
+
+// publishable is batch without its gap grabs (engine.Grab.IsGap: no buyer,
+// no order), copied into buf only when there are some; the cursors still
+// move past them.
+func publishable(batch, buf []engine.Grab) (out, bufOut []engine.Grab) {
+	for i, g := range batch {
+		if g.IsGap() {
+			buf = append(buf, batch[:i]...)
+			for _, g := range batch[i+1:] {
+				if !g.IsGap() {
+					buf = append(buf, g)
+				}
+			}
+			return buf, buf
+		}
+	}
+	return batch, buf
 }
 
 // saveCursors advances the cursors of the shards in an acknowledged batch.

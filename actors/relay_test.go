@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -188,6 +189,40 @@ func TestRelayHandoff(t *testing.T) {
 			}
 			if reads := store.reads.Load(); (reads > 0) != c.wantReads {
 				t.Fatalf("the relay read Pebble %d times", reads)
+			}
+		})
+	}
+}
+
+// TestPublishableDropsGaps: a forced move's gap grabs never reach the
+// stream (no buyer, no order); a batch without any is published as it is.
+func TestPublishableDropsGaps(t *testing.T) {
+	g := func(seq uint64, user string) engine.Grab {
+		return engine.Grab{Item: "i", Shard: 0, Seq: seq, User: user, Qty: 1}
+	}
+	cases := []struct {
+		name       string
+		batch      []engine.Grab
+		want       []uint64
+		sameMemory bool
+	}{
+		{"no gap", []engine.Grab{g(1, "a"), g(2, "b")}, []uint64{1, 2}, true},
+		{"gaps in the middle", []engine.Grab{g(1, "a"), g(2, engine.GapUser), g(3, engine.GapUser), g(4, "b")}, []uint64{1, 4}, false},
+		{"only gaps", []engine.Grab{g(5, engine.GapUser), g(6, engine.GapUser)}, nil, false},
+		{"gap first", []engine.Grab{g(7, engine.GapUser), g(8, "c")}, []uint64{8}, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			out, _ := publishable(tc.batch, nil)
+			var got []uint64
+			for _, x := range out {
+				got = append(got, x.Seq)
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Fatalf("published %v, want %v", got, tc.want)
+			}
+			if same := len(out) > 0 && &out[0] == &tc.batch[0]; same != tc.sameMemory {
+				t.Fatalf("batch reused: %v, want %v", same, tc.sameMemory)
 			}
 		})
 	}

@@ -40,6 +40,8 @@ type shardActor struct {
 	genBase uint64
 	// leaving: a handover is under way; nothing more is sold here.
 	leaving bool
+	// epoch: the placement epoch of this activation (0 on one node).
+	epoch uint64
 }
 
 func (a *shardActor) Receive(ctx actor.Context) {
@@ -50,6 +52,10 @@ func (a *shardActor) Receive(ctx actor.Context) {
 			return
 		}
 		if a.broken && !a.reload() {
+			m.finish(Reply{Err: ErrUnavailable})
+			return
+		}
+		if !m.release && a.seqsShort() {
 			m.finish(Reply{Err: ErrUnavailable})
 			return
 		}

@@ -201,6 +201,9 @@ func (g *Grid) forceMove(ctx context.Context, item string, shard int, to string)
 		return sale.MoveAsked{}, moveErr(err)
 	}
 	snap.Counters, snap.Epoch = start, p.Epoch
+	// Past every sequence the lost incarnation was granted: a grab it
+	// confirmed after this snapshot keeps its id to itself.
+	snap = snap.SkipTo(p.SeqStart)
 	if err := g.cfg.Snapshots.SaveSnapshot(ctx, snap); err != nil {
 		// The placement is the new node's: it waits for this snapshot.
 		// Asking again writes it.

@@ -141,7 +141,15 @@ func New(cfg Config) *Grid {
 
 // Hooks are what the actors node needs of the grid.
 func (g *Grid) Hooks() *actors.ClusterHooks {
-	return &actors.ClusterHooks{Send: g.Send, Ledger: ledger{g}}
+	return &actors.ClusterHooks{Send: g.Send, Ledger: ledger{g}, ExtendSeqs: g.extendSeqs}
+}
+
+// extendSeqs asks etcd for more grab sequences for this node's incarnation
+// epoch of a shard (fence.Store.ExtendSeqs).
+func (g *Grid) extendSeqs(item string, shard int, epoch, atLeast uint64) (uint64, error) {
+	ctx, cancel := g.ctx()
+	defer cancel()
+	return g.cfg.Fence.ExtendSeqs(ctx, item, shard, g.cfg.Self.ID, epoch, atLeast)
 }
 
 // Attach gives the grid its transport (made after the node, since the
@@ -370,6 +378,16 @@ func (g *Grid) activate(cfg engine.ItemConfig, p fence.Placement) {
 			return
 		}
 		activate = g.cfg.Node.ActivateForced
+	}
+	if !g.cfg.Node.SeqsGranted(cfg.Item, p.Shard, p.Epoch) {
+		// A first block of grab sequences before the shard sells (it asks
+		// for more itself): without one it would answer 503.
+		limit, err := g.extendSeqs(cfg.Item, p.Shard, p.Epoch, 0)
+		if err != nil {
+			g.log.Warn("grid: grant grab sequences", "item", cfg.Item, "shard", p.Shard, "epoch", p.Epoch, "err", err)
+			return
+		}
+		g.cfg.Node.GrantSeqs(cfg.Item, p.Shard, p.Epoch, limit)
 	}
 	if err := activate(cfg.Item, p.Shard, p.Epoch, snap); err != nil && !errors.Is(err, actors.ErrActive) {
 		g.log.Warn("grid: activate shard", "item", cfg.Item, "shard", p.Shard, "epoch", p.Epoch, "err", err)

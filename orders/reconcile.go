@@ -61,11 +61,26 @@ func gather(view persistence.Reader, orders persistence.OrderStore, cfg engine.I
 		if shards == nil || shards(i) {
 			f.Counters[i] = sh.Counters()
 		}
-		if err := view.ShardGrabs(cfg.Item, i, func(g engine.Grab) error { f.Grabs = append(f.Grabs, g); return nil }); err != nil {
+		// Gap grabs (a forced move's skipped sequences) are nobody's:
+		// no message, no order, and their release moved no unit.
+		var gaps map[uint64]bool
+		if err := view.ShardGrabs(cfg.Item, i, func(g engine.Grab) error {
+			if g.IsGap() {
+				if gaps == nil {
+					gaps = map[uint64]bool{}
+				}
+				gaps[g.Seq] = true
+				return nil
+			}
+			f.Grabs = append(f.Grabs, g)
+			return nil
+		}); err != nil {
 			return f, err
 		}
 		if err := view.ShardReleases(cfg.Item, i, func(seq uint64) error {
-			f.Released = append(f.Released, engine.Grab{Item: cfg.Item, Shard: i, Seq: seq}.ID())
+			if !gaps[seq] {
+				f.Released = append(f.Released, engine.Grab{Item: cfg.Item, Shard: i, Seq: seq}.ID())
+			}
 			return nil
 		}); err != nil {
 			return f, err
