@@ -329,3 +329,38 @@ func TestClusterShardSellsOnlyGrantedSequences(t *testing.T) {
 		t.Fatalf("%d grabs for %d buyers", len(seqs), len(users))
 	}
 }
+
+// TestForcedActivationSkipsSequences: a shard activated from a snapshot
+// that skips to sequence 50 (a forced move) sells from 50 on; the skipped
+// ids are nobody's grab, for a release and for an order lookup alike.
+func TestForcedActivationSkipsSequences(t *testing.T) {
+	cfg := engine.ItemConfig{Item: "f", Stock: 100, Shards: 2, PerUserLimit: 1}
+	c := startTwoNodes(t, cfg)
+	n := c.nodes[0]
+	n.StopShard(cfg.Item, 0)
+	snap := engine.ShardSnapshot{Item: cfg.Item, Shard: 0, Epoch: 2, Counters: ClusterStart(cfg, 0)}.SkipTo(50)
+	if err := n.ActivateForced(cfg.Item, 0, 2, &snap); err != nil {
+		t.Fatal(err)
+	}
+	var user string
+	for u := 0; user == ""; u++ {
+		if name := fmt.Sprintf("u%d", u); engine.ShardFor(cfg.Item, name, cfg.Shards) == 0 {
+			user = name
+		}
+	}
+	r := c.grab(t, cfg, user, "k")
+	if r.Err != nil || r.Outcome != engine.Confirmed || r.Grab.Seq != 50 {
+		t.Fatalf("first grab after the skip: %+v", r)
+	}
+	for _, tc := range []struct {
+		id      string
+		durable bool
+	}{{"f.0.1", false}, {"f.0.49", false}, {"f.0.50", true}, {"f.0.51", false}} {
+		if got := n.GrabDurable(tc.id); got != tc.durable {
+			t.Errorf("GrabDurable(%s) = %v, want %v", tc.id, got, tc.durable)
+		}
+	}
+	if r := n.Release(cfg.Item, "f.0.7"); !errors.Is(r.Err, ErrUnknownGrab) {
+		t.Fatalf("release of a skipped id: %+v", r)
+	}
+}

@@ -104,5 +104,16 @@ func (n *Node) GrabDurable(grabID string) bool {
 	if !ok || shard >= len(it.shards) {
 		return false
 	}
-	return seq <= it.shards[shard].durableSeq.Load()
+	if seq > it.shards[shard].durableSeq.Load() {
+		return false
+	}
+	// Below the durable mark every sequence is a grab, but a forced
+	// move's skipped ones are nobody's (engine.GapUser): asked only when
+	// the order is not there, so the read costs the sale nothing.
+	found := false
+	err := n.store.GrabsAfter(item, shard, seq-1, 1, func(g engine.Grab) error {
+		found = g.Seq == seq && !g.IsGap()
+		return nil
+	})
+	return err == nil && found
 }

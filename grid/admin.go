@@ -16,7 +16,7 @@ import (
 // ForceMoveRisk is what a forced move answers: what an operator accepts.
 const ForceMoveRisk = "the shard started again from its last snapshot in Redis, its unsold units frozen (out of the sale; " +
 	"add stock to sell them again). Grabs the lost node confirmed after that snapshot are not on the new node: their " +
-	"buyers may buy again up to the limit, their ids will be given to other grabs, and if the node comes back they " +
+	"buyers may buy again up to the limit (their ids are never given to other grabs), and if the node comes back they " +
 	"are not published (reconcile lists them). The snapshot's grabs are published again by the new node: if the lost " +
 	"node's order store comes back, those it had written show as duplicate_order in reconcile"
 
