@@ -39,3 +39,26 @@ func TestCommitPoolLatency(t *testing.T) {
 	slices.Sort(ds)
 	t.Logf("CommitPool over %d sequential calls: p50 %v, p99 %v, max %v", n, ds[n/2], ds[n*99/100], ds[n-1])
 }
+
+// TestExtendSeqsLatency reports (never asserts) the p50 and p99 of 200
+// sequential grants of grab sequences: what a shard waits for once at
+// activation, and in the background once per SeqBlock grabs.
+func TestExtendSeqsLatency(t *testing.T) {
+	if !*latency {
+		t.Skip("a measurement: run with -fence.latency")
+	}
+	const n = 200
+	cfg := item("lat", 1_000_000, 1)
+	s, _, _ := created(t, cfg, "n1")
+	ctx := ctxFor(t, time.Minute)
+	ds := make([]time.Duration, n)
+	for i := range ds {
+		start := time.Now()
+		if _, err := s.ExtendSeqs(ctx, cfg.Item, 0, "n1", 1, 0); err != nil {
+			t.Fatal(err)
+		}
+		ds[i] = time.Since(start)
+	}
+	slices.Sort(ds)
+	t.Logf("ExtendSeqs over %d sequential calls: p50 %v, p99 %v, max %v", n, ds[n/2], ds[n*99/100], ds[n-1])
+}
