@@ -24,6 +24,9 @@ const (
 	MaxIDLen = 128
 	// MaxKeyLen bounds an Idempotency-Key (bytes).
 	MaxKeyLen = 64
+	// MaxRestoreHint bounds the map sizes a shard restored from disk starts
+	// with (RestoreShard): a million entries each is about 100 MB.
+	MaxRestoreHint = 1 << 20
 	// InitialQuotaPercent of the stock is spread over the shards at
 	// creation; the rest stays in the pool and follows the buyers, so an
 	// uneven crowd empties the pool before any shard says "sold out".

@@ -302,13 +302,18 @@ func NewShard(cfg ItemConfig, index int) *Shard {
 
 // RestoreShard recreates a shard from durable counters; its grabs are then
 // fed back with Restore and the whole is checked with Verify.
+//
+// The maps are sized for one buyer and one key per grab up to
+// MaxRestoreHint: a load grows no map (growing them was most of a
+// restart's time).
 func RestoreShard(cfg ItemConfig, index int, c Counters) *Shard {
+	hint := int(min(c.NextSeq-1, MaxRestoreHint))
 	return &Shard{
 		cfg:    cfg,
 		index:  index,
 		c:      c,
-		bought: make(map[string]int64),
-		keys:   make(map[userKey]keyed),
+		bought: make(map[string]int64, hint),
+		keys:   make(map[userKey]keyed, hint),
 		grabs:  make([]grabSlot, c.NextSeq-1, max(c.NextSeq-1, 16)),
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"unsafe"
 
 	"github.com/seckill/seckill/engine"
 )
@@ -190,7 +191,13 @@ func encodeGrab(dst []byte, g engine.Grab) []byte {
 
 // DecodeGrab decodes a grab value; item, shard and seq come from its key.
 func DecodeGrab(item string, shard int, seq uint64, v []byte) (engine.Grab, error) {
-	d := decoder{b: v}
+	return decodeGrab(item, shard, seq, v, nil)
+}
+
+// decodeGrab is DecodeGrab with its strings cut from a (nil: allocated
+// one by one).
+func decodeGrab(item string, shard int, seq uint64, v []byte, a *strArena) (engine.Grab, error) {
+	d := decoder{b: v, arena: a}
 	d.version()
 	g := engine.Grab{Item: item, Shard: shard, Seq: seq}
 	g.User = d.str(engine.MaxIDLen)
@@ -232,8 +239,32 @@ func uvarintLen(x uint64) int {
 
 // decoder reads a value; the first problem sticks and later reads return zero.
 type decoder struct {
-	b   []byte
-	err error
+	b     []byte
+	err   error
+	arena *strArena // nil: strings are allocated one by one
+}
+
+// strArenaChunk is the size of the blocks a strArena cuts strings from.
+const strArenaChunk = 64 << 10
+
+// strArena cuts many small strings from a few large blocks: loading a
+// million grabs allocates a few thousand blocks instead of two million
+// strings. A block lives while any string cut from it does, so it suits
+// strings kept together (a shard's users and keys), not a few kept out of
+// many.
+type strArena struct{ buf []byte }
+
+func (a *strArena) str(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	if cap(a.buf)-len(a.buf) < len(b) {
+		a.buf = make([]byte, 0, max(strArenaChunk, len(b)))
+	}
+	start := len(a.buf)
+	a.buf = append(a.buf, b...)
+	// Never written again: the bytes are the string's alone.
+	return unsafe.String(&a.buf[start], len(b))
 }
 
 func (d *decoder) fail() { d.err, d.b = errCorrupt, nil }
@@ -285,7 +316,12 @@ func (d *decoder) str(max int) string {
 		d.fail()
 		return ""
 	}
-	s := string(d.b[:n])
+	var s string
+	if d.arena != nil {
+		s = d.arena.str(d.b[:n])
+	} else {
+		s = string(d.b[:n])
+	}
 	d.b = d.b[n:]
 	return s
 }

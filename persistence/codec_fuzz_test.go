@@ -22,6 +22,14 @@ func FuzzDecodeGrab(f *testing.F) {
 		if !bytes.Equal(encodeGrab(nil, g), v) {
 			t.Fatalf("%x decoded to %+v which encodes differently", v, g)
 		}
+		// Strings cut from a shared arena (a shard's load) are the same
+		// strings, and later cuts do not change earlier ones.
+		var a strArena
+		g1, err1 := decodeGrab("it", 3, 7, v, &a)
+		g2, err2 := decodeGrab("it", 3, 7, v, &a)
+		if err1 != nil || err2 != nil || g1 != g || g2 != g {
+			t.Fatalf("%x through an arena: %+v %v, %+v %v; want %+v", v, g1, err1, g2, err2, g)
+		}
 	})
 }
 
