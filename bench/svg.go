@@ -28,8 +28,8 @@ const (
 // Each target has a colour and a dash, so lines that overlap stay
 // visible; seckill is drawn last, on top.
 var (
-	svgColors = map[string]string{TargetSeckill: "#d62728", TargetRedis: "#1f77b4", TargetBare: "#7f7f7f"}
-	svgDashes = map[string]string{TargetRedis: "9,4", TargetBare: "3,3"}
+	svgColors = map[string]string{TargetSeckill: "#d62728", TargetSeeds: "#2ca02c", TargetRedis: "#1f77b4", TargetBare: "#7f7f7f"}
+	svgDashes = map[string]string{TargetSeeds: "6,2,2,2", TargetRedis: "9,4", TargetBare: "3,3"}
 )
 
 type svgTick struct {
@@ -169,7 +169,7 @@ func writeSVG(w io.Writer, plan *Plan, rs []Result) error {
 		r := rs[i]
 		rates, p99, mids := bucketRates(r)
 		sr := svgSeries{Name: r.Target, Color: svgColors[r.Target], Dash: svgDashes[r.Target],
-			Legend:  fmt.Sprintf("%s/s achieved", siCount(r.Rate())),
+			Legend:  fmt.Sprintf("%s/s achieved", siCount(r.Rate())) + cpuLegend(r),
 			Legend2: fmt.Sprintf("p99 %s · max %s", dur(r.Quantile(99)), dur(r.Max())),
 			LegendY: d.RateTop + float64(i)*80}
 		if sr.Color == "" {
@@ -254,4 +254,12 @@ func tickDur(us float64) string {
 		return fmt.Sprintf("%gms", us/1e3)
 	}
 	return fmt.Sprintf("%gµs", us)
+}
+
+// cpuLegend is " · cpu <t>/answer" when the target's CPU was measured.
+func cpuLegend(r Result) string {
+	if r.CPUPerAnswer() < 0 {
+		return ""
+	}
+	return " · cpu " + cpuDur(r.CPUPerAnswer()) + "/answer"
 }
