@@ -42,26 +42,39 @@ func procCPU(pid int) (time.Duration, error) {
 	if err != nil {
 		return 0, fmt.Errorf("cpu of pid %d: %w", pid, err)
 	}
-	// pid (comm) state ppid …: comm may hold spaces and parentheses, the
-	// last ')' ends it; utime and stime are fields 14 and 15.
+	d, err := parseStatCPU(b)
+	if err != nil {
+		return 0, fmt.Errorf("cpu of pid %d: %w", pid, err)
+	}
+	return d, nil
+}
+
+// parseStatCPU reads utime + stime from the text of /proc/<pid>/stat:
+// "pid (comm) state ppid …", where comm may hold spaces and parentheses
+// (the last ')' ends it) and utime and stime are fields 14 and 15.
+func parseStatCPU(b []byte) (time.Duration, error) {
 	i := bytes.LastIndexByte(b, ')')
 	if i < 0 {
-		return 0, fmt.Errorf("cpu of pid %d: no comm in %q", pid, b)
+		return 0, fmt.Errorf("no comm in %.64q", b)
 	}
 	f := bytes.Fields(b[i+1:])
 	if len(f) < 13 {
-		return 0, fmt.Errorf("cpu of pid %d: %d fields after comm", pid, len(f))
+		return 0, fmt.Errorf("%d fields after comm, want at least 13", len(f))
 	}
 	var ticks int64
 	for _, s := range f[11:13] {
 		n, err := strconv.ParseInt(string(s), 10, 64)
-		if err != nil {
-			return 0, fmt.Errorf("cpu of pid %d: %w", pid, err)
+		if err != nil || n < 0 || n > maxTicks {
+			return 0, fmt.Errorf("cpu ticks %.32q", s)
 		}
 		ticks += n
 	}
-	return time.Duration(ticks) * time.Second / userHZ, nil
+	return time.Duration(ticks) * (time.Second / userHZ), nil
 }
+
+// maxTicks bounds one of utime and stime: a century of CPU, far below
+// where ticks would overflow a time.Duration.
+const maxTicks = 100 * 365 * 24 * 3600 * userHZ
 
 // cpuMeter adds up the CPU time of a target's processes over the windows
 // it is measured in.
