@@ -79,8 +79,17 @@ const (
 	luaNoStock       = "库存不足"
 )
 
-func stockKey(item string) string { return "seckill:stock:" + item }
-func usersKey(item string) string { return "seckill:users:" + item }
+// The seeds' keys (section 3.2.3) start with "seckill:"; a target that
+// shares a --redis with another gives its own namespace in place of it, so
+// that the two never sell each other's units (the items have the same
+// names on every target).
+const (
+	luaNamespace   = "seckill"
+	seedsNamespace = "seeds"
+)
+
+func stockKey(ns, item string) string { return ns + ":stock:" + item }
+func usersKey(ns, item string) string { return ns + ":users:" + item }
 
 // StartRedisLua runs the seeds' design: a fasthttp handler answering
 // seckill's grab contract by running the seeds' Lua script with EVALSHA.
@@ -98,7 +107,7 @@ func StartRedisLua(ctx context.Context, redisURL, appendfsync string) (*Target, 
 		closeAll()
 		return nil, fmt.Errorf("load the Lua script into redis at %s: %w", rdb.Options().Addr, err)
 	}
-	admin := redisAdmin{rdb}
+	admin := redisAdmin{rdb, luaNamespace}
 	handler := luaHandler(rdb, script)
 	srv := &fasthttp.Server{Name: "redis-lua", NoDefaultContentType: true, Handler: func(ctx *fasthttp.RequestCtx) {
 		if bytes.HasPrefix(ctx.Path(), adminPrefix) {
@@ -141,7 +150,7 @@ func luaHandler(rdb *redis.Client, script *redis.Script) fasthttp.RequestHandler
 			return
 		}
 		it := string(item)
-		res, err := script.Run(context.Background(), rdb, []string{stockKey(it), usersKey(it)}, body.UserID, body.Qty).Slice()
+		res, err := script.Run(context.Background(), rdb, []string{stockKey(luaNamespace, it), usersKey(luaNamespace, it)}, body.UserID, body.Qty).Slice()
 		if err != nil || len(res) != 2 {
 			ctx.Response.Header.Set("Retry-After", "1")
 			writeLua(ctx, fasthttp.StatusServiceUnavailable, luaUnavailable)
@@ -178,16 +187,19 @@ func writeLua(ctx *fasthttp.RequestCtx, status int, body []byte) {
 }
 
 // redisAdmin reads and writes the seeds' keys directly.
-type redisAdmin struct{ rdb *redis.Client }
+type redisAdmin struct {
+	rdb *redis.Client
+	ns  string // key namespace
+}
 
 func (a redisAdmin) CreateItem(ctx context.Context, item string, stock int64, _ int, perUserLimit int64) error {
 	if perUserLimit != 1 {
 		return fmt.Errorf("create item %s on redis+lua: the seeds' script allows one purchase per user, not %d", item, perUserLimit)
 	}
 	_, err := a.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.Del(ctx, stockKey(item), usersKey(item))
+		p.Del(ctx, stockKey(a.ns, item), usersKey(a.ns, item))
 		// The seeds' layout (section 3.2.3) with the field the script reads.
-		p.HSet(ctx, stockKey(item), "total", stock, "remaining", stock, "sold", 0, "version", 1)
+		p.HSet(ctx, stockKey(a.ns, item), "total", stock, "remaining", stock, "sold", 0, "version", 1)
 		return nil
 	})
 	if err != nil {
@@ -197,7 +209,7 @@ func (a redisAdmin) CreateItem(ctx context.Context, item string, stock int64, _ 
 }
 
 func (a redisAdmin) Item(ctx context.Context, item string) (ItemState, error) {
-	vals, err := a.rdb.HMGet(ctx, stockKey(item), "total", "remaining", "sold").Result()
+	vals, err := a.rdb.HMGet(ctx, stockKey(a.ns, item), "total", "remaining", "sold").Result()
 	if err != nil {
 		return ItemState{}, fmt.Errorf("read item %s on redis+lua: %w", item, err)
 	}
@@ -208,7 +220,7 @@ func (a redisAdmin) Item(ctx context.Context, item string) (ItemState, error) {
 			return ItemState{}, fmt.Errorf("read item %s on redis+lua: field %d is %v", item, i, v)
 		}
 	}
-	buyers, err := a.rdb.SCard(ctx, usersKey(item)).Result()
+	buyers, err := a.rdb.SCard(ctx, usersKey(a.ns, item)).Result()
 	if err != nil {
 		return ItemState{}, fmt.Errorf("read buyers of %s on redis+lua: %w", item, err)
 	}

@@ -102,7 +102,7 @@ func StartSeeds(ctx context.Context, redisURL, appendfsync string) (t *Target, e
 	}
 	closers = append(closers, func() error { return errors.Join(rdb.Close(), stopRedis()) })
 	s := &seeds{rdb: rdb, grab: redis.NewScript(seedsGrabScript), rollback: redis.NewScript(seedsRollbackScript),
-		admin: redisAdmin{rdb}, soldOut: map[string]time.Time{}}
+		admin: redisAdmin{rdb, seedsNamespace}, soldOut: map[string]time.Time{}}
 	for _, sc := range []*redis.Script{s.grab, s.rollback} {
 		if err := sc.Load(ctx, rdb).Err(); err != nil {
 			return nil, fmt.Errorf("load a Lua script into redis: %w", err)
@@ -221,7 +221,7 @@ func (s *seeds) handle(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	it := string(item)
-	keys := []string{stockKey(it), usersKey(it)}
+	keys := []string{stockKey(seedsNamespace, it), usersKey(seedsNamespace, it)}
 	res, err := s.grab.Run(context.Background(), s.rdb, keys, body.UserID, body.Qty).Slice()
 	if err != nil || len(res) != 2 {
 		unavailable(ctx)

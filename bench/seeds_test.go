@@ -67,7 +67,7 @@ func TestBenchSeeds(t *testing.T) {
 	// The local flag: with a unit back in Redis behind the instance's back,
 	// the instance still says sold_out without asking, until its flag ages.
 	saidSoldOut := time.Now()
-	if err := tg.Admin.(*seeds).rdb.HSet(ctx, stockKey("seeds-one"), "remaining", 1).Err(); err != nil {
+	if err := tg.Admin.(*seeds).rdb.HSet(ctx, stockKey(seedsNamespace, "seeds-one"), "remaining", 1).Err(); err != nil {
 		t.Fatal(err)
 	}
 	status, body := send("seeds-one", "c")
