@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -37,6 +38,9 @@ type childSpec struct {
 	Orders      bool   `json:"orders"`
 	Redis       string `json:"redis,omitempty"`
 	AppendFsync string `json:"appendfsync,omitempty"`
+	// CPUProfile, if set, is where the child writes a pprof CPU profile
+	// of its whole life.
+	CPUProfile string `json:"cpu_profile,omitempty"`
 }
 
 type childHello struct {
@@ -54,6 +58,17 @@ func ServeChild(ctx context.Context, local LocalFunc, in io.Reader, out io.Write
 	var spec childSpec
 	if err := json.Unmarshal([]byte(os.Getenv(ChildEnv)), &spec); err != nil {
 		return fmt.Errorf("%s: %w", ChildEnv, err)
+	}
+	if spec.CPUProfile != "" {
+		f, err := os.Create(spec.CPUProfile)
+		if err != nil {
+			return fmt.Errorf("child %s: %w", spec.Target, err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("child %s: cpu profile: %w", spec.Target, err)
+		}
+		defer pprof.StopCPUProfile()
 	}
 	var (
 		t   *Target

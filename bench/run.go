@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -52,6 +53,9 @@ type Config struct {
 	// that of its peers, is measured. nil: targets run in this process
 	// and no CPU time is reported.
 	Exec []string
+	// CPUProfile, with Exec, makes each child write a pprof CPU profile of
+	// its target to CPUProfile + "." + the target's name.
+	CPUProfile string
 
 	JSON io.Writer // machine-readable results, if set
 	SVG  io.Writer // the picture, if set
@@ -221,8 +225,12 @@ func Run(ctx context.Context, cfg Config, out io.Writer) ([]Result, error) {
 	}
 	child := func(target string) func() (*Target, error) {
 		return func() (*Target, error) {
-			return startChild(cfg.Exec, childSpec{Target: target, DataDir: cfg.DataDir, Orders: !cfg.NoOrders,
-				Redis: cfg.Redis, AppendFsync: cfg.AppendFsync})
+			spec := childSpec{Target: target, DataDir: cfg.DataDir, Orders: !cfg.NoOrders,
+				Redis: cfg.Redis, AppendFsync: cfg.AppendFsync}
+			if cfg.CPUProfile != "" {
+				spec.CPUProfile = cfg.CPUProfile + "." + profileSuffix(target)
+			}
+			return startChild(cfg.Exec, spec)
 		}
 	}
 	starters := []starter{{TargetSeckill, func() (*Target, error) {
@@ -288,6 +296,11 @@ func Run(ctx context.Context, cfg Config, out io.Writer) ([]Result, error) {
 		}
 	}
 	return results, errors.Join(errs...)
+}
+
+// profileSuffix is a target's name as a file name suffix.
+func profileSuffix(target string) string {
+	return strings.NewReplacer("+", "-", "/", "-").Replace(target)
 }
 
 // localToken is the admin token of the in-process seckill.

@@ -54,7 +54,7 @@ func benchMain(ctx context.Context, args []string, out io.Writer) error {
 	inProcess := fs.Bool("in-process", false, "run the targets inside the bench process instead of each in a child process; no CPU time is then reported")
 	jsonPath := fs.String("json", "", "also write results as JSON to this file")
 	svgPath := fs.String("svg", "", "also draw achieved rate and p99 per second of each target as SVG to this file")
-	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the bench process (the load generator; the servers too with --in-process) to this file, and one of each target's child process to this file.<target>")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -99,7 +99,7 @@ func benchMain(ctx context.Context, args []string, out io.Writer) error {
 		if err != nil {
 			return fmt.Errorf("bench: find this binary to run targets in child processes (or give --in-process): %w", err)
 		}
-		cfg.Exec = []string{exe, "bench"}
+		cfg.Exec, cfg.CPUProfile = []string{exe, "bench"}, *cpuProfile
 	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
