@@ -20,6 +20,8 @@ const (
 	svgTop    = 70  // room for the title
 	svgPanelH = 200
 	svgGap    = 70
+	// svgLegendStep is the height of one target's legend: four lines.
+	svgLegendStep = 90
 	// svgMinBucket drops a last, partial second shorter than this: its
 	// rate would rest on too few answers to mean anything.
 	svgMinBucket = 500 * time.Millisecond
@@ -40,6 +42,7 @@ type svgTick struct {
 type svgSeries struct {
 	Name, Color, Dash        string
 	Legend, Legend2, Legend3 string
+	Legend4                  string
 	Rate, P99                string // polyline points
 	Dots                     []svgDot
 	SellOut                  float64 // x of the dashed sell-out line, 0 for none
@@ -86,7 +89,8 @@ var svgTemplate = template.Must(template.New("svg").Funcs(template.FuncMap{"x": 
 <text x="{{$.LegendX}}" dx="20" y="{{.LegendY}}" dy="12" font-weight="bold">{{x .Name}}</text>
 <text x="{{$.LegendX}}" dx="20" y="{{.LegendY}}" dy="28" fill="#444">{{x .Legend}}</text>
 <text x="{{$.LegendX}}" dx="20" y="{{.LegendY}}" dy="44" fill="#444">{{x .Legend2}}</text>
-{{if .Legend3}}<text x="{{$.LegendX}}" dx="20" y="{{.LegendY}}" dy="60" fill="#444">{{x .Legend3}}</text>
+{{if .Legend3}}<text x="{{$.LegendX}}" dx="20" y="{{.LegendY}}" dy="60" fill="#444">{{x .Legend3}}</text>{{end}}
+{{if .Legend4}}<text x="{{$.LegendX}}" dx="20" y="{{.LegendY}}" dy="76" fill="#444">{{x .Legend4}}</text>
 {{end}}{{end}}</svg>
 `))
 
@@ -169,9 +173,9 @@ func writeSVG(w io.Writer, plan *Plan, rs []Result) error {
 		r := rs[i]
 		rates, p99, mids := bucketRates(r)
 		sr := svgSeries{Name: r.Target, Color: svgColors[r.Target], Dash: svgDashes[r.Target],
-			Legend:  fmt.Sprintf("%s/s achieved", siCount(r.Rate())) + cpuLegend(r),
+			Legend:  fmt.Sprintf("%s/s achieved", siCount(r.Rate())),
 			Legend2: fmt.Sprintf("p99 %s · max %s", dur(r.Quantile(99)), dur(r.Max())),
-			LegendY: d.RateTop + float64(i)*80}
+			LegendY: d.RateTop + float64(i)*svgLegendStep}
 		if sr.Color == "" {
 			sr.Color = "#2ca02c"
 		}
@@ -190,10 +194,16 @@ func writeSVG(w io.Writer, plan *Plan, rs []Result) error {
 			}
 		}
 		sr.Rate, sr.P99 = rp.String(), lp.String()
+		var more []string
+		if r.CPUPerAnswer() >= 0 {
+			more = append(more, "cpu "+cpuDur(r.CPUPerAnswer())+" per answer")
+		}
 		if r.SellOut >= 0 {
 			sr.SellOut = x(r.SellOut.Seconds())
-			sr.Legend3 = "sold out at " + dur(r.SellOut) + " (┆)"
+			more = append(more, "sold out at "+dur(r.SellOut)+" (┆)")
 		}
+		more = append(more, "", "")
+		sr.Legend3, sr.Legend4 = more[0], more[1]
 		d.Series = append(d.Series, sr)
 	}
 	return svgTemplate.Execute(w, d)
@@ -254,12 +264,4 @@ func tickDur(us float64) string {
 		return fmt.Sprintf("%gms", us/1e3)
 	}
 	return fmt.Sprintf("%gµs", us)
-}
-
-// cpuLegend is " · cpu <t>/answer" when the target's CPU was measured.
-func cpuLegend(r Result) string {
-	if r.CPUPerAnswer() < 0 {
-		return ""
-	}
-	return " · cpu " + cpuDur(r.CPUPerAnswer()) + "/answer"
 }
