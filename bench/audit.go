@@ -120,10 +120,81 @@ func audit(ctx context.Context, t *Target, plan *Plan, r *Result) *Audit {
 		a.Checks = append(a.Checks, fmt.Sprintf("%d buyers within the limit", len(held)))
 	}
 
+	if t.Orders != nil {
+		auditOrders(ctx, a, t, plan, r)
+	}
 	if t.Replays && len(r.grabs) > 0 {
 		replay(ctx, a, t, plan, r, before)
 	}
 	return a
+}
+
+const (
+	// ordersWait bounds the wait for a target's order consumer to catch up
+	// with what it sold once the load has stopped: at the seckill writer's
+	// pace (tens of thousands of orders a second) a backlog of a few
+	// hundred thousand orders.
+	ordersWait = 30 * time.Second
+	ordersPoll = 100 * time.Millisecond
+)
+
+// auditOrders checks, on a target whose orders the harness can read, that
+// its consumer catches up (as many orders as units sold, within
+// ordersWait; orders of outcomes the harness does not know may be missing
+// or extra) and that every 201 the harness saw has its order.
+func auditOrders(ctx context.Context, a *Audit, t *Target, plan *Plan, r *Result) {
+	unknown := r.Unresolved()
+	start := time.Now()
+	var orders, sold int64
+	for _, item := range plan.Items {
+		var st ItemState
+		for {
+			var err error
+			if st, err = t.Admin.Item(ctx, item); err != nil {
+				a.failf("%v", err)
+				return
+			}
+			if st.Orders >= st.Sold || time.Since(start) > ordersWait || ctx.Err() != nil {
+				break
+			}
+			time.Sleep(ordersPoll)
+		}
+		switch {
+		case st.Orders < 0:
+			a.failf("%s: the target did not count its orders", item)
+		case st.Orders < st.Sold-unknown:
+			a.failf("%s: %d orders for %d units sold after %v: the consumer lost orders or did not catch up", item, st.Orders, st.Sold, ordersWait)
+		case st.Orders > st.Sold+unknown:
+			a.failf("%s: %d orders for %d units sold: orders were written twice", item, st.Orders, st.Sold)
+		}
+		orders, sold = orders+st.Orders, sold+st.Sold
+	}
+	ids := make([][]string, len(plan.Items))
+	seen := map[string]bool{}
+	for _, g := range r.grabs {
+		if g.id == "" {
+			a.failf("%s: a 201 without an order id", plan.Items[g.item])
+			return
+		}
+		if !seen[g.id] {
+			seen[g.id] = true
+			ids[g.item] = append(ids[g.item], g.id)
+		}
+	}
+	for i, item := range plan.Items {
+		missing, err := t.Orders.Missing(ctx, item, ids[i])
+		if err != nil {
+			a.failf("%v", err)
+			return
+		}
+		for _, id := range missing {
+			a.failf("%s: 201 with order id %s, but no such order", item, id)
+		}
+	}
+	if a.OK() {
+		a.Checks = append(a.Checks, fmt.Sprintf("%d orders for %d sold, every one of %d 201s has its order (consumer caught up within %s)",
+			orders, sold, len(seen), dur(time.Since(start))))
+	}
 }
 
 const (

@@ -1,8 +1,10 @@
 // Package bench measures seckill over HTTP: load generators (closed loop for
 // the saturation point, open loop on a schedule for honest latencies), the
 // targets to compare it with (a bare fasthttp handler, the ceiling of the
-// machine, and the seeds' Redis+Lua design), the audit that every run must
-// pass, and the report.
+// machine; the seeds' Redis+Lua grab alone; and the seeds' whole design,
+// local sold-out flag, Lua grab, order message acknowledged by JetStream
+// and order consumer), each run in a child process whose CPU time it
+// reads, the audit that every run must pass, and the report.
 package bench
 
 import (

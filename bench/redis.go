@@ -79,8 +79,17 @@ const (
 	luaNoStock       = "库存不足"
 )
 
-func stockKey(item string) string { return "seckill:stock:" + item }
-func usersKey(item string) string { return "seckill:users:" + item }
+// The seeds' keys (section 3.2.3) start with "seckill:"; a target that
+// shares a --redis with another gives its own namespace in place of it, so
+// that the two never sell each other's units (the items have the same
+// names on every target).
+const (
+	luaNamespace   = "seckill"
+	seedsNamespace = "seeds"
+)
+
+func stockKey(ns, item string) string { return ns + ":stock:" + item }
+func usersKey(ns, item string) string { return ns + ":users:" + item }
 
 // StartRedisLua runs the seeds' design: a fasthttp handler answering
 // seckill's grab contract by running the seeds' Lua script with EVALSHA.
@@ -88,41 +97,31 @@ func usersKey(item string) string { return "seckill:users:" + item }
 // on a free loopback port in a temporary directory with appendonly yes and
 // the given appendfsync policy, stopped with the target.
 func StartRedisLua(ctx context.Context, redisURL, appendfsync string) (*Target, error) {
-	var (
-		opts *redis.Options
-		stop = func() error { return nil }
-	)
-	if appendfsync == "" {
-		appendfsync = "everysec"
+	rdb, peers, stop, err := openRedis(ctx, redisURL, appendfsync)
+	if err != nil {
+		return nil, err
 	}
-	if redisURL == "" {
-		addr, stopServer, err := startRedisServer(ctx, appendfsync)
-		if err != nil {
-			return nil, err
-		}
-		opts, stop = &redis.Options{Addr: addr}, stopServer
-	} else {
-		o, err := redis.ParseURL(redisURL)
-		if err != nil {
-			return nil, fmt.Errorf("--redis %q: %w", redisURL, err)
-		}
-		opts = o
-	}
-	opts.PoolSize = redisPoolSize
-	rdb := redis.NewClient(opts)
 	closeAll := func() error { return errors.Join(rdb.Close(), stop()) }
 	script := redis.NewScript(seedsGrabScript)
 	if err := script.Load(ctx, rdb).Err(); err != nil {
 		closeAll()
-		return nil, fmt.Errorf("load the Lua script into redis at %s: %w", opts.Addr, err)
+		return nil, fmt.Errorf("load the Lua script into redis at %s: %w", rdb.Options().Addr, err)
 	}
-	srv := &fasthttp.Server{Name: "redis-lua", NoDefaultContentType: true, Handler: luaHandler(rdb, script)}
+	admin := redisAdmin{rdb, luaNamespace}
+	handler := luaHandler(rdb, script)
+	srv := &fasthttp.Server{Name: "redis-lua", NoDefaultContentType: true, Handler: func(ctx *fasthttp.RequestCtx) {
+		if bytes.HasPrefix(ctx.Path(), adminPrefix) {
+			serveAdmin(ctx, admin)
+			return
+		}
+		handler(ctx)
+	}}
 	t, err := serveOn(TargetRedis, srv, closeAll)
 	if err != nil {
 		closeAll()
 		return nil, err
 	}
-	t.Admin = redisAdmin{rdb}
+	t.Admin, t.Peers = admin, peers
 	return t, nil
 }
 
@@ -151,7 +150,7 @@ func luaHandler(rdb *redis.Client, script *redis.Script) fasthttp.RequestHandler
 			return
 		}
 		it := string(item)
-		res, err := script.Run(context.Background(), rdb, []string{stockKey(it), usersKey(it)}, body.UserID, body.Qty).Slice()
+		res, err := script.Run(context.Background(), rdb, []string{stockKey(luaNamespace, it), usersKey(luaNamespace, it)}, body.UserID, body.Qty).Slice()
 		if err != nil || len(res) != 2 {
 			ctx.Response.Header.Set("Retry-After", "1")
 			writeLua(ctx, fasthttp.StatusServiceUnavailable, luaUnavailable)
@@ -188,16 +187,19 @@ func writeLua(ctx *fasthttp.RequestCtx, status int, body []byte) {
 }
 
 // redisAdmin reads and writes the seeds' keys directly.
-type redisAdmin struct{ rdb *redis.Client }
+type redisAdmin struct {
+	rdb *redis.Client
+	ns  string // key namespace
+}
 
 func (a redisAdmin) CreateItem(ctx context.Context, item string, stock int64, _ int, perUserLimit int64) error {
 	if perUserLimit != 1 {
 		return fmt.Errorf("create item %s on redis+lua: the seeds' script allows one purchase per user, not %d", item, perUserLimit)
 	}
 	_, err := a.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.Del(ctx, stockKey(item), usersKey(item))
+		p.Del(ctx, stockKey(a.ns, item), usersKey(a.ns, item))
 		// The seeds' layout (section 3.2.3) with the field the script reads.
-		p.HSet(ctx, stockKey(item), "total", stock, "remaining", stock, "sold", 0, "version", 1)
+		p.HSet(ctx, stockKey(a.ns, item), "total", stock, "remaining", stock, "sold", 0, "version", 1)
 		return nil
 	})
 	if err != nil {
@@ -207,7 +209,7 @@ func (a redisAdmin) CreateItem(ctx context.Context, item string, stock int64, _ 
 }
 
 func (a redisAdmin) Item(ctx context.Context, item string) (ItemState, error) {
-	vals, err := a.rdb.HMGet(ctx, stockKey(item), "total", "remaining", "sold").Result()
+	vals, err := a.rdb.HMGet(ctx, stockKey(a.ns, item), "total", "remaining", "sold").Result()
 	if err != nil {
 		return ItemState{}, fmt.Errorf("read item %s on redis+lua: %w", item, err)
 	}
@@ -218,45 +220,45 @@ func (a redisAdmin) Item(ctx context.Context, item string) (ItemState, error) {
 			return ItemState{}, fmt.Errorf("read item %s on redis+lua: field %d is %v", item, i, v)
 		}
 	}
-	buyers, err := a.rdb.SCard(ctx, usersKey(item)).Result()
+	buyers, err := a.rdb.SCard(ctx, usersKey(a.ns, item)).Result()
 	if err != nil {
 		return ItemState{}, fmt.Errorf("read buyers of %s on redis+lua: %w", item, err)
 	}
-	return ItemState{Stock: n[0], Remaining: n[1], Sold: n[2], PerUserLimit: 1, Buyers: buyers}, nil
+	return ItemState{Stock: n[0], Remaining: n[1], Sold: n[2], PerUserLimit: 1, Buyers: buyers, Orders: -1}, nil
 }
 
 // startRedisServer runs redis-server on a free loopback port with its files
-// in a fresh temporary directory, and returns its address and how to stop
-// it (which also removes the directory).
-func startRedisServer(ctx context.Context, appendfsync string) (string, func() error, error) {
+// in a fresh temporary directory, and returns its address, its pid and how
+// to stop it (which also removes the directory).
+func startRedisServer(ctx context.Context, appendfsync string) (string, int, func() error, error) {
 	switch appendfsync {
 	case "always", "everysec", "no":
 	default:
-		return "", nil, fmt.Errorf("redis appendfsync %q: want one of %v", appendfsync, AppendFsyncPolicies)
+		return "", 0, nil, fmt.Errorf("redis appendfsync %q: want one of %v", appendfsync, AppendFsyncPolicies)
 	}
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
-		return "", nil, errors.New("redis-server not found: install it (make deps) or point --redis at one")
+		return "", 0, nil, errors.New("redis-server not found: install it (make deps) or point --redis at one")
 	}
 	port, err := freePort()
 	if err != nil {
-		return "", nil, err
+		return "", 0, nil, err
 	}
 	dir, err := os.MkdirTemp("", "seckill-bench-redis-")
 	if err != nil {
-		return "", nil, fmt.Errorf("redis dir: %w", err)
+		return "", 0, nil, fmt.Errorf("redis dir: %w", err)
 	}
 	cmd := exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", dir,
 		"--appendonly", "yes", "--appendfsync", appendfsync, "--save", "", "--daemonize", "no", "--logfile", "")
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		os.RemoveAll(dir)
-		return "", nil, fmt.Errorf("redis-server pipe: %w", err)
+		return "", 0, nil, fmt.Errorf("redis-server pipe: %w", err)
 	}
 	cmd.Stderr = cmd.Stdout
 	if err := cmd.Start(); err != nil {
 		os.RemoveAll(dir)
-		return "", nil, fmt.Errorf("start redis-server: %w", err)
+		return "", 0, nil, fmt.Errorf("start redis-server: %w", err)
 	}
 	stop := func() error {
 		err := cmd.Process.Signal(syscall.SIGTERM)
@@ -295,9 +297,9 @@ func startRedisServer(ctx context.Context, appendfsync string) (string, func() e
 		_ = cmd.Wait()
 		<-ready
 		os.RemoveAll(dir)
-		return "", nil, fmt.Errorf("%w:\n%s", err, log.String())
+		return "", 0, nil, fmt.Errorf("%w:\n%s", err, log.String())
 	}
-	return fmt.Sprintf("127.0.0.1:%d", port), stop, nil
+	return fmt.Sprintf("127.0.0.1:%d", port), cmd.Process.Pid, stop, nil
 }
 
 // freePort asks the kernel for a free loopback port. Another process could

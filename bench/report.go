@@ -47,19 +47,19 @@ func dur(d time.Duration) string {
 }
 
 func printReport(out io.Writer, plan *Plan, rs []Result) {
-	ceiling, redis := rateOf(rs, TargetBare), rateOf(rs, TargetRedis)
+	ceiling, redis, seeds := rateOf(rs, TargetBare), rateOf(rs, TargetRedis), rateOf(rs, TargetSeeds)
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "target\tmode\tconns\toffered/s\tachieved/s\t201\t409\t503\tother\terrors\tp50\tp90\tp99\tp99.9\tmax\tsold out\tvs ceiling\tvs redis+lua\t")
+	fmt.Fprintln(tw, "target\tmode\tconns\toffered/s\tachieved/s\t201\t409\t503\tother\terrors\tp50\tp90\tp99\tp99.9\tmax\tsold out\tcpu/answer\tvs ceiling\tvs redis+lua\tvs seeds\t")
 	for _, r := range rs {
 		offered := "-"
 		if r.Offered > 0 {
 			offered = fmt.Sprintf("%.0f", r.Offered)
 		}
 		other := r.Answers() - r.ByStatus[201] - r.ByStatus[409] - r.ByStatus[503]
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%.0f\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n",
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%.0f\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n",
 			r.Target, r.Mode, r.Conns, offered, r.Rate(), r.ByStatus[201], r.ByStatus[409], r.ByStatus[503], other, r.Errors,
 			dur(r.Quantile(50)), dur(r.Quantile(90)), dur(r.Quantile(99)), dur(r.Quantile(99.9)), dur(r.Max()),
-			dur(r.SellOut), ratio(r.Rate(), ceiling, true), ratio(r.Rate(), redis, false))
+			dur(r.SellOut), cpuDur(r.CPUPerAnswer()), ratio(r.Rate(), ceiling, true), ratio(r.Rate(), redis, false), ratio(r.Rate(), seeds, false))
 	}
 	tw.Flush()
 	for _, r := range rs {
@@ -67,6 +67,17 @@ func printReport(out io.Writer, plan *Plan, rs []Result) {
 			fmt.Fprintf(out, "%s fronts (buyers round robin, items created through the first): %s\n", r.Target, strings.Join(r.Fronts, " "))
 		}
 		fmt.Fprintf(out, "%s answers by outcome: %s\n", r.Target, outcomeList(r.Outcomes))
+	}
+	for _, r := range rs {
+		if r.CPU == nil {
+			continue
+		}
+		var parts []string
+		for _, p := range r.CPU {
+			parts = append(parts, fmt.Sprintf("%s (pid %d) %.0f ms", p.Name, p.Pid, ms(p.CPU)))
+		}
+		fmt.Fprintf(out, "%s cpu: %.0f ms for %d answers = %s per answer; %s\n",
+			r.Target, ms(r.CPUTotal()), r.Answers(), cpuDur(r.CPUPerAnswer()), strings.Join(parts, ", "))
 	}
 	for _, r := range rs {
 		if r.JobLatency == nil {
@@ -86,6 +97,16 @@ func printReport(out io.Writer, plan *Plan, rs []Result) {
 		}
 	}
 }
+
+// cpuDur prints a CPU time per answer in µs with one decimal.
+func cpuDur(d time.Duration) string {
+	if d < 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.1fµs", float64(d)/float64(time.Microsecond))
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 // outcomeList prints outcome counts, the most frequent first.
 func outcomeList(m map[string]int64) string {
@@ -131,10 +152,26 @@ type jsonResult struct {
 	SellOutS     *float64         `json:"sell_out_s"`
 	VsCeiling    *float64         `json:"vs_ceiling,omitempty"`
 	VsRedisLua   *float64         `json:"vs_redis_lua,omitempty"`
+	VsSeeds      *float64         `json:"vs_seeds,omitempty"`
+	CPU          *jsonCPU         `json:"cpu,omitempty"`
 	Jobs         map[string]int64 `json:"jobs_by_last_status"`
 	JobLatencyUs map[string]int64 `json:"buyer_latency_us,omitempty"`
 	Timeline     []jsonSecond     `json:"per_second"`
 	Audit        *jsonAudit       `json:"audit,omitempty"`
+}
+
+// jsonCPU is the CPU time of a target's processes over the measured
+// window (absent when the target ran in the harness's process).
+type jsonCPU struct {
+	TotalMs     float64       `json:"total_ms"`
+	UsPerAnswer float64       `json:"us_per_answer"`
+	Processes   []jsonProcCPU `json:"processes"`
+}
+
+type jsonProcCPU struct {
+	Name string  `json:"name"`
+	Pid  int     `json:"pid"`
+	Ms   float64 `json:"ms"`
 }
 
 type jsonSecond struct {
@@ -157,7 +194,7 @@ func byStatus(m map[int]int64) map[string]int64 {
 }
 
 func writeJSON(w io.Writer, plan *Plan, rs []Result) error {
-	ceiling, redis := rateOf(rs, TargetBare), rateOf(rs, TargetRedis)
+	ceiling, redis, seeds := rateOf(rs, TargetBare), rateOf(rs, TargetRedis), rateOf(rs, TargetSeeds)
 	rep := jsonReport{Workload: plan.Workload, Items: len(plan.Items), Stock: plan.Stock}
 	for _, r := range rs {
 		j := jsonResult{Target: r.Target, Mode: r.Mode, Conns: r.Conns, OfferedRate: r.Offered, AchievedRate: r.Rate(),
@@ -184,6 +221,19 @@ func writeJSON(w io.Writer, plan *Plan, rs []Result) error {
 		if redis > 0 {
 			v := r.Rate() / redis
 			j.VsRedisLua = &v
+		}
+		if seeds > 0 {
+			v := r.Rate() / seeds
+			j.VsSeeds = &v
+		}
+		if r.CPU != nil {
+			j.CPU = &jsonCPU{TotalMs: ms(r.CPUTotal())}
+			if r.CPUPerAnswer() >= 0 {
+				j.CPU.UsPerAnswer = float64(r.CPUPerAnswer()) / float64(time.Microsecond)
+			}
+			for _, p := range r.CPU {
+				j.CPU.Processes = append(j.CPU.Processes, jsonProcCPU{Name: p.Name, Pid: p.Pid, Ms: ms(p.CPU)})
+			}
 		}
 		for _, s := range r.Timeline {
 			j.Timeline = append(j.Timeline, jsonSecond{Answers: s.Answers, P99Us: s.P99.Microseconds()})

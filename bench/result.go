@@ -35,6 +35,10 @@ type Result struct {
 	// last unit, as the harness saw it; -1 when not sold out.
 	SellOut time.Duration
 	Audit   *Audit
+	// CPU is the CPU time each process of the target used while measured
+	// (the load, then until it went quiet; see cpuMeter); nil when the
+	// target ran in the harness's process or elsewhere.
+	CPU []ProcCPU
 
 	grabs   []seenGrab
 	soldOut map[int]time.Duration // per item, when the first sold_out answer came
@@ -57,6 +61,27 @@ func (r Result) Quantile(q float64) time.Duration { return micros(r.Latency.Valu
 
 // Max is the largest latency.
 func (r Result) Max() time.Duration { return micros(r.Latency.Max()) }
+
+// CPUTotal is the CPU time of all the target's processes, -1 when not
+// measured.
+func (r Result) CPUTotal() time.Duration {
+	if r.CPU == nil {
+		return -1
+	}
+	var d time.Duration
+	for _, p := range r.CPU {
+		d += p.CPU
+	}
+	return d
+}
+
+// CPUPerAnswer is the target's CPU time per answer, -1 when not measured.
+func (r Result) CPUPerAnswer() time.Duration {
+	if r.CPU == nil || r.Answers() == 0 {
+		return -1
+	}
+	return r.CPUTotal() / time.Duration(r.Answers())
+}
 
 // Unresolved counts jobs whose outcome the harness does not know: their
 // last attempt failed or was answered 429/503, so the server may still

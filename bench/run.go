@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -27,7 +28,7 @@ type Config struct {
 	Arrival  time.Duration // flash: all buyers arrive within this
 	Shards   int           // shards per item on seckill
 	Keys     bool          // send an Idempotency-Key with every grab (always in flash)
-	Compare  bool          // also measure the bare handler and Redis+Lua
+	Compare  bool          // also measure the seeds' design, Redis+Lua alone and the bare handler
 	// Rounds splits a closed-loop run into this many slices per target,
 	// the targets taking turns (in alternating order), so that a machine
 	// that speeds up or slows down during the run is shared by all of them
@@ -45,6 +46,16 @@ type Config struct {
 	NoOrders    bool   // in-process seckill without the order pipeline (engine and HTTP only)
 	Redis       string // Redis+Lua against this Redis URL instead of a redis-server started here
 	AppendFsync string // appendfsync of the redis-server started here
+
+	// Exec is the command line that runs this binary as a child serving
+	// one target (it must call ServeChild when IsChild): every target the
+	// harness starts then runs in a child process, and its CPU time, and
+	// that of its peers, is measured. nil: targets run in this process
+	// and no CPU time is reported.
+	Exec []string
+	// CPUProfile, with Exec, makes each child write a pprof CPU profile of
+	// its target to CPUProfile + "." + the target's name.
+	CPUProfile string
 
 	JSON io.Writer // machine-readable results, if set
 	SVG  io.Writer // the picture, if set
@@ -212,16 +223,35 @@ func Run(ctx context.Context, cfg Config, out io.Writer) ([]Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	child := func(target string) func() (*Target, error) {
+		return func() (*Target, error) {
+			spec := childSpec{Target: target, DataDir: cfg.DataDir, Orders: !cfg.NoOrders,
+				Redis: cfg.Redis, AppendFsync: cfg.AppendFsync}
+			if cfg.CPUProfile != "" {
+				spec.CPUProfile = cfg.CPUProfile + "." + profileSuffix(target)
+			}
+			return startChild(cfg.Exec, spec)
+		}
+	}
 	starters := []starter{{TargetSeckill, func() (*Target, error) {
-		if len(cfg.URLs) > 0 {
+		switch {
+		case len(cfg.URLs) > 0:
 			return Remote(cfg.URLs, cfg.Token), nil
+		case cfg.Exec != nil:
+			return child(TargetSeckill)()
 		}
 		return startLocalIn(cfg.Local, cfg.DataDir, !cfg.NoOrders)
 	}}}
 	if cfg.Compare {
 		starters = append(starters,
+			starter{TargetSeeds, func() (*Target, error) { return StartSeeds(ctx, cfg.Redis, cfg.AppendFsync) }},
 			starter{TargetRedis, func() (*Target, error) { return StartRedisLua(ctx, cfg.Redis, cfg.AppendFsync) }},
 			starter{TargetBare, StartBare})
+		if cfg.Exec != nil {
+			for i := 1; i < len(starters); i++ {
+				starters[i].start = child(starters[i].name)
+			}
+		}
 	}
 	// A target that cannot run ends the run, but what was measured before
 	// is still reported.
@@ -268,6 +298,11 @@ func Run(ctx context.Context, cfg Config, out io.Writer) ([]Result, error) {
 	return results, errors.Join(errs...)
 }
 
+// profileSuffix is a target's name as a file name suffix.
+func profileSuffix(target string) string {
+	return strings.NewReplacer("+", "-", "/", "-").Replace(target)
+}
+
 // localToken is the admin token of the in-process seckill.
 const localToken = "bench-token"
 
@@ -277,6 +312,7 @@ const localToken = "bench-token"
 func runInterleaved(ctx context.Context, cfg Config, starters []starter, plan *Plan) (results []Result, err error) {
 	type live struct {
 		t       *Target
+		cpu     *cpuMeter
 		tallies []tally
 		elapsed time.Duration
 		next    int64
@@ -294,7 +330,7 @@ func runInterleaved(ctx context.Context, cfg Config, starters []starter, plan *P
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", s.name, err)
 		}
-		ls = append(ls, &live{t: t})
+		ls = append(ls, &live{t: t, cpu: newCPUMeter(t.Procs)})
 		if err := createItems(ctx, t, plan); err != nil {
 			return nil, fmt.Errorf("%s: %w", s.name, err)
 		}
@@ -306,17 +342,21 @@ func runInterleaved(ctx context.Context, cfg Config, starters []starter, plan *P
 			if round%2 == 1 { // no target always runs right after the same one
 				l = ls[len(ls)-1-k]
 			}
+			l.cpu.start()
 			start := time.Now()
 			ts, next, err := closedLoop(ctx, l.t.fronts(), cfg.Conns, slice, cfg.Requests, plan, l.next, start.Add(-l.elapsed))
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", l.t.Name, err)
 			}
 			l.elapsed += time.Since(start)
+			l.cpu.stop()
 			l.tallies, l.next = append(l.tallies, ts...), next
 		}
 	}
 	for _, l := range ls {
-		results = append(results, finish(ctx, l.t, plan, closedResult(l.tallies, l.elapsed, cfg.Conns)))
+		r := closedResult(l.tallies, l.elapsed, cfg.Conns)
+		r.CPU = l.cpu.result()
+		results = append(results, finish(ctx, l.t, plan, r))
 	}
 	return results, nil
 }
@@ -385,6 +425,8 @@ func runOne(ctx context.Context, cfg Config, s starter, plan *Plan, sched Schedu
 	if err := createItems(ctx, t, plan); err != nil {
 		return Result{}, err
 	}
+	cpu := newCPUMeter(t.Procs)
+	cpu.start()
 	if sched == (Schedule{}) { // closed loop
 		r, err = ClosedLoop(ctx, t.fronts(), cfg.Conns, cfg.Duration, cfg.Requests, plan)
 	} else {
@@ -393,5 +435,7 @@ func runOne(ctx context.Context, cfg Config, s starter, plan *Plan, sched Schedu
 	if err != nil {
 		return Result{}, err
 	}
+	cpu.stop()
+	r.CPU = cpu.result()
 	return finish(ctx, t, plan, r), nil
 }

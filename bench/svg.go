@@ -20,6 +20,8 @@ const (
 	svgTop    = 70  // room for the title
 	svgPanelH = 200
 	svgGap    = 70
+	// svgLegendStep is the height of one target's legend: four lines.
+	svgLegendStep = 90
 	// svgMinBucket drops a last, partial second shorter than this: its
 	// rate would rest on too few answers to mean anything.
 	svgMinBucket = 500 * time.Millisecond
@@ -28,8 +30,8 @@ const (
 // Each target has a colour and a dash, so lines that overlap stay
 // visible; seckill is drawn last, on top.
 var (
-	svgColors = map[string]string{TargetSeckill: "#d62728", TargetRedis: "#1f77b4", TargetBare: "#7f7f7f"}
-	svgDashes = map[string]string{TargetRedis: "9,4", TargetBare: "3,3"}
+	svgColors = map[string]string{TargetSeckill: "#d62728", TargetSeeds: "#2ca02c", TargetRedis: "#1f77b4", TargetBare: "#7f7f7f"}
+	svgDashes = map[string]string{TargetSeeds: "6,2,2,2", TargetRedis: "9,4", TargetBare: "3,3"}
 )
 
 type svgTick struct {
@@ -40,6 +42,7 @@ type svgTick struct {
 type svgSeries struct {
 	Name, Color, Dash        string
 	Legend, Legend2, Legend3 string
+	Legend4                  string
 	Rate, P99                string // polyline points
 	Dots                     []svgDot
 	SellOut                  float64 // x of the dashed sell-out line, 0 for none
@@ -86,7 +89,8 @@ var svgTemplate = template.Must(template.New("svg").Funcs(template.FuncMap{"x": 
 <text x="{{$.LegendX}}" dx="20" y="{{.LegendY}}" dy="12" font-weight="bold">{{x .Name}}</text>
 <text x="{{$.LegendX}}" dx="20" y="{{.LegendY}}" dy="28" fill="#444">{{x .Legend}}</text>
 <text x="{{$.LegendX}}" dx="20" y="{{.LegendY}}" dy="44" fill="#444">{{x .Legend2}}</text>
-{{if .Legend3}}<text x="{{$.LegendX}}" dx="20" y="{{.LegendY}}" dy="60" fill="#444">{{x .Legend3}}</text>
+{{if .Legend3}}<text x="{{$.LegendX}}" dx="20" y="{{.LegendY}}" dy="60" fill="#444">{{x .Legend3}}</text>{{end}}
+{{if .Legend4}}<text x="{{$.LegendX}}" dx="20" y="{{.LegendY}}" dy="76" fill="#444">{{x .Legend4}}</text>
 {{end}}{{end}}</svg>
 `))
 
@@ -171,7 +175,7 @@ func writeSVG(w io.Writer, plan *Plan, rs []Result) error {
 		sr := svgSeries{Name: r.Target, Color: svgColors[r.Target], Dash: svgDashes[r.Target],
 			Legend:  fmt.Sprintf("%s/s achieved", siCount(r.Rate())),
 			Legend2: fmt.Sprintf("p99 %s · max %s", dur(r.Quantile(99)), dur(r.Max())),
-			LegendY: d.RateTop + float64(i)*80}
+			LegendY: d.RateTop + float64(i)*svgLegendStep}
 		if sr.Color == "" {
 			sr.Color = "#2ca02c"
 		}
@@ -190,10 +194,16 @@ func writeSVG(w io.Writer, plan *Plan, rs []Result) error {
 			}
 		}
 		sr.Rate, sr.P99 = rp.String(), lp.String()
+		var more []string
+		if r.CPUPerAnswer() >= 0 {
+			more = append(more, "cpu "+cpuDur(r.CPUPerAnswer())+" per answer")
+		}
 		if r.SellOut >= 0 {
 			sr.SellOut = x(r.SellOut.Seconds())
-			sr.Legend3 = "sold out at " + dur(r.SellOut) + " (┆)"
+			more = append(more, "sold out at "+dur(r.SellOut)+" (┆)")
 		}
+		more = append(more, "", "")
+		sr.Legend3, sr.Legend4 = more[0], more[1]
 		d.Series = append(d.Series, sr)
 	}
 	return svgTemplate.Execute(w, d)

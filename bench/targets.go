@@ -40,7 +40,30 @@ type Target struct {
 	// Replays is true when a 201 can be replayed by user and
 	// Idempotency-Key (seckill), so the audit replays a sample.
 	Replays bool
-	Stop    func() error
+	// Orders finds the 201s without an order, for a target whose orders
+	// the harness can read (seeds); nil: not checked.
+	Orders OrderChecker
+	// Procs are the processes that serve the target, whose CPU time the
+	// harness reads: set when the target runs as a child process (its
+	// peers, such as redis-server, included); empty: not measured.
+	Procs []Proc
+	// Peers are processes the target started beside the one serving it
+	// (redis-server), for a child to report.
+	Peers []Proc
+	Stop  func() error
+}
+
+// OrderChecker reads a target's order store.
+type OrderChecker interface {
+	// Missing returns the grab ids among ids, all of item, that have no
+	// order.
+	Missing(ctx context.Context, item string, ids []string) ([]string, error)
+}
+
+// Proc is one process of a target.
+type Proc struct {
+	Name string `json:"name"`
+	Pid  int    `json:"pid"`
 }
 
 // Admin is a target's stock, as its owner sees it.
@@ -56,6 +79,7 @@ type ItemState struct {
 	Remaining    int64 `json:"remaining"`
 	PerUserLimit int64 `json:"per_user_limit"`
 	Buyers       int64 `json:"-"` // distinct buyers when the target knows them, else -1
+	Orders       int64 `json:"-"` // orders in the target's store when the harness can count them, else -1
 }
 
 // StartBare runs a fasthttp handler that answers every request at once with
@@ -144,7 +168,11 @@ func NewSeckillAdmin(base, token string) Admin {
 }
 
 func (a *seckillAdmin) do(ctx context.Context, method, item string, body []byte) (int, []byte, error) {
-	req, err := http.NewRequestWithContext(ctx, method, a.base+"/admin/v1/items/"+item, bytes.NewReader(body))
+	return a.doURL(ctx, method, a.base+"/admin/v1/items/"+item, body)
+}
+
+func (a *seckillAdmin) doURL(ctx context.Context, method, url string, body []byte) (int, []byte, error) {
+	req, err := http.NewRequestWithContext(ctx, method, url, bytes.NewReader(body))
 	if err != nil {
 		return 0, nil, err
 	}
@@ -178,9 +206,21 @@ func (a *seckillAdmin) Item(ctx context.Context, item string) (ItemState, error)
 	if status != http.StatusOK {
 		return ItemState{}, fmt.Errorf("read item %s at %s: HTTP %d %s", item, a.base, status, bytes.TrimSpace(resp))
 	}
-	st := ItemState{Buyers: -1}
-	if err := json.Unmarshal(resp, &st); err != nil {
+	var w struct {
+		ItemState
+		Buyers *int64 `json:"buyers"` // the harness's own targets' admin routes (serveAdmin)
+		Orders *int64 `json:"orders"`
+	}
+	if err := json.Unmarshal(resp, &w); err != nil {
 		return ItemState{}, fmt.Errorf("read item %s at %s: %w", item, a.base, err)
+	}
+	st := w.ItemState
+	st.Buyers, st.Orders = -1, -1
+	if w.Buyers != nil {
+		st.Buyers = *w.Buyers
+	}
+	if w.Orders != nil {
+		st.Orders = *w.Orders
 	}
 	return st, nil
 }

@@ -23,6 +23,9 @@ func runBench(ctx context.Context, args []string) error {
 
 // benchMain is `seckill bench`: flags, output files, then bench.Run.
 func benchMain(ctx context.Context, args []string, out io.Writer) error {
+	if bench.IsChild() { // started by a bench to serve one target
+		return bench.ServeChild(ctx, benchTarget, os.Stdin, out)
+	}
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	cfg := bench.Config{Local: benchTarget}
 	var workloads []string
@@ -40,7 +43,7 @@ func benchMain(ctx context.Context, args []string, out io.Writer) error {
 	fs.DurationVar(&cfg.Arrival, "arrival", 0, "flash: every buyer arrives within this (default 10s)")
 	fs.IntVar(&cfg.Shards, "shards", bench.DefaultShards, "shards per item on seckill")
 	fs.BoolVar(&cfg.Keys, "keys", false, "send an Idempotency-Key with every grab (flash always does)")
-	fs.BoolVar(&cfg.Compare, "compare", false, "also measure Redis+Lua (the seeds' design) and a bare fasthttp handler (the HTTP ceiling)")
+	fs.BoolVar(&cfg.Compare, "compare", false, "also measure the seeds' whole design (local sold-out flag, Redis+Lua grab, order message acknowledged by NATS JetStream before the 201, order consumer writing a Pebble order store), Redis+Lua alone and a bare fasthttp handler (the HTTP ceiling)")
 	fs.IntVar(&cfg.Rounds, "rounds", bench.DefaultRounds, "closed loop: measure in this many slices per target, the targets taking turns, so that drift in the machine's speed is shared (1: each target in one piece)")
 	urls := fs.String("url", "", "measure the seckill at this URL (http://host:port), or a cluster at these comma-separated fronts, instead of one started in-process: items are created through the first, buyers spread round robin over all, the audit reads every front")
 	fs.StringVar(&cfg.Token, "token", os.Getenv("SECKILL_ADMIN_TOKEN"), "admin token of --url (env SECKILL_ADMIN_TOKEN)")
@@ -48,9 +51,10 @@ func benchMain(ctx context.Context, args []string, out io.Writer) error {
 	fs.BoolVar(&cfg.NoOrders, "no-orders", false, "run the in-process server without its order pipeline (NATS, relay, order writer): the engine and HTTP alone")
 	fs.StringVar(&cfg.Redis, "redis", "", "Redis URL for Redis+Lua (default: start redis-server on a free port)")
 	fs.StringVar(&cfg.AppendFsync, "redis-appendfsync", "everysec", "appendfsync of the redis-server started here: "+strings.Join(bench.AppendFsyncPolicies, " | "))
+	inProcess := fs.Bool("in-process", false, "run the targets inside the bench process instead of each in a child process; no CPU time is then reported")
 	jsonPath := fs.String("json", "", "also write results as JSON to this file")
 	svgPath := fs.String("svg", "", "also draw achieved rate and p99 per second of each target as SVG to this file")
-	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the bench process (the load generator; the servers too with --in-process) to this file, and one of each target's child process to this file.<target>")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -89,6 +93,13 @@ func benchMain(ctx context.Context, args []string, out io.Writer) error {
 			return fmt.Errorf("bench: cpu profile: %w", err)
 		}
 		defer pprof.StopCPUProfile()
+	}
+	if !*inProcess && len(cfg.URLs) == 0 || !*inProcess && cfg.Compare {
+		exe, err := os.Executable()
+		if err != nil {
+			return fmt.Errorf("bench: find this binary to run targets in child processes (or give --in-process): %w", err)
+		}
+		cfg.Exec, cfg.CPUProfile = []string{exe, "bench"}, *cpuProfile
 	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()

@@ -37,11 +37,21 @@ func TestBenchCommand(t *testing.T) {
 			Audit  struct {
 				OK bool `json:"ok"`
 			} `json:"audit"`
+			// The server ran as a child process (this test binary re-run,
+			// see TestMain), so its CPU time was read.
+			CPU *struct {
+				Processes []struct {
+					Name string `json:"name"`
+				} `json:"processes"`
+			} `json:"cpu"`
 		} `json:"results"`
 	}
 	b, err := os.ReadFile(jsonPath)
 	if err != nil || json.Unmarshal(b, &rep) != nil || len(rep.Results) != 1 || !rep.Results[0].Audit.OK || rep.Results[0].Sent == 0 {
 		t.Fatalf("json report: %v %s", err, b)
+	}
+	if c := rep.Results[0].CPU; c == nil || len(c.Processes) != 1 || c.Processes[0].Name != "seckill" {
+		t.Fatalf("json report: no cpu of the seckill child process: %s", b)
 	}
 	if b, err := os.ReadFile(svgPath); err != nil || !bytes.HasPrefix(b, []byte("<svg")) {
 		t.Fatalf("svg: %v %.100s", err, b)
