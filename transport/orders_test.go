@@ -4,6 +4,9 @@ import (
 	"context"
 	"net"
 	"testing"
+	"time"
+
+	"github.com/seckill/seckill/auth"
 
 	"github.com/seckill/seckill/actors"
 	"github.com/seckill/seckill/engine"
@@ -11,6 +14,15 @@ import (
 	"github.com/seckill/seckill/persistence"
 	"github.com/seckill/seckill/sale"
 )
+
+const testPaySecret = "test-payment-secret-of-32-bytes!"
+
+func payBody(id string) string { return `{"grab_id":"` + id + `","amount_cents":1999}` }
+
+// paySig signs payBody(id) now, as the payment provider would.
+func paySig(id string) map[string]string {
+	return map[string]string{"X-Signature": auth.Sign([]byte(testPaySecret), []byte(payBody(id)), time.Now().Unix())}
+}
 
 type fakeDead struct{ dead []sale.DeadLetter }
 
@@ -30,7 +42,7 @@ func (f *fakeDead) RetryDead(ctx context.Context, id string) error {
 // startOrderServer runs the front with the order service over real Pebble
 // stores; orders are written straight from grabs (the stream is tested in
 // bus and end to end in cmd/seckill).
-func startOrderServer(t *testing.T) (*testServer, *orders.Orders) {
+func startOrderServer(t *testing.T, sec Security) (*testServer, *orders.Orders) {
 	t.Helper()
 	store, err := persistence.OpenPebble(t.TempDir())
 	if err != nil {
@@ -51,7 +63,7 @@ func startOrderServer(t *testing.T) (*testServer, *orders.Orders) {
 	}
 	// Seq and Body are the stream's: the admin API must not show them.
 	dead := []sale.DeadLetter{{GrabID: "x.0.1", Item: "x", Seq: 7, Deliveries: 5, Body: []byte("{}")}}
-	srv := NewServer(local, testToken, nil).WithOrders(o, &fakeDead{dead: dead}, rec).FastHTTP()
+	srv := NewServer(local, testToken, nil).WithOrders(o, &fakeDead{dead: dead}, rec).WithSecurity(sec).FastHTTP()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -68,7 +80,7 @@ func startOrderServer(t *testing.T) (*testServer, *orders.Orders) {
 }
 
 func TestOrderContract(t *testing.T) {
-	ts, o := startOrderServer(t)
+	ts, o := startOrderServer(t, Security{PaymentSecret: []byte(testPaySecret)})
 	ts.create(t, "o", `{"stock":3,"shards":1,"payment_window_s":600}`)
 	var ids []string
 	for _, u := range []string{"a", "b", "c"} {
@@ -93,22 +105,24 @@ func TestOrderContract(t *testing.T) {
 		name, method, path, body string
 		code                     int
 		status                   string
+		hdr                      map[string]string
 	}{
-		{"get", "GET", "/v1/orders/" + ids[0], "", 200, "pending_payment"},
-		{"pay", "POST", "/v1/orders/" + ids[0] + "/pay", "", 200, "paid"},
-		{"pay again", "POST", "/v1/orders/" + ids[0] + "/pay", "", 200, "paid"},
-		{"cancel a paid order", "POST", "/v1/orders/" + ids[0] + "/cancel", `{"user_id":"a"}`, 409, "paid"},
-		{"cancel by another buyer", "POST", "/v1/orders/" + ids[1] + "/cancel", `{"user_id":"a"}`, 403, "forbidden"},
-		{"cancel", "POST", "/v1/orders/" + ids[1] + "/cancel", `{"user_id":"b"}`, 200, "cancelled"},
-		{"cancel again", "POST", "/v1/orders/" + ids[1] + "/cancel", `{"user_id":"b"}`, 200, "cancelled"},
-		{"pay a cancelled order", "POST", "/v1/orders/" + ids[1] + "/pay", "", 409, "cancelled"},
-		{"unknown order", "GET", "/v1/orders/o.0.99", "", 404, "unknown_order"},
-		{"bad id", "GET", "/v1/orders/nope", "", 400, "bad_request"},
-		{"cancel without user", "POST", "/v1/orders/" + ids[2] + "/cancel", `{}`, 400, "bad_request"},
-		{"dead letters need a token", "GET", "/admin/v1/orders/dead", "", 401, "unauthorized"},
+		{"get", "GET", "/v1/orders/" + ids[0], "", 200, "pending_payment", nil},
+		{"pay", "POST", "/v1/orders/" + ids[0] + "/pay", payBody(ids[0]), 200, "paid", paySig(ids[0])},
+		{"pay again", "POST", "/v1/orders/" + ids[0] + "/pay", payBody(ids[0]), 200, "paid", paySig(ids[0])},
+		{"pay unsigned", "POST", "/v1/orders/" + ids[1] + "/pay", payBody(ids[1]), 401, "bad_signature", nil},
+		{"cancel a paid order", "POST", "/v1/orders/" + ids[0] + "/cancel", `{"user_id":"a"}`, 409, "paid", nil},
+		{"cancel by another buyer", "POST", "/v1/orders/" + ids[1] + "/cancel", `{"user_id":"a"}`, 403, "forbidden", nil},
+		{"cancel", "POST", "/v1/orders/" + ids[1] + "/cancel", `{"user_id":"b"}`, 200, "cancelled", nil},
+		{"cancel again", "POST", "/v1/orders/" + ids[1] + "/cancel", `{"user_id":"b"}`, 200, "cancelled", nil},
+		{"pay a cancelled order", "POST", "/v1/orders/" + ids[1] + "/pay", payBody(ids[1]), 409, "cancelled", paySig(ids[1])},
+		{"unknown order", "GET", "/v1/orders/o.0.99", "", 404, "unknown_order", nil},
+		{"bad id", "GET", "/v1/orders/nope", "", 400, "bad_request", nil},
+		{"cancel without user", "POST", "/v1/orders/" + ids[2] + "/cancel", `{}`, 400, "bad_request", nil},
+		{"dead letters need a token", "GET", "/admin/v1/orders/dead", "", 401, "unauthorized", nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if r := ts.do(t, tc.method, tc.path, tc.body, nil); r.code != tc.code || r.body["status"] != tc.status {
+			if r := ts.do(t, tc.method, tc.path, tc.body, tc.hdr); r.code != tc.code || r.body["status"] != tc.status {
 				t.Fatalf("got %d %s, want %d %s", r.code, r.raw, tc.code, tc.status)
 			}
 		})

@@ -69,6 +69,7 @@ func (s *Server) clientAddr(ctx *fasthttp.RequestCtx) netip.Addr {
 
 // admitClient charges a public request to its client address's bucket,
 // before anything else is done for it; false (answered 429) when empty.
+// A loopback client is not charged.
 // Payment callbacks are not charged: they are the provider's, one
 // address for every buyer, and their signature is checked first thing.
 func (s *Server) admitClient(ctx *fasthttp.RequestCtx, path []byte) bool {
@@ -79,7 +80,13 @@ func (s *Server) admitClient(ctx *fasthttp.RequestCtx, path []byte) bool {
 	if len(path) > len(suffixPay) && string(path[len(path)-len(suffixPay):]) == string(suffixPay) {
 		return true
 	}
-	ok, wait := l.Allow(s.clientAddr(ctx), s.sec.Now())
+	a := s.clientAddr(ctx)
+	if a.IsLoopback() {
+		// This machine: a tool, or a proxy not listed as trusted (every
+		// buyer behind it would share one bucket).
+		return true
+	}
+	ok, wait := l.Allow(a, s.sec.Now())
 	if !ok {
 		writeLimited(ctx, wait, "too many requests from this address")
 	}
@@ -114,8 +121,8 @@ func (s *Server) tokenBuyer(ctx *fasthttp.RequestCtx) (string, bool) {
 }
 
 // buyerOf is who a grab or a cancel is from: with buyer auth the token's
-// buyer (a body naming anyone else is answered 403), else bodyUser. It
-// also charges the buyer's bucket. False: answered.
+// buyer (a body naming anyone else is answered 403, and the buyer's
+// bucket is charged), else bodyUser. False: answered.
 func (s *Server) buyerOf(ctx *fasthttp.RequestCtx, bodyUser string) (string, bool) {
 	user := bodyUser
 	if s.buyerAuth() {
@@ -127,10 +134,12 @@ func (s *Server) buyerOf(ctx *fasthttp.RequestCtx, bodyUser string) (string, boo
 			writeJSON(ctx, fasthttp.StatusForbidden, respForbiddenUser)
 			return "", false
 		}
-	}
-	if ok, wait := s.sec.BuyerLimit.Allow(user, s.sec.Now()); !ok {
-		writeLimited(ctx, wait, "too many requests from this buyer")
-		return "", false
+		// Only a proven buyer is charged: a name in a body costs nothing
+		// to change, so its bucket would bind nobody.
+		if ok, wait := s.sec.BuyerLimit.Allow(user, s.sec.Now()); !ok {
+			writeLimited(ctx, wait, "too many requests from this buyer")
+			return "", false
+		}
 	}
 	return user, true
 }

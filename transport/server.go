@@ -58,6 +58,7 @@ func NewServer(svc sale.Service, adminToken string, log *slog.Logger) *Server {
 		log = slog.Default()
 	}
 	s := &Server{svc: svc, log: log}
+	s.sec.Now = time.Now
 	s.setAdminToken(adminToken)
 	return s
 }

@@ -31,9 +31,9 @@ const (
 
 type securityFlags struct {
 	buyerAuth, buyerSecret, buyerJWKS, paymentSecret, trusted *string
-	insecureIDs                                              *bool
-	rateAddr, rateBuyer                                      *float64
-	addrBurst, buyerBurst, tracked                           *int
+	insecureIDs                                               *bool
+	rateAddr, rateBuyer                                       *float64
+	addrBurst, buyerBurst, tracked                            *int
 }
 
 func envFloat(name string, def float64) float64 {
