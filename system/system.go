@@ -88,9 +88,9 @@ type System struct {
 	adminHTTP *fasthttp.Server
 	adminLn   net.Listener
 	adminDone chan struct{}
-	clu  *cluster   // nil on a single node
-	grid *grid.Grid // nil on a single node
-	tr   *remote.Transport
+	clu       *cluster   // nil on a single node
+	grid      *grid.Grid // nil on a single node
+	tr        *remote.Transport
 	// gridReady is the grid once it runs: what the transport hands over.
 	gridReady atomic.Pointer[grid.Grid]
 	svc       sale.Service  // the sale the front and the orders use
