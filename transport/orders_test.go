@@ -43,6 +43,12 @@ func (f *fakeDead) RetryDead(ctx context.Context, id string) error {
 // stores; orders are written straight from grabs (the stream is tested in
 // bus and end to end in cmd/seckill).
 func startOrderServer(t *testing.T, sec Security) (*testServer, *orders.Orders) {
+	return startOrderServerWith(t, sec, false)
+}
+
+// startOrderServerWith runs it as a cluster node's front when peer: the
+// same order service is then also the node's own store's (WithLocalOrders).
+func startOrderServerWith(t *testing.T, sec Security, peer bool) (*testServer, *orders.Orders) {
 	t.Helper()
 	store, err := persistence.OpenPebble(t.TempDir())
 	if err != nil {
@@ -63,7 +69,11 @@ func startOrderServer(t *testing.T, sec Security) (*testServer, *orders.Orders) 
 	}
 	// Seq and Body are the stream's: the admin API must not show them.
 	dead := []sale.DeadLetter{{GrabID: "x.0.1", Item: "x", Seq: 7, Deliveries: 5, Body: []byte("{}")}}
-	srv := NewServer(local, testToken, nil).WithOrders(o, &fakeDead{dead: dead}, rec).WithSecurity(sec).FastHTTP()
+	front := NewServer(local, testToken, nil).WithOrders(o, &fakeDead{dead: dead}, rec).WithSecurity(sec)
+	if peer {
+		front = front.WithLocalOrders(o)
+	}
+	srv := front.FastHTTP()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -144,5 +154,49 @@ func TestOrderContract(t *testing.T) {
 	// The new grab has no order yet but is young: reconcile is clean.
 	if r := ts.do(t, "GET", "/admin/v1/reconcile?item=o", "", admin); r.code != 200 || r.body["clean"] != true {
 		t.Fatalf("reconcile: %d %s", r.code, r.raw)
+	}
+}
+
+// TestPeerOrderCalls: the order calls of other nodes are admin calls
+// answered from this node's store; they name the buyer of a cancel, which
+// the store checks; the public API has no such door.
+func TestPeerOrderCalls(t *testing.T) {
+	buyers, err := auth.HS256([]byte(testPaySecret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts, o := startOrderServerWith(t, Security{Buyers: buyers}, true)
+	ts.create(t, "p", `{"stock":2,"shards":1}`)
+	tok, _ := auth.Mint("a", []byte(testPaySecret), time.Hour, time.Now())
+	r := ts.do(t, "POST", "/v1/items/p/grab", ``, map[string]string{"Authorization": "Bearer " + tok})
+	if r.code != 201 {
+		t.Fatalf("grab: %d %s", r.code, r.raw)
+	}
+	id := r.body["grab_id"].(string)
+	item, shard, seq, _ := engine.ParseGrabID(id)
+	if failed := o.Write([]orders.Msg{{Grab: engine.Grab{Item: item, Shard: shard, Seq: seq, User: "a", Qty: 1, AtMs: ts.node.Now()}}}); failed != nil {
+		t.Fatal(failed)
+	}
+	peer := "/admin/v1/cluster/orders/" + id
+	for _, tc := range []struct {
+		name, method, path, body string
+		hdr                      map[string]string
+		code                     int
+		status                   string
+	}{
+		{"needs the admin token", "GET", peer, "", nil, 401, "unauthorized"},
+		{"a buyer's token is not it", "GET", peer, "", map[string]string{"Authorization": "Bearer " + tok}, 401, "unauthorized"},
+		{"read", "GET", peer, "", admin, 200, "pending_payment"},
+		{"cancel for another buyer", "POST", peer + "/cancel", `{"user_id":"b"}`, admin, 403, "forbidden"},
+		{"cancel without a buyer", "POST", peer + "/cancel", `{}`, admin, 400, "bad_request"},
+		{"public local query is no door", "GET", "/v1/orders/" + id + "?local=1", "", nil, 401, "unauthorized"},
+		{"unknown", "GET", "/admin/v1/cluster/orders/p.0.99", "", admin, 404, "unknown_order"},
+		{"cancel by its buyer", "POST", peer + "/cancel", `{"user_id":"a"}`, admin, 200, "cancelled"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if r := ts.do(t, tc.method, tc.path, tc.body, tc.hdr); r.code != tc.code || r.body["status"] != tc.status {
+				t.Fatalf("got %d %s, want %d %s", r.code, r.raw, tc.code, tc.status)
+			}
+		})
 	}
 }
