@@ -215,3 +215,40 @@ func TestMintBounds(t *testing.T) {
 		}
 	}
 }
+
+// TestVerifiedCache: a cached token still expires, a changed byte is not
+// the cached token, and the cache stays within its bound.
+func TestVerifiedCache(t *testing.T) {
+	t0 := time.Unix(1_800_000_000, 0)
+	clock := t0
+	b, err := HS256([]byte(secret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b = b.WithClock(func() time.Time { return clock })
+	tok, _ := Mint("alice", []byte(secret), time.Minute, t0)
+	for range 2 { // the second from the cache
+		if u, err := b.Verify([]byte(tok)); err != nil || u != "alice" {
+			t.Fatalf("Verify: %q %v", u, err)
+		}
+	}
+	forged := []byte(tok)
+	forged[len(forged)-2] ^= 1
+	if _, err := b.Verify(forged); !errors.Is(err, ErrBadToken) {
+		t.Fatalf("a changed signature: %v", err)
+	}
+	clock = t0.Add(time.Minute + ClockSkew + time.Second)
+	if _, err := b.Verify([]byte(tok)); !errors.Is(err, ErrExpired) {
+		t.Fatalf("past exp and skew, cached: %v", err)
+	}
+	clock = t0
+	for i := range MaxCachedTokens + 500 {
+		tk, _ := Mint(fmt.Sprint("u", i), []byte(secret), time.Minute, t0)
+		if _, err := b.Verify([]byte(tk)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := b.cache.len(); n > MaxCachedTokens {
+		t.Fatalf("%d tokens cached, bound %d", n, MaxCachedTokens)
+	}
+}

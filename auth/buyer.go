@@ -47,6 +47,8 @@ type Buyers struct {
 	hmac   []byte         // HS256 secret; nil with JWKS
 	keys   map[string]key // by kid; JWKS
 	single *key           // the only JWKS key: tokens without kid use it
+	cache  *verified
+	now    func() time.Time
 }
 
 type key struct {
@@ -72,7 +74,7 @@ func HS256(secret []byte) (*Buyers, error) {
 	if len(secret) < MinSecretBytes {
 		return nil, fmt.Errorf("buyer secret: %d bytes, need at least %d", len(secret), MinSecretBytes)
 	}
-	return &Buyers{parser: newParser([]string{"HS256"}, nil), hmac: bytes.Clone(secret)}, nil
+	return &Buyers{parser: newParser([]string{"HS256"}, nil), hmac: bytes.Clone(secret), cache: newVerified(), now: time.Now}, nil
 }
 
 // WithClock returns b reading the time from now (tests).
@@ -83,6 +85,8 @@ func (b *Buyers) WithClock(now func() time.Time) *Buyers {
 		methods = b.methods()
 	}
 	c.parser = newParser(methods, now)
+	c.now = now
+	c.cache = newVerified()
 	return &c
 }
 
@@ -94,6 +98,14 @@ func (b *Buyers) Verify(token []byte) (string, error) {
 	if len(token) > MaxTokenBytes {
 		return "", fmt.Errorf("%w: longer than %d bytes", ErrBadToken, MaxTokenBytes)
 	}
+	if sub, ok := b.cache.get(token, b.now()); ok {
+		return sub, nil
+	}
+	return b.verify(token)
+}
+
+// verify checks a token without the cache, and caches it when it holds.
+func (b *Buyers) verify(token []byte) (string, error) {
 	var claims jwt.RegisteredClaims
 	_, err := b.parser.ParseWithClaims(string(token), &claims, b.keyFor)
 	switch {
@@ -104,6 +116,7 @@ func (b *Buyers) Verify(token []byte) (string, error) {
 	case claims.Subject == "":
 		return "", fmt.Errorf("%w: no sub claim", ErrBadToken)
 	}
+	b.cache.put(token, claims.Subject, claims.ExpiresAt.Time)
 	return claims.Subject, nil
 }
 

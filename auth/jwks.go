@@ -13,6 +13,7 @@ import (
 	"math/big"
 	"os"
 	"slices"
+	"time"
 )
 
 const (
@@ -75,7 +76,7 @@ func ParseJWKS(data []byte) (*Buyers, error) {
 	if len(set.Keys) > MaxJWKSKeys {
 		return nil, fmt.Errorf("%d keys, at most %d", len(set.Keys), MaxJWKSKeys)
 	}
-	b := &Buyers{keys: map[string]key{}}
+	b := &Buyers{keys: map[string]key{}, cache: newVerified(), now: time.Now}
 	for i, j := range set.Keys {
 		k, err := j.key()
 		if err != nil {
