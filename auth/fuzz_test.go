@@ -61,3 +61,26 @@ func FuzzVerifyToken(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseJWKS: no key file panics; what parses holds 1..MaxJWKSKeys
+// keys, each tied to an algorithm.
+func FuzzParseJWKS(f *testing.F) {
+	for _, s := range []string{`{"keys":[{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}`,
+		`{"keys":[{"kty":"RSA","n":"AQAB","e":"AQAB"}]}`, `{"keys":[{"kty":"EC","crv":"P-256","x":"","y":""}]}`, `{}`, `null`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, doc []byte) {
+		b, err := ParseJWKS(doc)
+		if err != nil {
+			return
+		}
+		if len(b.keys) == 0 || len(b.keys) > MaxJWKSKeys || len(b.methods()) == 0 {
+			t.Fatalf("%q parsed into %d keys", doc, len(b.keys))
+		}
+		for _, k := range b.keys {
+			if k.alg != "EdDSA" && k.alg != "RS256" && k.alg != "ES256" {
+				t.Fatalf("key for %q", k.alg)
+			}
+		}
+	})
+}
