@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -231,5 +233,33 @@ func TestServeRefusesAnonymousBuyersOffLoopback(t *testing.T) {
 				t.Fatalf("serve %v: err %v, output %q (want it to name %q)", tc.args, err, out, tc.want)
 			}
 		})
+	}
+}
+
+// TestBenchWithBuyerTokens: `seckill bench --buyer-secret` against a
+// `serve --buyer-auth jwt` process: every grab carries its buyer's token,
+// so the flash sale sells out and the audit (replays and limit probes with
+// the same tokens) passes.
+func TestBenchWithBuyerTokens(t *testing.T) {
+	bin := buildSeckill(t)
+	srv := startServe(t, bin, t.TempDir(), "serve", "--nats-listen", "", "--buyer-auth", "jwt", "--buyer-secret", testBuyerSecret)
+	defer srv.stop(t)
+	var out bytes.Buffer
+	err := benchMain(context.Background(), []string{"--url", srv.URL, "--token", faultToken, "--buyer-secret", testBuyerSecret,
+		"--workload", "flash", "--users", "300", "--stock", "30", "--shards", "4", "--arrival", "300ms", "--conns", "8"}, &out)
+	if err != nil {
+		t.Fatalf("bench: %v\n%s", err, out.String())
+	}
+	for _, want := range []string{"audit seckill: ok", "sold 30 == 30 distinct 201 grab ids", "30 replays gave the same grab id"} {
+		if !strings.Contains(out.String(), want) {
+			t.Fatalf("no %q in the report:\n%s", want, out.String())
+		}
+	}
+	// Without the tokens the same server confirms nothing.
+	out.Reset()
+	err = benchMain(context.Background(), []string{"--url", srv.URL, "--token", faultToken,
+		"--workload", "soldout", "--stock", "5", "--conns", "2", "--duration", "200ms", "--rounds", "1"}, &out)
+	if err != nil || !strings.Contains(out.String(), "seckill answers by outcome: unauthorized ") || strings.Contains(out.String(), "confirmed") {
+		t.Fatalf("bench without tokens: want every answer 401: %v\n%s", err, out.String())
 	}
 }
