@@ -220,6 +220,7 @@ func TestServeRefusesAnonymousBuyersOffLoopback(t *testing.T) {
 		want string
 	}{
 		{"any address", []string{"--http", "0.0.0.0:0"}, "--insecure-buyer-ids"},
+		{"every interface", []string{"--http", ":0"}, "--insecure-buyer-ids"},
 		{"jwt without a key", []string{"--buyer-auth", "jwt"}, "--buyer-secret or --buyer-jwks"},
 		{"short secret", []string{"--buyer-auth", "jwt", "--buyer-secret", "short"}, "at least 32"},
 		{"short payment secret", []string{"--payment-secret", "short"}, "at least 32"},
@@ -261,5 +262,16 @@ func TestBenchWithBuyerTokens(t *testing.T) {
 		"--workload", "soldout", "--stock", "5", "--conns", "2", "--duration", "200ms", "--rounds", "1"}, &out)
 	if err != nil || !strings.Contains(out.String(), "seckill answers by outcome: unauthorized ") || strings.Contains(out.String(), "confirmed") {
 		t.Fatalf("bench without tokens: want every answer 401: %v\n%s", err, out.String())
+	}
+}
+
+func TestLoopback(t *testing.T) {
+	for addr, want := range map[string]bool{
+		"127.0.0.1:8080": true, "127.0.0.12:1": true, "[::1]:8080": true, "localhost:8080": true,
+		":8080": false, "0.0.0.0:8080": false, "[::]:8080": false, "10.0.0.1:8080": false, "nonsense": false,
+	} {
+		if got := loopback(addr); got != want {
+			t.Errorf("loopback(%q) = %v, want %v", addr, got, want)
+		}
 	}
 }
