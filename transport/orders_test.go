@@ -1,8 +1,11 @@
 package transport
 
 import (
+	"bytes"
 	"context"
+	"log/slog"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -13,6 +16,7 @@ import (
 	"github.com/seckill/seckill/orders"
 	"github.com/seckill/seckill/persistence"
 	"github.com/seckill/seckill/sale"
+	"github.com/valyala/fasthttp"
 )
 
 const testPaySecret = "test-payment-secret-of-32-bytes!"
@@ -198,5 +202,42 @@ func TestPeerOrderCalls(t *testing.T) {
 				t.Fatalf("got %d %s, want %d %s", r.code, r.raw, tc.code, tc.status)
 			}
 		})
+	}
+}
+
+// TestPayWithoutSecret: without a payment secret the pay endpoint is not
+// there (404), and the node says why in its log, once.
+func TestPayWithoutSecret(t *testing.T) {
+	store, err := persistence.OpenPebble(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	node, err := actors.Start(store, actors.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer node.Close()
+	os, err := persistence.OpenPebbleOrders(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.Close()
+	local := actors.NewLocal(node)
+	var logged bytes.Buffer
+	front := NewServer(local, testToken, slog.New(slog.NewTextHandler(&logged, nil))).WithOrders(orders.New(local, os, nil), nil, nil)
+	for range 3 {
+		var req fasthttp.Request
+		req.Header.SetMethod("POST")
+		req.SetRequestURI("/v1/orders/o.0.1/pay")
+		req.SetBodyString(payBody("o.0.1"))
+		var ctx fasthttp.RequestCtx
+		ctx.Init(&req, nil, nil)
+		front.Handle(&ctx)
+		if ctx.Response.StatusCode() != 404 || !strings.Contains(string(ctx.Response.Body()), "payment secret") {
+			t.Fatalf("pay: %d %s", ctx.Response.StatusCode(), ctx.Response.Body())
+		}
+	}
+	if n := strings.Count(logged.String(), "--payment-secret"); n != 1 {
+		t.Fatalf("logged %d times:\n%s", n, logged.String())
 	}
 }

@@ -1,7 +1,10 @@
 // Package transport is seckill's HTTP front: a fasthttp server that decodes
 // and bounds every request, hands it to the sale (a sale.Service, the local
 // node or a cluster) and writes the v1 JSON contract. It knows nothing of
-// how a sale runs: it imports sale and engine, never actors.
+// how a sale runs: it imports sale and engine, never actors. Who may ask
+// (buyer tokens, payment signatures) and how often (rate limits) it asks
+// of auth and limit before the sale sees anything (security.go); the
+// admin API's routes are in one place (admin.go).
 package transport
 
 import (
