@@ -175,13 +175,14 @@ func FuzzClientAddr(f *testing.F) {
 	})
 }
 
-// BenchmarkAllow: one Allow on a table of many keys from parallel
-// goroutines, the front's hot path (one per public request).
+// BenchmarkAllow: one Allow from parallel goroutines, the front's hot path
+// (one per public request): one key, a table of 1024 warm keys under one
+// lock and under Shards locks, and 65 536 keys (more than fit: misses).
 func BenchmarkAllow(b *testing.B) {
-	for _, keys := range []int{1, 1 << 16} {
-		b.Run(fmt.Sprintf("keys=%d", keys), func(b *testing.B) {
-			l := New[netip.Addr](1e9, 1e9, DefaultMaxTracked)
-			addrs := make([]netip.Addr, keys)
+	for _, bc := range []struct{ keys, shards int }{{1, Shards}, {1024, 1}, {1024, Shards}, {1 << 16, Shards}} {
+		b.Run(fmt.Sprintf("keys=%d/shards=%d", bc.keys, bc.shards), func(b *testing.B) {
+			l := newSharded[netip.Addr](1e9, 1e9, DefaultMaxTracked, bc.shards)
+			addrs := make([]netip.Addr, bc.keys)
 			for i := range addrs {
 				addrs[i] = netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
 			}
@@ -190,7 +191,7 @@ func BenchmarkAllow(b *testing.B) {
 				i := 0
 				now := time.Now()
 				for pb.Next() {
-					l.Allow(addrs[i%keys], now)
+					l.Allow(addrs[i%bc.keys], now)
 					i += 7919
 				}
 			})
