@@ -42,7 +42,7 @@ vet:
 
 # fuzz runs every fuzz target for FUZZTIME each.
 fuzz:
-	@for pkg in ./engine ./persistence ./transport ./bus ./remote ./bench; do \
+	@for pkg in ./engine ./persistence ./transport ./bus ./remote ./bench ./auth ./limit; do \
 	  for t in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
 	    echo "== $$pkg $$t"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
 	  done; \

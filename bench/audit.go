@@ -332,7 +332,7 @@ func replay(ctx context.Context, a *Audit, t *Target, plan *Plan, r *Result, bef
 		g := r.grabs[i]
 		item := plan.Items[g.item]
 		if plan.Keys {
-			status, id, err := grab(ctx, c, via(g.job, 1), item, UserID(g.user), Key(g.job))
+			status, id, err := grab(ctx, c, via(g.job, 1), item, UserID(g.user), Key(g.job), plan.authz(g.user))
 			switch {
 			case err != nil:
 				a.failf("replay %s: %v", g.id, err)
@@ -350,12 +350,14 @@ func replay(ctx context.Context, a *Audit, t *Target, plan *Plan, r *Result, bef
 			if plan.Keys {
 				key = "audit-" + Key(g.job)
 			}
-			status, id, err := grab(ctx, c, via(g.job, 2), item, UserID(g.user), key)
+			status, id, err := grab(ctx, c, via(g.job, 2), item, UserID(g.user), key, plan.authz(g.user))
 			switch {
 			case err != nil:
 				a.failf("limit probe for %s: %v", UserID(g.user), err)
 			case status == http.StatusCreated:
 				a.failf("%s: user %s, who holds the limit, got another unit (%s)", item, UserID(g.user), id)
+			case status == http.StatusUnauthorized || status == http.StatusForbidden:
+				a.failf("limit probe for %s: HTTP %d: the buyer's token was refused", UserID(g.user), status)
 			default:
 				refused++
 			}
@@ -386,7 +388,7 @@ type holder struct {
 }
 
 // grab sends one grab and returns the status and grab id.
-func grab(ctx context.Context, c *http.Client, base, item, user, key string) (int, string, error) {
+func grab(ctx context.Context, c *http.Client, base, item, user, key string, authz []byte) (int, string, error) {
 	body := `{"user_id":"` + user + `","qty":1}`
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/items/"+item+"/grab", strings.NewReader(body))
 	if err != nil {
@@ -395,6 +397,9 @@ func grab(ctx context.Context, c *http.Client, base, item, user, key string) (in
 	req.Header.Set("Content-Type", "application/json")
 	if key != "" {
 		req.Header.Set("Idempotency-Key", key)
+	}
+	if authz != nil {
+		req.Header.Set("Authorization", string(authz))
 	}
 	resp, err := c.Do(req)
 	if err != nil {

@@ -40,12 +40,13 @@ const (
 // flash profile one buyer with its retries.
 type Plan struct {
 	Workload string
-	Items    []string // item ids, created fresh on every target
-	Stock    int64    // units per item
-	Shards   int      // shards per item (seckill)
-	Users    int64    // distinct users; 0: every job is a new user
-	Keys     bool     // send Idempotency-Key keyPrefix+job
-	Retry    bool     // retry on 429, 503 and transport errors, with backoff
+	Items    []string   // item ids, created fresh on every target
+	Stock    int64      // units per item
+	Shards   int        // shards per item (seckill)
+	Users    int64      // distinct users; 0: every job is a new user
+	Keys     bool       // send Idempotency-Key keyPrefix+job
+	Retry    bool       // retry on 429, 503 and transport errors, with backoff
+	tokens   *tokenBook // buyer tokens (Config.BuyerSecret); nil: none sent
 }
 
 func (p *Plan) item(job int64) int { return int(job % int64(len(p.Items))) }
@@ -185,6 +186,9 @@ func (s *sender) send(job int64, due time.Time, try int) int {
 	if s.plan.Keys {
 		s.key = strconv.AppendInt(append(s.key[:0], keyPrefix...), job, 10)
 		req.Header.SetBytesV("Idempotency-Key", s.key)
+	}
+	if s.plan.tokens != nil {
+		req.Header.SetBytesV("Authorization", s.plan.tokens.header(user))
 	}
 	s.body = GrabBody(s.body[:0], userPrefix, user)
 	req.SetBodyRaw(s.body)

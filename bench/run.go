@@ -40,8 +40,12 @@ type Config struct {
 	// in-process. Items are created through the first; buyers go round
 	// robin over all (job n to URLs[n mod len]); the audit reads the items
 	// through each.
-	URLs        []string
-	Token       string // its admin token
+	URLs  []string
+	Token string // its admin token
+	// BuyerSecret, when set, is the HS256 secret of the target's buyer
+	// tokens (serve --buyer-auth jwt --buyer-secret): every grab carries
+	// its buyer's token, minted before the run.
+	BuyerSecret string
 	DataDir     string // for the in-process seckill ("" = a fresh temp dir)
 	NoOrders    bool   // in-process seckill without the order pipeline (engine and HTTP only)
 	Redis       string // Redis+Lua against this Redis URL instead of a redis-server started here
@@ -153,6 +157,12 @@ func (cfg Config) plan(runID string) (*Plan, Schedule, error) {
 		return nil, Schedule{}, fmt.Errorf("users must be 0..%d, not %d", MaxUsers, p.Users)
 	case cfg.Rounds < 0 || cfg.Rounds > MaxRounds:
 		return nil, Schedule{}, fmt.Errorf("rounds must be 0..%d, not %d", MaxRounds, cfg.Rounds)
+	}
+	if cfg.BuyerSecret != "" {
+		var err error
+		if p.tokens, err = premint(cfg.BuyerSecret, p.Users); err != nil {
+			return nil, Schedule{}, err
+		}
 	}
 	for i := range items {
 		name := "bench-" + w.Name + "-" + runID

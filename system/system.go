@@ -41,6 +41,13 @@ type Config struct {
 	HTTPAddr string
 	// AdminToken is what admin calls carry as "Bearer <token>".
 	AdminToken string
+	// AdminHTTPAddr, when set, is where the admin API listens on its own;
+	// the HTTP front then answers admin paths 404. With Cluster it is the
+	// address the other nodes call (the members' http).
+	AdminHTTPAddr string
+	// Security is what the front checks: buyer tokens, the payment
+	// secret, rate limits.
+	Security transport.Security
 	// NATSURL is an external NATS server or cluster; empty runs one
 	// in-process under DataDir/nats.
 	NATSURL string
@@ -77,9 +84,13 @@ type System struct {
 	log  *slog.Logger
 	http *fasthttp.Server // nil without HTTPAddr
 	ln   net.Listener
-	clu  *cluster   // nil on a single node
-	grid *grid.Grid // nil on a single node
-	tr   *remote.Transport
+	// The admin API's own listener and server (AdminHTTPAddr); nil without.
+	adminHTTP *fasthttp.Server
+	adminLn   net.Listener
+	adminDone chan struct{}
+	clu       *cluster   // nil on a single node
+	grid      *grid.Grid // nil on a single node
+	tr        *remote.Transport
 	// gridReady is the grid once it runs: what the transport hands over.
 	gridReady atomic.Pointer[grid.Grid]
 	svc       sale.Service  // the sale the front and the orders use
@@ -174,7 +185,7 @@ func (s *System) open(cfg Config) error {
 			return err
 		}
 	}
-	s.Front = s.front(cfg.AdminToken, store)
+	s.Front = s.front(cfg.AdminToken, store).WithSecurity(cfg.Security)
 	if cfg.HTTPAddr == "" {
 		return nil
 	}
@@ -183,7 +194,20 @@ func (s *System) open(cfg Config) error {
 			return fmt.Errorf("listen %s: %w", cfg.HTTPAddr, err)
 		}
 	}
-	s.http, s.failed, s.served = s.Front.FastHTTP(), make(chan error, 1), make(chan struct{})
+	if err := s.listenAdmin(cfg); err != nil {
+		return err
+	}
+	s.failed, s.served = make(chan error, 2), make(chan struct{})
+	if s.adminLn != nil {
+		s.adminHTTP, s.adminDone = s.Front.AdminFastHTTP(), make(chan struct{})
+		go func() {
+			defer close(s.adminDone)
+			if err := s.adminHTTP.Serve(s.adminLn); err != nil {
+				s.failed <- fmt.Errorf("admin: %w", err)
+			}
+		}()
+	}
+	s.http = s.Front.FastHTTP()
 	go func() {
 		defer close(s.served)
 		if err := s.http.Serve(s.ln); err != nil {
@@ -191,6 +215,26 @@ func (s *System) open(cfg Config) error {
 		}
 	}()
 	return nil
+}
+
+// listenAdmin binds the admin API's own listener, once.
+func (s *System) listenAdmin(cfg Config) error {
+	if cfg.AdminHTTPAddr == "" || s.adminLn != nil {
+		return nil
+	}
+	var err error
+	if s.adminLn, err = net.Listen("tcp", cfg.AdminHTTPAddr); err != nil {
+		return fmt.Errorf("listen admin %s: %w", cfg.AdminHTTPAddr, err)
+	}
+	return nil
+}
+
+// AdminURL is the admin API's own base URL, empty without one.
+func (s *System) AdminURL() string {
+	if s.adminLn == nil {
+		return ""
+	}
+	return "http://" + s.adminLn.Addr().String()
 }
 
 // openCluster joins the cluster. A clustered node listens first: the
@@ -204,6 +248,13 @@ func (s *System) openCluster(cfg Config) error {
 			return fmt.Errorf("listen %s: %w", cfg.HTTPAddr, err)
 		}
 		httpURL = "http://" + s.ln.Addr().String()
+		// The other nodes call the admin API (views, orders, reconcile).
+		if err := s.listenAdmin(cfg); err != nil {
+			return err
+		}
+		if s.adminLn != nil {
+			httpURL = s.AdminURL()
+		}
 	}
 	var err error
 	s.clu, err = joinCluster(*cfg.Cluster, httpURL, s.log)
@@ -296,6 +347,12 @@ func (s *System) Close() error {
 		if err := s.http.ShutdownWithContext(ctx); err != nil {
 			s.log.Warn("http shutdown", "err", err)
 		}
+		if s.adminHTTP != nil {
+			if err := s.adminHTTP.ShutdownWithContext(ctx); err != nil {
+				s.log.Warn("admin http shutdown", "err", err)
+			}
+			<-s.adminDone
+		}
 		cancel()
 		<-s.served
 	}
@@ -324,6 +381,9 @@ func (s *System) stop() error {
 	}
 	if s.http == nil && s.ln != nil {
 		s.ln.Close() // bound by openCluster, never served: Open failed
+	}
+	if s.adminHTTP == nil && s.adminLn != nil {
+		s.adminLn.Close()
 	}
 	if s.clu != nil {
 		errs = append(errs, s.clu.leave())

@@ -65,7 +65,11 @@ const (
 // (case-sensitively) after unescaping. Parsing stops at the first problem found, scanning left to
 // right, and that problem is reported. The parser is iterative (no recursion) and, on success,
 // allocates only the returned UserID string.
-func DecodeGrabBody(body []byte) (GrabBody, error) {
+func DecodeGrabBody(body []byte) (GrabBody, error) { return decodeGrabBody(body, true) }
+
+// decodeGrabBody is DecodeGrabBody; without needUser, user_id may be left
+// out (buyer auth: the token names the buyer) and UserID is then "".
+func decodeGrabBody(body []byte, needUser bool) (GrabBody, error) {
 	if len(body) > MaxBodyBytes {
 		return GrabBody{}, gbErrTooLarge
 	}
@@ -188,7 +192,7 @@ func DecodeGrabBody(body []byte) (GrabBody, error) {
 	if gbSkipWS(body, i) != len(body) {
 		return GrabBody{}, gbErrTrailing
 	}
-	if !haveUser {
+	if !haveUser && needUser {
 		return GrabBody{}, gbErrUserRequired
 	}
 	return GrabBody{UserID: string(idBuf[:idLen]), Qty: qty}, nil

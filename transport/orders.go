@@ -25,9 +25,10 @@ func (s *Server) WithOrders(o sale.Orders, dead sale.DeadLetters, rec sale.Recon
 	return s
 }
 
-// WithLocalOrders names the node's own order store's service, which an
-// order call with ?local=1 (another node of the cluster asking) is answered
-// from, while the others go through the cluster-wide one.
+// WithLocalOrders names the node's own order store's service, which the
+// order calls of other nodes of the cluster (admin calls under
+// /admin/v1/cluster/orders/) are answered from, while the public ones go
+// through the cluster-wide one.
 func (s *Server) WithLocalOrders(o sale.Orders) *Server {
 	s.localOrders = o
 	return s
@@ -61,19 +62,16 @@ func viewOrder(o engine.Order) orderView {
 		CreatedAt: ts(o.CreatedMs), PayBy: ts(o.PayByMs), UpdatedAt: ts(o.UpdatedMs), Reason: o.Reason}
 }
 
-// order routes /v1/orders/{grab_id}[/pay|/cancel].
+// order routes /v1/orders/{grab_id}[/pay|/cancel]. With buyer auth, an
+// order is read and cancelled only with its buyer's token; another buyer
+// gets the 404 of an unknown order, so that ids cannot be probed.
 func (s *Server) order(ctx *fasthttp.RequestCtx, rest []byte) {
 	if s.orders == nil {
 		writeJSON(ctx, fasthttp.StatusServiceUnavailable, respNoOrders)
 		return
 	}
-	id, action := rest, ""
-	if i := bytes.IndexByte(rest, '/'); i >= 0 {
-		id, action = rest[:i], string(rest[i+1:])
-	}
-	grabID := string(id)
-	if _, _, _, ok := engine.ParseGrabID(grabID); !ok {
-		writeError(ctx, fasthttp.StatusBadRequest, "bad_request", "grab id must look like <item>.<shard>.<seq>")
+	grabID, action, ok := orderPath(ctx, rest)
+	if !ok {
 		return
 	}
 	var (
@@ -81,36 +79,114 @@ func (s *Server) order(ctx *fasthttp.RequestCtx, rest []byte) {
 		out engine.OrderOutcome
 		err error
 	)
-	orders := s.orders
-	if s.localOrders != nil && ctx.QueryArgs().Has("local") {
-		orders = s.localOrders
-	}
 	switch action {
 	case "":
 		if !s.method(ctx, fasthttp.MethodGet) {
 			return
 		}
-		o, err = orders.Get(grabID)
+		var user string
+		if s.buyerAuth() {
+			if user, ok = s.tokenBuyer(ctx); !ok {
+				return
+			}
+		}
+		o, err = s.orders.Get(grabID)
+		if err == nil && user != "" && o.User != user {
+			err = sale.ErrNoOrder
+		}
 		out = engine.OrderUnchanged
 	case "pay":
-		if !s.method(ctx, fasthttp.MethodPost) {
+		if !s.method(ctx, fasthttp.MethodPost) || !s.verifyPayment(ctx, grabID) {
 			return
 		}
-		o, out, err = orders.Pay(grabID)
+		o, out, err = s.orders.Pay(grabID)
 	case "cancel":
 		if !s.method(ctx, fasthttp.MethodPost) {
 			return
 		}
-		body, derr := DecodeGrabBody(ctx.PostBody()) // {"user_id":...}
+		body, derr := s.decodeBuyerBody(ctx.PostBody()) // {"user_id":...}
 		if derr != nil {
 			writeError(ctx, fasthttp.StatusBadRequest, "bad_request", derr.Error())
 			return
 		}
-		o, out, err = orders.Cancel(grabID, body.UserID)
+		user, ok := s.buyerOf(ctx, body.UserID)
+		if !ok {
+			return
+		}
+		o, out, err = s.orders.Cancel(grabID, user)
 	default:
 		writeError(ctx, fasthttp.StatusNotFound, "not_found", "no such path")
 		return
 	}
+	if errors.Is(err, sale.ErrNotBuyer) && s.buyerAuth() {
+		err = sale.ErrNoOrder
+	}
+	s.writeOrder(ctx, grabID, action, o, out, err)
+}
+
+// orderPath splits {grab_id}[/action]; false: answered 400.
+func orderPath(ctx *fasthttp.RequestCtx, rest []byte) (grabID, action string, ok bool) {
+	id := rest
+	if i := bytes.IndexByte(rest, '/'); i >= 0 {
+		id, action = rest[:i], string(rest[i+1:])
+	}
+	grabID = string(id)
+	if _, _, _, ok := engine.ParseGrabID(grabID); !ok {
+		writeError(ctx, fasthttp.StatusBadRequest, "bad_request", "grab id must look like <item>.<shard>.<seq>")
+		return "", "", false
+	}
+	return grabID, action, true
+}
+
+var pathPeerOrders = []byte("/admin/v1/cluster/orders/")
+
+// peerOrder answers an order call another node of the cluster makes
+// (grid.Orders, an admin call): from this node's own order store, for the
+// front that asks, which checked the buyer's token or the payment's
+// signature itself; a cancel names its buyer in the body.
+func (s *Server) peerOrder(ctx *fasthttp.RequestCtx, rest []byte) {
+	if s.localOrders == nil {
+		writeJSON(ctx, fasthttp.StatusNotFound, respNotClustered)
+		return
+	}
+	grabID, action, ok := orderPath(ctx, rest)
+	if !ok {
+		return
+	}
+	var (
+		o   engine.Order
+		out engine.OrderOutcome
+		err error
+	)
+	switch action {
+	case "":
+		if !s.method(ctx, fasthttp.MethodGet) {
+			return
+		}
+		o, err = s.localOrders.Get(grabID)
+	case "pay":
+		if !s.method(ctx, fasthttp.MethodPost) {
+			return
+		}
+		o, out, err = s.localOrders.Pay(grabID)
+	case "cancel":
+		if !s.method(ctx, fasthttp.MethodPost) {
+			return
+		}
+		body, derr := DecodeGrabBody(ctx.PostBody())
+		if derr != nil {
+			writeError(ctx, fasthttp.StatusBadRequest, "bad_request", derr.Error())
+			return
+		}
+		o, out, err = s.localOrders.Cancel(grabID, body.UserID)
+	default:
+		writeError(ctx, fasthttp.StatusNotFound, "not_found", "no such path")
+		return
+	}
+	s.writeOrder(ctx, grabID, action, o, out, err)
+}
+
+func (s *Server) writeOrder(ctx *fasthttp.RequestCtx, grabID, action string, o engine.Order, out engine.OrderOutcome, err error) {
 	switch {
 	case errors.Is(err, sale.ErrProcessing):
 		ctx.Response.Header.Set("Retry-After", RetryAfterSeconds)

@@ -1,12 +1,14 @@
 // Package transport is seckill's HTTP front: a fasthttp server that decodes
 // and bounds every request, hands it to the sale (a sale.Service, the local
 // node or a cluster) and writes the v1 JSON contract. It knows nothing of
-// how a sale runs: it imports sale and engine, never actors.
+// how a sale runs: it imports sale and engine, never actors. Who may ask
+// (buyer tokens, payment signatures) and how often (rate limits) it asks
+// of auth and limit before the sale sees anything (security.go); the
+// admin API's routes are in one place (admin.go).
 package transport
 
 import (
 	"bytes"
-	"crypto/subtle"
 	"errors"
 	"log/slog"
 	"net"
@@ -37,12 +39,15 @@ const (
 
 // Server answers the v1 HTTP contract.
 type Server struct {
-	svc        sale.Service
-	adminToken []byte
-	log        *slog.Logger
-	draining   atomic.Bool
-	orders     sale.Orders
-	// localOrders answers order calls from other nodes (?local=1).
+	svc         sale.Service
+	adminDigest [32]byte // SHA-256 of "Bearer <admin token>"
+	adminApart  bool     // the admin API has its own listener
+	log         *slog.Logger
+	draining    atomic.Bool
+	sec         security
+	orders      sale.Orders
+	// localOrders answers the order calls other nodes of the cluster
+	// make (admin calls, under pathPeerOrders).
 	localOrders sale.Orders
 	dead        sale.DeadLetters
 	reconcile   sale.Reconciler
@@ -55,7 +60,10 @@ func NewServer(svc sale.Service, adminToken string, log *slog.Logger) *Server {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Server{svc: svc, adminToken: []byte("Bearer " + adminToken), log: log}
+	s := &Server{svc: svc, log: log}
+	s.sec.Now = time.Now
+	s.setAdminToken(adminToken)
+	return s
 }
 
 // FastHTTP returns a fasthttp server configured with seckill's limits.
@@ -96,16 +104,37 @@ var (
 	suffixGrab     = []byte("/grab")
 )
 
-// Handle routes one request.
+func (s *Server) recoverPanic(ctx *fasthttp.RequestCtx) {
+	if p := recover(); p != nil {
+		s.log.Error("handler panic", "path", string(ctx.Path()), "panic", p)
+		ctx.ResetBody()
+		writeError(ctx, fasthttp.StatusInternalServerError, "internal", "internal error")
+	}
+}
+
+func (s *Server) health(ctx *fasthttp.RequestCtx) {
+	if s.draining.Load() {
+		writeJSON(ctx, fasthttp.StatusServiceUnavailable, respDraining)
+		return
+	}
+	writeJSON(ctx, fasthttp.StatusOK, respOK)
+}
+
+// Handle routes one request of the public listener.
 func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
-	defer func() {
-		if p := recover(); p != nil {
-			s.log.Error("handler panic", "path", string(ctx.Path()), "panic", p)
-			ctx.ResetBody()
-			writeError(ctx, fasthttp.StatusInternalServerError, "internal", "internal error")
-		}
-	}()
+	defer s.recoverPanic(ctx)
 	path := ctx.Path()
+	if isAdminPath(path) {
+		if s.adminApart {
+			writeError(ctx, fasthttp.StatusNotFound, "not_found", "no such path")
+			return
+		}
+		s.handleAdmin(ctx, path)
+		return
+	}
+	if !s.admitClient(ctx, path) {
+		return
+	}
 	switch {
 	case bytes.HasPrefix(path, pathV1Items):
 		rest := path[len(pathV1Items):]
@@ -127,25 +156,9 @@ func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
 			writeJSON(ctx, fasthttp.StatusOK, append(b, '}'))
 		}
 	case string(path) == "/healthz":
-		if s.draining.Load() {
-			writeJSON(ctx, fasthttp.StatusServiceUnavailable, respDraining)
-			return
-		}
-		writeJSON(ctx, fasthttp.StatusOK, respOK)
-	case bytes.HasPrefix(path, pathAdminItems):
-		s.admin(ctx, path[len(pathAdminItems):])
+		s.health(ctx)
 	case bytes.HasPrefix(path, pathV1Orders):
 		s.order(ctx, path[len(pathV1Orders):])
-	case bytes.HasPrefix(path, pathAdminOrders):
-		if s.auth(ctx) {
-			s.adminDead(ctx, path[len(pathAdminOrders):])
-		}
-	case bytes.HasPrefix(path, pathAdminCluster):
-		s.adminCluster(ctx, string(path[len(pathAdminCluster):]))
-	case string(path) == pathReconcile:
-		if s.auth(ctx) {
-			s.adminReconcile(ctx)
-		}
 	default:
 		writeError(ctx, fasthttp.StatusNotFound, "not_found", "no such path")
 	}
@@ -181,9 +194,13 @@ func (s *Server) grab(ctx *fasthttp.RequestCtx, itemB []byte) {
 		writeError(ctx, fasthttp.StatusBadRequest, "bad_request", errBadItemID)
 		return
 	}
-	body, err := DecodeGrabBody(ctx.PostBody())
+	body, err := s.decodeBuyerBody(ctx.PostBody())
 	if err != nil {
 		writeError(ctx, fasthttp.StatusBadRequest, "bad_request", err.Error())
+		return
+	}
+	user, ok := s.buyerOf(ctx, body.UserID)
+	if !ok {
 		return
 	}
 	var key string
@@ -194,7 +211,7 @@ func (s *Server) grab(ctx *fasthttp.RequestCtx, itemB []byte) {
 			return
 		}
 	}
-	r := s.svc.Grab(string(itemB), body.UserID, body.Qty, key)
+	r := s.svc.Grab(string(itemB), user, body.Qty, key)
 	if r.Err != nil {
 		s.grabError(ctx, r.Err)
 		return
@@ -309,16 +326,6 @@ func (s *Server) transportError(ctx *fasthttp.RequestCtx, err error) {
 	default:
 		writeError(ctx, fasthttp.StatusBadRequest, "bad_request", "malformed HTTP request")
 	}
-}
-
-func (s *Server) auth(ctx *fasthttp.RequestCtx) bool {
-	got := ctx.Request.Header.Peek("Authorization")
-	if subtle.ConstantTimeCompare(got, s.adminToken) == 1 {
-		return true
-	}
-	ctx.Response.Header.Set("WWW-Authenticate", `Bearer realm="seckill-admin"`)
-	writeError(ctx, fasthttp.StatusUnauthorized, "unauthorized", "admin calls need Authorization: Bearer <token>")
-	return false
 }
 
 type fasthttpLogger struct{ l *slog.Logger }

@@ -13,8 +13,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/seckill/seckill/auth"
 	"github.com/seckill/seckill/bench"
 	"github.com/seckill/seckill/system"
+	"github.com/seckill/seckill/transport"
 )
 
 func runBench(ctx context.Context, args []string) error {
@@ -47,6 +49,7 @@ func benchMain(ctx context.Context, args []string, out io.Writer) error {
 	fs.IntVar(&cfg.Rounds, "rounds", bench.DefaultRounds, "closed loop: measure in this many slices per target, the targets taking turns, so that drift in the machine's speed is shared (1: each target in one piece)")
 	urls := fs.String("url", "", "measure the seckill at this URL (http://host:port), or a cluster at these comma-separated fronts, instead of one started in-process: items are created through the first, buyers spread round robin over all, the audit reads every front")
 	fs.StringVar(&cfg.Token, "token", os.Getenv("SECKILL_ADMIN_TOKEN"), "admin token of --url (env SECKILL_ADMIN_TOKEN)")
+	fs.StringVar(&cfg.BuyerSecret, "buyer-secret", os.Getenv("SECKILL_BUYER_SECRET"), "the target's buyer token secret (serve --buyer-auth jwt --buyer-secret): every grab carries its buyer's HS256 token, minted before the run; the in-process seckill then runs with buyer auth (env SECKILL_BUYER_SECRET)")
 	fs.StringVar(&cfg.DataDir, "data", "", "data directory for the in-process server (default: a fresh temp dir)")
 	fs.BoolVar(&cfg.NoOrders, "no-orders", false, "run the in-process server without its order pipeline (NATS, relay, order writer): the engine and HTTP alone")
 	fs.StringVar(&cfg.Redis, "redis", "", "Redis URL for Redis+Lua (default: start redis-server on a free port)")
@@ -64,6 +67,12 @@ func benchMain(ctx context.Context, args []string, out io.Writer) error {
 	for _, u := range strings.Split(*urls, ",") {
 		if u = strings.TrimSpace(u); u != "" {
 			cfg.URLs = append(cfg.URLs, u)
+		}
+	}
+	if cfg.BuyerSecret != "" {
+		secret := cfg.BuyerSecret
+		cfg.Local = func(dataDir, token string, orders bool) (*bench.Target, error) {
+			return benchTargetAuth(dataDir, token, orders, secret)
 		}
 	}
 	if len(cfg.URLs) > 0 && cfg.Token == "" {
@@ -124,7 +133,21 @@ func benchMain(ctx context.Context, args []string, out io.Writer) error {
 // (bench.LocalFunc): as `seckill serve` runs it, on a loopback port, with
 // or without the order side.
 func benchTarget(dataDir, token string, orders bool) (*bench.Target, error) {
+	return benchTargetAuth(dataDir, token, orders, "")
+}
+
+// benchTargetAuth is benchTarget with buyer tokens signed with
+// buyerSecret ("": none, buyers named in the body).
+func benchTargetAuth(dataDir, token string, orders bool, buyerSecret string) (*bench.Target, error) {
+	var sec transport.Security
+	if buyerSecret != "" {
+		var err error
+		if sec.Buyers, err = auth.HS256([]byte(buyerSecret)); err != nil {
+			return nil, fmt.Errorf("bench: --buyer-secret: %w", err)
+		}
+	}
 	sys, err := system.Open(system.Config{
+		Security:     sec,
 		DataDir:      dataDir,
 		HTTPAddr:     "127.0.0.1:0",
 		AdminToken:   token,

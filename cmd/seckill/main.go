@@ -24,6 +24,7 @@ commands:
   orders     run order writers in their own process
   nats       run the embedded NATS server on its own (a cluster's shared stream)
   reconcile  compare grabs, stream, orders and counters of a stopped node
+  token      mint a buyer token (HS256) for --buyer-auth jwt: --user U --secret S [--ttl D]
   bench      measure seckill over HTTP beside a bare fasthttp handler
              (--url URL[,URL...]: a running server, or a cluster's fronts)
 `
@@ -45,6 +46,8 @@ func main() {
 		err = runReconcile(context.Background(), os.Args[2:])
 	case "bench":
 		err = runBench(context.Background(), os.Args[2:])
+	case "token":
+		err = runToken(os.Args[2:])
 	case "-h", "--help", "help":
 		fmt.Print(usage)
 		return

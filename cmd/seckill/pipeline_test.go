@@ -16,6 +16,7 @@ import (
 	"github.com/seckill/seckill/engine"
 	"github.com/seckill/seckill/persistence"
 	"github.com/seckill/seckill/system"
+	"github.com/seckill/seckill/transport"
 )
 
 // poisonStore refuses to write the orders of one user while poisoned: a
@@ -65,6 +66,7 @@ func startInProcessTB(t testing.TB, ostoreWrap func(persistence.OrderStore) pers
 		OrderWriters: 1,
 		Bus:          cfg,
 		WrapOrders:   ostoreWrap,
+		Security:     transport.Security{PaymentSecret: []byte(testPaySecret)},
 		Logger:       slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
@@ -172,7 +174,7 @@ func TestUnpaidOrdersReturnTheirUnits(t *testing.T) {
 		ids = append(ids, m["grab_id"].(string))
 	}
 	eventually(t, "orders", func() bool { code, _ := call(t, "GET", n.url+"/v1/orders/"+ids[0], "", false); return code == 200 })
-	if code, m := call(t, "POST", n.url+"/v1/orders/"+ids[0]+"/pay", "", false); code != 200 || m["status"] != "paid" {
+	if code, m := callPay(t, n.url, ids[0], time.Now()); code != 200 || m["status"] != "paid" {
 		t.Fatalf("pay: %d %v", code, m)
 	}
 	// c cancels while the timeout may fire: either way its unit comes back once.

@@ -37,7 +37,13 @@ func serve(ctx context.Context, args []string) error {
 	peer := fs.String("peer", envOr("SECKILL_PEER", "127.0.0.1:7946"), "this node's peer address HOST:PORT with --cluster: advertised in etcd, where the other nodes reach it (protoactor remote), and the source address it dials etcd and Redis from (env SECKILL_PEER)")
 	redisURL := fs.String("redis", envOr("SECKILL_REDIS", ""), "with --cluster: Redis (redis://HOST:PORT) for shard snapshots, written in the background, on SIGTERM and on every move; empty: none, and shards cannot move (env SECKILL_REDIS)")
 	snapEvery := fs.Duration("snapshot-interval", system.DefaultSnapshotInterval, "with --redis: how often changed shards are snapshotted")
+	adminHTTP := fs.String("admin-http", envOr("SECKILL_ADMIN_HTTP", ""), "serve the admin API on its own listener ADDR (the --http one then answers it 404); with --cluster the other nodes call this one (env SECKILL_ADMIN_HTTP)")
+	secFlags := addSecurityFlags(fs)
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	security, err := secFlags.build(*httpAddr)
+	if err != nil {
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
@@ -64,20 +70,25 @@ func serve(ctx context.Context, args []string) error {
 			SecondActivation: os.Getenv("SECKILL_TEST_SECOND_ACTIVATION")}
 	}
 	sys, err := system.Open(system.Config{
-		Cluster:      clu,
-		DataDir:      *dataDir,
-		HTTPAddr:     *httpAddr,
-		AdminToken:   token,
-		NATSURL:      *natsURL,
-		NATSListen:   *natsListen,
-		NATSName:     "seckill",
-		OrderWriters: *writers,
-		Logger:       log,
+		Cluster:       clu,
+		DataDir:       *dataDir,
+		HTTPAddr:      *httpAddr,
+		AdminToken:    token,
+		AdminHTTPAddr: *adminHTTP,
+		Security:      security,
+		NATSURL:       *natsURL,
+		NATSListen:    *natsListen,
+		NATSName:      "seckill",
+		OrderWriters:  *writers,
+		Logger:        log,
 	})
 	if err != nil {
 		return err
 	}
 	// The address line is what scripts and tests wait for.
+	if u := sys.AdminURL(); u != "" {
+		fmt.Printf("seckill: admin API on %s\n", u)
+	}
 	fmt.Printf("seckill: serving %s data=%s\n", sys.URL(), *dataDir)
 
 	sig := make(chan os.Signal, 1)
