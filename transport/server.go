@@ -47,6 +47,7 @@ type Server struct {
 	dead        sale.DeadLetters
 	reconcile   sale.Reconciler
 	cluster     sale.Cluster // nil on a single node
+	opsState                 // metrics, readiness, dashboard (ops.go)
 }
 
 // NewServer returns the HTTP front of svc. Admin calls must carry
@@ -60,7 +61,7 @@ func NewServer(svc sale.Service, adminToken string, log *slog.Logger) *Server {
 
 // FastHTTP returns a fasthttp server configured with seckill's limits.
 func (s *Server) FastHTTP() *fasthttp.Server {
-	srv := NewFastHTTP("seckill", s.Handle)
+	srv := NewFastHTTP("seckill", s.handler())
 	srv.ErrorHandler = s.transportError
 	srv.Logger = fasthttpLogger{s.log}
 	return srv
@@ -147,7 +148,9 @@ func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
 			s.adminReconcile(ctx)
 		}
 	default:
-		writeError(ctx, fasthttp.StatusNotFound, "not_found", "no such path")
+		if !s.ops(ctx, path) {
+			writeError(ctx, fasthttp.StatusNotFound, "not_found", "no such path")
+		}
 	}
 }
 

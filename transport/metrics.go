@@ -1,0 +1,233 @@
+package transport
+
+import (
+	"bytes"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/fasthttpadaptor"
+)
+
+// route is what a request is counted under: a fixed set, never the path
+// itself (item ids and grab ids are the client's choice).
+type route uint8
+
+const (
+	routeGrab route = iota
+	routeItem
+	routeTime
+	routeHealthz
+	routeReadyz
+	routeOrder
+	routeOrderPay
+	routeOrderCancel
+	routeAdminItems
+	routeAdminOrders
+	routeAdminReconcile
+	routeAdminCluster
+	routeAdminDashboard
+	routeAdminEvents
+	routeMetrics
+	routeOpenAPI
+	routePprof
+	routeOther
+	numRoutes
+)
+
+var routeNames = [numRoutes]string{"grab", "item", "time", "healthz", "readyz", "order", "order_pay", "order_cancel",
+	"admin_items", "admin_orders_dead", "admin_reconcile", "admin_cluster", "admin_dashboard", "admin_events",
+	"metrics", "openapi", "pprof", "other"}
+
+// statusCodes are the codes counted under their own label; any other is
+// counted as "other".
+var statusCodes = [...]int{200, 201, 202, 400, 401, 403, 404, 405, 408, 409, 413, 429, 431, 500, 503}
+
+const numStatus = len(statusCodes) + 1
+
+func statusIndex(code int) int {
+	for i, c := range statusCodes {
+		if c == code {
+			return i
+		}
+	}
+	return len(statusCodes)
+}
+
+var (
+	pathDebugPprof = []byte("/debug/pprof")
+	suffixPay      = []byte("/pay")
+	suffixCancel   = []byte("/cancel")
+)
+
+func routeOf(path []byte) route {
+	switch {
+	case bytes.HasPrefix(path, pathV1Items):
+		if bytes.HasSuffix(path, suffixGrab) {
+			return routeGrab
+		}
+		return routeItem
+	case bytes.HasPrefix(path, pathV1Orders):
+		switch {
+		case bytes.HasSuffix(path, suffixPay):
+			return routeOrderPay
+		case bytes.HasSuffix(path, suffixCancel):
+			return routeOrderCancel
+		}
+		return routeOrder
+	case bytes.HasPrefix(path, pathAdminItems):
+		return routeAdminItems
+	case bytes.HasPrefix(path, pathAdminOrders):
+		return routeAdminOrders
+	case bytes.HasPrefix(path, pathAdminCluster):
+		return routeAdminCluster
+	case bytes.HasPrefix(path, pathDebugPprof):
+		return routePprof
+	}
+	switch string(path) {
+	case "/v1/time":
+		return routeTime
+	case pathHealthz:
+		return routeHealthz
+	case pathReadyz:
+		return routeReadyz
+	case pathReconcile:
+		return routeAdminReconcile
+	case pathDashboard:
+		return routeAdminDashboard
+	case pathEvents:
+		return routeAdminEvents
+	case pathMetrics:
+		return routeMetrics
+	case pathOpenAPI:
+		return routeOpenAPI
+	}
+	return routeOther
+}
+
+// HTTPMetrics counts answers by route and status and times them. The hot
+// path costs a route lookup (a few prefix compares), one atomic add and
+// one histogram observation on a histogram resolved at start: no map, no
+// label lookup, no allocation.
+type HTTPMetrics struct {
+	counts  [numRoutes][numStatus]atomic.Uint64
+	latency [numRoutes]prometheus.Histogram
+	vec     *prometheus.HistogramVec
+}
+
+// LatencyBuckets (seconds) span a sold-out answer on an idle machine
+// (100 µs) to the longest a buyer is kept (10 s).
+var LatencyBuckets = []float64{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}
+
+// NewHTTPMetrics returns the HTTP front's metrics, to register and to give
+// to Server.WithMetrics.
+func NewHTTPMetrics() *HTTPMetrics {
+	m := &HTTPMetrics{vec: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: "seckill", Name: "http_request_duration_seconds",
+		Help:    "Time from reading a request to handing its answer to the connection, by route.",
+		Buckets: LatencyBuckets}, []string{"route"})}
+	for r := range m.latency {
+		m.latency[r] = m.vec.WithLabelValues(routeNames[r]).(prometheus.Histogram)
+	}
+	return m
+}
+
+var httpRequestsDesc = prometheus.NewDesc("seckill_http_requests_total", "HTTP answers by route and status code.",
+	[]string{"route", "code"}, nil)
+
+func (m *HTTPMetrics) observe(r route, status int, d time.Duration) {
+	m.counts[r][statusIndex(status)].Add(1)
+	if r != routeAdminEvents { // a stream: its duration is the viewer's
+		m.latency[r].Observe(d.Seconds())
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (m *HTTPMetrics) Describe(ch chan<- *prometheus.Desc) {
+	ch <- httpRequestsDesc
+	m.vec.Describe(ch)
+}
+
+// Collect implements prometheus.Collector.
+func (m *HTTPMetrics) Collect(ch chan<- prometheus.Metric) {
+	for r := range m.counts {
+		for i := range m.counts[r] {
+			v := m.counts[r][i].Load()
+			if v == 0 {
+				continue
+			}
+			code := "other"
+			if i < len(statusCodes) {
+				code = itoa(statusCodes[i])
+			}
+			ch <- prometheus.MustNewConstMetric(httpRequestsDesc, prometheus.CounterValue, float64(v), routeNames[r], code)
+		}
+	}
+	m.vec.Collect(ch)
+}
+
+// grabLatency returns the grab route's cumulative histogram: bucket upper
+// bounds (seconds) and counts, for the dashboard's quantiles.
+func (m *HTTPMetrics) grabLatency() (bounds []float64, counts []uint64) {
+	var d dto.Metric
+	if m.latency[routeGrab].Write(&d) != nil || d.Histogram == nil {
+		return nil, nil
+	}
+	for _, b := range d.Histogram.GetBucket() {
+		bounds = append(bounds, b.GetUpperBound())
+		counts = append(counts, b.GetCumulativeCount())
+	}
+	return bounds, counts
+}
+
+// answers sums the answers of route r by status class (2xx, 4xx, 5xx).
+func (m *HTTPMetrics) answers(r route) (ok, client, server uint64) {
+	for i := range m.counts[r] {
+		v := m.counts[r][i].Load()
+		switch {
+		case i == len(statusCodes):
+			server += v
+		case statusCodes[i] < 300:
+			ok += v
+		case statusCodes[i] < 500:
+			client += v
+		default:
+			server += v
+		}
+	}
+	return ok, client, server
+}
+
+func itoa(n int) string {
+	var b [8]byte
+	return string(fasthttp.AppendUint(b[:0], n))
+}
+
+// WithMetrics makes the front count its answers in hm and serve g (which
+// should hold hm) at GET /metrics, behind the admin token.
+func (s *Server) WithMetrics(g prometheus.Gatherer, hm *HTTPMetrics) *Server {
+	s.httpMetrics = hm
+	s.metricsHandler = fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(g, promhttp.HandlerOpts{
+		ErrorHandling: promhttp.ContinueOnError, MaxRequestsInFlight: MaxScrapesInFlight}))
+	return s
+}
+
+// MaxScrapesInFlight bounds concurrent /metrics scrapes: a scrape reads
+// every item's view and asks the stream, so a loop of them must not take
+// the node's CPU from buyers.
+const MaxScrapesInFlight = 4
+
+// handler is Handle, instrumented when metrics are on.
+func (s *Server) handler() fasthttp.RequestHandler {
+	hm := s.httpMetrics
+	if hm == nil {
+		return s.Handle
+	}
+	return func(ctx *fasthttp.RequestCtx) {
+		s.Handle(ctx)
+		hm.observe(routeOf(ctx.Path()), ctx.Response.StatusCode(), time.Since(ctx.Time()))
+	}
+}
