@@ -240,3 +240,62 @@ func TestMetricsDuringSale(t *testing.T) {
 	}
 	t.Logf("%d scrapes during the sale; %d confirmed, %d sold out", mid, confirmed.Load(), soldOut.Load())
 }
+
+// TestReadyzAndPprof: /readyz is 200 on a serving node and 503 naming the
+// cause once it drains, while /healthz stays 200 until then; profiles need
+// the admin token.
+func TestReadyzAndPprof(t *testing.T) {
+	sys, err := Open(Config{DataDir: t.TempDir(), HTTPAddr: "127.0.0.1:0", AdminToken: metricsToken, NATSName: "test",
+		OrderWriters: 1, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sys.Close()
+	get := func(path, token string) (int, string) {
+		req, _ := http.NewRequest("GET", sys.URL()+path, nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	// The stream connects in the background: ready within a bound.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		code, body := get("/readyz", "")
+		if code == 200 && body == `{"status":"ready"}` {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("readyz: %d %s", code, body)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for _, c := range []struct {
+		path, token string
+		code        int
+		has         string
+	}{
+		{"/debug/pprof/", "", 401, "unauthorized"},
+		{"/debug/pprof/", metricsToken, 200, "goroutine"},
+		{"/debug/pprof/goroutine?debug=1", metricsToken, 200, "goroutine profile"},
+		{"/debug/pprof/cmdline", metricsToken, 200, ""},
+		{"/debug/pprof/heap", "wrong", 401, "unauthorized"},
+	} {
+		if code, body := get(c.path, c.token); code != c.code || !strings.Contains(body, c.has) {
+			t.Errorf("%s: %d %.200s, want %d with %q", c.path, code, body, c.code, c.has)
+		}
+	}
+	sys.Front.Drain()
+	if code, body := get("/readyz", ""); code != 503 || !strings.Contains(body, `"draining"`) {
+		t.Fatalf("readyz draining: %d %s", code, body)
+	}
+	if code, _ := get("/healthz", ""); code != 503 {
+		t.Fatalf("healthz draining: %d", code)
+	}
+}
