@@ -53,7 +53,7 @@ func (s *System) frontService() sale.Service {
 // metrics, readiness and dashboard sources.
 func (s *System) observe(f *transport.Server, store *persistence.Pebble) *transport.Server {
 	f = f.WithReadiness(s.readiness)
-	board := &transport.Board{Node: s.Node.Now}
+	board := &transport.Board{RelayLag: s.Node.RelayLag}
 	if s.obs.reg == nil {
 		return f.WithBoard(board)
 	}

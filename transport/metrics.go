@@ -2,6 +2,7 @@ package transport
 
 import (
 	"bytes"
+	"math"
 	"sync/atomic"
 	"time"
 
@@ -170,7 +171,7 @@ func (m *HTTPMetrics) Collect(ch chan<- prometheus.Metric) {
 }
 
 // grabLatency returns the grab route's cumulative histogram: bucket upper
-// bounds (seconds) and counts, for the dashboard's quantiles.
+// bounds (seconds, the last +Inf) and counts, for the dashboard's quantiles.
 func (m *HTTPMetrics) grabLatency() (bounds []float64, counts []uint64) {
 	var d dto.Metric
 	if m.latency[routeGrab].Write(&d) != nil || d.Histogram == nil {
@@ -180,7 +181,7 @@ func (m *HTTPMetrics) grabLatency() (bounds []float64, counts []uint64) {
 		bounds = append(bounds, b.GetUpperBound())
 		counts = append(counts, b.GetCumulativeCount())
 	}
-	return bounds, counts
+	return append(bounds, math.Inf(1)), append(counts, d.Histogram.GetSampleCount())
 }
 
 // answers sums the answers of route r by status class (2xx, 4xx, 5xx).
