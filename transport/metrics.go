@@ -221,14 +221,18 @@ func (s *Server) WithMetrics(g prometheus.Gatherer, hm *HTTPMetrics) *Server {
 // the node's CPU from buyers.
 const MaxScrapesInFlight = 4
 
-// handler is Handle, instrumented when metrics are on.
+// handler is Handle, with failed answers logged (rate-limited) and, when
+// metrics are on, every answer counted.
 func (s *Server) handler() fasthttp.RequestHandler {
 	hm := s.httpMetrics
-	if hm == nil {
-		return s.Handle
-	}
 	return func(ctx *fasthttp.RequestCtx) {
 		s.Handle(ctx)
-		hm.observe(routeOf(ctx.Path()), ctx.Response.StatusCode(), time.Since(ctx.Time()))
+		status := ctx.Response.StatusCode()
+		if hm != nil {
+			hm.observe(routeOf(ctx.Path()), status, time.Since(ctx.Time()))
+		}
+		if status >= 400 && status != 409 {
+			s.failed(ctx, status)
+		}
 	}
 }

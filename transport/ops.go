@@ -28,6 +28,7 @@ type opsState struct {
 	readiness      Readiness
 	board          *Board // nil: the event stream has only what the front knows
 	streams        atomic.Int32
+	fails          failLog
 }
 
 // Readiness returns what stops the node from confirming grabs now, empty

@@ -302,6 +302,7 @@ func appendJSONString(b []byte, s string) []byte {
 func (s *Server) transportError(ctx *fasthttp.RequestCtx, err error) {
 	var small *fasthttp.ErrSmallBuffer
 	var netErr net.Error
+	defer func() { s.failed(ctx, ctx.Response.StatusCode()) }()
 	switch {
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
 		writeError(ctx, fasthttp.StatusRequestEntityTooLarge, "bad_request", "body exceeds "+strconv.Itoa(MaxBodyBytes)+" bytes")

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -37,10 +36,14 @@ func serve(ctx context.Context, args []string) error {
 	peer := fs.String("peer", envOr("SECKILL_PEER", "127.0.0.1:7946"), "this node's peer address HOST:PORT with --cluster: advertised in etcd, where the other nodes reach it (protoactor remote), and the source address it dials etcd and Redis from (env SECKILL_PEER)")
 	redisURL := fs.String("redis", envOr("SECKILL_REDIS", ""), "with --cluster: Redis (redis://HOST:PORT) for shard snapshots, written in the background, on SIGTERM and on every move; empty: none, and shards cannot move (env SECKILL_REDIS)")
 	snapEvery := fs.Duration("snapshot-interval", system.DefaultSnapshotInterval, "with --redis: how often changed shards are snapshotted")
+	logf := addLogFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	log, err := logf.logger(os.Stderr)
+	if err != nil {
+		return err
+	}
 	if err := os.MkdirAll(*dataDir, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
