@@ -5,6 +5,8 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -227,6 +229,18 @@ func TestMetricsDuringSale(t *testing.T) {
 		"seckill_pebble_compactions_total", "seckill_item_refills_total", "seckill_item_waiting_buyers",
 		"go_goroutines", "process_resident_memory_bytes"} {
 		mustValue(t, fams, name)
+	}
+	// Every metric the Grafana dashboard plots is one the node exports.
+	board, err := os.ReadFile("../deploy/grafana/seckill.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := regexp.MustCompile(`\b(seckill|go|process)_[a-z_]+`).FindAllString(string(board), -1)
+	for _, n := range names {
+		base := strings.TrimSuffix(strings.TrimSuffix(strings.TrimSuffix(n, "_bucket"), "_sum"), "_count")
+		if fams[base] == nil && fams[n] == nil {
+			t.Errorf("deploy/grafana/seckill.json plots %s, which /metrics does not have", n)
+		}
 	}
 	// No label may carry a buyer.
 	for name, f := range fams {
