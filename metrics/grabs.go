@@ -40,24 +40,47 @@ const (
 var KindNames = [numKinds]string{"confirmed", "replayed", "sold_out", "limit_reached", "not_started", "ended",
 	"released", "key_reused", "bad_qty", "unavailable", "overloaded", "broken"}
 
-type outcomeCounts [numKinds]atomic.Uint64
+// grabStripes splits each item's counters so that grabs of one hot item
+// served on different cores rarely add to the same cache line. A grab's
+// stripe comes from its user id's length and last byte (no hashing on the
+// hot path): ids of a crowd differ there.
+const grabStripes = 8
+
+type outcomeCounts [grabStripes]struct {
+	c [numKinds]atomic.Uint64
+	_ [128 - numKinds*8%128]byte // a stripe to itself on 64- and 128-byte lines
+}
+
+func stripeOf(user string) int {
+	if user == "" {
+		return 0
+	}
+	return (len(user) + int(user[len(user)-1])) & (grabStripes - 1)
+}
+
+// load sums kind k over the stripes.
+func (c *outcomeCounts) load(k int) uint64 {
+	var v uint64
+	for i := range c {
+		v += c[i].c[k].Load()
+	}
+	return v
+}
 
 // Grabs is a sale.Service that counts each grab's outcome by item. Its Grab
-// costs one map read of an immutable map and one atomic add; the map is
-// copied only when an item is first seen.
+// costs one sync.Map read (read-mostly: items are added only when first
+// seen) and one atomic add.
 type Grabs struct {
 	sale.Service
-	items atomic.Pointer[map[string]*outcomeCounts]
-	mu    sync.Mutex // serialises copies of items
+	items sync.Map   // item -> *outcomeCounts
+	mu    sync.Mutex // serialises adding items
+	n     int        // items added, under mu
 	other outcomeCounts
 }
 
 // CountGrabs wraps svc.
 func CountGrabs(svc sale.Service) *Grabs {
-	g := &Grabs{Service: svc}
-	m := map[string]*outcomeCounts{}
-	g.items.Store(&m)
-	return g
+	return &Grabs{Service: svc}
 }
 
 // Grab decides the grab and counts its outcome. An unknown item is not
@@ -67,31 +90,26 @@ func (g *Grabs) Grab(item, user string, qty int64, key string) sale.Reply {
 	r := g.Service.Grab(item, user, qty, key)
 	k, ok := kindOf(r)
 	if ok {
-		g.counts(item)[k].Add(1)
+		g.counts(item)[stripeOf(user)].c[k].Add(1)
 	}
 	return r
 }
 
 func (g *Grabs) counts(item string) *outcomeCounts {
-	if c := (*g.items.Load())[item]; c != nil {
-		return c
+	if c, ok := g.items.Load(item); ok {
+		return c.(*outcomeCounts)
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	old := *g.items.Load()
-	if c := old[item]; c != nil {
-		return c
+	if c, ok := g.items.Load(item); ok {
+		return c.(*outcomeCounts)
 	}
-	if len(old) >= MaxItemSeries {
+	if g.n >= MaxItemSeries {
 		return &g.other
 	}
-	m := make(map[string]*outcomeCounts, len(old)+1)
-	for k, v := range old {
-		m[k] = v
-	}
 	c := new(outcomeCounts)
-	m[item] = c
-	g.items.Store(&m)
+	g.items.Store(item, c)
+	g.n++
 	return c
 }
 
@@ -137,21 +155,22 @@ func kindOf(r sale.Reply) (int, bool) {
 func (g *Grabs) Totals() [numKinds]uint64 {
 	var t [numKinds]uint64
 	add := func(c *outcomeCounts) {
-		for k := range c {
-			t[k] += c[k].Load()
+		for k := range t {
+			t[k] += c.load(k)
 		}
 	}
-	for _, c := range *g.items.Load() {
-		add(c)
-	}
+	g.items.Range(func(_, c any) bool {
+		add(c.(*outcomeCounts))
+		return true
+	})
 	add(&g.other)
 	return t
 }
 
 // Confirmed returns item's confirmed grabs counted here (0 if none).
 func (g *Grabs) Confirmed(item string) uint64 {
-	if c := (*g.items.Load())[item]; c != nil {
-		return c[KindConfirmed].Load()
+	if c, ok := g.items.Load(item); ok {
+		return c.(*outcomeCounts).load(KindConfirmed)
 	}
 	return 0
 }
@@ -164,14 +183,15 @@ func (g *Grabs) Describe(ch chan<- *prometheus.Desc) { ch <- grabsDesc }
 // Collect implements prometheus.Collector.
 func (g *Grabs) Collect(ch chan<- prometheus.Metric) {
 	emit := func(item string, c *outcomeCounts) {
-		for k := range c {
-			if v := c[k].Load(); v > 0 {
+		for k := range numKinds {
+			if v := c.load(k); v > 0 {
 				ch <- prometheus.MustNewConstMetric(grabsDesc, prometheus.CounterValue, float64(v), item, KindNames[k])
 			}
 		}
 	}
-	for item, c := range *g.items.Load() {
-		emit(item, c)
-	}
+	g.items.Range(func(item, c any) bool {
+		emit(item.(string), c.(*outcomeCounts))
+		return true
+	})
 	emit(OtherItem, &g.other)
 }
