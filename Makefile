@@ -26,6 +26,7 @@ deps:
 	command -v redis-server >/dev/null || (apt-get update -qq && apt-get install -y -qq redis-server)
 	command -v etcd >/dev/null || (apt-get update -qq && apt-get install -y -qq etcd-server)
 	command -v nft >/dev/null || (apt-get update -qq && apt-get install -y -qq nftables)
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
 
 test: deps vet
 	$(GO) test -race -count=1 -timeout 25m ./...

@@ -523,7 +523,7 @@ func (n *Node) LocalView(item string) (LocalView, bool) {
 			continue
 		}
 		a, s := r.load()
-		v.Shards = append(v.Shards, ShardView{Shard: i, Allocated: a, Sold: s, Refills: r.refills, Steals: r.steals})
+		v.Shards = append(v.Shards, ShardView{Shard: i, Allocated: a, Sold: s, Refills: r.refills, Steals: r.steals, Waiting: int64(r.waiting.Load())})
 	}
 	if it.pool.pid() != nil {
 		st := engine.PoolState{Stock: it.stock, Pool: it.poolAvail, Sent: append([]int64(nil), it.sent...), Got: append([]int64(nil), it.got...)}

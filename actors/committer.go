@@ -1,6 +1,8 @@
 package actors
 
 import (
+	"time"
+
 	"github.com/seckill/seckill/engine"
 	"github.com/seckill/seckill/persistence"
 )
@@ -53,6 +55,8 @@ type round struct {
 	// after the sync. The records are durable all the same; only the
 	// answers say 503 (see finish).
 	fenced bool
+	// submittedAt is when the round went to the store (Options.Rounds).
+	submittedAt time.Time
 }
 
 func newCommitter(n *Node) *committer {
@@ -115,6 +119,9 @@ func (c *committer) submit(r *round) {
 	if r.batch.Len() == 0 {
 		return
 	}
+	if c.node.opts.Rounds != nil {
+		r.submittedAt = time.Now()
+	}
 	r.wait, r.err = c.node.store.Submit(&r.batch)
 	if r.err != nil {
 		// Poison the lanes now, before the next round is submitted: their
@@ -162,8 +169,15 @@ func (c *committer) sync() {
 			r.fenced = true
 		}
 		if err != nil {
+			c.node.commitFailing.Store(true)
 			c.node.opts.Logger.Error("group commit failed", "records", r.batch.Len(), "err", err)
 		} else if r.batch.Len() > 0 {
+			if c.node.commitFailing.Load() {
+				c.node.commitFailing.Store(false)
+			}
+			if o := c.node.opts.Rounds; o != nil {
+				o.ObserveRound(r.batch.Len(), time.Since(r.submittedAt))
+			}
 			select {
 			case c.node.relayKick <- struct{}{}:
 			default:

@@ -56,6 +56,9 @@ type shardRef struct {
 	// a consistent pair without asking the actor (MaxStock < 2^32).
 	counters atomic.Uint64
 	inflight atomic.Int32
+	// waiting is how many buyers the shard holds for a refill, as of its
+	// last step (for operators: metrics and the dashboard).
+	waiting atomic.Int32
 	// relayFloor: grabs up to here were adopted from another node's
 	// snapshot and published by that node (cluster.go adopt).
 	relayFloor atomic.Uint64
@@ -179,7 +182,8 @@ func (it *Item) readLocked(withShards bool) (engine.Balance, []ShardView) {
 		b.Sold += s
 		b.InTransit += it.sent[i] - r.received + r.returned - it.got[i]
 		if withShards {
-			views[i] = ShardView{Shard: i, Allocated: a, Sold: s, Refills: r.refills, Steals: r.steals}
+			views[i] = ShardView{Shard: i, Allocated: a, Sold: s, Refills: r.refills, Steals: r.steals,
+				Waiting: int64(r.waiting.Load())}
 		}
 	}
 	return b, views

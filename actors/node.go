@@ -42,6 +42,16 @@ type Options struct {
 	// Cluster, when set, makes this a clustered node: nothing runs until
 	// activated (see cluster.go).
 	Cluster *ClusterHooks
+	// Rounds, when set, hears of every durable group commit (metrics). It
+	// runs on the syncer goroutine: it must only count.
+	Rounds RoundObserver
+}
+
+// RoundObserver hears of each group commit once its records are durable:
+// how many records it held and how long from its submission to the end of
+// its sync.
+type RoundObserver interface {
+	ObserveRound(records int, durable time.Duration)
 }
 
 // Node runs every item's shard actors on one machine.
@@ -56,11 +66,18 @@ type Node struct {
 	// relayKick wakes the relay after a commit with grabs in it.
 	relayKick chan struct{}
 	relayed   atomic.Int64
+	// commitFailing: the last group commit that wrote anything failed
+	// (readiness: Pebble's WAL errors are sticky, so it stays failed).
+	commitFailing atomic.Bool
 
 	mu     sync.Mutex // serialises item creation and Close
 	items  atomic.Pointer[map[string]*Item]
 	closed bool
 }
+
+// CommitFailing reports whether the last group commit that wrote
+// anything failed: the node cannot confirm grabs.
+func (n *Node) CommitFailing() bool { return n.commitFailing.Load() }
 
 // Start opens a node over store: it loads every item and spawns its shards.
 func Start(store persistence.Store, opts Options) (*Node, error) {
@@ -277,3 +294,7 @@ func (n *Node) stopCommitters() {
 	n.commitWG.Wait()
 	n.dispatch.stop()
 }
+
+// MayConfirm reports whether the node's fence lets it confirm now (always
+// on a single node; on a cluster node, a valid lease and placement read).
+func (n *Node) MayConfirm() bool { return n.fenceValid() }

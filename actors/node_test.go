@@ -153,6 +153,9 @@ func TestFailedCommitNeverConfirmsAndReloads(t *testing.T) {
 			if c := confirmedWhileFailing.Load(); c != 0 {
 				t.Fatalf("%d grabs confirmed while every commit failed", c)
 			}
+			if !n.CommitFailing() {
+				t.Fatal("CommitFailing false after failed commits (readiness would say ready)")
+			}
 			store.failing.Store(false)
 			// The shard reloads: only "a" holds a unit, so 9 remain for others and
 			// every failed user can grab again.
@@ -164,6 +167,9 @@ func TestFailedCommitNeverConfirmsAndReloads(t *testing.T) {
 			}
 			if r := n.Grab("f", "z", 1, ""); r.Outcome != engine.SoldOut {
 				t.Fatalf("11th unit: %+v", r)
+			}
+			if n.CommitFailing() {
+				t.Fatal("CommitFailing still true after commits succeed again")
 			}
 			if r := n.Grab("f", "a", 1, "ka"); r.Outcome != engine.Replayed {
 				t.Fatalf("replay of first grab: %+v", r)

@@ -114,6 +114,9 @@ func (a *shardActor) flush() {
 	}
 	sh := a.sn.Shard()
 	ref.publish(sh.Counters(), a.sn.Refills(), a.sn.Steals())
+	if w := int32(a.sn.Waiting()); w != ref.waiting.Load() {
+		ref.waiting.Store(w)
+	}
 	for _, ans := range rd.NowAnswers {
 		a.tickets.take(ans.Ticket).finish(reply(ans))
 	}

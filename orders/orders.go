@@ -10,6 +10,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/seckill/seckill/engine"
@@ -46,7 +47,13 @@ type Orders struct {
 	stock Stock // for releases, grab lookups and the clock
 	store persistence.OrderStore
 	log   *slog.Logger
+	// written counts orders made new by this process (not rewrites of a
+	// redelivered grab), for metrics.
+	written atomic.Int64
 }
+
+// Written is how many orders this process wrote that were new.
+func (o *Orders) Written() int64 { return o.written.Load() }
 
 var _ sale.Orders = (*Orders)(nil)
 
@@ -88,7 +95,8 @@ func (o *Orders) Write(msgs []Msg) map[string]error {
 		}
 		orders = append(orders, ord)
 	}
-	if _, err := o.store.WriteNew(orders); err == nil {
+	if n, err := o.store.WriteNew(orders); err == nil {
+		o.written.Add(int64(n))
 		return nil
 	} else if len(orders) == 1 {
 		return map[string]error{orders[0].GrabID: err}
@@ -97,11 +105,13 @@ func (o *Orders) Write(msgs []Msg) map[string]error {
 	// and report only those that fail.
 	var failed map[string]error
 	for _, ord := range orders {
-		if _, err := o.store.WriteNew([]engine.Order{ord}); err != nil {
+		if n, err := o.store.WriteNew([]engine.Order{ord}); err != nil {
 			if failed == nil {
 				failed = map[string]error{}
 			}
 			failed[ord.GrabID] = err
+		} else {
+			o.written.Add(int64(n))
 		}
 	}
 	return failed

@@ -49,6 +49,7 @@ type ShardView struct {
 	Sold      int64
 	Refills   int64 // refills received from the pool
 	Steals    int64 // times it gave units back to the pool for a sibling
+	Waiting   int64 // buyers held for a refill (0 for a shard on another node)
 }
 
 // Remaining is what the shard can still sell.

@@ -6,9 +6,12 @@ import (
 	"log/slog"
 	"sync"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/seckill/seckill/actors"
 	"github.com/seckill/seckill/bus"
 	"github.com/seckill/seckill/engine"
+	"github.com/seckill/seckill/metrics"
 	"github.com/seckill/seckill/orders"
 	"github.com/seckill/seckill/persistence"
 	"github.com/seckill/seckill/sale"
@@ -27,6 +30,7 @@ type relayPublisher struct {
 	pub  *bus.Publisher
 	node *actors.Node
 	msgs []bus.GrabMsg
+	errs prometheus.Counter
 }
 
 func (p *relayPublisher) Publish(ctx context.Context, grabs []engine.Grab) error {
@@ -38,7 +42,11 @@ func (p *relayPublisher) Publish(ctx context.Context, grabs []engine.Grab) error
 		}
 		p.msgs = append(p.msgs, bus.NewGrabMsg(g, payBy))
 	}
-	return p.pub.PublishBatch(ctx, p.msgs)
+	err := p.pub.PublishBatch(ctx, p.msgs)
+	if err != nil && ctx.Err() == nil {
+		p.errs.Inc()
+	}
+	return err
 }
 
 // WriterHandler writes a fetched batch of grabs as orders.
@@ -61,6 +69,8 @@ type Pipeline struct {
 	ostore persistence.OrderStore
 	st     *Stream
 	pub    *bus.Publisher
+	// PublishErrors counts the relay's failed publishes (metrics).
+	PublishErrors prometheus.Counter
 }
 
 // Start runs the pipeline over an open order store, which it
@@ -68,13 +78,13 @@ type Pipeline struct {
 func Start(node *actors.Node, stock orders.Stock, st *Stream, ostore persistence.OrderStore, writers int, cfg bus.Config, log *slog.Logger) *Pipeline {
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &Pipeline{cancel: cancel, Orders: orders.New(stock, ostore, log), ostore: ostore, st: st,
-		pub: bus.NewPublisher(st.JS, publishWindow).From(cfg.Node)}
+		pub: bus.NewPublisher(st.JS, publishWindow).From(cfg.Node), PublishErrors: metrics.NewPublishErrors()}
 	p.wg.Go(func() {
 		if p.st.Ensure(ctx, cfg, log) != nil {
 			return
 		}
 		var inner sync.WaitGroup
-		inner.Go(func() { node.RunRelay(ctx, &relayPublisher{pub: p.pub, node: node}) })
+		inner.Go(func() { node.RunRelay(ctx, &relayPublisher{pub: p.pub, node: node, errs: p.PublishErrors}) })
 		for range writers {
 			inner.Go(func() { bus.RunWriterFor(ctx, st.JS, cfg.Node, WriterBatch, WriterHandler(p.Orders)) })
 		}

@@ -68,6 +68,9 @@ type Config struct {
 	WrapOrders func(persistence.OrderStore) persistence.OrderStore
 	// Logger receives the node's logs; nil is slog.Default().
 	Logger *slog.Logger
+	// NoMetrics turns metrics off: no /metrics, no counting on the hot path
+	// (the bench compares both).
+	NoMetrics bool
 	// Cluster, when set, joins the node to a cluster through etcd: it holds
 	// a lease, is listed among the members, and its committers stop
 	// confirming (503) once the lease runs out. Nil: a single node.
@@ -98,6 +101,8 @@ type System struct {
 	failed    chan error    // the HTTP server's error, if it stops by itself
 	served    chan struct{} // closed when the HTTP server has stopped
 	closed    bool
+	obs       observed
+	node      string // the cluster node's name, "" on a single node
 }
 
 // Open starts a node as cfg says. On error, whatever it had opened is
@@ -116,6 +121,12 @@ func Open(cfg Config) (*System, error) {
 func (s *System) open(cfg Config) error {
 	started := time.Now()
 	opts := actors.Options{Logger: s.log}
+	if r := s.observeRounds(cfg); r != nil {
+		opts.Rounds = r
+	}
+	if cfg.Cluster != nil {
+		s.node = cfg.Cluster.Node
+	}
 	var snaps persistence.SnapshotStore
 	var err error
 	if cfg.Cluster != nil {
@@ -185,7 +196,7 @@ func (s *System) open(cfg Config) error {
 			return err
 		}
 	}
-	s.Front = s.front(cfg.AdminToken, store).WithSecurity(cfg.Security)
+	s.Front = s.observe(s.front(cfg.AdminToken, store).WithSecurity(cfg.Security), store)
 	if cfg.HTTPAddr == "" {
 		return nil
 	}
@@ -294,7 +305,7 @@ func (s *System) openOrders(cfg Config) error {
 
 // front builds the HTTP front: the one place that calls its constructor.
 func (s *System) front(token string, store persistence.Viewer) *transport.Server {
-	f := transport.NewServer(s.svc, token, s.log)
+	f := transport.NewServer(s.frontService(), token, s.log)
 	if s.Pipeline != nil {
 		var o sale.Orders = s.Pipeline.Orders
 		rec := s.Pipeline.Reconciler(store, s.Node)

@@ -15,15 +15,27 @@ import (
 
 var pathAdmin = []byte("/admin/")
 
-// isAdminPath reports whether path belongs to the admin API.
+// isAdminPath reports whether path belongs to the admin API: /admin/...,
+// and the operator's /metrics and /debug/pprof/.
 func isAdminPath(path []byte) bool {
-	return bytes.HasPrefix(path, pathAdmin)
+	return bytes.HasPrefix(path, pathAdmin) || isOpsAdminPath(path)
 }
 
 // handleAdmin routes one admin request. Every admin call needs the admin
-// token, checked here before any route (and again by the older routes).
+// token, checked here before any route (and again by the older routes),
+// except the dashboard's page: it holds no data (the token is entered on
+// it, and its data comes through the event stream, which needs it).
 func (s *Server) handleAdmin(ctx *fasthttp.RequestCtx, path []byte) {
+	if string(path) == pathDashboard {
+		if s.method(ctx, fasthttp.MethodGet) {
+			s.dashboard(ctx)
+		}
+		return
+	}
 	if !s.auth(ctx) {
+		return
+	}
+	if s.adminOps(ctx, path) {
 		return
 	}
 	switch {
@@ -43,11 +55,12 @@ func (s *Server) handleAdmin(ctx *fasthttp.RequestCtx, path []byte) {
 }
 
 // AdminFastHTTP returns the admin API's own server (`--admin-http`): it
-// answers the admin paths and /healthz, and from then on the public
+// answers the admin paths (metrics, profiles and the dashboard included),
+// /healthz and /readyz, and from then on the public
 // server answers the admin paths 404. Call it before serving.
 func (s *Server) AdminFastHTTP() *fasthttp.Server {
 	s.adminApart = true
-	srv := NewFastHTTP("seckill-admin", s.HandleAdmin)
+	srv := NewFastHTTP("seckill-admin", s.handler(s.HandleAdmin))
 	srv.ErrorHandler = s.transportError
 	srv.Logger = fasthttpLogger{s.log}
 	return srv
@@ -58,8 +71,12 @@ func (s *Server) HandleAdmin(ctx *fasthttp.RequestCtx) {
 	defer s.recoverPanic(ctx)
 	path := ctx.Path()
 	switch {
-	case string(path) == "/healthz":
+	case string(path) == pathHealthz:
 		s.health(ctx)
+	case string(path) == pathReadyz:
+		if s.method(ctx, fasthttp.MethodGet) {
+			s.ready(ctx)
+		}
 	case isAdminPath(path):
 		s.handleAdmin(ctx, path)
 	default:

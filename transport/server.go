@@ -52,6 +52,7 @@ type Server struct {
 	dead        sale.DeadLetters
 	reconcile   sale.Reconciler
 	cluster     sale.Cluster // nil on a single node
+	opsState                 // metrics, readiness, dashboard (ops.go)
 }
 
 // NewServer returns the HTTP front of svc. Admin calls must carry
@@ -68,7 +69,7 @@ func NewServer(svc sale.Service, adminToken string, log *slog.Logger) *Server {
 
 // FastHTTP returns a fasthttp server configured with seckill's limits.
 func (s *Server) FastHTTP() *fasthttp.Server {
-	srv := NewFastHTTP("seckill", s.Handle)
+	srv := NewFastHTTP("seckill", s.handler(s.Handle))
 	srv.ErrorHandler = s.transportError
 	srv.Logger = fasthttpLogger{s.log}
 	return srv
@@ -160,7 +161,9 @@ func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
 	case bytes.HasPrefix(path, pathV1Orders):
 		s.order(ctx, path[len(pathV1Orders):])
 	default:
-		writeError(ctx, fasthttp.StatusNotFound, "not_found", "no such path")
+		if !s.ops(ctx, path) {
+			writeError(ctx, fasthttp.StatusNotFound, "not_found", "no such path")
+		}
 	}
 }
 
@@ -316,6 +319,7 @@ func appendJSONString(b []byte, s string) []byte {
 func (s *Server) transportError(ctx *fasthttp.RequestCtx, err error) {
 	var small *fasthttp.ErrSmallBuffer
 	var netErr net.Error
+	defer func() { s.failed(ctx, ctx.Response.StatusCode()) }()
 	switch {
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
 		writeError(ctx, fasthttp.StatusRequestEntityTooLarge, "bad_request", "body exceeds "+strconv.Itoa(MaxBodyBytes)+" bytes")

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"log/slog"
 	"math"
 	"os"
 	"os/signal"
@@ -29,10 +28,14 @@ func runOrders(ctx context.Context, args []string) error {
 	dir := fs.String("orders", envOr("SECKILL_ORDERS", "./orders"), "order store directory (env SECKILL_ORDERS)")
 	writers := fs.Int("writers", 1, "writers in this process")
 	node := fs.String("node", envOr("SECKILL_NODE", ""), "a cluster node whose lane of the stream to write (its relay's grabs); empty: a single node's stream. On a cluster, never run writers without --node beside the nodes' own: they would write orders the nodes write too (env SECKILL_NODE)")
+	logf := addLogFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	log, err := logf.logger(os.Stderr)
+	if err != nil {
+		return err
+	}
 	store, err := persistence.OpenPebbleOrders(*dir)
 	if err != nil {
 		return err

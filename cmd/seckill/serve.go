@@ -7,7 +7,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -39,6 +38,7 @@ func serve(ctx context.Context, args []string) error {
 	snapEvery := fs.Duration("snapshot-interval", system.DefaultSnapshotInterval, "with --redis: how often changed shards are snapshotted")
 	adminHTTP := fs.String("admin-http", envOr("SECKILL_ADMIN_HTTP", ""), "serve the admin API on its own listener ADDR (the --http one then answers it 404); with --cluster the other nodes call this one (env SECKILL_ADMIN_HTTP)")
 	secFlags := addSecurityFlags(fs)
+	logf := addLogFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -46,7 +46,10 @@ func serve(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	log, err := logf.logger(os.Stderr)
+	if err != nil {
+		return err
+	}
 	if err := os.MkdirAll(*dataDir, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
