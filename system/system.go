@@ -47,6 +47,9 @@ type Config struct {
 	// NATSListen is where the in-process NATS server listens for order
 	// writers in other processes; empty: in-process only.
 	NATSListen string
+	// NATSAuth is how this node proves itself to an external NATS
+	// (credentials, TLS); unused with the embedded server.
+	NATSAuth bus.ClientAuth
 	// NATSName names this node's NATS connection.
 	NATSName string
 	// OrderWriters is how many order writers run in this process (0:
@@ -61,6 +64,9 @@ type Config struct {
 	WrapOrders func(persistence.OrderStore) persistence.OrderStore
 	// Logger receives the node's logs; nil is slog.Default().
 	Logger *slog.Logger
+	// Clock is the sale's clock in Unix milliseconds (nil: the wall
+	// clock); tests move it forward.
+	Clock func() int64
 	// Cluster, when set, joins the node to a cluster through etcd: it holds
 	// a lease, is listed among the members, and its committers stop
 	// confirming (503) once the lease runs out. Nil: a single node.
@@ -104,7 +110,7 @@ func Open(cfg Config) (*System, error) {
 
 func (s *System) open(cfg Config) error {
 	started := time.Now()
-	opts := actors.Options{Logger: s.log}
+	opts := actors.Options{Logger: s.log, Clock: cfg.Clock}
 	var snaps persistence.SnapshotStore
 	var err error
 	if cfg.Cluster != nil {
@@ -218,11 +224,11 @@ func (s *System) openOrders(cfg Config) error {
 		name = "seckill"
 	}
 	var err error
-	if s.Stream, err = OpenStream(cfg.NATSURL, cfg.DataDir, cfg.NATSListen, name); err != nil {
+	if s.Stream, err = OpenStream(cfg.NATSURL, cfg.DataDir, cfg.NATSListen, name, cfg.NATSAuth); err != nil {
 		return fmt.Errorf("nats: %w", err)
 	}
 	if s.Stream.Emb != nil && s.Stream.Emb.ClientURL() != "" {
-		s.log.Info("nats", "url", s.Stream.Emb.ClientURL(), "store", filepath.Join(cfg.DataDir, "nats"))
+		s.log.Info("nats", "url", s.Stream.Emb.ClientURL(), "store", filepath.Join(cfg.DataDir, "nats"), "creds", s.Stream.Emb.CredsPath())
 	}
 	var ostore persistence.OrderStore
 	if ostore, err = persistence.OpenPebbleOrders(filepath.Join(cfg.DataDir, "orders")); err != nil {
