@@ -55,6 +55,9 @@ func (n *Node) GrabIn(it *Item, user string, qty int64, key string) Reply {
 			return Reply{Outcome: engine.SoldOut}
 		}
 	}
+	if !n.writable() {
+		return Reply{Err: ErrUnavailable}
+	}
 	if ref.inflight.Add(1) > MaxInflightPerShard {
 		ref.inflight.Add(-1)
 		return Reply{Err: ErrOverloaded}
@@ -91,6 +94,9 @@ func (n *Node) Release(item, grabID string) Reply {
 	if !ok || gi != item || shard >= len(it.shards) {
 		return Reply{Err: ErrUnknownGrab}
 	}
+	if !n.writable() {
+		return Reply{Err: ErrUnavailable}
+	}
 	m := &call{release: true, seq: seq, done: make(chan Reply, 1)}
 	if !n.tell(&it.shards[shard].lane, m) {
 		return Reply{Err: ErrUnavailable}
@@ -111,6 +117,9 @@ func (n *Node) ChangeStock(item string, delta int64) StockReply {
 	it, ok := n.Item(item)
 	if !ok {
 		return StockReply{Err: ErrUnknownItem}
+	}
+	if !n.writable() {
+		return StockReply{Err: ErrUnavailable}
 	}
 	m := &stockCall{delta: delta, done: make(chan StockReply, 1)}
 	if !n.tell(it.pool, m) {
@@ -136,3 +145,6 @@ func (n *Node) send(m engine.Msg) {
 	}
 	n.Deliver(m)
 }
+
+// writable reports whether the store takes writes (Options.Writable).
+func (n *Node) writable() bool { return n.opts.Writable == nil || n.opts.Writable() == nil }

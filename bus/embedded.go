@@ -246,3 +246,7 @@ func reconnectDelay(attempts int) time.Duration {
 	}
 	return d/2 + rand.N(d/2+1)
 }
+
+// JetStreamEnabled reports whether JetStream runs: the server turns it off
+// on a storage error it cannot go on from.
+func (e *Embedded) JetStreamEnabled() bool { return e.srv.JetStreamEnabled() }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
@@ -110,11 +111,16 @@ type PebbleOrders struct {
 	// write of a batch skip a Pebble lookup per order, which profiles
 	// showed as the writer's largest cost.
 	known map[string]struct{}
+	// fail is set once Pebble failed a write; guard refuses writes while
+	// the disk is low (see disk.go).
+	fail  *failure
+	guard atomic.Pointer[DiskGuard]
 }
 
 // OpenPebbleOrders opens (creating if needed) the order store in dir.
 func OpenPebbleOrders(dir string) (*PebbleOrders, error) {
-	opts := &pebble.Options{FormatMajorVersion: pebble.FormatNewest, Logger: quietLogger{}, MemTableSize: pebbleMemTable}
+	fail := &failure{name: "orders"}
+	opts := &pebble.Options{FormatMajorVersion: pebble.FormatNewest, Logger: failLogger{fail}, MemTableSize: pebbleMemTable}
 	// Every write first looks the grab id up, and almost every lookup
 	// misses: bloom filters answer a miss without reading a block.
 	for i := range opts.Levels {
@@ -125,7 +131,7 @@ func OpenPebbleOrders(dir string) (*PebbleOrders, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open order store %s: %w", dir, err)
 	}
-	p := &PebbleOrders{db: db, known: map[string]struct{}{}}
+	p := &PebbleOrders{db: db, known: map[string]struct{}{}, fail: fail}
 	lo := []byte{prefixOrder}
 	it, err := db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: prefixEnd(lo)})
 	if err != nil {
@@ -140,6 +146,43 @@ func OpenPebbleOrders(dir string) (*PebbleOrders, error) {
 		return nil, fmt.Errorf("open order store %s: %w", dir, err)
 	}
 	return p, nil
+}
+
+// Guard makes the store refuse writes while g says the disk is low.
+func (p *PebbleOrders) Guard(g *DiskGuard) { p.guard.Store(g) }
+
+// Health is nil while the store takes writes, else why it does not: the
+// disk below its reserve, or a write Pebble failed (until a restart).
+func (p *PebbleOrders) Health() error {
+	if err := p.fail.get(); err != nil {
+		return err
+	}
+	if err := p.guard.Load().Err(); err != nil {
+		return fmt.Errorf("orders: %w", err)
+	}
+	return nil
+}
+
+// commit makes b durable: ApplyNoSyncWait and SyncWait rather than
+// Commit(Sync), whose failed sync goes to Logger.Fatalf and then returns
+// nil. Any failure marks the store failed.
+func (p *PebbleOrders) commit(b *pebble.Batch) (err error) {
+	if err := p.Health(); err != nil {
+		return err
+	}
+	defer p.fail.recoverInto(&err)
+	if err := p.db.ApplyNoSyncWait(b, pebble.Sync); err != nil {
+		p.fail.set(err)
+		return err
+	}
+	if err := p.fail.get(); err != nil {
+		return err
+	}
+	if err := b.SyncWait(); err != nil {
+		p.fail.set(err)
+		return err
+	}
+	return nil
 }
 
 func (p *PebbleOrders) get(grabID string) (engine.Order, bool, error) {
@@ -184,7 +227,7 @@ func (p *PebbleOrders) WriteNew(orders []engine.Order) (int, error) {
 	if n == 0 {
 		return 0, nil
 	}
-	if err := b.Commit(pebble.Sync); err != nil {
+	if err := p.commit(b); err != nil {
 		return 0, fmt.Errorf("write %d orders: %w", n, err)
 	}
 	for id := range seen {
@@ -226,7 +269,7 @@ func (p *PebbleOrders) Update(grabID string, fn func(engine.Order) (engine.Order
 			return o, 0, err
 		}
 	}
-	if err := b.Commit(pebble.Sync); err != nil {
+	if err := p.commit(b); err != nil {
 		return o, 0, fmt.Errorf("update order %s: %w", grabID, err)
 	}
 	return next, out, nil
@@ -295,7 +338,12 @@ func (p *PebbleOrders) Unreleased(limit int) ([]string, error) {
 
 // MarkReleased records that a cancelled order's units are back in stock.
 func (p *PebbleOrders) MarkReleased(grabID string) error {
-	return p.db.Delete(append([]byte{prefixUnrelease}, grabID...), pebble.Sync)
+	b := p.db.NewBatch()
+	defer b.Close()
+	if err := b.Delete(append([]byte{prefixUnrelease}, grabID...), nil); err != nil {
+		return err
+	}
+	return p.commit(b)
 }
 
 // Close closes the store.

@@ -4,8 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"sync"
+	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/seckill/seckill/engine"
@@ -30,6 +30,10 @@ type Pebble struct {
 	// group commit) and none runs on a closed database.
 	mu     sync.RWMutex
 	closed bool
+	// fail is set once Pebble failed a write; guard refuses writes while
+	// the disk is low (see disk.go).
+	fail  *failure
+	guard atomic.Pointer[DiskGuard]
 }
 
 var (
@@ -44,16 +48,32 @@ var scratch = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &
 func OpenPebble(dir string) (*Pebble, error) {
 	cache := pebble.NewCache(pebbleCache)
 	defer cache.Unref()
+	fail := &failure{name: "grabs"}
 	db, err := pebble.Open(dir, &pebble.Options{
 		FormatMajorVersion: pebble.FormatNewest,
 		MemTableSize:       pebbleMemTable,
 		Cache:              cache,
-		Logger:             quietLogger{},
+		Logger:             failLogger{fail},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open pebble %s: %w", dir, err)
 	}
-	return &Pebble{pebbleReader: pebbleReader{db}, db: db}, nil
+	return &Pebble{pebbleReader: pebbleReader{db}, db: db, fail: fail}, nil
+}
+
+// Guard makes the store refuse writes while g says the disk is low.
+func (p *Pebble) Guard(g *DiskGuard) { p.guard.Store(g) }
+
+// Health is nil while the store takes writes, else why it does not: the
+// disk below its reserve, or a write Pebble failed (until a restart).
+func (p *Pebble) Health() error {
+	if err := p.fail.get(); err != nil {
+		return err
+	}
+	if err := p.guard.Load().Err(); err != nil {
+		return fmt.Errorf("grabs: %w", err)
+	}
+	return nil
 }
 
 // Apply writes b in one batch and returns after Commit(pebble.Sync): the
@@ -71,7 +91,10 @@ func (p *Pebble) Apply(b *Batch) error {
 // one sync runs in the next, so a committer that keeps submitting while
 // earlier batches sync pays about one and a half fdatasyncs per decision
 // rather than two or more. Close waits for every outstanding wait.
-func (p *Pebble) Submit(b *Batch) (func() error, error) {
+func (p *Pebble) Submit(b *Batch) (wait func() error, err error) {
+	if err := p.Health(); err != nil {
+		return nil, err
+	}
 	p.mu.RLock()
 	if p.closed {
 		p.mu.RUnlock()
@@ -83,6 +106,13 @@ func (p *Pebble) Submit(b *Batch) (func() error, error) {
 		p.mu.RUnlock()
 		return nil, err
 	}
+	defer func() {
+		if r := recover(); r != nil {
+			p.fail.set(fmt.Errorf("pebble panicked: %v", r))
+			wait, err = nil, p.fail.get()
+			p.mu.RUnlock()
+		}
+	}()
 	bp := scratch.Get().(*[]byte)
 	buf, err := b.encode((*bp)[:0], func(k, v []byte) error { return wb.Set(k, v, nil) })
 	*bp = buf[:0]
@@ -92,7 +122,11 @@ func (p *Pebble) Submit(b *Batch) (func() error, error) {
 	}
 	if b.Lazy {
 		if err := wb.Commit(pebble.NoSync); err != nil {
+			p.fail.set(err)
 			return fail(fmt.Errorf("commit %d records: %w", b.Len(), err))
+		}
+		if err := p.fail.get(); err != nil { // Fatalf, then nil
+			return fail(err)
 		}
 		wb.Close()
 		p.mu.RUnlock()
@@ -100,13 +134,18 @@ func (p *Pebble) Submit(b *Batch) (func() error, error) {
 	}
 	n := b.Len()
 	if err := p.db.ApplyNoSyncWait(wb, pebble.Sync); err != nil {
+		p.fail.set(err)
 		return fail(fmt.Errorf("commit %d records: %w", n, err))
+	}
+	if err := p.fail.get(); err != nil { // Fatalf, then nil: not written
+		return fail(err)
 	}
 	return func() error {
 		err := wb.SyncWait()
 		wb.Close()
 		p.mu.RUnlock()
 		if err != nil {
+			p.fail.set(err)
 			return fmt.Errorf("sync %d records: %w", n, err)
 		}
 		return nil
@@ -262,16 +301,4 @@ type pebbleReader struct{ r pebbleGetIter }
 func (p *Pebble) ReadView() (Reader, func()) {
 	snap := p.db.NewSnapshot()
 	return pebbleReader{snap}, func() { snap.Close() }
-}
-
-// quietLogger drops Pebble's info lines, sends its errors to slog and keeps
-// Fatalf's meaning.
-type quietLogger struct{}
-
-func (quietLogger) Infof(string, ...any) {}
-func (quietLogger) Errorf(format string, args ...any) {
-	slog.Error("pebble", "msg", fmt.Sprintf(format, args...))
-}
-func (quietLogger) Fatalf(format string, args ...any) {
-	panic(errors.New(fmt.Sprintf(format, args...)))
 }

@@ -90,6 +90,9 @@ type System struct {
 	gridReady atomic.Pointer[grid.Grid]
 	svc       sale.Service  // the sale the front and the orders use
 	snap      *snapshotter  // nil without Cluster.Redis
+	store     *persistence.Pebble
+	ostore    *persistence.PebbleOrders // nil with NoOrders
+	guard     *persistence.DiskGuard
 	failed    chan error    // the HTTP server's error, if it stops by itself
 	served    chan struct{} // closed when the HTTP server has stopped
 	closed    bool
@@ -154,6 +157,10 @@ func (s *System) open(cfg Config) error {
 	if err != nil {
 		return err
 	}
+	s.store = store
+	s.guard = persistence.NewDiskGuard(cfg.DataDir, diskReserve(cfg), s.log)
+	store.Guard(s.guard)
+	opts.Writable = s.writable
 	if s.Node, err = actors.Start(store, opts); err != nil {
 		store.Close()
 		return fmt.Errorf("start node: %w", err)
@@ -231,9 +238,11 @@ func (s *System) openOrders(cfg Config) error {
 		s.log.Info("nats", "url", s.Stream.Emb.ClientURL(), "store", filepath.Join(cfg.DataDir, "nats"), "creds", s.Stream.Emb.CredsPath())
 	}
 	var ostore persistence.OrderStore
-	if ostore, err = persistence.OpenPebbleOrders(filepath.Join(cfg.DataDir, "orders")); err != nil {
+	if s.ostore, err = persistence.OpenPebbleOrders(filepath.Join(cfg.DataDir, "orders")); err != nil {
 		return err
 	}
+	s.ostore.Guard(s.guard)
+	ostore = s.ostore
 	if cfg.WrapOrders != nil {
 		ostore = cfg.WrapOrders(ostore)
 	}
@@ -244,12 +253,13 @@ func (s *System) openOrders(cfg Config) error {
 		busCfg.Node = cfg.Cluster.Node
 	}
 	s.Pipeline = Start(s.Node, s.svc.(orders.Stock), s.Stream, ostore, cfg.OrderWriters, busCfg, s.log)
+	s.Pipeline.ready = s.ostore.Health
 	return nil
 }
 
 // front builds the HTTP front: the one place that calls its constructor.
 func (s *System) front(token string, store persistence.Viewer) *transport.Server {
-	f := transport.NewServer(s.svc, token, s.log)
+	f := transport.NewServer(s.svc, token, s.log).WithHealth(s.healthStrings)
 	if s.Pipeline != nil {
 		var o sale.Orders = s.Pipeline.Orders
 		rec := s.Pipeline.Reconciler(store, s.Node)
@@ -337,6 +347,7 @@ func (s *System) stop() error {
 	if s.Stream != nil {
 		s.Stream.Close()
 	}
+	s.guard.Close()
 	return errors.Join(errs...)
 }
 

@@ -47,6 +47,7 @@ type Server struct {
 	dead        sale.DeadLetters
 	reconcile   sale.Reconciler
 	cluster     sale.Cluster // nil on a single node
+	storeHealth StoreHealth  // nil: /healthz names no stores
 }
 
 // NewServer returns the HTTP front of svc. Admin calls must carry
@@ -127,11 +128,7 @@ func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
 			writeJSON(ctx, fasthttp.StatusOK, append(b, '}'))
 		}
 	case string(path) == "/healthz":
-		if s.draining.Load() {
-			writeJSON(ctx, fasthttp.StatusServiceUnavailable, respDraining)
-			return
-		}
-		writeJSON(ctx, fasthttp.StatusOK, respOK)
+		s.healthz(ctx)
 	case bytes.HasPrefix(path, pathAdminItems):
 		s.admin(ctx, path[len(pathAdminItems):])
 	case bytes.HasPrefix(path, pathV1Orders):

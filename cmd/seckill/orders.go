@@ -46,6 +46,10 @@ func runOrders(ctx context.Context, args []string) error {
 		return err
 	}
 	defer store.Close()
+	// A full disk pauses the writers (they fetch nothing) until space is back.
+	guard := persistence.NewDiskGuard(*dir, persistence.StoreReserveBytes, log)
+	defer guard.Close()
+	store.Guard(guard)
 	st, err := system.OpenStream(*natsURL, "", "", "seckill-orders", *auth)
 	if err != nil {
 		return err
@@ -60,7 +64,7 @@ func runOrders(ctx context.Context, args []string) error {
 	fmt.Printf("seckill orders: writing from %s to %s with %d writers\n", *natsURL, *dir, *writers)
 	var wg sync.WaitGroup
 	for range *writers {
-		wg.Go(func() { bus.RunWriterFor(ctx, st.JS, *node, system.WriterBatch, system.WriterHandler(o)) })
+		wg.Go(func() { bus.RunWriterWhen(ctx, st.JS, *node, system.WriterBatch, system.WriterHandler(o), store.Health) })
 	}
 	wg.Wait()
 	log.Info("stopped")
