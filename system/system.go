@@ -88,8 +88,8 @@ type System struct {
 	tr   *remote.Transport
 	// gridReady is the grid once it runs: what the transport hands over.
 	gridReady atomic.Pointer[grid.Grid]
-	svc       sale.Service  // the sale the front and the orders use
-	snap      *snapshotter  // nil without Cluster.Redis
+	svc       sale.Service // the sale the front and the orders use
+	snap      *snapshotter // nil without Cluster.Redis
 	store     *persistence.Pebble
 	ostore    *persistence.PebbleOrders // nil with NoOrders
 	guard     *persistence.DiskGuard

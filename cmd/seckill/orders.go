@@ -64,7 +64,9 @@ func runOrders(ctx context.Context, args []string) error {
 	fmt.Printf("seckill orders: writing from %s to %s with %d writers\n", *natsURL, *dir, *writers)
 	var wg sync.WaitGroup
 	for range *writers {
-		wg.Go(func() { bus.RunWriterWhen(ctx, st.JS, *node, system.WriterBatch, system.WriterHandler(o), store.Health) })
+		wg.Go(func() {
+			bus.RunWriterWhen(ctx, st.JS, *node, system.WriterBatch, system.WriterHandler(o), store.Health)
+		})
 	}
 	wg.Wait()
 	log.Info("stopped")
