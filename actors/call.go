@@ -148,3 +148,37 @@ func (n *Node) send(m engine.Msg) {
 
 // writable reports whether the store takes writes (Options.Writable).
 func (n *Node) writable() bool { return n.opts.Writable == nil || n.opts.Writable() == nil }
+
+// ReloadAllWait bounds ReloadAll's wait for one actor.
+const ReloadAllWait = 10 * time.Second
+
+// ReloadAll makes every shard and pool running here drop its memory and
+// load its durable state again, dropping every decision not yet written,
+// and returns once each has (or ReloadAllWait passed): the store was
+// reopened after a failure and their memory may hold what the failed
+// database showed but never wrote. It reports how many did not answer.
+func (n *Node) ReloadAll() int {
+	var waits []chan struct{}
+	for _, it := range n.Items() {
+		lanes := []*lane{it.pool}
+		for _, sh := range it.shards {
+			lanes = append(lanes, &sh.lane)
+		}
+		for _, l := range lanes {
+			done := make(chan struct{})
+			if n.tell(l, reloadMsg{gen: ^uint64(0), done: done}) {
+				waits = append(waits, done)
+			}
+		}
+	}
+	late := 0
+	deadline := time.After(ReloadAllWait)
+	for _, w := range waits {
+		select {
+		case <-w:
+		case <-deadline:
+			late++
+		}
+	}
+	return late
+}

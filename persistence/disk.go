@@ -142,16 +142,24 @@ func FreeBytes(dir string) (avail, total uint64, err error) {
 type failure struct {
 	name string
 	err  atomic.Pointer[error]
+	// onFail runs once, at the first failure.
+	onFail func()
 }
 
 func (f *failure) set(err error) {
 	e := fmt.Errorf("%w: %s: %v", ErrStoreFailed, f.name, err)
 	if f.err.CompareAndSwap(nil, &e) {
-		slog.Error("pebble store failed: writes refused until restart", "store", f.name, "err", err)
+		slog.Error("pebble store failed: writes refused until it is reopened", "store", f.name, "err", err)
+		if f.onFail != nil {
+			f.onFail()
+		}
 	}
 }
 
 func (f *failure) get() error {
+	if f == nil {
+		return nil
+	}
 	if p := f.err.Load(); p != nil {
 		return *p
 	}
@@ -165,6 +173,102 @@ func (f *failure) recoverInto(errp *error) {
 		err := fmt.Errorf("pebble panicked: %v", r)
 		f.set(err)
 		*errp = f.get()
+	}
+}
+
+// Reopening a failed store.
+const (
+	// ReopenEvery is how often a failed store looks whether it can be
+	// reopened (the guard says the disk has its reserve again).
+	ReopenEvery = time.Second
+	// StoreCloseWait bounds Close of a failed database before a reopen: a
+	// commit pipeline Pebble left stuck (see above) never closes, and then
+	// only a restart brings the store back.
+	StoreCloseWait = 10 * time.Second
+	// reopenLockPoll is how often a reopen tries to take the store's lock:
+	// it never waits on it, so that readers are not held behind it.
+	reopenLockPoll = 10 * time.Millisecond
+)
+
+// spaceErr is nil when a store in dir may be reopened: its guard says the
+// disk has the reserve, or, without a guard, StoreReserveBytes are free.
+func spaceErr(dir string, g *DiskGuard) error {
+	if g != nil {
+		return g.Err()
+	}
+	avail, _, err := FreeBytes(dir)
+	if err != nil {
+		return err
+	}
+	if avail < StoreReserveBytes {
+		return ErrDiskLow
+	}
+	return nil
+}
+
+// reopener is a failed store as reopenLoop drives it.
+type reopener interface {
+	name() string
+	stopped() <-chan struct{}
+	guardErr() error
+	tryLock() bool
+	unlock()
+	closeDB() error // under the lock
+	abandon()       // under the lock: the database did not close
+	// openDB opens the database again (under the lock) and returns what
+	// makes it take writes, run after the lock is released.
+	openDB() (activate func(), err error)
+}
+
+// reopenLoop brings a failed store back once the disk has its reserve: it
+// closes the failed database and opens it again from disk, which holds
+// every acknowledged write (only synced records were acknowledged) and
+// maybe some that failed after reaching the file. Writes stay refused
+// until activate: the caller's hook (the node reloading its shards) runs
+// first.
+func reopenLoop(r reopener) {
+	log := slog.Default().With("store", r.name())
+	for {
+		select {
+		case <-r.stopped():
+			return
+		case <-time.After(ReopenEvery):
+		}
+		if r.guardErr() != nil {
+			continue
+		}
+		for !r.tryLock() {
+			select {
+			case <-r.stopped():
+				return
+			case <-time.After(reopenLockPoll):
+			}
+		}
+		closed := make(chan error, 1)
+		go func() { closed <- r.closeDB() }()
+		select {
+		case err := <-closed:
+			log.Info("failed store closed, reopening", "close_err", err)
+		case <-time.After(StoreCloseWait):
+			r.abandon()
+			r.unlock()
+			log.Error("failed store does not close: restart the node to take writes again", "waited", StoreCloseWait)
+			return
+		}
+		activate, err := r.openDB()
+		r.unlock()
+		if err != nil {
+			log.Error("reopen failed, retrying", "err", err)
+			select {
+			case <-r.stopped():
+				return
+			default:
+			}
+			continue
+		}
+		activate()
+		log.Info("store reopened: writes go on")
+		return
 	}
 }
 

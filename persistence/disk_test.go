@@ -19,8 +19,12 @@ const (
 	// (which it then writes without), filled to fullDiskLeft by a filler.
 	fullDiskSize = 48 << 20
 	fullDiskLeft = 1 << 20
-	// fullDiskCloseWait bounds Close of a store Pebble failed.
-	fullDiskCloseWait = 10 * time.Second
+	// fullDiskReopenWait bounds the wait for a failed store to reopen
+	// once space is back (ReopenEvery, plus StoreCloseWait at worst).
+	fullDiskReopenWait = 30 * time.Second
+	// fullDiskReserve is the guard's reserve here, where the tmpfs is far
+	// smaller than StoreReserveBytes.
+	fullDiskReserve = 4 << 20
 )
 
 // tinyTmpfs mounts a tmpfs on a fresh directory, unmounted when t ends;
@@ -64,9 +68,9 @@ func fillTo(t *testing.T, dir string, left uint64) string {
 // TestPebbleOnFullDisk: without a guard, Pebble meets a full disk. Neither
 // store panics or exits (the "pebble: fatal commit error" in the
 // order store): the write that failed returns an error, the store reports
-// itself failed and refuses every later write, and reads go on. Closed and
-// reopened once space is back, each store holds every write it
-// acknowledged: nothing confirmed is lost.
+// itself failed and refuses every later write, and reads go on. Once space
+// is back the store reopens itself, holding every write it acknowledged
+// (nothing confirmed is lost), and takes writes again.
 func TestPebbleOnFullDisk(t *testing.T) {
 	for _, store := range []string{"grabs", "orders"} {
 		t.Run(store, func(t *testing.T) {
@@ -77,6 +81,7 @@ func TestPebbleOnFullDisk(t *testing.T) {
 			var closeStore func() error
 			var count func() int
 			var reopen func()
+			var guard func(*DiskGuard)
 			switch store {
 			case "grabs":
 				var p *Pebble
@@ -103,6 +108,7 @@ func TestPebbleOnFullDisk(t *testing.T) {
 					return p.Apply(&b)
 				}
 				health, closeStore = func() error { return p.Health() }, func() error { return p.Close() }
+				guard = func(g *DiskGuard) { p.Guard(g) }
 				count = func() int {
 					n := 0
 					if err := p.ShardGrabs("full", 0, func(engine.Grab) error { n++; return nil }); err != nil {
@@ -129,6 +135,7 @@ func TestPebbleOnFullDisk(t *testing.T) {
 					return err
 				}
 				health, closeStore = func() error { return o.Health() }, func() error { return o.Close() }
+				guard = func(g *DiskGuard) { o.Guard(g) }
 				count = func() int {
 					n := 0
 					if err := o.Scan("full", func(engine.Order) error { n++; return nil }); err != nil {
@@ -159,21 +166,20 @@ func TestPebbleOnFullDisk(t *testing.T) {
 				t.Fatalf("reads on the failed store: %d batches, want at least the %d acknowledged", n, acked)
 			}
 			t.Logf("%d batches acknowledged, then %v", acked, werr)
+			defer func() { closeStore() }()
+			// The tmpfs is smaller than StoreReserveBytes: a guard with a
+			// reserve that fits says when space is back.
+			g := NewDiskGuard(dir, fullDiskReserve, nil)
+			defer g.Close()
+			guard(g)
 			if err := os.Remove(filler); err != nil {
 				t.Fatal(err)
 			}
-			closed := make(chan error, 1)
-			go func() { closed <- closeStore() }()
-			select {
-			case err := <-closed:
-				t.Logf("close of the failed store: %v", err)
-			case <-time.After(fullDiskCloseWait):
-				t.Skipf("Close of the failed %s store hangs (Pebble's commit pipeline is stuck): a restart is the way back", store)
-			}
-			reopen()
-			defer closeStore()
-			if err := health(); err != nil {
-				t.Fatalf("reopened: %v", err)
+			for deadline := time.Now().Add(fullDiskReopenWait); health() != nil; {
+				if time.Now().After(deadline) {
+					t.Fatalf("not reopened %v after space came back: %v", fullDiskReopenWait, health())
+				}
+				time.Sleep(10 * time.Millisecond) // poll interval
 			}
 			if n := count(); n < acked {
 				t.Fatalf("reopened: %d batches, want at least the %d acknowledged", n, acked)

@@ -165,6 +165,14 @@ func (s *System) open(cfg Config) error {
 		store.Close()
 		return fmt.Errorf("start node: %w", err)
 	}
+	node := s.Node
+	store.OnReopen(func() {
+		// The failed database showed records it never wrote: every shard
+		// and pool reloads from the reopened one before writes go on.
+		if late := node.ReloadAll(); late > 0 {
+			s.log.Error("after reopening the grab store, actors did not reload in time", "late", late)
+		}
+	})
 	s.svc = actors.NewLocal(s.Node)
 	if s.grid != nil {
 		s.grid.SetNode(s.Node)
