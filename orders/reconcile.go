@@ -181,13 +181,11 @@ func Check(ctx context.Context, cfg engine.ItemConfig, st engine.PoolState, fact
 	// confirmed then, and it is younger than the allowance (a grab is
 	// durable before its message is published and its order written, so
 	// one older than that had its grab in the snapshot, if it had one).
+	// Such a grab is not counted in flight: in_flight counts grabs the
+	// report holds.
 	newer := func(id string, atMs int64) bool {
 		_, sh, seq, ok := engine.ParseGrabID(id)
-		if !live || !ok || sh >= len(counters) || seq < counters[sh].NextSeq || nowMs-atMs >= ReconcileGraceMs {
-			return false
-		}
-		inFlight[id] = true
-		return true
+		return live && ok && sh < len(counters) && seq >= counters[sh].NextSeq && nowMs-atMs < ReconcileGraceMs
 	}
 
 	if stream != nil {

