@@ -55,6 +55,9 @@ func (n *Node) GrabIn(it *Item, user string, qty int64, key string) Reply {
 			return Reply{Outcome: engine.SoldOut}
 		}
 	}
+	if !n.writable() {
+		return Reply{Err: ErrUnavailable}
+	}
 	if ref.inflight.Add(1) > MaxInflightPerShard {
 		ref.inflight.Add(-1)
 		return Reply{Err: ErrOverloaded}
@@ -91,6 +94,9 @@ func (n *Node) Release(item, grabID string) Reply {
 	if !ok || gi != item || shard >= len(it.shards) {
 		return Reply{Err: ErrUnknownGrab}
 	}
+	if !n.writable() {
+		return Reply{Err: ErrUnavailable}
+	}
 	m := &call{release: true, seq: seq, done: make(chan Reply, 1)}
 	if !n.tell(&it.shards[shard].lane, m) {
 		return Reply{Err: ErrUnavailable}
@@ -111,6 +117,9 @@ func (n *Node) ChangeStock(item string, delta int64) StockReply {
 	it, ok := n.Item(item)
 	if !ok {
 		return StockReply{Err: ErrUnknownItem}
+	}
+	if !n.writable() {
+		return StockReply{Err: ErrUnavailable}
 	}
 	m := &stockCall{delta: delta, done: make(chan StockReply, 1)}
 	if !n.tell(it.pool, m) {
@@ -135,4 +144,41 @@ func (n *Node) send(m engine.Msg) {
 		return
 	}
 	n.Deliver(m)
+}
+
+// writable reports whether the store takes writes (Options.Writable).
+func (n *Node) writable() bool { return n.opts.Writable == nil || n.opts.Writable() == nil }
+
+// ReloadAllWait bounds ReloadAll's wait for one actor.
+const ReloadAllWait = 10 * time.Second
+
+// ReloadAll makes every shard and pool running here drop its memory and
+// load its durable state again, dropping every decision not yet written,
+// and returns once each has (or ReloadAllWait passed): the store was
+// reopened after a failure and their memory may hold what the failed
+// database showed but never wrote. It reports how many did not answer.
+func (n *Node) ReloadAll() int {
+	var waits []chan struct{}
+	for _, it := range n.Items() {
+		lanes := []*lane{it.pool}
+		for _, sh := range it.shards {
+			lanes = append(lanes, &sh.lane)
+		}
+		for _, l := range lanes {
+			done := make(chan struct{})
+			if n.tell(l, reloadMsg{gen: ^uint64(0), done: done}) {
+				waits = append(waits, done)
+			}
+		}
+	}
+	late := 0
+	deadline := time.After(ReloadAllWait)
+	for _, w := range waits {
+		select {
+		case <-w:
+		case <-deadline:
+			late++
+		}
+	}
+	return late
 }

@@ -42,6 +42,13 @@ type Options struct {
 	// Cluster, when set, makes this a clustered node: nothing runs until
 	// activated (see cluster.go).
 	Cluster *ClusterHooks
+	// Writable, when set, says whether the store takes writes now (nil)
+	// or why not (the disk below its reserve, a failed store): grabs,
+	// releases and stock changes are then answered unavailable before
+	// reaching a shard, so a full disk costs no reload per refused grab.
+	// Sold-out and sale-window answers and reads go on. On the hot path:
+	// keep it to an atomic load or two.
+	Writable func() error
 	// Rounds, when set, hears of every durable group commit (metrics). It
 	// runs on the syncer goroutine: it must only count.
 	Rounds RoundObserver

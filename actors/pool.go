@@ -41,10 +41,15 @@ func (p *poolActor) Receive(ctx actor.Context) {
 		p.timer.fired()
 		p.pn.Tick(p.node.opts.Clock())
 	case reloadMsg:
-		if m.gen < p.gen {
+		if m.done != nil {
+			raiseGen(&p.lane.failedGen, p.gen)
+			p.reload()
+			close(m.done)
+		} else if m.gen < p.gen {
 			return
+		} else {
+			p.reload()
 		}
-		p.reload()
 	case *actor.Started:
 		p.gen = 1
 		return

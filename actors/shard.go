@@ -3,6 +3,7 @@ package actors
 import (
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -14,8 +15,13 @@ import (
 // *stockCall.
 type (
 	// reloadMsg asks an actor to drop its memory and reload from disk after
-	// a failed commit of generation gen.
-	reloadMsg struct{ gen uint64 }
+	// a failed commit of generation gen. With done (ReloadAll) it reloads
+	// whatever its generation, first poisoning every decision it made so
+	// far, and closes done once reloaded.
+	reloadMsg struct {
+		gen  uint64
+		done chan struct{}
+	}
 	// tickMsg: the time a step asked to be woken at has come.
 	tickMsg struct{}
 )
@@ -76,7 +82,11 @@ func (a *shardActor) Receive(ctx actor.Context) {
 		a.timer.fired()
 		a.sn.Tick(a.node.opts.Clock())
 	case reloadMsg:
-		if m.gen >= a.gen {
+		if m.done != nil {
+			raiseGen(&a.ref.failedGen, a.gen)
+			a.reload()
+			close(m.done)
+		} else if m.gen >= a.gen {
 			a.reload()
 		}
 	case handoverMsg:
@@ -261,4 +271,14 @@ func reply(a engine.Answer) Reply {
 		return Reply{Outcome: a.Outcome, Err: ErrUnknownGrab}
 	}
 	return Reply{Outcome: a.Outcome, Grab: a.Grab}
+}
+
+// raiseGen raises a lane's failedGen to at least gen.
+func raiseGen(g *atomic.Uint64, gen uint64) {
+	for {
+		cur := g.Load()
+		if cur >= gen || g.CompareAndSwap(cur, gen) {
+			return
+		}
+	}
 }

@@ -6,12 +6,14 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
 )
 
 // Server and connection settings.
@@ -40,7 +42,9 @@ const (
 // single node.
 type Embedded struct {
 	srv  *server.Server
-	addr *net.TCPAddr // where it listens, nil when it does not
+	addr *net.TCPAddr  // where it listens, nil when it does not
+	kp   nkeys.KeyPair // the one client key it admits; nil when it does not listen
+	dir  string
 
 	mu    sync.Mutex
 	conns []*nats.Conn // from Connect, drained at Shutdown
@@ -49,7 +53,9 @@ type Embedded struct {
 // StartEmbedded starts a nats-server with JetStream storing under storeDir
 // and waits until it takes connections. With listen "" it has no network
 // listener at all (clients use Connect); with "host:port" (port 0 for any
-// free port) other processes can reach it at ClientURL.
+// free port) other processes can reach it at ClientURL, and only with
+// the nkey in CredsPath (generated on the first start): no client, in
+// this process or another, connects without it.
 func StartEmbedded(storeDir, listen string) (*Embedded, error) {
 	if storeDir == "" {
 		return nil, errors.New("start nats: empty store dir")
@@ -61,7 +67,17 @@ func StartEmbedded(storeDir, listen string) (*Embedded, error) {
 		SyncInterval: SyncInterval,
 		DontListen:   listen == "",
 	}
+	var kp nkeys.KeyPair
 	if listen != "" {
+		var err error
+		if kp, err = EmbeddedCreds(storeDir); err != nil {
+			return nil, fmt.Errorf("start nats: %w", err)
+		}
+		pub, err := kp.PublicKey()
+		if err != nil {
+			return nil, fmt.Errorf("start nats: %w", err)
+		}
+		opts.Nkeys = []*server.NkeyUser{{Nkey: pub}}
 		host, port, err := net.SplitHostPort(listen)
 		if err != nil {
 			return nil, fmt.Errorf("start nats: listen %q: %w", listen, err)
@@ -91,7 +107,7 @@ func StartEmbedded(storeDir, listen string) (*Embedded, error) {
 		ns.WaitForShutdown()
 		return nil, fmt.Errorf("start nats: JetStream did not start (store %s)", storeDir)
 	}
-	e := &Embedded{srv: ns}
+	e := &Embedded{srv: ns, kp: kp, dir: storeDir}
 	if listen != "" {
 		e.addr, _ = ns.Addr().(*net.TCPAddr)
 	}
@@ -112,9 +128,26 @@ func (e *Embedded) ClientURL() string {
 	return "nats://" + net.JoinHostPort(host, strconv.Itoa(e.addr.Port))
 }
 
+// CredsPath is the file holding the key clients must present, "" when the
+// server does not listen (and admits only in-process clients).
+func (e *Embedded) CredsPath() string {
+	if e.kp == nil {
+		return ""
+	}
+	return filepath.Join(e.dir, CredsFile)
+}
+
 // Connect opens an in-process connection (no socket). Shutdown drains it.
 func (e *Embedded) Connect(name string) (*nats.Conn, error) {
-	nc, err := nats.Connect("", nats.InProcessServer(e.srv), nats.Name(name))
+	opts := []nats.Option{nats.InProcessServer(e.srv), nats.Name(name)}
+	if e.kp != nil {
+		o, err := Creds{Kind: CredsNkey, kp: e.kp}.Option()
+		if err != nil {
+			return nil, fmt.Errorf("connect in-process nats: %w", err)
+		}
+		opts = append(opts, o)
+	}
+	nc, err := nats.Connect("", opts...)
 	if err != nil {
 		return nil, fmt.Errorf("connect in-process nats: %w", err)
 	}
@@ -172,9 +205,14 @@ func (s serverLog) Tracef(string, ...any)           {}
 // The connection never gives up: it connects in the background if the
 // server is not up yet and reconnects forever with a bounded, jittered
 // backoff; publishes made meanwhile wait in the client's reconnect buffer.
-func Dial(url, name string) (*nats.Conn, error) {
+// auth's credentials and TLS files are read once, here.
+func Dial(url, name string, auth ClientAuth) (*nats.Conn, error) {
 	log := slog.Default().With("nats", name)
-	nc, err := nats.Connect(url,
+	opts, err := auth.Options()
+	if err != nil {
+		return nil, fmt.Errorf("dial nats %s: %w", url, err)
+	}
+	nc, err := nats.Connect(url, append(opts,
 		nats.Name(name),
 		nats.MaxReconnects(-1),
 		nats.RetryOnFailedConnect(true),
@@ -184,10 +222,15 @@ func Dial(url, name string) (*nats.Conn, error) {
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			log.Warn("nats disconnected", "err", err)
 		}),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			// An authorization violation (bad or missing --nats-creds)
+			// shows up here, once per attempt.
+			log.Warn("nats error", "err", err)
+		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			log.Info("nats reconnected", "url", nc.ConnectedUrlRedacted())
 		}),
-	)
+	)...)
 	if err != nil {
 		return nil, fmt.Errorf("dial nats %s: %w", url, err)
 	}
@@ -203,3 +246,7 @@ func reconnectDelay(attempts int) time.Duration {
 	}
 	return d/2 + rand.N(d/2+1)
 }
+
+// JetStreamEnabled reports whether JetStream runs: the server turns it off
+// on a storage error it cannot go on from.
+func (e *Embedded) JetStreamEnabled() bool { return e.srv.JetStreamEnabled() }

@@ -41,7 +41,7 @@ func inProcess(t testing.TB, e *Embedded, cfg Config) jetstream.JetStream {
 // streams with cfg.
 func dial(t testing.TB, e *Embedded, cfg Config) jetstream.JetStream {
 	t.Helper()
-	nc, err := Dial(e.ClientURL(), t.Name())
+	nc, err := Dial(e.ClientURL(), t.Name(), ClientAuth{CredsFile: e.CredsPath()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -26,6 +26,13 @@ const (
 // returned error (wrapping ErrInvalidGrab) after the others; an error from
 // fn stops the scan and is returned. Bound it with ctx.
 func GrabsInStream(ctx context.Context, js jetstream.JetStream, item string, fn func(GrabMsg) error) error {
+	return GrabsInStreamAt(ctx, js, item, func(m GrabMsg, _ int64) error { return fn(m) })
+}
+
+// GrabsInStreamAt is GrabsInStream that also gives when the server stored
+// each grab's message (Unix ms, the server's clock): unlike the grab's own
+// time, which its publisher wrote, a publisher cannot forge it.
+func GrabsInStreamAt(ctx context.Context, js jetstream.JetStream, item string, fn func(m GrabMsg, storedMs int64) error) error {
 	subj := GrabSubject(item)
 	s, err := js.Stream(ctx, StreamGrabs)
 	if err != nil {
@@ -86,7 +93,7 @@ func GrabsInStream(ctx context.Context, js jetstream.JetStream, item string, fn 
 			}
 		}
 		for _, g := range run {
-			if err := fn(g); err != nil {
+			if err := fn(g, md.Timestamp.UnixMilli()); err != nil {
 				return err
 			}
 		}

@@ -24,6 +24,10 @@ const (
 	// copier after an error (server down, consumer missing).
 	RetryWaitMin = 100 * time.Millisecond
 	RetryWaitMax = 5 * time.Second
+	// PauseWait is how often a paused writer (its order store cannot
+	// write: a full disk) looks again; it fetches nothing meanwhile, so no
+	// delivery is spent and nothing goes to the dead letters.
+	PauseWait = time.Second
 	// policyRefresh is how often a writer rereads MaxDeliver and BackOff,
 	// so that a changed Config reaches running writers.
 	policyRefresh = time.Minute
@@ -52,6 +56,13 @@ func RunWriter(ctx context.Context, js jetstream.JetStream, batch int, h Handler
 // RunWriterFor is RunWriter for the order writers of a cluster's node:
 // they read ConsumerFor(node), the grabs node's relay published.
 func RunWriterFor(ctx context.Context, js jetstream.JetStream, node string, batch int, h Handler) error {
+	return RunWriterWhen(ctx, js, node, batch, h, nil)
+}
+
+// RunWriterWhen is RunWriterFor that fetches only while ready says nil:
+// while the order store cannot write, the writer backs off without taking
+// messages (ready nil: always ready).
+func RunWriterWhen(ctx context.Context, js jetstream.JetStream, node string, batch int, h Handler, ready func() error) error {
 	if h == nil {
 		return errors.New("run writer: nil handler")
 	}
@@ -59,7 +70,7 @@ func RunWriterFor(ctx context.Context, js jetstream.JetStream, node string, batc
 	log := slog.Default().With("component", "bus.writer")
 	var b backoff
 	for ctx.Err() == nil {
-		err := writeLoop(ctx, js, ConsumerFor(node), batch, h, log, &b)
+		err := writeLoop(ctx, js, ConsumerFor(node), batch, h, ready, log, &b)
 		if ctx.Err() != nil {
 			break
 		}
@@ -70,13 +81,32 @@ func RunWriterFor(ctx context.Context, js jetstream.JetStream, node string, batc
 }
 
 // writeLoop runs until an error.
-func writeLoop(ctx context.Context, js jetstream.JetStream, consumer string, batch int, h Handler, log *slog.Logger, b *backoff) error {
+func writeLoop(ctx context.Context, js jetstream.JetStream, consumer string, batch int, h Handler, ready func() error, log *slog.Logger, b *backoff) error {
 	cons, err := js.Consumer(ctx, StreamGrabs, consumer)
 	if err != nil {
 		return fmt.Errorf("consumer %s/%s: %w", StreamGrabs, consumer, err)
 	}
 	pol, polAt := policyOf(cons.CachedInfo()), time.Now()
+	paused := false
 	for {
+		if ready != nil {
+			if err := ready(); err != nil {
+				if !paused {
+					log.Warn("order writer paused: the order store cannot write", "err", err)
+					paused = true
+				}
+				select {
+				case <-ctx.Done():
+					return ctx.Err()
+				case <-time.After(PauseWait):
+				}
+				continue
+			}
+			if paused {
+				log.Info("order writer resumed")
+				paused = false
+			}
+		}
 		if st := js.Conn().Status(); st != nats.CONNECTED {
 			// A pull sent now would sit in the reconnect buffer and reach
 			// the server stale.

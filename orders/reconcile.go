@@ -12,15 +12,20 @@ import (
 )
 
 const (
-	// ReconcileGraceMs: a grab younger than this without a message or an
-	// order is in flight, not missing.
+	// ReconcileGraceMs is the in-flight allowance: a grab younger than this
+	// without a message or an order is in flight, not missing; and a
+	// message stored, or an order written, less than this ago whose grab
+	// is not in the snapshot may be of a grab decided after it. Older, such
+	// a message or order has no grab: forged onto the bus, or its grab lost.
 	ReconcileGraceMs = 30_000
 	// maxIDsPerMismatch bounds the grab ids listed per mismatch.
 	maxIDsPerMismatch = 100
 )
 
-// StreamReader feeds fn every grab message of an item in the stream.
-type StreamReader func(ctx context.Context, item string, fn func(grabID string) error) error
+// StreamReader feeds fn every grab message of an item in the stream, with
+// when the stream stored it (Unix ms, by the stream's clock, which no
+// publisher sets).
+type StreamReader func(ctx context.Context, item string, fn func(grabID string, storedMs int64) error) error
 
 // Facts are what one node's stores hold of an item: the grabs in its grab
 // log, the releases, the counters of the shards it answers for, and the
@@ -185,20 +190,25 @@ func Check(ctx context.Context, cfg engine.ItemConfig, st engine.PoolState, fact
 	}
 	rep.Grabs, rep.Released = len(grabs), len(released)
 	young := func(id string) bool { return nowMs-grabs[id].AtMs < ReconcileGraceMs }
-	// newer: a grab decided after the snapshot (its message or order may
-	// already exist).
-	newer := func(id string) bool {
-		_, sh, seq, ok := engine.ParseGrabID(id)
-		return live && ok && sh < len(counters) && seq >= counters[sh].NextSeq
-	}
 	inFlight := map[string]bool{}
+	// newer: a message or an order, made atMs, whose grab may have been
+	// decided after the snapshot: its id is past what its shard had
+	// confirmed then, and it is younger than the allowance (a grab is
+	// durable before its message is published and its order written, so
+	// one older than that had its grab in the snapshot, if it had one).
+	// Such a grab is not counted in flight: in_flight counts grabs the
+	// report holds.
+	newer := func(id string, atMs int64) bool {
+		_, sh, seq, ok := engine.ParseGrabID(id)
+		return live && ok && sh < len(counters) && seq >= counters[sh].NextSeq && nowMs-atMs < ReconcileGraceMs
+	}
 
 	if stream != nil {
 		rep.StreamCheck = true
 		seen := map[string]bool{}
-		if err := stream(ctx, cfg.Item, func(id string) error {
+		if err := stream(ctx, cfg.Item, func(id string, storedMs int64) error {
 			if _, ok := grabs[id]; !ok {
-				if newer(id) {
+				if newer(id, storedMs) {
 					return nil
 				}
 				add("message_without_grab", id)
@@ -225,7 +235,7 @@ func Check(ctx context.Context, cfg engine.ItemConfig, st engine.PoolState, fact
 		for _, f := range facts {
 			for _, o := range f.Orders {
 				g, ok := grabs[o.GrabID]
-				if !ok && newer(o.GrabID) {
+				if !ok && newer(o.GrabID, o.CreatedMs) {
 					continue
 				}
 				if have[o.GrabID] {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
@@ -103,18 +104,44 @@ func DecodeOrder(grabID string, v []byte) (engine.Order, error) {
 
 // PebbleOrders is the OrderStore on local disk, in its own directory.
 type PebbleOrders struct {
-	db *pebble.DB
-	mu sync.Mutex // serialises WriteNew and Update
+	dir string
+	mu  sync.Mutex // serialises WriteNew and Update
 	// known holds every grab id with an order (under mu). Orders are at
 	// most the item's stock plus releases, so the set is small; it lets a
 	// write of a batch skip a Pebble lookup per order, which profiles
 	// showed as the writer's largest cost.
 	known map[string]struct{}
+	// dbMu guards db: read-locked by every use, locked by Close and a
+	// reopen (which also holds mu).
+	dbMu   sync.RWMutex
+	db     *pebble.DB // nil while a failed store could not be opened again
+	closed bool
+	// fail is set once Pebble failed a write, until the store is reopened;
+	// guard refuses writes while the disk is low (see disk.go).
+	fail  atomic.Pointer[failure]
+	guard atomic.Pointer[DiskGuard]
+	stop  chan struct{} // closed by Close: ends a reopen loop
 }
 
 // OpenPebbleOrders opens (creating if needed) the order store in dir.
 func OpenPebbleOrders(dir string) (*PebbleOrders, error) {
-	opts := &pebble.Options{FormatMajorVersion: pebble.FormatNewest, Logger: quietLogger{}, MemTableSize: pebbleMemTable}
+	p := &PebbleOrders{dir: dir, stop: make(chan struct{})}
+	f := p.newFailure()
+	db, known, err := openOrdersDB(dir, f)
+	if err != nil {
+		return nil, err
+	}
+	p.db, p.known = db, known
+	p.fail.Store(f)
+	return p, nil
+}
+
+func (p *PebbleOrders) newFailure() *failure {
+	return &failure{name: "orders", onFail: func() { go reopenLoop(ordersReopener{p}) }}
+}
+
+func openOrdersDB(dir string, f *failure) (*pebble.DB, map[string]struct{}, error) {
+	opts := &pebble.Options{FormatMajorVersion: pebble.FormatNewest, Logger: failLogger{f}, MemTableSize: pebbleMemTable}
 	// Every write first looks the grab id up, and almost every lookup
 	// misses: bloom filters answer a miss without reading a block.
 	for i := range opts.Levels {
@@ -123,46 +150,110 @@ func OpenPebbleOrders(dir string) (*PebbleOrders, error) {
 	}
 	db, err := pebble.Open(dir, opts)
 	if err != nil {
-		return nil, fmt.Errorf("open order store %s: %w", dir, err)
+		return nil, nil, fmt.Errorf("open order store %s: %w", dir, err)
 	}
-	p := &PebbleOrders{db: db, known: map[string]struct{}{}}
+	known := map[string]struct{}{}
 	lo := []byte{prefixOrder}
 	it, err := db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: prefixEnd(lo)})
 	if err != nil {
 		db.Close()
-		return nil, err
+		return nil, nil, err
 	}
 	for ok := it.First(); ok; ok = it.Next() {
-		p.known[string(it.Key()[1:])] = struct{}{}
+		known[string(it.Key()[1:])] = struct{}{}
 	}
 	if err := errors.Join(it.Error(), it.Close()); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("open order store %s: %w", dir, err)
+		return nil, nil, fmt.Errorf("open order store %s: %w", dir, err)
 	}
-	return p, nil
+	return db, known, nil
 }
 
-func (p *PebbleOrders) get(grabID string) (engine.Order, bool, error) {
-	v, closer, err := p.db.Get(orderKey(nil, grabID))
-	if errors.Is(err, pebble.ErrNotFound) {
-		return engine.Order{}, false, nil
+// use runs fn on the database under the read lock.
+func (p *PebbleOrders) use(fn func(db *pebble.DB) error) error {
+	p.dbMu.RLock()
+	defer p.dbMu.RUnlock()
+	if p.closed {
+		return ErrClosed
 	}
-	if err != nil {
-		return engine.Order{}, false, err
+	if p.db == nil {
+		return errors.Join(p.fail.Load().get(), ErrStoreFailed)
 	}
-	defer closer.Close()
-	o, err := DecodeOrder(grabID, v)
-	return o, err == nil, err
+	return fn(p.db)
+}
+
+// Guard makes the store refuse writes while g says the disk is low.
+func (p *PebbleOrders) Guard(g *DiskGuard) { p.guard.Store(g) }
+
+// Health is nil while the store takes writes, else why it does not: the
+// disk below its reserve, or a write Pebble failed (until a restart).
+func (p *PebbleOrders) Health() error {
+	if err := p.fail.Load().get(); err != nil {
+		return err
+	}
+	if err := p.guard.Load().Err(); err != nil {
+		return fmt.Errorf("orders: %w", err)
+	}
+	return nil
+}
+
+// commit makes b durable: ApplyNoSyncWait and SyncWait rather than
+// Commit(Sync), whose failed sync goes to Logger.Fatalf and then returns
+// nil. Any failure marks the store failed.
+// The batch is built by fill on the database in use.
+func (p *PebbleOrders) commit(fill func(b *pebble.Batch) error) error {
+	if err := p.Health(); err != nil {
+		return err
+	}
+	return p.use(func(db *pebble.DB) (err error) {
+		fl := p.fail.Load()
+		if err := fl.get(); err != nil {
+			return err
+		}
+		defer fl.recoverInto(&err)
+		b := db.NewBatch()
+		defer b.Close()
+		if err := fill(b); err != nil {
+			return err
+		}
+		if err := db.ApplyNoSyncWait(b, pebble.Sync); err != nil {
+			fl.set(err)
+			return err
+		}
+		if err := fl.get(); err != nil {
+			return err
+		}
+		if err := b.SyncWait(); err != nil {
+			fl.set(err)
+			return err
+		}
+		return nil
+	})
+}
+
+func (p *PebbleOrders) get(grabID string) (o engine.Order, found bool, err error) {
+	err = p.use(func(db *pebble.DB) error {
+		v, closer, err := db.Get(orderKey(nil, grabID))
+		if errors.Is(err, pebble.ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		defer closer.Close()
+		o, err = DecodeOrder(grabID, v)
+		found = err == nil
+		return err
+	})
+	return o, found, err
 }
 
 // WriteNew writes the orders not stored yet in one synced batch.
 func (p *PebbleOrders) WriteNew(orders []engine.Order) (int, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	b := p.db.NewBatch()
-	defer b.Close()
 	seen := make(map[string]bool, len(orders))
-	n := 0
+	var fresh []engine.Order
 	for _, o := range orders {
 		if seen[o.GrabID] {
 			continue
@@ -171,20 +262,25 @@ func (p *PebbleOrders) WriteNew(orders []engine.Order) (int, error) {
 		if _, ok := p.known[o.GrabID]; ok {
 			continue
 		}
-		if err := b.Set(orderKey(nil, o.GrabID), encodeOrder(nil, o), nil); err != nil {
-			return 0, err
-		}
-		if o.State == engine.PendingPayment {
-			if err := b.Set(deadlineKey(nil, o), nil, nil); err != nil {
-				return 0, err
-			}
-		}
-		n++
+		fresh = append(fresh, o)
 	}
+	n := len(fresh)
 	if n == 0 {
 		return 0, nil
 	}
-	if err := b.Commit(pebble.Sync); err != nil {
+	if err := p.commit(func(b *pebble.Batch) error {
+		for _, o := range fresh {
+			if err := b.Set(orderKey(nil, o.GrabID), encodeOrder(nil, o), nil); err != nil {
+				return err
+			}
+			if o.State == engine.PendingPayment {
+				if err := b.Set(deadlineKey(nil, o), nil, nil); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}); err != nil {
 		return 0, fmt.Errorf("write %d orders: %w", n, err)
 	}
 	for id := range seen {
@@ -211,22 +307,20 @@ func (p *PebbleOrders) Update(grabID string, fn func(engine.Order) (engine.Order
 	if out != engine.OrderChanged {
 		return o, out, nil
 	}
-	b := p.db.NewBatch()
-	defer b.Close()
-	if err := b.Set(orderKey(nil, grabID), encodeOrder(nil, next), nil); err != nil {
-		return o, 0, err
-	}
-	if o.State == engine.PendingPayment && next.State != engine.PendingPayment {
-		if err := b.Delete(deadlineKey(nil, o), nil); err != nil {
-			return o, 0, err
+	if err := p.commit(func(b *pebble.Batch) error {
+		if err := b.Set(orderKey(nil, grabID), encodeOrder(nil, next), nil); err != nil {
+			return err
 		}
-	}
-	if next.State == engine.Cancelled {
-		if err := b.Set(append([]byte{prefixUnrelease}, grabID...), nil, nil); err != nil {
-			return o, 0, err
+		if o.State == engine.PendingPayment && next.State != engine.PendingPayment {
+			if err := b.Delete(deadlineKey(nil, o), nil); err != nil {
+				return err
+			}
 		}
-	}
-	if err := b.Commit(pebble.Sync); err != nil {
+		if next.State == engine.Cancelled {
+			return b.Set(append([]byte{prefixUnrelease}, grabID...), nil, nil)
+		}
+		return nil
+	}); err != nil {
 		return o, 0, fmt.Errorf("update order %s: %w", grabID, err)
 	}
 	return next, out, nil
@@ -235,14 +329,22 @@ func (p *PebbleOrders) Update(grabID string, fn func(engine.Order) (engine.Order
 // Due lists pending orders past their payment deadline.
 func (p *PebbleOrders) Due(nowMs int64, limit int) ([]engine.Order, error) {
 	hi := binary.BigEndian.AppendUint64([]byte{prefixDeadline}, uint64(nowMs)+1)
-	it, err := p.db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixDeadline}, UpperBound: hi})
-	if err != nil {
+	var ids []string
+	if err := p.use(func(db *pebble.DB) error {
+		it, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixDeadline}, UpperBound: hi})
+		if err != nil {
+			return err
+		}
+		defer it.Close()
+		for ok := it.First(); ok && len(ids) < limit; ok = it.Next() {
+			ids = append(ids, string(it.Key()[9:]))
+		}
+		return it.Error()
+	}); err != nil {
 		return nil, err
 	}
-	defer it.Close()
 	var out []engine.Order
-	for ok := it.First(); ok && len(out) < limit; ok = it.Next() {
-		id := string(it.Key()[9:])
+	for _, id := range ids {
 		o, found, err := p.get(id)
 		if err != nil {
 			return nil, err
@@ -251,52 +353,107 @@ func (p *PebbleOrders) Due(nowMs int64, limit int) ([]engine.Order, error) {
 			out = append(out, o)
 		}
 	}
-	return out, it.Error()
+	return out, nil
 }
 
 // Scan feeds fn every order of an item.
 func (p *PebbleOrders) Scan(item string, fn func(engine.Order) error) error {
 	lo := orderKey(nil, item+".")
-	it, err := p.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: prefixEnd(lo)})
-	if err != nil {
-		return err
-	}
-	defer it.Close()
-	for ok := it.First(); ok; ok = it.Next() {
-		id := string(it.Key()[1:])
-		if gi, _, _, ok := engine.ParseGrabID(id); !ok || gi != item {
-			continue // an item whose id starts with this one's and a dot
-		}
-		o, err := DecodeOrder(id, it.Value())
+	return p.use(func(db *pebble.DB) error {
+		it, err := db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: prefixEnd(lo)})
 		if err != nil {
 			return err
 		}
-		if err := fn(o); err != nil {
-			return err
+		defer it.Close()
+		for ok := it.First(); ok; ok = it.Next() {
+			id := string(it.Key()[1:])
+			if gi, _, _, ok := engine.ParseGrabID(id); !ok || gi != item {
+				continue // an item whose id starts with this one's and a dot
+			}
+			o, err := DecodeOrder(id, it.Value())
+			if err != nil {
+				return err
+			}
+			if err := fn(o); err != nil {
+				return err
+			}
 		}
-	}
-	return it.Error()
+		return it.Error()
+	})
 }
 
 // Unreleased lists cancelled orders whose release is not confirmed.
 func (p *PebbleOrders) Unreleased(limit int) ([]string, error) {
 	lo := []byte{prefixUnrelease}
-	it, err := p.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: prefixEnd(lo)})
-	if err != nil {
-		return nil, err
-	}
-	defer it.Close()
 	var out []string
-	for ok := it.First(); ok && len(out) < limit; ok = it.Next() {
-		out = append(out, string(it.Key()[1:]))
-	}
-	return out, it.Error()
+	err := p.use(func(db *pebble.DB) error {
+		it, err := db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: prefixEnd(lo)})
+		if err != nil {
+			return err
+		}
+		defer it.Close()
+		for ok := it.First(); ok && len(out) < limit; ok = it.Next() {
+			out = append(out, string(it.Key()[1:]))
+		}
+		return it.Error()
+	})
+	return out, err
 }
 
 // MarkReleased records that a cancelled order's units are back in stock.
 func (p *PebbleOrders) MarkReleased(grabID string) error {
-	return p.db.Delete(append([]byte{prefixUnrelease}, grabID...), pebble.Sync)
+	return p.commit(func(b *pebble.Batch) error { return b.Delete(append([]byte{prefixUnrelease}, grabID...), nil) })
 }
 
 // Close closes the store.
-func (p *PebbleOrders) Close() error { return p.db.Close() }
+func (p *PebbleOrders) Close() error {
+	p.dbMu.Lock()
+	defer p.dbMu.Unlock()
+	if p.closed {
+		return nil
+	}
+	p.closed = true
+	close(p.stop)
+	if p.db == nil {
+		return nil
+	}
+	return p.db.Close()
+}
+
+// ordersReopener is the order store as reopenLoop sees it.
+type ordersReopener struct{ p *PebbleOrders }
+
+func (r ordersReopener) name() string             { return "orders" }
+func (r ordersReopener) stopped() <-chan struct{} { return r.p.stop }
+func (r ordersReopener) guardErr() error          { return spaceErr(r.p.dir, r.p.guard.Load()) }
+func (r ordersReopener) tryLock() bool {
+	if !r.p.mu.TryLock() {
+		return false
+	}
+	if !r.p.dbMu.TryLock() {
+		r.p.mu.Unlock()
+		return false
+	}
+	return true
+}
+func (r ordersReopener) unlock() { r.p.dbMu.Unlock(); r.p.mu.Unlock() }
+func (r ordersReopener) closeDB() error {
+	if r.p.db == nil {
+		return nil
+	}
+	return r.p.db.Close()
+}
+func (r ordersReopener) abandon() { r.p.db = nil }
+func (r ordersReopener) openDB() (func(), error) {
+	if r.p.closed {
+		return nil, ErrClosed
+	}
+	f := r.p.newFailure()
+	db, known, err := openOrdersDB(r.p.dir, f)
+	r.p.db = db
+	if err != nil {
+		return nil, err
+	}
+	r.p.known = known
+	return func() { r.p.fail.Store(f) }, nil
+}

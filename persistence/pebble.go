@@ -5,8 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"sync"
+	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/seckill/seckill/engine"
@@ -23,14 +23,21 @@ const (
 // Pebble is the Store on local disk. The database handle stays inside: the
 // key layout is this package's business.
 type Pebble struct {
-	pebbleReader
-	db *pebble.DB
+	dir string
 
-	// mu is held for reading from every Submit until its wait returns and
-	// for writing by Close, so concurrent batches share fdatasyncs (Pebble's
-	// group commit) and none runs on a closed database.
+	// mu is held for reading from every Submit until its wait returns, by
+	// every read, and for writing by Close and a reopen, so concurrent
+	// batches share fdatasyncs (Pebble's group commit) and none runs on a
+	// closed database.
 	mu     sync.RWMutex
+	db     *pebble.DB // nil while a failed store could not be opened again
 	closed bool
+	// fail is set once Pebble failed a write, until the store is reopened;
+	// guard refuses writes while the disk is low (see disk.go).
+	fail     atomic.Pointer[failure]
+	guard    atomic.Pointer[DiskGuard]
+	onReopen atomic.Pointer[func()]
+	stop     chan struct{} // closed by Close: ends a reopen loop
 }
 
 var (
@@ -43,18 +50,57 @@ var scratch = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &
 
 // OpenPebble opens (creating if needed) the store in dir.
 func OpenPebble(dir string) (*Pebble, error) {
+	p := &Pebble{dir: dir, stop: make(chan struct{})}
+	f := p.newFailure()
+	db, err := openGrabsDB(dir, f)
+	if err != nil {
+		return nil, err
+	}
+	p.db = db
+	p.fail.Store(f)
+	return p, nil
+}
+
+func openGrabsDB(dir string, f *failure) (*pebble.DB, error) {
 	cache := pebble.NewCache(pebbleCache)
 	defer cache.Unref()
 	db, err := pebble.Open(dir, &pebble.Options{
 		FormatMajorVersion: pebble.FormatNewest,
 		MemTableSize:       pebbleMemTable,
 		Cache:              cache,
-		Logger:             quietLogger{},
+		Logger:             failLogger{f},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open pebble %s: %w", dir, err)
 	}
-	return &Pebble{pebbleReader: pebbleReader{db}, db: db}, nil
+	return db, nil
+}
+
+// newFailure is the failure record of one opening of the database: its
+// first failure starts the reopen loop.
+func (p *Pebble) newFailure() *failure {
+	return &failure{name: "grabs", onFail: func() { go reopenLoop(pebbleReopener{p}) }}
+}
+
+// OnReopen sets what runs once a failed store is open again, before it
+// takes writes: the node reloads every shard and pool from disk there,
+// since their memory may hold what the failed database showed but never
+// wrote.
+func (p *Pebble) OnReopen(fn func()) { p.onReopen.Store(&fn) }
+
+// Guard makes the store refuse writes while g says the disk is low.
+func (p *Pebble) Guard(g *DiskGuard) { p.guard.Store(g) }
+
+// Health is nil while the store takes writes, else why it does not: the
+// disk below its reserve, or a write Pebble failed (until a restart).
+func (p *Pebble) Health() error {
+	if err := p.fail.Load().get(); err != nil {
+		return err
+	}
+	if err := p.guard.Load().Err(); err != nil {
+		return fmt.Errorf("grabs: %w", err)
+	}
+	return nil
 }
 
 // Apply writes b in one batch and returns after Commit(pebble.Sync): the
@@ -72,11 +118,19 @@ func (p *Pebble) Apply(b *Batch) error {
 // one sync runs in the next, so a committer that keeps submitting while
 // earlier batches sync pays about one and a half fdatasyncs per decision
 // rather than two or more. Close waits for every outstanding wait.
-func (p *Pebble) Submit(b *Batch) (func() error, error) {
+func (p *Pebble) Submit(b *Batch) (wait func() error, err error) {
+	if err := p.Health(); err != nil {
+		return nil, err
+	}
 	p.mu.RLock()
 	if p.closed {
 		p.mu.RUnlock()
 		return nil, ErrClosed
+	}
+	fl := p.fail.Load()
+	if err := fl.get(); err != nil || p.db == nil { // failed meanwhile, or being reopened
+		p.mu.RUnlock()
+		return nil, errors.Join(err, ErrStoreFailed)
 	}
 	wb := p.db.NewBatch()
 	fail := func(err error) (func() error, error) {
@@ -84,6 +138,13 @@ func (p *Pebble) Submit(b *Batch) (func() error, error) {
 		p.mu.RUnlock()
 		return nil, err
 	}
+	defer func() {
+		if r := recover(); r != nil {
+			fl.set(fmt.Errorf("pebble panicked: %v", r))
+			wait, err = nil, fl.get()
+			p.mu.RUnlock()
+		}
+	}()
 	bp := scratch.Get().(*[]byte)
 	buf, err := b.encode((*bp)[:0], func(k, v []byte) error { return wb.Set(k, v, nil) })
 	*bp = buf[:0]
@@ -93,7 +154,11 @@ func (p *Pebble) Submit(b *Batch) (func() error, error) {
 	}
 	if b.Lazy {
 		if err := wb.Commit(pebble.NoSync); err != nil {
+			fl.set(err)
 			return fail(fmt.Errorf("commit %d records: %w", b.Len(), err))
+		}
+		if err := fl.get(); err != nil { // Fatalf, then nil
+			return fail(err)
 		}
 		wb.Close()
 		p.mu.RUnlock()
@@ -101,13 +166,18 @@ func (p *Pebble) Submit(b *Batch) (func() error, error) {
 	}
 	n := b.Len()
 	if err := p.db.ApplyNoSyncWait(wb, pebble.Sync); err != nil {
+		fl.set(err)
 		return fail(fmt.Errorf("commit %d records: %w", n, err))
+	}
+	if err := fl.get(); err != nil { // Fatalf, then nil: not written
+		return fail(err)
 	}
 	return func() error {
 		err := wb.SyncWait()
 		wb.Close()
 		p.mu.RUnlock()
 		if err != nil {
+			fl.set(err)
 			return fmt.Errorf("sync %d records: %w", n, err)
 		}
 		return nil
@@ -255,7 +325,63 @@ func (p *Pebble) Close() error {
 		return nil
 	}
 	p.closed = true
+	close(p.stop)
+	if p.db == nil {
+		return nil
+	}
 	return p.db.Close()
+}
+
+// read runs fn on the database under the read lock.
+func (p *Pebble) read(fn func(r pebbleReader) error) error {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	if p.closed {
+		return ErrClosed
+	}
+	if p.db == nil {
+		return errors.Join(p.fail.Load().get(), ErrStoreFailed)
+	}
+	return fn(pebbleReader{p.db})
+}
+
+// Items lists every item.
+func (p *Pebble) Items() (out []engine.ItemConfig, err error) {
+	err = p.read(func(r pebbleReader) (err error) { out, err = r.Items(); return err })
+	return out, err
+}
+
+// Pool reads an item's pool ledger.
+func (p *Pebble) Pool(item string) (st engine.PoolState, err error) {
+	err = p.read(func(r pebbleReader) (err error) { st, err = r.Pool(item); return err })
+	return st, err
+}
+
+// ShardCounters reads a shard's counters.
+func (p *Pebble) ShardCounters(item string, shard int) (c engine.Counters, err error) {
+	err = p.read(func(r pebbleReader) (err error) { c, err = r.ShardCounters(item, shard); return err })
+	return c, err
+}
+
+// RelayCursor reads how far the relay has published a shard.
+func (p *Pebble) RelayCursor(item string, shard int) (seq uint64, err error) {
+	err = p.read(func(r pebbleReader) (err error) { seq, err = r.RelayCursor(item, shard); return err })
+	return seq, err
+}
+
+// ShardGrabs reads a shard's grabs in sequence order.
+func (p *Pebble) ShardGrabs(item string, shard int, fn func(engine.Grab) error) error {
+	return p.read(func(r pebbleReader) error { return r.ShardGrabs(item, shard, fn) })
+}
+
+// ShardReleases reads which grabs of a shard were released.
+func (p *Pebble) ShardReleases(item string, shard int, fn func(uint64) error) error {
+	return p.read(func(r pebbleReader) error { return r.ShardReleases(item, shard, fn) })
+}
+
+// GrabsAfter reads up to max grabs of a shard after seq.
+func (p *Pebble) GrabsAfter(item string, shard int, after uint64, max int, fn func(engine.Grab) error) error {
+	return p.read(func(r pebbleReader) error { return r.GrabsAfter(item, shard, after, max, fn) })
 }
 
 // pebbleGetIter is what both a database and a snapshot offer to readers.
@@ -269,19 +395,64 @@ type pebbleReader struct{ r pebbleGetIter }
 
 // ReadView returns a consistent view of the store as it is now (a Pebble
 // snapshot), and the function that releases it.
+// A reopen waits until every view is released.
 func (p *Pebble) ReadView() (Reader, func()) {
+	p.mu.RLock()
+	if p.closed || p.db == nil {
+		err := ErrClosed
+		if !p.closed {
+			err = errors.Join(p.fail.Load().get(), ErrStoreFailed)
+		}
+		p.mu.RUnlock()
+		return errReader{err}, func() {}
+	}
 	snap := p.db.NewSnapshot()
-	return pebbleReader{snap}, func() { snap.Close() }
+	return pebbleReader{snap}, func() { snap.Close(); p.mu.RUnlock() }
 }
 
-// quietLogger drops Pebble's info lines, sends its errors to slog and keeps
-// Fatalf's meaning.
-type quietLogger struct{}
+// errReader is the view of a store that cannot be read: every read fails.
+type errReader struct{ err error }
 
-func (quietLogger) Infof(string, ...any) {}
-func (quietLogger) Errorf(format string, args ...any) {
-	slog.Error("pebble", "msg", fmt.Sprintf(format, args...))
+func (e errReader) Items() ([]engine.ItemConfig, error)   { return nil, e.err }
+func (e errReader) Pool(string) (engine.PoolState, error) { return engine.PoolState{}, e.err }
+func (e errReader) ShardCounters(string, int) (engine.Counters, error) {
+	return engine.Counters{}, e.err
 }
-func (quietLogger) Fatalf(format string, args ...any) {
-	panic(errors.New(fmt.Sprintf(format, args...)))
+func (e errReader) RelayCursor(string, int) (uint64, error)                            { return 0, e.err }
+func (e errReader) ShardGrabs(string, int, func(engine.Grab) error) error              { return e.err }
+func (e errReader) ShardReleases(string, int, func(uint64) error) error                { return e.err }
+func (e errReader) GrabsAfter(string, int, uint64, int, func(engine.Grab) error) error { return e.err }
+
+// pebbleReopener is the grabs store as reopenLoop sees it.
+type pebbleReopener struct{ p *Pebble }
+
+func (r pebbleReopener) name() string             { return "grabs" }
+func (r pebbleReopener) stopped() <-chan struct{} { return r.p.stop }
+func (r pebbleReopener) guardErr() error          { return spaceErr(r.p.dir, r.p.guard.Load()) }
+func (r pebbleReopener) tryLock() bool            { return r.p.mu.TryLock() }
+func (r pebbleReopener) unlock()                  { r.p.mu.Unlock() }
+func (r pebbleReopener) closeDB() error {
+	db := r.p.db
+	if db == nil {
+		return nil
+	}
+	return db.Close()
+}
+func (r pebbleReopener) abandon() { r.p.db = nil }
+func (r pebbleReopener) openDB() (func(), error) {
+	if r.p.closed {
+		return nil, ErrClosed
+	}
+	f := r.p.newFailure()
+	db, err := openGrabsDB(r.p.dir, f)
+	r.p.db = db // nil on error: reads fail until the next try
+	if err != nil {
+		return nil, err
+	}
+	return func() {
+		if fn := r.p.onReopen.Load(); fn != nil {
+			(*fn)()
+		}
+		r.p.fail.Store(f)
+	}, nil
 }

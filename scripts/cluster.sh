@@ -179,7 +179,8 @@ for i in "${!IPS[@]}"; do
 	node=n$((i + 1)) ip=${IPS[i]}
 	start "$node" "$BIN" serve --data "$CLUSTER_DIR/$node" --http "$ip:$HTTP_PORT" \
 		--cluster --node "$node" --etcd "$ETCD_URL" --peer "$ip:$PEER_PORT" \
-		--redis "redis://127.0.0.1:$REDIS_PORT" --nats "nats://127.0.0.1:$NATS_PORT"
+		--redis "redis://127.0.0.1:$REDIS_PORT" --nats "nats://127.0.0.1:$NATS_PORT" \
+		--nats-creds "$CLUSTER_DIR/nats/client.nk"
 	FRONTS+=("http://$ip:$HTTP_PORT")
 done
 for i in "${!IPS[@]}"; do

@@ -91,6 +91,12 @@ func (s *System) readiness() []string {
 	if s.Node.CommitFailing() {
 		problems = append(problems, "journal: the last group commit failed (Pebble not writable)")
 	}
+	stores := s.StoreHealth()
+	for _, name := range []string{StoreGrabs, StoreOrders, StoreNATS} {
+		if err := stores[name]; err != nil {
+			problems = append(problems, name+": "+err.Error())
+		}
+	}
 	if !s.Node.MayConfirm() {
 		problems = append(problems, "cluster: the node's lease or placement is not current")
 	}

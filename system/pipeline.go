@@ -71,6 +71,9 @@ type Pipeline struct {
 	pub    *bus.Publisher
 	// PublishErrors counts the relay's failed publishes (metrics).
 	PublishErrors prometheus.Counter
+	// ready, when set, says whether the order store can write; writers
+	// fetch nothing while it cannot.
+	ready func() error
 }
 
 // Start runs the pipeline over an open order store, which it
@@ -86,7 +89,14 @@ func Start(node *actors.Node, stock orders.Stock, st *Stream, ostore persistence
 		var inner sync.WaitGroup
 		inner.Go(func() { node.RunRelay(ctx, &relayPublisher{pub: p.pub, node: node, errs: p.PublishErrors}) })
 		for range writers {
-			inner.Go(func() { bus.RunWriterFor(ctx, st.JS, cfg.Node, WriterBatch, WriterHandler(p.Orders)) })
+			inner.Go(func() {
+				bus.RunWriterWhen(ctx, st.JS, cfg.Node, WriterBatch, WriterHandler(p.Orders), func() error {
+					if p.ready == nil {
+						return nil
+					}
+					return p.ready()
+				})
+			})
 		}
 		inner.Go(func() { bus.RunDLQCopier(ctx, st.JS) })
 		inner.Wait()

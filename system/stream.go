@@ -27,8 +27,9 @@ type Stream struct {
 func (s *Stream) Connected() bool { return s.nc != nil && s.nc.IsConnected() }
 
 // OpenStream starts the embedded server under dataDir/nats (listening on
-// listen, "" for in-process only) or dials url.
-func OpenStream(url, dataDir, listen, name string) (*Stream, error) {
+// listen, "" for in-process only; listening, it admits only the key in
+// its CredsPath) or dials url with auth.
+func OpenStream(url, dataDir, listen, name string, auth bus.ClientAuth) (*Stream, error) {
 	s := &Stream{}
 	var err error
 	if url == "" {
@@ -37,7 +38,7 @@ func OpenStream(url, dataDir, listen, name string) (*Stream, error) {
 		}
 		s.nc, err = s.Emb.Connect(name)
 	} else {
-		s.nc, err = bus.Dial(url, name)
+		s.nc, err = bus.Dial(url, name, auth)
 	}
 	if err != nil {
 		s.Close()
@@ -83,8 +84,8 @@ func (s *Stream) Close() {
 
 // StreamReader lists the grab ids of an item in the stream.
 func StreamReader(js jetstream.JetStream) orders.StreamReader {
-	return func(ctx context.Context, item string, fn func(string) error) error {
-		return bus.GrabsInStream(ctx, js, item, func(m bus.GrabMsg) error { return fn(m.GrabID) })
+	return func(ctx context.Context, item string, fn func(string, int64) error) error {
+		return bus.GrabsInStreamAt(ctx, js, item, func(m bus.GrabMsg, storedMs int64) error { return fn(m.GrabID, storedMs) })
 	}
 }
 

@@ -54,6 +54,9 @@ type Config struct {
 	// NATSListen is where the in-process NATS server listens for order
 	// writers in other processes; empty: in-process only.
 	NATSListen string
+	// NATSAuth is how this node proves itself to an external NATS
+	// (credentials, TLS); unused with the embedded server.
+	NATSAuth bus.ClientAuth
 	// NATSName names this node's NATS connection.
 	NATSName string
 	// OrderWriters is how many order writers run in this process (0:
@@ -71,6 +74,9 @@ type Config struct {
 	// NoMetrics turns metrics off: no /metrics, no counting on the hot path
 	// (the bench compares both).
 	NoMetrics bool
+	// Clock is the sale's clock in Unix milliseconds (nil: the wall
+	// clock); tests move it forward.
+	Clock func() int64
 	// Cluster, when set, joins the node to a cluster through etcd: it holds
 	// a lease, is listed among the members, and its committers stop
 	// confirming (503) once the lease runs out. Nil: a single node.
@@ -96,8 +102,11 @@ type System struct {
 	tr        *remote.Transport
 	// gridReady is the grid once it runs: what the transport hands over.
 	gridReady atomic.Pointer[grid.Grid]
-	svc       sale.Service  // the sale the front and the orders use
-	snap      *snapshotter  // nil without Cluster.Redis
+	svc       sale.Service // the sale the front and the orders use
+	snap      *snapshotter // nil without Cluster.Redis
+	store     *persistence.Pebble
+	ostore    *persistence.PebbleOrders // nil with NoOrders
+	guard     *persistence.DiskGuard
 	failed    chan error    // the HTTP server's error, if it stops by itself
 	served    chan struct{} // closed when the HTTP server has stopped
 	closed    bool
@@ -120,7 +129,7 @@ func Open(cfg Config) (*System, error) {
 
 func (s *System) open(cfg Config) error {
 	started := time.Now()
-	opts := actors.Options{Logger: s.log}
+	opts := actors.Options{Logger: s.log, Clock: cfg.Clock}
 	if r := s.observeRounds(cfg); r != nil {
 		opts.Rounds = r
 	}
@@ -170,10 +179,22 @@ func (s *System) open(cfg Config) error {
 	if err != nil {
 		return err
 	}
+	s.store = store
+	s.guard = persistence.NewDiskGuard(cfg.DataDir, diskReserve(cfg), s.log)
+	store.Guard(s.guard)
+	opts.Writable = s.writable
 	if s.Node, err = actors.Start(store, opts); err != nil {
 		store.Close()
 		return fmt.Errorf("start node: %w", err)
 	}
+	node := s.Node
+	store.OnReopen(func() {
+		// The failed database showed records it never wrote: every shard
+		// and pool reloads from the reopened one before writes go on.
+		if late := node.ReloadAll(); late > 0 {
+			s.log.Error("after reopening the grab store, actors did not reload in time", "late", late)
+		}
+	})
 	s.svc = actors.NewLocal(s.Node)
 	if s.grid != nil {
 		s.grid.SetNode(s.Node)
@@ -280,16 +301,18 @@ func (s *System) openOrders(cfg Config) error {
 		name = "seckill"
 	}
 	var err error
-	if s.Stream, err = OpenStream(cfg.NATSURL, cfg.DataDir, cfg.NATSListen, name); err != nil {
+	if s.Stream, err = OpenStream(cfg.NATSURL, cfg.DataDir, cfg.NATSListen, name, cfg.NATSAuth); err != nil {
 		return fmt.Errorf("nats: %w", err)
 	}
 	if s.Stream.Emb != nil && s.Stream.Emb.ClientURL() != "" {
-		s.log.Info("nats", "url", s.Stream.Emb.ClientURL(), "store", filepath.Join(cfg.DataDir, "nats"))
+		s.log.Info("nats", "url", s.Stream.Emb.ClientURL(), "store", filepath.Join(cfg.DataDir, "nats"), "creds", s.Stream.Emb.CredsPath())
 	}
 	var ostore persistence.OrderStore
-	if ostore, err = persistence.OpenPebbleOrders(filepath.Join(cfg.DataDir, "orders")); err != nil {
+	if s.ostore, err = persistence.OpenPebbleOrders(filepath.Join(cfg.DataDir, "orders")); err != nil {
 		return err
 	}
+	s.ostore.Guard(s.guard)
+	ostore = s.ostore
 	if cfg.WrapOrders != nil {
 		ostore = cfg.WrapOrders(ostore)
 	}
@@ -300,12 +323,13 @@ func (s *System) openOrders(cfg Config) error {
 		busCfg.Node = cfg.Cluster.Node
 	}
 	s.Pipeline = Start(s.Node, s.svc.(orders.Stock), s.Stream, ostore, cfg.OrderWriters, busCfg, s.log)
+	s.Pipeline.ready = s.ostore.Health
 	return nil
 }
 
 // front builds the HTTP front: the one place that calls its constructor.
 func (s *System) front(token string, store persistence.Viewer) *transport.Server {
-	f := transport.NewServer(s.frontService(), token, s.log)
+	f := transport.NewServer(s.frontService(), token, s.log).WithHealth(s.healthStrings)
 	if s.Pipeline != nil {
 		var o sale.Orders = s.Pipeline.Orders
 		rec := s.Pipeline.Reconciler(store, s.Node)
@@ -402,6 +426,7 @@ func (s *System) stop() error {
 	if s.Stream != nil {
 		s.Stream.Close()
 	}
+	s.guard.Close()
 	return errors.Join(errs...)
 }
 

@@ -72,7 +72,7 @@ func (s *Server) HandleAdmin(ctx *fasthttp.RequestCtx) {
 	path := ctx.Path()
 	switch {
 	case string(path) == pathHealthz:
-		s.health(ctx)
+		s.healthz(ctx)
 	case string(path) == pathReadyz:
 		if s.method(ctx, fasthttp.MethodGet) {
 			s.ready(ctx)

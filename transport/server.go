@@ -53,6 +53,7 @@ type Server struct {
 	reconcile   sale.Reconciler
 	cluster     sale.Cluster // nil on a single node
 	opsState                 // metrics, readiness, dashboard (ops.go)
+	storeHealth StoreHealth  // nil: /healthz names no stores
 }
 
 // NewServer returns the HTTP front of svc. Admin calls must carry
@@ -113,14 +114,6 @@ func (s *Server) recoverPanic(ctx *fasthttp.RequestCtx) {
 	}
 }
 
-func (s *Server) health(ctx *fasthttp.RequestCtx) {
-	if s.draining.Load() {
-		writeJSON(ctx, fasthttp.StatusServiceUnavailable, respDraining)
-		return
-	}
-	writeJSON(ctx, fasthttp.StatusOK, respOK)
-}
-
 // Handle routes one request of the public listener.
 func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
 	defer s.recoverPanic(ctx)
@@ -157,7 +150,7 @@ func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
 			writeJSON(ctx, fasthttp.StatusOK, append(b, '}'))
 		}
 	case string(path) == "/healthz":
-		s.health(ctx)
+		s.healthz(ctx)
 	case bytes.HasPrefix(path, pathV1Orders):
 		s.order(ctx, path[len(pathV1Orders):])
 	default:

@@ -22,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/seckill/seckill/bus"
 	"github.com/seckill/seckill/engine"
 	"github.com/seckill/seckill/fence"
 	"github.com/seckill/seckill/internal/testproc"
@@ -86,7 +87,9 @@ type c3Cluster struct {
 	etcdPort int
 	redisURL string
 	natsURL  string
-	nodes    []*c3Node
+	// natsCreds is the key `seckill nats` admits (the nodes' --nats-creds).
+	natsCreds string
+	nodes     []*c3Node
 }
 
 // c3Skip skips where the servers the harness runs are missing.
@@ -111,9 +114,10 @@ func newC3(t *testing.T, env map[string][]string) *c3Cluster {
 	t.Cleanup(c.client.CloseIdleConnections)
 	c.etcdURL, c.etcdPort = testproc.Etcd(t)
 	c.redisURL = testproc.Redis(t)
+	natsDir := filepath.Join(t.TempDir(), "nats")
 	_, m := startChild(t, "nats", c3NATSLine, false, faultToken, c.bin,
-		"nats", "--listen", "127.0.0.1:"+strconv.Itoa(freePort(t)), "--dir", filepath.Join(t.TempDir(), "nats"))
-	c.natsURL = m[1]
+		"nats", "--listen", "127.0.0.1:"+strconv.Itoa(freePort(t)), "--dir", natsDir)
+	c.natsURL, c.natsCreds = m[1], filepath.Join(natsDir, bus.CredsFile)
 	for i, ip := range c3IPs {
 		name := fmt.Sprintf("n%d", i+1)
 		n := &c3Node{idx: i, name: name, ip: ip, dir: t.TempDir(), httpPort: freePortOn(t, ip), peerPort: freePortOn(t, ip), env: env[name]}
@@ -130,7 +134,7 @@ func (c *c3Cluster) start(n *c3Node) {
 	c.t.Helper()
 	n.starts++
 	args := []string{"serve", "--data", n.dir, "--http", n.ip + ":" + strconv.Itoa(n.httpPort), "--nats", c.natsURL,
-		"--cluster", "--node", n.name, "--etcd", c.etcdURL, "--peer", n.ip + ":" + strconv.Itoa(n.peerPort), "--redis", c.redisURL}
+		"--nats-creds", c.natsCreds, "--cluster", "--node", n.name, "--etcd", c.etcdURL, "--peer", n.ip + ":" + strconv.Itoa(n.peerPort), "--redis", c.redisURL}
 	p, m := startChildEnv(c.t, fmt.Sprintf("%s#%d", n.name, n.starts), serveLine, false, faultToken, n.env, c.bin, args...)
 	if m[1] != n.url() {
 		c.t.Fatalf("%s serves %s, want %s", n.name, m[1], n.url())
@@ -807,7 +811,7 @@ func (c *c3Cluster) checkOrderStores(sales ...*c3Sale) {
 // streamCopies counts how many times each grab id is in the GRABS stream
 // (a diagnosis: published twice, or delivered twice).
 func (c *c3Cluster) streamCopies() map[string]int {
-	w := watchNATS(c.t, c.natsURL)
+	w := watchNATS(c.t, c.natsURL, c.natsCreds)
 	_, si := w.info(c.t)
 	out := map[string]int{}
 	for _, id := range w.grabIDsUpTo(c.t, si.State.LastSeq) {

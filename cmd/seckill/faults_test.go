@@ -168,10 +168,11 @@ func startServe(t *testing.T, bin, dataDir, name string, extra ...string) *secki
 	return p
 }
 
-// startOrderWriter runs `seckill orders` writing to ordersDir from natsURL.
-func startOrderWriter(t *testing.T, bin, natsURL, ordersDir, name string) *seckillProc {
+// startOrderWriter runs `seckill orders` writing to ordersDir from natsURL,
+// the embedded server of the node on dataDir (whose key it presents).
+func startOrderWriter(t *testing.T, bin, natsURL, dataDir, ordersDir, name string) *seckillProc {
 	t.Helper()
-	p, _ := startChild(t, name, ordersLine, false, faultToken, bin, "orders", "--nats", natsURL, "--orders", ordersDir)
+	p, _ := startChild(t, name, ordersLine, false, faultToken, bin, "orders", "--nats", natsURL, "--data", dataDir, "--orders", ordersDir)
 	return p
 }
 
@@ -877,11 +878,15 @@ type natsWatch struct {
 	str  jetstream.Stream
 }
 
-// watchNATS connects to url and waits for the GRABS stream and the orders
-// consumer to exist.
-func watchNATS(t *testing.T, url string) *natsWatch {
+// watchNATS connects to url with the key in creds and waits for the GRABS
+// stream and the orders consumer to exist.
+func watchNATS(t *testing.T, url, creds string) *natsWatch {
 	t.Helper()
-	nc, err := nats.Connect(url, nats.Name("faults-test"))
+	auth, err := bus.ClientAuth{CredsFile: creds}.Options()
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(url, append(auth, nats.Name("faults-test"))...)
 	if err != nil {
 		t.Fatalf("connect %s: %v", url, err)
 	}
@@ -1131,8 +1136,8 @@ func TestOrderWriterKilledMidBatch(t *testing.T) {
 	natsURL := fmt.Sprintf("nats://127.0.0.1:%d", natsPort)
 
 	srv := startServe(t, bin, dataDir, "server", "--order-writers", "0", "--nats-listen", fmt.Sprintf("127.0.0.1:%d", natsPort))
-	w1 := startOrderWriter(t, bin, natsURL, ordersDir, "order writer 1")
-	watch := watchNATS(t, natsURL)
+	w1 := startOrderWriter(t, bin, natsURL, dataDir, ordersDir, "order writer 1")
+	watch := watchNATS(t, natsURL, filepath.Join(dataDir, "nats", bus.CredsFile))
 	createItem(t, client, srv.URL, item, stock)
 
 	sale := newFaultSale(t, item, client, buyers, 0)
@@ -1187,7 +1192,7 @@ func TestOrderWriterKilledMidBatch(t *testing.T) {
 			w.name, killedAt.Sub(saleStart).Round(time.Millisecond), created, ci.Delivered.Stream, ci.AckFloor.Stream, len(ackedIDs), ci.NumAckPending,
 			len(written))
 
-		w = startOrderWriter(t, bin, natsURL, ordersDir, fmt.Sprintf("order writer %d", round+1))
+		w = startOrderWriter(t, bin, natsURL, dataDir, ordersDir, fmt.Sprintf("order writer %d", round+1))
 		restartedAt = time.Now()
 	}
 	if !hit {

@@ -28,9 +28,17 @@ func runOrders(ctx context.Context, args []string) error {
 	dir := fs.String("orders", envOr("SECKILL_ORDERS", "./orders"), "order store directory (env SECKILL_ORDERS)")
 	writers := fs.Int("writers", 1, "writers in this process")
 	node := fs.String("node", envOr("SECKILL_NODE", ""), "a cluster node whose lane of the stream to write (its relay's grabs); empty: a single node's stream. On a cluster, never run writers without --node beside the nodes' own: they would write orders the nodes write too (env SECKILL_NODE)")
+	dataDir := fs.String("data", envOr("SECKILL_DATA", "./data"), "the data directory of the node whose embedded NATS this dials: without --nats-creds, its <data>/nats/"+bus.CredsFile+" is presented when it exists (env SECKILL_DATA)")
+	auth := natsAuthFlags(fs)
 	logf := addLogFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if auth.CredsFile == "" {
+		var err error
+		if auth.CredsFile, err = embeddedCreds(*dataDir); err != nil {
+			return err
+		}
 	}
 	log, err := logf.logger(os.Stderr)
 	if err != nil {
@@ -41,7 +49,11 @@ func runOrders(ctx context.Context, args []string) error {
 		return err
 	}
 	defer store.Close()
-	st, err := system.OpenStream(*natsURL, "", "", "seckill-orders")
+	// A full disk pauses the writers (they fetch nothing) until space is back.
+	guard := persistence.NewDiskGuard(*dir, persistence.StoreReserveBytes, log)
+	defer guard.Close()
+	store.Guard(guard)
+	st, err := system.OpenStream(*natsURL, "", "", "seckill-orders", *auth)
 	if err != nil {
 		return err
 	}
@@ -55,7 +67,9 @@ func runOrders(ctx context.Context, args []string) error {
 	fmt.Printf("seckill orders: writing from %s to %s with %d writers\n", *natsURL, *dir, *writers)
 	var wg sync.WaitGroup
 	for range *writers {
-		wg.Go(func() { bus.RunWriterFor(ctx, st.JS, *node, system.WriterBatch, system.WriterHandler(o)) })
+		wg.Go(func() {
+			bus.RunWriterWhen(ctx, st.JS, *node, system.WriterBatch, system.WriterHandler(o), store.Health)
+		})
 	}
 	wg.Wait()
 	log.Info("stopped")
@@ -73,6 +87,7 @@ func runReconcile(ctx context.Context, args []string) error {
 	ordersDir := fs.String("orders", "", "order store directory (default <data>/orders)")
 	natsURL := fs.String("nats", envOr("SECKILL_NATS", ""), "NATS URL when the stream is not the one embedded under <data>/nats")
 	item := fs.String("item", "", "only this item")
+	auth := natsAuthFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -89,7 +104,7 @@ func runReconcile(ctx context.Context, args []string) error {
 		return err
 	}
 	defer ostore.Close()
-	st, err := system.OpenStream(*natsURL, *dataDir, "", "seckill-reconcile")
+	st, err := system.OpenStream(*natsURL, *dataDir, "", "seckill-reconcile", *auth)
 	if err != nil {
 		return err
 	}
@@ -128,6 +143,8 @@ func runReconcile(ctx context.Context, args []string) error {
 
 // runNATS runs the embedded NATS server on its own: the stream a cluster's
 // nodes share (`make cluster`), so that no node's death takes it along.
+// It admits only the key in <dir>/client.nk (generated on the first
+// start): give the nodes --nats-creds with that file.
 func runNATS(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("nats", flag.ContinueOnError)
 	listen := fs.String("listen", envOr("SECKILL_NATS_LISTEN", "127.0.0.1:4222"), "where the server listens (env SECKILL_NATS_LISTEN)")
@@ -140,7 +157,7 @@ func runNATS(ctx context.Context, args []string) error {
 		return err
 	}
 	defer emb.Shutdown()
-	fmt.Printf("seckill nats: listening on %s, store %s\n", emb.ClientURL(), *dir)
+	fmt.Printf("seckill nats: listening on %s, store %s, credentials %s\n", emb.ClientURL(), *dir, emb.CredsPath())
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	<-ctx.Done()

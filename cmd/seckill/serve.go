@@ -35,6 +35,7 @@ func serve(ctx context.Context, args []string) error {
 	etcd := fs.String("etcd", envOr("SECKILL_ETCD", "http://127.0.0.1:2379"), "etcd endpoints with --cluster, comma-separated (env SECKILL_ETCD)")
 	peer := fs.String("peer", envOr("SECKILL_PEER", "127.0.0.1:7946"), "this node's peer address HOST:PORT with --cluster: advertised in etcd, where the other nodes reach it (protoactor remote), and the source address it dials etcd and Redis from (env SECKILL_PEER)")
 	redisURL := fs.String("redis", envOr("SECKILL_REDIS", ""), "with --cluster: Redis (redis://HOST:PORT) for shard snapshots, written in the background, on SIGTERM and on every move; empty: none, and shards cannot move (env SECKILL_REDIS)")
+	natsAuth := natsAuthFlags(fs)
 	snapEvery := fs.Duration("snapshot-interval", system.DefaultSnapshotInterval, "with --redis: how often changed shards are snapshotted")
 	adminHTTP := fs.String("admin-http", envOr("SECKILL_ADMIN_HTTP", ""), "serve the admin API on its own listener ADDR (the --http one then answers it 404); with --cluster the other nodes call this one (env SECKILL_ADMIN_HTTP)")
 	secFlags := addSecurityFlags(fs)
@@ -81,6 +82,7 @@ func serve(ctx context.Context, args []string) error {
 		Security:      security,
 		NATSURL:       *natsURL,
 		NATSListen:    *natsListen,
+		NATSAuth:      *natsAuth,
 		NATSName:      "seckill",
 		OrderWriters:  *writers,
 		Logger:        log,
