@@ -16,6 +16,16 @@ const (
 	// that a busy sale publishes in large batches rather than one publish
 	// round per group commit. It adds at most this much to the order lag.
 	RelayLinger = 2 * time.Millisecond
+	// RelayBusyInterval: while grabs keep coming, a publish round starts
+	// at most this often, so that the first second of a flash sale spends
+	// its CPU on grabs, not on many small messages (a round's grabs go out
+	// in one message per shard, up to bus.MaxGrabsPerMsg). Measured on the
+	// flash workload (33 k buyers/s, 10 000 units): 2 ms rounds sold out
+	// after 0.46-0.52 s, 20 ms rounds after 0.39-0.44 s, and the sale
+	// without any order pipeline after 0.36-0.41 s. An idle relay still
+	// publishes RelayLinger after a kick; a busy one adds at most this much
+	// to the order lag.
+	RelayBusyInterval = 20 * time.Millisecond
 	// MaxFreshGrabs bounds the grabs a shard keeps in memory for the relay
 	// (a few milliseconds of a busy shard's sale); past it, the relay reads
 	// them from Pebble.
@@ -53,6 +63,7 @@ func (n *Node) RunRelay(ctx context.Context, pub Publisher) error {
 	defer idle.Stop()
 	var batch, gaps []engine.Grab
 	var moved []*relayCursor
+	var lastRound time.Time // when the last publish round began
 	for {
 		select {
 		case <-ctx.Done():
@@ -61,10 +72,11 @@ func (n *Node) RunRelay(ctx context.Context, pub Publisher) error {
 			select {
 			case <-ctx.Done():
 				return ctx.Err()
-			case <-time.After(RelayLinger):
+			case <-time.After(max(RelayLinger, RelayBusyInterval-time.Since(lastRound))):
 			}
 		case <-idle.C:
 		}
+		lastRound = time.Now()
 		for {
 			var err error
 			batch, moved, err = n.collect(cursors, batch[:0], moved[:0])

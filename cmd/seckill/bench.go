@@ -26,6 +26,7 @@ func runBench(ctx context.Context, args []string) error {
 // benchMain is `seckill bench`: flags, output files, then bench.Run.
 func benchMain(ctx context.Context, args []string, out io.Writer) error {
 	if bench.IsChild() { // started by a bench to serve one target
+		serverGC()
 		return bench.ServeChild(ctx, benchTarget, os.Stdin, out)
 	}
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)

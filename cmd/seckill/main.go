@@ -37,6 +37,7 @@ func main() {
 	var err error
 	switch os.Args[1] {
 	case "serve":
+		serverGC()
 		err = serve(context.Background(), os.Args[2:])
 	case "orders":
 		err = runOrders(context.Background(), os.Args[2:])
