@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
@@ -116,16 +115,13 @@ type PebbleOrders struct {
 	dbMu   sync.RWMutex
 	db     *pebble.DB // nil while a failed store could not be opened again
 	closed bool
-	// fail is set once Pebble failed a write, until the store is reopened;
-	// guard refuses writes while the disk is low (see disk.go).
-	fail  atomic.Pointer[failure]
-	guard atomic.Pointer[DiskGuard]
-	stop  chan struct{} // closed by Close: ends a reopen loop
+	writeHealth
+	stop chan struct{} // closed by Close: ends a reopen loop
 }
 
 // OpenPebbleOrders opens (creating if needed) the order store in dir.
 func OpenPebbleOrders(dir string) (*PebbleOrders, error) {
-	p := &PebbleOrders{dir: dir, stop: make(chan struct{})}
+	p := &PebbleOrders{dir: dir, stop: make(chan struct{}), writeHealth: writeHealth{name: "orders"}}
 	f := p.newFailure()
 	db, known, err := openOrdersDB(dir, f)
 	if err != nil {
@@ -180,21 +176,6 @@ func (p *PebbleOrders) use(fn func(db *pebble.DB) error) error {
 		return errors.Join(p.fail.Load().get(), ErrStoreFailed)
 	}
 	return fn(p.db)
-}
-
-// Guard makes the store refuse writes while g says the disk is low.
-func (p *PebbleOrders) Guard(g *DiskGuard) { p.guard.Store(g) }
-
-// Health is nil while the store takes writes, else why it does not: the
-// disk below its reserve, or a write Pebble failed (until a restart).
-func (p *PebbleOrders) Health() error {
-	if err := p.fail.Load().get(); err != nil {
-		return err
-	}
-	if err := p.guard.Load().Err(); err != nil {
-		return fmt.Errorf("orders: %w", err)
-	}
-	return nil
 }
 
 // commit makes b durable: ApplyNoSyncWait and SyncWait rather than

@@ -32,10 +32,7 @@ type Pebble struct {
 	mu     sync.RWMutex
 	db     *pebble.DB // nil while a failed store could not be opened again
 	closed bool
-	// fail is set once Pebble failed a write, until the store is reopened;
-	// guard refuses writes while the disk is low (see disk.go).
-	fail     atomic.Pointer[failure]
-	guard    atomic.Pointer[DiskGuard]
+	writeHealth
 	onReopen atomic.Pointer[func()]
 	stop     chan struct{} // closed by Close: ends a reopen loop
 }
@@ -50,7 +47,7 @@ var scratch = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &
 
 // OpenPebble opens (creating if needed) the store in dir.
 func OpenPebble(dir string) (*Pebble, error) {
-	p := &Pebble{dir: dir, stop: make(chan struct{})}
+	p := &Pebble{dir: dir, stop: make(chan struct{}), writeHealth: writeHealth{name: "grabs"}}
 	f := p.newFailure()
 	db, err := openGrabsDB(dir, f)
 	if err != nil {
@@ -88,17 +85,26 @@ func (p *Pebble) newFailure() *failure {
 // wrote.
 func (p *Pebble) OnReopen(fn func()) { p.onReopen.Store(&fn) }
 
+// writeHealth is whether a store takes writes, for both Pebble stores:
+// fail is set once Pebble failed a write, until the store is reopened;
+// guard refuses writes while the disk is low (see disk.go).
+type writeHealth struct {
+	name  string // the store's name in Health's answer
+	fail  atomic.Pointer[failure]
+	guard atomic.Pointer[DiskGuard]
+}
+
 // Guard makes the store refuse writes while g says the disk is low.
-func (p *Pebble) Guard(g *DiskGuard) { p.guard.Store(g) }
+func (w *writeHealth) Guard(g *DiskGuard) { w.guard.Store(g) }
 
 // Health is nil while the store takes writes, else why it does not: the
 // disk below its reserve, or a write Pebble failed (until a restart).
-func (p *Pebble) Health() error {
-	if err := p.fail.Load().get(); err != nil {
+func (w *writeHealth) Health() error {
+	if err := w.fail.Load().get(); err != nil {
 		return err
 	}
-	if err := p.guard.Load().Err(); err != nil {
-		return fmt.Errorf("grabs: %w", err)
+	if err := w.guard.Load().Err(); err != nil {
+		return fmt.Errorf("%s: %w", w.name, err)
 	}
 	return nil
 }
