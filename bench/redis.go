@@ -138,15 +138,8 @@ var (
 // limit_reached).
 func luaHandler(rdb *redis.Client, script *redis.Script) fasthttp.RequestHandler {
 	return func(ctx *fasthttp.RequestCtx) {
-		rest, ok := bytes.CutPrefix(ctx.Path(), []byte("/v1/items/"))
-		item, ok2 := bytes.CutSuffix(rest, []byte("/grab"))
-		if !ok || !ok2 || !ctx.IsPost() || !transport.ValidID(item) {
-			writeLua(ctx, fasthttp.StatusNotFound, []byte(`{"status":"not_found"}`))
-			return
-		}
-		body, err := transport.DecodeGrabBody(ctx.PostBody())
-		if err != nil {
-			writeLua(ctx, fasthttp.StatusBadRequest, []byte(`{"status":"bad_request"}`))
+		item, body, ok := grabRequest(ctx)
+		if !ok {
 			return
 		}
 		it := string(item)
@@ -312,4 +305,22 @@ func freePort() (int, error) {
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// grabRequest reads POST /v1/items/{item}/grab as the seeds' services do
+// (Redis+Lua's and the whole design's): false once it has answered 404 or
+// 400 itself.
+func grabRequest(ctx *fasthttp.RequestCtx) (item []byte, body transport.GrabBody, ok bool) {
+	rest, ok := bytes.CutPrefix(ctx.Path(), []byte("/v1/items/"))
+	item, ok2 := bytes.CutSuffix(rest, []byte("/grab"))
+	if !ok || !ok2 || !ctx.IsPost() || !transport.ValidID(item) {
+		writeLua(ctx, fasthttp.StatusNotFound, []byte(`{"status":"not_found"}`))
+		return nil, body, false
+	}
+	body, err := transport.DecodeGrabBody(ctx.PostBody())
+	if err != nil {
+		writeLua(ctx, fasthttp.StatusBadRequest, []byte(`{"status":"bad_request"}`))
+		return nil, body, false
+	}
+	return item, body, true
 }

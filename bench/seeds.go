@@ -19,7 +19,6 @@ import (
 	"github.com/seckill/seckill/engine"
 	"github.com/seckill/seckill/orders"
 	"github.com/seckill/seckill/persistence"
-	"github.com/seckill/seckill/transport"
 	"github.com/valyala/fasthttp"
 )
 
@@ -204,15 +203,8 @@ func (s *seeds) handle(ctx *fasthttp.RequestCtx) {
 		serveAdmin(ctx, s)
 		return
 	}
-	rest, ok := bytes.CutPrefix(ctx.Path(), []byte("/v1/items/"))
-	item, ok2 := bytes.CutSuffix(rest, []byte("/grab"))
-	if !ok || !ok2 || !ctx.IsPost() || !transport.ValidID(item) {
-		writeLua(ctx, fasthttp.StatusNotFound, []byte(`{"status":"not_found"}`))
-		return
-	}
-	body, err := transport.DecodeGrabBody(ctx.PostBody())
-	if err != nil {
-		writeLua(ctx, fasthttp.StatusBadRequest, []byte(`{"status":"bad_request"}`))
+	item, body, ok := grabRequest(ctx)
+	if !ok {
 		return
 	}
 	now := time.Now()
