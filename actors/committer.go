@@ -183,6 +183,7 @@ func (c *committer) sync() {
 			default:
 			}
 		}
+		grabs := 0
 		for i := range r.reqs {
 			q := &r.reqs[i]
 			if q.dropped {
@@ -190,6 +191,7 @@ func (c *committer) sync() {
 				continue
 			}
 			if err == nil && q.durable != nil {
+				grabs++
 				// Handed to the relay before durableSeq says so: the relay
 				// never looks for a durable grab that is not there yet.
 				q.durable.addFresh(q.rec.Grab)
@@ -199,6 +201,7 @@ func (c *committer) sync() {
 			}
 			c.finish(q, err, r.fenced)
 		}
+		c.node.durableGrabs.Add(int64(grabs))
 		clear(r.reqs)
 		r.reqs = r.reqs[:0]
 		select {

@@ -73,6 +73,8 @@ type Node struct {
 	// relayKick wakes the relay after a commit with grabs in it.
 	relayKick chan struct{}
 	relayed   atomic.Int64
+	// durableGrabs counts grabs made durable (DurableGrabs).
+	durableGrabs atomic.Int64
 	// commitFailing: the last group commit that wrote anything failed
 	// (readiness: Pebble's WAL errors are sticky, so it stays failed).
 	commitFailing atomic.Bool

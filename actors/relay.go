@@ -233,3 +233,6 @@ func (n *Node) RelayLag() int64 {
 
 // Relayed counts grabs the relay has had acknowledged since start.
 func (n *Node) Relayed() int64 { return n.relayed.Load() }
+
+// DurableGrabs counts the grabs made durable here since start.
+func (n *Node) DurableGrabs() int64 { return n.durableGrabs.Load() }

@@ -59,6 +59,14 @@ func RunWriterFor(ctx context.Context, js jetstream.JetStream, node string, batc
 	return RunWriterWhen(ctx, js, node, batch, h, nil)
 }
 
+// ErrHold, from a writer's ready func, holds the writer back for HoldWait,
+// without a log line: the node is busy confirming grabs (the first moments
+// of a flash sale) and orders, asynchronous anyway, can wait a moment.
+var ErrHold = errors.New("order writer held: the node is confirming grabs")
+
+// HoldWait is how long a held writer waits before asking again.
+const HoldWait = 10 * time.Millisecond
+
 // RunWriterWhen is RunWriterFor that fetches only while ready says nil:
 // while the order store cannot write, the writer backs off without taking
 // messages (ready nil: always ready).
@@ -90,7 +98,14 @@ func writeLoop(ctx context.Context, js jetstream.JetStream, consumer string, bat
 	paused := false
 	for {
 		if ready != nil {
-			if err := ready(); err != nil {
+			if err := ready(); errors.Is(err, ErrHold) {
+				select {
+				case <-ctx.Done():
+					return ctx.Err()
+				case <-time.After(HoldWait):
+				}
+				continue
+			} else if err != nil {
 				if !paused {
 					log.Warn("order writer paused: the order store cannot write", "err", err)
 					paused = true

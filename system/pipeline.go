@@ -88,13 +88,16 @@ func Start(node *actors.Node, stock orders.Stock, st *Stream, ostore persistence
 		}
 		var inner sync.WaitGroup
 		inner.Go(func() { node.RunRelay(ctx, &relayPublisher{pub: p.pub, node: node, errs: p.PublishErrors}) })
+		hold := &writerHold{durable: node.DurableGrabs}
 		for range writers {
 			inner.Go(func() {
 				bus.RunWriterWhen(ctx, st.JS, cfg.Node, WriterBatch, WriterHandler(p.Orders), func() error {
-					if p.ready == nil {
-						return nil
+					if p.ready != nil {
+						if err := p.ready(); err != nil {
+							return err
+						}
 					}
-					return p.ready()
+					return hold.check()
 				})
 			})
 		}
