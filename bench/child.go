@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime/pprof"
+	"runtime/trace"
 	"strings"
 	"syscall"
 	"time"
@@ -41,6 +42,9 @@ type childSpec struct {
 	// CPUProfile, if set, is where the child writes a pprof CPU profile
 	// of its whole life.
 	CPUProfile string `json:"cpu_profile,omitempty"`
+	// Trace, if set, is where the child writes a runtime execution trace
+	// of its whole life (go tool trace).
+	Trace string `json:"trace,omitempty"`
 }
 
 type childHello struct {
@@ -69,6 +73,17 @@ func ServeChild(ctx context.Context, local LocalFunc, in io.Reader, out io.Write
 			return fmt.Errorf("child %s: cpu profile: %w", spec.Target, err)
 		}
 		defer pprof.StopCPUProfile()
+	}
+	if spec.Trace != "" {
+		f, err := os.Create(spec.Trace)
+		if err != nil {
+			return fmt.Errorf("child %s: %w", spec.Target, err)
+		}
+		defer f.Close()
+		if err := trace.Start(f); err != nil {
+			return fmt.Errorf("child %s: trace: %w", spec.Target, err)
+		}
+		defer trace.Stop()
 	}
 	var (
 		t   *Target

@@ -72,9 +72,12 @@ func GrabBody(b []byte, prefix string, n int64) []byte {
 	return append(b, `","qty":1}`...)
 }
 
-// sample is one attempt: when its answer came (ms since the run started)
-// and its latency (µs, from the time it was due).
-type sample struct{ atMs, latUs uint32 }
+// sample is one attempt: when its answer came (ms since the run started),
+// its latency (µs, from the time it was due) and its HTTP status (0: none).
+type sample struct {
+	atMs, latUs uint32
+	status      uint16
+}
 
 // seenGrab is one 201 the harness received.
 type seenGrab struct {
@@ -134,8 +137,9 @@ func (t *tally) record(start, due, now time.Time, status int, body []byte) {
 		}
 	}
 	t.samples = append(t.samples, sample{
-		atMs:  uint32(now.Sub(start).Milliseconds()),
-		latUs: uint32(min(max(now.Sub(due).Microseconds(), 1), histMaxMicros)),
+		atMs:   uint32(now.Sub(start).Milliseconds()),
+		latUs:  uint32(min(max(now.Sub(due).Microseconds(), 1), histMaxMicros)),
+		status: uint16(status),
 	})
 }
 

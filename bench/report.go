@@ -157,6 +157,7 @@ type jsonResult struct {
 	Jobs         map[string]int64 `json:"jobs_by_last_status"`
 	JobLatencyUs map[string]int64 `json:"buyer_latency_us,omitempty"`
 	Timeline     []jsonSecond     `json:"per_second"`
+	Opening      []jsonSlice      `json:"first_second,omitempty"`
 	Audit        *jsonAudit       `json:"audit,omitempty"`
 }
 
@@ -177,6 +178,16 @@ type jsonProcCPU struct {
 type jsonSecond struct {
 	Answers int64 `json:"answers"`
 	P99Us   int64 `json:"p99_us"`
+}
+
+// jsonSlice is one 50 ms slice of the first second.
+type jsonSlice struct {
+	FromMs    int64 `json:"from_ms"`
+	Answers   int64 `json:"answers"`
+	Confirmed int64 `json:"confirmed"`
+	P50Us     int64 `json:"p50_us"`
+	P99Us     int64 `json:"p99_us"`
+	MaxUs     int64 `json:"max_us"`
 }
 
 type jsonAudit struct {
@@ -237,6 +248,11 @@ func writeJSON(w io.Writer, plan *Plan, rs []Result) error {
 		}
 		for _, s := range r.Timeline {
 			j.Timeline = append(j.Timeline, jsonSecond{Answers: s.Answers, P99Us: s.P99.Microseconds()})
+		}
+		for i, s := range r.Opening {
+			j.Opening = append(j.Opening, jsonSlice{FromMs: (time.Duration(i) * OpeningSlice).Milliseconds(),
+				Answers: s.Answers, Confirmed: s.Confirmed, P50Us: s.P50.Microseconds(), P99Us: s.P99.Microseconds(),
+				MaxUs: s.Max.Microseconds()})
 		}
 		if r.Audit != nil {
 			j.Audit = &jsonAudit{OK: r.Audit.OK(), Checks: r.Audit.Checks, Failures: r.Audit.Failures}

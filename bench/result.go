@@ -26,6 +26,9 @@ type Result struct {
 	Fronts   []string
 	Latency  *hdrhistogram.Histogram
 	Timeline []Second
+	// Opening is the first second in slices of OpeningSlice, by the time
+	// answers came: where a sale's first second goes.
+	Opening []Slice
 	// Finals counts jobs by their last answer's status (0: error). In the
 	// flash profile a job is a buyer and JobLatency is the time from their
 	// arrival to their last answer, backoffs included.
@@ -48,6 +51,19 @@ type Result struct {
 type Second struct {
 	Answers int64
 	P99     time.Duration
+}
+
+// OpeningSlice is the width of a slice of Result.Opening; the first
+// OpeningSlices of them are kept.
+const (
+	OpeningSlice  = 50 * time.Millisecond
+	OpeningSlices = int(time.Second / OpeningSlice)
+)
+
+// Slice is one OpeningSlice of a run, by the time answers came.
+type Slice struct {
+	Answers, Confirmed int64
+	P50, P99, Max      time.Duration
 }
 
 // Answers is the number of attempts that got an HTTP answer.
@@ -96,6 +112,8 @@ func merge(ts []tally, elapsed time.Duration) Result {
 	r := Result{Elapsed: elapsed, ByStatus: map[int]int64{}, Finals: map[int]int64{}, Outcomes: map[string]int64{},
 		Latency: newHist(), SellOut: -1, soldOut: map[int]time.Duration{}}
 	secs := map[int]*hdrhistogram.Histogram{}
+	opening := make([]*hdrhistogram.Histogram, OpeningSlices)
+	confirmed := make([]int64, OpeningSlices)
 	last := -1
 	for _, t := range ts {
 		r.Sent += t.sent
@@ -124,6 +142,15 @@ func merge(ts []tally, elapsed time.Duration) Result {
 			}
 			_ = h.RecordValue(int64(s.latUs))
 			last = max(last, sec)
+			if i := int(time.Duration(s.atMs) * time.Millisecond / OpeningSlice); i < OpeningSlices {
+				if opening[i] == nil {
+					opening[i] = newHist()
+				}
+				_ = opening[i].RecordValue(int64(s.latUs))
+				if s.status == 201 {
+					confirmed[i]++
+				}
+			}
 		}
 		if len(t.jobLatUs) > 0 && r.JobLatency == nil {
 			r.JobLatency = newHist()
@@ -136,6 +163,19 @@ func merge(ts []tally, elapsed time.Duration) Result {
 	r.Timeline = make([]Second, last+1)
 	for sec, h := range secs {
 		r.Timeline[sec] = Second{Answers: h.TotalCount(), P99: micros(h.ValueAtQuantile(99))}
+	}
+	n := 0 // slices up to the last with an answer
+	for i, h := range opening {
+		if h != nil {
+			n = i + 1
+		}
+	}
+	r.Opening = make([]Slice, n)
+	for i, h := range opening[:n] {
+		if h != nil {
+			r.Opening[i] = Slice{Answers: h.TotalCount(), Confirmed: confirmed[i],
+				P50: micros(h.ValueAtQuantile(50)), P99: micros(h.ValueAtQuantile(99)), Max: micros(h.Max())}
+		}
 	}
 	sort.Slice(r.grabs, func(i, j int) bool { return r.grabs[i].at < r.grabs[j].at })
 	return r

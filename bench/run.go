@@ -60,6 +60,9 @@ type Config struct {
 	// CPUProfile, with Exec, makes each child write a pprof CPU profile of
 	// its target to CPUProfile + "." + the target's name.
 	CPUProfile string
+	// Trace, with Exec, makes each child write a runtime execution trace
+	// of its target to Trace + "." + the target's name.
+	Trace string
 
 	JSON io.Writer // machine-readable results, if set
 	SVG  io.Writer // the picture, if set
@@ -239,6 +242,9 @@ func Run(ctx context.Context, cfg Config, out io.Writer) ([]Result, error) {
 				Redis: cfg.Redis, AppendFsync: cfg.AppendFsync}
 			if cfg.CPUProfile != "" {
 				spec.CPUProfile = cfg.CPUProfile + "." + profileSuffix(target)
+			}
+			if cfg.Trace != "" {
+				spec.Trace = cfg.Trace + "." + profileSuffix(target)
 			}
 			return startChild(cfg.Exec, spec)
 		}

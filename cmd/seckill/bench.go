@@ -58,6 +58,7 @@ func benchMain(ctx context.Context, args []string, out io.Writer) error {
 	inProcess := fs.Bool("in-process", false, "run the targets inside the bench process instead of each in a child process; no CPU time is then reported")
 	jsonPath := fs.String("json", "", "also write results as JSON to this file")
 	svgPath := fs.String("svg", "", "also draw achieved rate and p99 per second of each target as SVG to this file")
+	traceFile := fs.String("trace", "", "write a runtime execution trace (go tool trace) of each target's child process to this file.<target>: where a request waits")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the bench process (the load generator; the servers too with --in-process) to this file, and one of each target's child process to this file.<target>")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -104,12 +105,15 @@ func benchMain(ctx context.Context, args []string, out io.Writer) error {
 		}
 		defer pprof.StopCPUProfile()
 	}
+	if *traceFile != "" && *inProcess {
+		return fmt.Errorf("bench: --trace traces the targets' child processes; it does not go with --in-process")
+	}
 	if !*inProcess && len(cfg.URLs) == 0 || !*inProcess && cfg.Compare {
 		exe, err := os.Executable()
 		if err != nil {
 			return fmt.Errorf("bench: find this binary to run targets in child processes (or give --in-process): %w", err)
 		}
-		cfg.Exec, cfg.CPUProfile = []string{exe, "bench"}, *cpuProfile
+		cfg.Exec, cfg.CPUProfile, cfg.Trace = []string{exe, "bench"}, *cpuProfile, *traceFile
 	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
