@@ -32,6 +32,9 @@ const (
 	MaxFreshGrabs = 512
 	// RelayIdle is how often the relay looks for work without a kick.
 	RelayIdle = 200 * time.Millisecond
+	// RelayHoldPoll is how often a held relay asks again whether it may
+	// publish (see RunRelayHeld).
+	RelayHoldPoll = 20 * time.Millisecond
 	// RelayRetryMin and RelayRetryMax bound the backoff while the stream
 	// is unreachable; the sale goes on and the backlog waits on disk.
 	RelayRetryMin = 100 * time.Millisecond
@@ -57,6 +60,15 @@ type relayCursor struct {
 // between a commit and a publish, since the relay starts again from the
 // cursor. It returns when ctx is done.
 func (n *Node) RunRelay(ctx context.Context, pub Publisher) error {
+	return n.RunRelayHeld(ctx, pub, nil)
+}
+
+// RunRelayHeld is RunRelay that publishes nothing while hold reports true,
+// asking again every RelayHoldPoll: in a flash sale's first moments the
+// node's CPU goes to confirming grabs, and the stream and orders catch up
+// once hold lets go (the grabs wait durable in Pebble meanwhile, so a hold
+// only delays orders). nil never holds.
+func (n *Node) RunRelayHeld(ctx context.Context, pub Publisher, hold func() bool) error {
 	cursors := map[*shardRef]*relayCursor{}
 	backoff := RelayRetryMin
 	idle := time.NewTicker(RelayIdle)
@@ -75,6 +87,13 @@ func (n *Node) RunRelay(ctx context.Context, pub Publisher) error {
 			case <-time.After(max(RelayLinger, RelayBusyInterval-time.Since(lastRound))):
 			}
 		case <-idle.C:
+		}
+		for hold != nil && hold() {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(RelayHoldPoll):
+			}
 		}
 		lastRound = time.Now()
 		for {

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/seckill/seckill/engine"
 	"github.com/seckill/seckill/persistence"
@@ -59,6 +60,52 @@ func (p *recordingPublisher) waitFor(t *testing.T, n int) {
 	for p.count() < n {
 		<-p.got
 	}
+}
+
+// TestRelayHeld: a held relay publishes nothing, however many grabs become
+// durable, and everything once the hold lets go.
+func TestRelayHeld(t *testing.T) {
+	store := persistence.NewMem()
+	n := startNode(t, store)
+	if err := n.CreateItem(engine.ItemConfig{Item: "h", Stock: 100, Shards: 2, PerUserLimit: 1}); err != nil {
+		t.Fatal(err)
+	}
+	pub := newRecordingPublisher()
+	var held atomic.Bool
+	held.Store(true)
+	asked := make(chan struct{}, 1)
+	hold := func() bool {
+		select {
+		case asked <- struct{}{}:
+		default:
+		}
+		return held.Load()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- n.RunRelayHeld(ctx, pub, hold) }()
+	for i := range 50 {
+		if r := n.Grab("h", fmt.Sprint("u", i), 1, ""); r.Outcome != engine.Confirmed {
+			t.Fatalf("grab %d: %v %v", i, r.Outcome, r.Err)
+		}
+	}
+	// Asked three times after every grab was durable: a relay that
+	// published regardless would have done so by the third.
+	for range 3 {
+		select {
+		case <-asked:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the relay never asked whether it may publish")
+		}
+	}
+	if c := pub.count(); c != 0 {
+		t.Fatalf("held relay published %d grabs", c)
+	}
+	held.Store(false)
+	pub.waitFor(t, 50)
+	cancel()
+	<-done
+	n.Close()
 }
 
 func TestRelayPublishesEveryGrabOnceInOrder(t *testing.T) {

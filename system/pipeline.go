@@ -87,8 +87,13 @@ func Start(node *actors.Node, stock orders.Stock, st *Stream, ostore persistence
 			return
 		}
 		var inner sync.WaitGroup
-		inner.Go(func() { node.RunRelay(ctx, &relayPublisher{pub: p.pub, node: node, errs: p.PublishErrors}) })
+		// One hold for the relay and the writers: while the node confirms
+		// grabs fast, neither takes its CPU (see HoldRate).
 		hold := &writerHold{durable: node.DurableGrabs}
+		inner.Go(func() {
+			node.RunRelayHeld(ctx, &relayPublisher{pub: p.pub, node: node, errs: p.PublishErrors},
+				func() bool { return hold.check() != nil })
+		})
 		for range writers {
 			inner.Go(func() {
 				bus.RunWriterWhen(ctx, st.JS, cfg.Node, WriterBatch, WriterHandler(p.Orders), func() error {
