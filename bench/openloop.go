@@ -145,6 +145,7 @@ func OpenLoop(ctx context.Context, fronts []string, conns int, sched Schedule, p
 		return Result{}, err
 	}
 	defer closeIdle(clients)
+	warmConns(clients, conns)
 	q := newReadyQueue()
 	// live counts jobs without their last answer, plus one held by the
 	// scheduler until the schedule is done.
