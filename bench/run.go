@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/seckill/seckill/engine"
 )
 
 // Config is one invocation of the harness. Zero Stock, Items and Users
@@ -98,8 +100,9 @@ const (
 	MaxUsers = 100_000_000
 )
 
-// DefaultShards is the shards per item the harness creates on seckill.
-const DefaultShards = 16
+// DefaultShards is the shards per item the harness creates on seckill: the
+// API's default.
+const DefaultShards = engine.DefaultShards
 
 // Workloads the harness knows.
 var Workloads = []Workload{

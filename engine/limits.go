@@ -8,8 +8,13 @@ package engine
 // memory or latency without bound.
 const (
 	// DefaultShards spreads a hot item over enough actors to use every core
-	// of a small machine while keeping each shard's stock meaningful.
-	DefaultShards = 16
+	// of a small machine while keeping each shard's stock meaningful, and
+	// few enough that each actor decides a batch of grabs a wake-up. On 2
+	// cores, 10 000 units, 33 k buyers a second (three alternating runs
+	// each): 8 shards sold out after 0.301-0.304 s, first-second p99 8 ms;
+	// 16 after 0.308-0.346 s, 8-39 ms; 4 after 0.307-0.316 s. Durable
+	// grabs, closed loop: 8 shards made 4 % more than 16.
+	DefaultShards = 8
 	// MaxShards bounds the actors and per-shard state of one item.
 	MaxShards = 1024
 	// MaxStock keeps every counter far below 2^32 so that packed counters
