@@ -70,7 +70,29 @@ func openGrabsDB(dir string, f *failure) (*pebble.DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open pebble %s: %w", dir, err)
 	}
+	if err := warmWAL(db); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open pebble %s: %w", dir, err)
+	}
 	return db, nil
+}
+
+// walWarmRecords is how many empty synced records warmWAL writes: Pebble
+// preallocates a new WAL (110 % of the memtable) on the write after its
+// first.
+const walWarmRecords = 2
+
+// warmWAL writes walWarmRecords empty records (LogData: WAL only, ignored
+// on replay) with a sync each, so that the new WAL's preallocation and the
+// fdatasync that makes it durable (3 ms here, against 0.2-0.4 ms for the
+// syncs after it) happen at open, not under a sale's first grabs.
+func warmWAL(db *pebble.DB) error {
+	for range walWarmRecords {
+		if err := db.LogData(nil, pebble.Sync); err != nil {
+			return fmt.Errorf("warm the WAL: %w", err)
+		}
+	}
+	return nil
 }
 
 // newFailure is the failure record of one opening of the database: its
