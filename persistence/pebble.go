@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/seckill/seckill/engine"
 )
 
@@ -65,6 +66,7 @@ func openGrabsDB(dir string, f *failure) (*pebble.DB, error) {
 		FormatMajorVersion: pebble.FormatNewest,
 		MemTableSize:       pebbleMemTable,
 		Cache:              cache,
+		FS:                 walFillFS{vfs.Default},
 		Logger:             failLogger{f},
 	})
 	if err != nil {
