@@ -8,6 +8,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/seckill/seckill/engine"
 )
 
@@ -137,7 +138,10 @@ func (p *PebbleOrders) newFailure() *failure {
 }
 
 func openOrdersDB(dir string, f *failure) (*pebble.DB, map[string]struct{}, error) {
-	opts := &pebble.Options{FormatMajorVersion: pebble.FormatNewest, Logger: failLogger{f}, MemTableSize: pebbleMemTable}
+	// The WAL as the grab store's (walFillFS, warmWAL): the writers'
+	// commits sync as often as the grabs' do.
+	opts := &pebble.Options{FormatMajorVersion: pebble.FormatNewest, Logger: failLogger{f}, MemTableSize: pebbleMemTable,
+		FS: walFillFS{vfs.Default}}
 	// Every write first looks the grab id up, and almost every lookup
 	// misses: bloom filters answer a miss without reading a block.
 	for i := range opts.Levels {
@@ -146,6 +150,10 @@ func openOrdersDB(dir string, f *failure) (*pebble.DB, map[string]struct{}, erro
 	}
 	db, err := pebble.Open(dir, opts)
 	if err != nil {
+		return nil, nil, fmt.Errorf("open order store %s: %w", dir, err)
+	}
+	if err := warmWAL(db); err != nil {
+		db.Close()
 		return nil, nil, fmt.Errorf("open order store %s: %w", dir, err)
 	}
 	known := map[string]struct{}{}
