@@ -16,9 +16,16 @@ type call struct {
 	release bool
 	seq     uint64
 	done    chan Reply // buffered 1: whoever answers never blocks
+	// timer bounds the front's wait; it goes back to the pool with the
+	// call (stopped), so a grab neither allocates nor creates a timer.
+	timer *time.Timer
 }
 
-var calls = sync.Pool{New: func() any { return &call{done: make(chan Reply, 1)} }}
+var calls = sync.Pool{New: func() any {
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	return &call{done: make(chan Reply, 1), timer: t}
+}}
 
 func (c *call) finish(r Reply) { c.done <- r }
 
@@ -69,14 +76,16 @@ func (n *Node) GrabIn(it *Item, user string, qty int64, key string) Reply {
 		calls.Put(c)
 		return Reply{Err: ErrUnavailable} // not active here (clustered)
 	}
-	t := time.NewTimer(n.opts.RequestTimeout)
+	// Since Go 1.23 a timer's channel holds no stale tick after Stop or
+	// Reset, so a pooled timer is as good as a new one.
+	c.timer.Reset(n.opts.RequestTimeout)
 	select {
 	case r := <-c.done:
-		t.Stop()
+		c.timer.Stop()
 		c.in = engine.GrabInput{}
 		calls.Put(c)
 		return r
-	case <-t.C:
+	case <-c.timer.C:
 		// The call may still be answered later; it is not reused.
 		return Reply{Err: ErrUnavailable}
 	}
