@@ -143,7 +143,7 @@ func (g *Grid) orderCall(base, method, grabID, action, body string) (peerAnswer,
 	if err != nil {
 		return peerAnswer{}, false
 	}
-	defer resp.Body.Close()
+	defer drainClose(resp.Body)
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
 	if err != nil {
 		return peerAnswer{}, false
