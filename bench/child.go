@@ -52,6 +52,24 @@ type childHello struct {
 	Peers []Proc `json:"peers,omitempty"`
 }
 
+// record starts a recorder of the process (a CPU profile, an execution
+// trace) writing to a new file at path; the returned func stops it and
+// closes the file.
+func record(path, what string, start func(io.Writer) error, stop func()) (func(), error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := start(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	return func() {
+		stop()
+		f.Close()
+	}, nil
+}
+
 // IsChild reports whether this process was started to serve one target.
 func IsChild() bool { return os.Getenv(ChildEnv) != "" }
 
@@ -63,27 +81,22 @@ func ServeChild(ctx context.Context, local LocalFunc, in io.Reader, out io.Write
 	if err := json.Unmarshal([]byte(os.Getenv(ChildEnv)), &spec); err != nil {
 		return fmt.Errorf("%s: %w", ChildEnv, err)
 	}
-	if spec.CPUProfile != "" {
-		f, err := os.Create(spec.CPUProfile)
+	for _, r := range []struct {
+		path, what string
+		start      func(io.Writer) error
+		stop       func()
+	}{
+		{spec.CPUProfile, "cpu profile", pprof.StartCPUProfile, pprof.StopCPUProfile},
+		{spec.Trace, "trace", trace.Start, trace.Stop},
+	} {
+		if r.path == "" {
+			continue
+		}
+		stop, err := record(r.path, r.what, r.start, r.stop)
 		if err != nil {
 			return fmt.Errorf("child %s: %w", spec.Target, err)
 		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return fmt.Errorf("child %s: cpu profile: %w", spec.Target, err)
-		}
-		defer pprof.StopCPUProfile()
-	}
-	if spec.Trace != "" {
-		f, err := os.Create(spec.Trace)
-		if err != nil {
-			return fmt.Errorf("child %s: %w", spec.Target, err)
-		}
-		defer f.Close()
-		if err := trace.Start(f); err != nil {
-			return fmt.Errorf("child %s: trace: %w", spec.Target, err)
-		}
-		defer trace.Stop()
+		defer stop()
 	}
 	var (
 		t   *Target

@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 
 	"github.com/seckill/seckill/engine"
@@ -35,14 +36,7 @@ func TestWALFillCrashCopy(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	logs, _ := filepath.Glob(filepath.Join(dir, "*.log"))
-	var size int64
-	for _, l := range logs {
-		if st, err := os.Stat(l); err == nil {
-			size = max(size, st.Size())
-		}
-	}
-	if size < walFillStep {
+	if size, _ := walStat(t, dir); size < walFillStep {
 		t.Fatalf("WAL is %d bytes long: not zero-filled ahead (step %d)", size, walFillStep)
 	}
 	crash := t.TempDir()
@@ -65,6 +59,38 @@ func TestWALFillCrashCopy(t *testing.T) {
 	if n != grabs {
 		t.Fatalf("%d grabs after the crash, want %d", n, grabs)
 	}
+}
+
+// TestOpenWarmsWAL: once open, the grab store's WAL already holds its
+// preallocation, so a sale's first commit does not pay for it.
+func TestOpenWarmsWAL(t *testing.T) {
+	dir := t.TempDir()
+	p, err := OpenPebble(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if _, allocated := walStat(t, dir); allocated < pebbleMemTable {
+		t.Fatalf("WAL has %d bytes allocated, want at least the memtable's %d", allocated, pebbleMemTable)
+	}
+}
+
+// walStat is the largest length and the largest allocation on disk of the
+// WAL files in dir.
+func walStat(t *testing.T, dir string) (size, allocated int64) {
+	t.Helper()
+	logs, err := filepath.Glob(filepath.Join(dir, "*.log"))
+	if err != nil || len(logs) == 0 {
+		t.Fatalf("no WAL in %s: %v", dir, err)
+	}
+	for _, l := range logs {
+		var st syscall.Stat_t
+		if err := syscall.Stat(l, &st); err != nil {
+			t.Fatal(err)
+		}
+		size, allocated = max(size, st.Size), max(allocated, st.Blocks*512)
+	}
+	return size, allocated
 }
 
 func copyDir(t *testing.T, from, to string) {
