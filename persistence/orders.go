@@ -8,7 +8,6 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
-	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/seckill/seckill/engine"
 )
 
@@ -138,22 +137,15 @@ func (p *PebbleOrders) newFailure() *failure {
 }
 
 func openOrdersDB(dir string, f *failure) (*pebble.DB, map[string]struct{}, error) {
-	// The WAL as the grab store's (walFillFS, warmWAL): the writers'
-	// commits sync as often as the grabs' do.
-	opts := &pebble.Options{FormatMajorVersion: pebble.FormatNewest, Logger: failLogger{f}, MemTableSize: pebbleMemTable,
-		FS: walFillFS{vfs.Default}}
+	opts := &pebble.Options{FormatMajorVersion: pebble.FormatNewest, Logger: failLogger{f}, MemTableSize: pebbleMemTable}
 	// Every write first looks the grab id up, and almost every lookup
 	// misses: bloom filters answer a miss without reading a block.
 	for i := range opts.Levels {
 		opts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
 		opts.Levels[i].FilterType = pebble.TableFilter
 	}
-	db, err := pebble.Open(dir, opts)
+	db, err := openDB(dir, opts)
 	if err != nil {
-		return nil, nil, fmt.Errorf("open order store %s: %w", dir, err)
-	}
-	if err := warmWAL(db); err != nil {
-		db.Close()
 		return nil, nil, fmt.Errorf("open order store %s: %w", dir, err)
 	}
 	known := map[string]struct{}{}

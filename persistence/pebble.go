@@ -62,19 +62,30 @@ func OpenPebble(dir string) (*Pebble, error) {
 func openGrabsDB(dir string, f *failure) (*pebble.DB, error) {
 	cache := pebble.NewCache(pebbleCache)
 	defer cache.Unref()
-	db, err := pebble.Open(dir, &pebble.Options{
+	db, err := openDB(dir, &pebble.Options{
 		FormatMajorVersion: pebble.FormatNewest,
 		MemTableSize:       pebbleMemTable,
 		Cache:              cache,
-		FS:                 walFillFS{vfs.Default},
 		Logger:             failLogger{f},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open pebble %s: %w", dir, err)
 	}
+	return db, nil
+}
+
+// openDB opens a Pebble database of this package (the grab store, the
+// order store): its WAL zero-filled ahead of its records (walFillFS) and
+// warmed before anything is written (warmWAL).
+func openDB(dir string, opts *pebble.Options) (*pebble.DB, error) {
+	opts.FS = walFillFS{vfs.Default}
+	db, err := pebble.Open(dir, opts)
+	if err != nil {
+		return nil, err
+	}
 	if err := warmWAL(db); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("open pebble %s: %w", dir, err)
+		return nil, err
 	}
 	return db, nil
 }

@@ -19,8 +19,8 @@ const (
 
 var walZeros = make([]byte, walFillChunk)
 
-// walFillFS is the default file system except for the grab store's WAL,
-// whose space it writes with zeros ahead of the records (walFillStep at a
+// walFillFS is the default file system except for the WAL (of the grab
+// and the order store: openDB), whose space it writes with zeros ahead of the records (walFillStep at a
 // time) instead of only reserving it (Pebble's fallocate, which keeps the
 // file's size). Pebble then writes its records over written blocks inside
 // the file's size, and the fdatasync behind every 201 flushes data alone:
@@ -49,7 +49,7 @@ func (fs walFillFS) ReuseForWrite(oldname, newname string, c vfs.DiskWriteCatego
 	}
 	st, err := f.Stat()
 	if err != nil {
-		return &walFillFile{File: f, off: -1}, nil // fill nothing
+		return &walFillFile{File: f, stopped: true}, nil // fill nothing
 	}
 	return &walFillFile{File: f, filled: st.Size()}, nil
 }
@@ -58,18 +58,17 @@ func (fs walFillFS) ReuseForWrite(oldname, newname string, c vfs.DiskWriteCatego
 // writer) with zeros ahead of its records.
 type walFillFile struct {
 	vfs.File
-	off    int64 // bytes written by Write; -1: do not fill
-	filled int64 // zeros (or old records) up to here
+	off     int64 // bytes written by Write
+	filled  int64 // zeros (or old records) up to here
+	stopped bool  // fill no more
 }
 
 func (f *walFillFile) Write(p []byte) (int, error) {
-	if f.off >= 0 && f.off+int64(len(p))+walFillAhead > f.filled {
-		f.fill(f.off + int64(len(p)) + walFillAhead)
+	if end := f.off + int64(len(p)) + walFillAhead; !f.stopped && end > f.filled {
+		f.fill(end)
 	}
 	n, err := f.File.Write(p)
-	if f.off >= 0 {
-		f.off += int64(n)
-	}
+	f.off += int64(n)
 	return n, err
 }
 
@@ -81,7 +80,7 @@ func (f *walFillFile) fill(to int64) {
 		end := f.filled + walFillStep
 		for at := f.filled; at < end; at += walFillChunk {
 			if _, err := f.File.WriteAt(walZeros, at); err != nil {
-				f.off = -1
+				f.stopped = true
 				return
 			}
 		}

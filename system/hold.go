@@ -30,8 +30,9 @@ const (
 	holdSample = 20 * time.Millisecond
 )
 
-// writerHold decides, for the writers, whether to hold (see HoldRate).
-type writerHold struct {
+// hotHold decides, for the order writers and the relay, whether to hold
+// (see HoldRate).
+type hotHold struct {
 	durable func() int64     // grabs made durable so far
 	now     func() time.Time // nil: time.Now
 	mu      sync.Mutex
@@ -42,8 +43,8 @@ type writerHold struct {
 	spent   bool      // this hot stretch used up MaxWriterHold
 }
 
-// check returns bus.ErrHold while the writers should wait.
-func (h *writerHold) check() error {
+// check returns bus.ErrHold while the writers and the relay should wait.
+func (h *hotHold) check() error {
 	now := time.Now()
 	if h.now != nil {
 		now = h.now()

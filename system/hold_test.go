@@ -17,7 +17,7 @@ func TestWriterHold(t *testing.T) {
 		clock   = time.Unix(1000, 0)
 		durable int64
 	)
-	h := &writerHold{durable: func() int64 { return durable }, now: func() time.Time { return clock }}
+	h := &hotHold{durable: func() int64 { return durable }, now: func() time.Time { return clock }}
 	perSample := int64(HoldRate * holdSample.Seconds())
 	steps := []struct {
 		name  string

@@ -89,7 +89,7 @@ func Start(node *actors.Node, stock orders.Stock, st *Stream, ostore persistence
 		var inner sync.WaitGroup
 		// One hold for the relay and the writers: while the node confirms
 		// grabs fast, neither takes its CPU (see HoldRate).
-		hold := &writerHold{durable: node.DurableGrabs}
+		hold := &hotHold{durable: node.DurableGrabs}
 		inner.Go(func() {
 			node.RunRelayHeld(ctx, &relayPublisher{pub: p.pub, node: node, errs: p.PublishErrors},
 				func() bool { return hold.check() != nil })
