@@ -224,12 +224,8 @@ func (n *Node) ActivateSecond(item string, i int, epoch uint64) error {
 	return n.activateShard(item, i, epoch, nil, true, false)
 }
 
-// ClusterStart is a clustered shard's first counters: its initial
-// allocation counted as given back (the pool ledger starts with every
-// unit), so it holds nothing the ledger did not grant it.
-func ClusterStart(cfg engine.ItemConfig, i int) engine.Counters {
-	return engine.Counters{Returned: cfg.InitialAllocation(i), NextSeq: 1}
-}
+// ClusterStart is engine.ClusterStart.
+func ClusterStart(cfg engine.ItemConfig, i int) engine.Counters { return engine.ClusterStart(cfg, i) }
 
 // activating looks item up for an activation; n.mu is held.
 func (n *Node) activating(item string) (*Item, error) {
