@@ -168,8 +168,8 @@ type Tail struct {
 	cfg  ItemConfig
 	snap ShardSnapshot
 	// epoch and node: the incarnation of the last marker taken.
-	epoch uint64
-	node  string
+	epoch   uint64
+	node    string
 	refused int
 }
 
