@@ -65,6 +65,17 @@ type ClusterHooks struct {
 	// limit (fence.Store.ExtendSeqs). Nil: sequences are not limited.
 	// Called from a goroutine of its own, never from an actor.
 	ExtendSeqs func(item string, shard int, epoch, atLeast uint64) (uint64, error)
+	// Journal, when set, is the shards' replicated journal: every commit
+	// round of a shard is appended to it before the local store and
+	// before anyone hears of it (journal.go). Shards then run only as
+	// ActivateJournaled starts them, after a takeover.
+	Journal persistence.ReplicatedJournal
+	// Node is this node's id, written in its journal entries.
+	Node string
+	// Lost, when set, hears that the journal did not take a round of shard
+	// of item: the shard stopped here. Called from the committer; it must
+	// not block.
+	Lost func(item string, shard int)
 }
 
 // SeqLowWater: a shard asks for more sequences once fewer than this many
@@ -216,6 +227,31 @@ func (n *Node) ActivateForced(item string, i int, epoch uint64, snap *engine.Sha
 	return n.activateShard(item, i, epoch, snap, false, true)
 }
 
+// ActivateJournaled starts shard i of item here as incarnation epoch from
+// snap, the state its replicated journal ends in after this node's
+// takeover marker at position at (bus.Journal.Takeover): snap is written
+// to the local store where the store holds less (the local store holds a
+// prefix of the journal), and the shard's first append expects at. With
+// relayAdopted, the grabs the local store did not hold are relayed from
+// here (their maker is lost, or it is this node and crashed before they
+// reached its store).
+func (n *Node) ActivateJournaled(item string, i int, epoch uint64, snap engine.ShardSnapshot, at uint64, relayAdopted bool) error {
+	it, ok := n.Item(item)
+	if !ok {
+		return ErrUnknownItem
+	}
+	if i < 0 || i >= len(it.shards) {
+		return fmt.Errorf("activate %s.%d: no such shard", item, i)
+	}
+	ref := it.shards[i]
+	if ref.pid() != nil {
+		return ErrActive
+	}
+	ref.journalSeq.Store(at)
+	ref.journalEpoch.Store(epoch)
+	return n.activateShard(item, i, epoch, &snap, false, relayAdopted)
+}
+
 // ActivateSecond starts shard i of item here whatever etcd says, from what
 // the local store holds or from nothing: a second activation, as a grain
 // framework that lost track would make one. Only the test hook of
@@ -282,11 +318,14 @@ func (n *Node) activateShard(item string, i int, epoch uint64, snap *engine.Shar
 	sh.Holders(ref.addHolder)
 	ref.stopped = make(chan struct{})
 	base := n.incarnation(epoch) << GenShift
-	sn := engine.NewShardNode(sh, base+1)
-	a := &shardActor{node: n, ref: ref, sn: sn, genBase: base, epoch: epoch}
+	// Above every generation a failed commit or a lost journal round
+	// poisoned: the committer drops decisions at or below it.
+	gen := ref.failedGen.Load() + 1
+	sn := engine.NewShardNode(sh, base+gen)
+	a := &shardActor{node: n, ref: ref, sn: sn, genBase: base, epoch: epoch, gen: gen}
 	// The Sync goes out with the first flush: the pool hears the new
 	// incarnation and its durable counters.
-	sn.Restart(sh, base+1)
+	sn.Restart(sh, base+gen)
 	ref.pidp.Store(n.sys.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return a }, actor.WithDispatcher(n.dispatch))))
 	n.tell(&ref.lane, tickMsg{})
 	return nil

@@ -26,6 +26,8 @@ type commitReq struct {
 	msgs    []engine.Msg
 	// dropped: decided on memory a failed commit made wrong; never written.
 	dropped bool
+	// shard is the shard whose decision this is (nil: the pool's).
+	shard *shardRef
 }
 
 // committer turns the decisions queued by its lanes into one Pebble batch
@@ -57,6 +59,10 @@ type round struct {
 	fenced bool
 	// submittedAt is when the round went to the store (Options.Rounds).
 	submittedAt time.Time
+	// lost, with a replicated journal: the shards whose entry the journal
+	// did not take (or whose outcome is unknown). Their records were not
+	// written here; their requests answer 503 and the shards stop.
+	lost map[*shardRef]error
 }
 
 func newCommitter(n *Node) *committer {
@@ -103,6 +109,7 @@ func (c *committer) run() {
 func (c *committer) submit(r *round) {
 	r.batch.Reset()
 	r.wait, r.err = nil, nil
+	clear(r.lost)
 	// The round is submitted even when fenced: its decisions are already in
 	// memory, and writing them keeps memory and disk one (no reload).
 	r.fenced = !c.node.fenceValid()
@@ -121,6 +128,13 @@ func (c *committer) submit(r *round) {
 	}
 	if c.node.opts.Rounds != nil {
 		r.submittedAt = time.Now()
+	}
+	if c.node.journal() != nil {
+		// The journal first, then the local store, both in the syncer:
+		// the local store never holds a record the journal refused, so
+		// what it holds is always a prefix of the shard's journal.
+		r.wait = func() error { return c.journalThenStore(r) }
+		return
 	}
 	r.wait, r.err = c.node.store.Submit(&r.batch)
 	if r.err != nil {
@@ -188,6 +202,10 @@ func (c *committer) sync() {
 			q := &r.reqs[i]
 			if q.dropped {
 				c.finish(q, errDropped, false)
+				continue
+			}
+			if lerr, ok := r.lost[q.shard]; ok && q.shard != nil {
+				c.finish(q, lerr, false)
 				continue
 			}
 			if err == nil && q.durable != nil {

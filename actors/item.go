@@ -75,6 +75,10 @@ type shardRef struct {
 	// granted any; extending: an extension is asked.
 	seqLimit, seqEpoch atomic.Uint64
 	extending          atomic.Bool
+	// journalSeq, with a replicated journal: the position of the shard's
+	// last entry as this incarnation knows it (its next append expects
+	// it); journalEpoch: the incarnation it writes as (0: not taken over).
+	journalSeq, journalEpoch atomic.Uint64
 	// durableSeq is the highest grab sequence known to be on disk: how far
 	// the relay may publish, and whether an order can still be coming.
 	durableSeq atomic.Uint64

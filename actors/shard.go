@@ -93,7 +93,7 @@ func (a *shardActor) Receive(ctx actor.Context) {
 		a.handover(ctx, m)
 		return
 	case *actor.Started:
-		a.gen = 1
+		a.gen = max(a.gen, 1)
 		return
 	case *actor.Stopped:
 		a.sn.Stop()
@@ -150,7 +150,7 @@ func (a *shardActor) commit(rd *engine.Ready) {
 	for i := 0; i < last; i++ {
 		in <- a.recordReq(rd.Records[i])
 	}
-	q := commitReq{lane: &ref.lane, gen: a.gen}
+	q := commitReq{lane: &ref.lane, gen: a.gen, shard: ref}
 	if last >= 0 {
 		q = a.recordReq(rd.Records[last])
 	}
@@ -166,7 +166,7 @@ func (a *shardActor) commit(rd *engine.Ready) {
 }
 
 func (a *shardActor) recordReq(r engine.Record) commitReq {
-	q := commitReq{lane: &a.ref.lane, gen: a.gen, rec: persistence.FromEngine(r)}
+	q := commitReq{lane: &a.ref.lane, gen: a.gen, rec: persistence.FromEngine(r), shard: a.ref}
 	if r.Kind == engine.RecGrab {
 		q.durable = a.ref
 	}
@@ -205,7 +205,7 @@ func (a *shardActor) handover(ctx actor.Context, m handoverMsg) {
 	a.flush()
 	// A request that writes nothing waits for every commit queued before it.
 	barrier := &call{done: make(chan Reply, 1)}
-	a.ref.committer.in <- commitReq{lane: &a.ref.lane, gen: a.gen, c: barrier}
+	a.ref.committer.in <- commitReq{lane: &a.ref.lane, gen: a.gen, c: barrier, shard: a.ref}
 	go func() {
 		if r := <-barrier.done; r.Err != nil {
 			m.done <- fmt.Errorf("handover of %s.%d: %w", self.Item, self.Shard, r.Err)

@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/seckill/seckill/engine"
+	"github.com/seckill/seckill/persistence"
 )
 
 // The shards' replicated journal: stream JOURNAL, one subject per (item,
@@ -34,12 +35,8 @@ const (
 	maxJournalMsg = engine.MaxEntryLen + 1024
 )
 
-// ErrFenced: the journal refused an append because its subject moved on
-// (wrong last sequence): another incarnation took the shard over, or an
-// earlier append of this one landed although its answer was lost. Either
-// way the writer stops the shard; it never appends again with a fresh
-// sequence.
-var ErrFenced = errors.New("journal: another writer appended to the shard's journal")
+// ErrFenced is persistence.ErrJournalFenced.
+var ErrFenced = persistence.ErrJournalFenced
 
 // JournalSubject is the subject of shard's journal of item.
 func JournalSubject(item string, shard int) string {
@@ -75,19 +72,10 @@ func EnsureJournal(ctx context.Context, js jetstream.JetStream, replicas int) (*
 	return &Journal{js: js, stream: st}, nil
 }
 
-// Append is one message for one shard's journal.
-type Append struct {
-	Item  string
-	Shard int
-	// Expect is the stream sequence of the subject's last message as the
-	// writer saw it (0: none).
-	Expect uint64
-	Data   []byte
-	// Seq and Err are the outcome: the message's stream sequence, or why it
-	// is not known to be in (ErrFenced when refused for its sequence).
-	Seq uint64
-	Err error
-}
+// Append is one entry for one shard's journal, with its outcome.
+type Append = persistence.JournalAppend
+
+var _ persistence.ReplicatedJournal = (*Journal)(nil)
 
 // AppendAll publishes every append at once and waits for each answer, so a
 // round costs one round trip however many shards it holds.

@@ -21,6 +21,12 @@ type Forced struct {
 	Node  string `json:"node"`
 	Epoch uint64 `json:"epoch"`
 	Seq   uint64 `json:"seq"`
+	// Journaled: an automatic failover from the shard's replicated journal
+	// (Failover), not a forced move: the new incarnation holds everything
+	// the lost one confirmed, so nothing diverges and the shard may come
+	// back to the node; only the node's relay stops for the shard (Seq 1),
+	// since the new owner relays its grabs.
+	Journaled bool `json:"journaled,omitempty"`
 }
 
 // ForcedMoves lists every forced move recorded.

@@ -42,6 +42,9 @@ type Placement struct {
 	// every sequence the lost one may have used (SeqGrant). The snapshot
 	// it starts from skips to it (engine.ShardSnapshot.SkipTo).
 	SeqStart uint64 `json:"seq_start,omitempty"`
+	// Failover: this incarnation was made by Failover, from the shard's
+	// replicated journal, after its owner's lease expired.
+	Failover bool `json:"failover,omitempty"`
 	// ModRev is the placement key's mod revision when this value was read
 	// or written; it is not stored. Every read and every write of this
 	// package fills it. An unchanged mod revision means an unchanged
