@@ -194,58 +194,71 @@ const MaxTakeoverTries = 16
 // the one asking.
 var ErrSuperseded = errors.New("journal: a later incarnation took the shard over")
 
+// Taken is what a takeover found.
+type Taken struct {
+	// Snap is the shard's state, as the incarnation taking over.
+	Snap engine.ShardSnapshot
+	// At is the takeover marker's position: the incarnation's first append
+	// expects it.
+	At uint64
+	// Prev is the node of the incarnation before ("" for none).
+	Prev string
+	// Refused says why each entry the fold refused was refused (a bug or a
+	// forgery: the caller logs them; they are never applied).
+	Refused []error
+}
+
 // Takeover starts incarnation (epoch, node) of shard of cfg in its journal:
 // it appends a takeover marker after the subject's last message (from then
-// on nobody else can append) and folds the journal up to the marker into
-// the shard's state. It returns that state as incarnation epoch, the
-// marker's sequence (what the incarnation's first append expects) and why
-// each entry the fold refused was refused (a bug or a forgery: the caller
-// logs them; they are never applied).
-func (j *Journal) Takeover(ctx context.Context, cfg engine.ItemConfig, shard int, epoch uint64, node string) (engine.ShardSnapshot, uint64, []error, error) {
+// on nobody else can append), never behind a later incarnation
+// (ErrSuperseded), and folds the journal up to the marker into the shard's
+// state.
+func (j *Journal) Takeover(ctx context.Context, cfg engine.ItemConfig, shard int, epoch uint64, node string) (Taken, error) {
 	marker := engine.AppendEntry(nil, engine.JournalEntry{Kind: engine.EntryTakeover, Epoch: epoch, Node: node})
-	var at uint64
+	var out Taken
 	for try := 0; ; try++ {
 		last, data, err := j.last(ctx, cfg.Item, shard)
 		if err != nil {
-			return engine.ShardSnapshot{}, 0, nil, err
+			return out, err
 		}
 		if e, err := engine.DecodeEntry(cfg.Item, shard, data); err == nil && e.Epoch > epoch {
 			// Never append behind a later incarnation: the marker would
 			// fence the rightful owner.
-			return engine.ShardSnapshot{}, 0, nil, fmt.Errorf("takeover of %s.%d at epoch %d: journal at epoch %d: %w", cfg.Item, shard, epoch, e.Epoch, ErrSuperseded)
+			return out, fmt.Errorf("takeover of %s.%d at epoch %d: journal at epoch %d: %w", cfg.Item, shard, epoch, e.Epoch, ErrSuperseded)
 		}
 		a := []Append{{Item: cfg.Item, Shard: shard, Expect: last, Data: marker}}
 		j.AppendAll(ctx, a)
 		if a[0].Err == nil {
-			at = a[0].Seq
+			out.At = a[0].Seq
 			break
 		}
 		if !errors.Is(a[0].Err, ErrFenced) || try+1 >= MaxTakeoverTries {
-			return engine.ShardSnapshot{}, 0, nil, fmt.Errorf("takeover of %s.%d: %w", cfg.Item, shard, a[0].Err)
+			return out, fmt.Errorf("takeover of %s.%d: %w", cfg.Item, shard, a[0].Err)
 		}
 	}
 	tl := engine.NewTail(cfg, shard, nil)
-	var refused []error
-	err := j.Read(ctx, cfg.Item, shard, 1, at, func(seq uint64, data []byte) error {
+	err := j.Read(ctx, cfg.Item, shard, 1, out.At, func(seq uint64, data []byte) error {
+		if seq == out.At {
+			out.Prev = tl.Node()
+		}
 		e, err := engine.DecodeEntry(cfg.Item, shard, data)
 		if err == nil {
 			err = tl.Apply(e)
 		}
 		if err != nil {
-			refused = append(refused, fmt.Errorf("journal %s.%d message %d refused: %w", cfg.Item, shard, seq, err))
+			out.Refused = append(out.Refused, fmt.Errorf("journal %s.%d message %d refused: %w", cfg.Item, shard, seq, err))
 		}
 		return nil
 	})
 	if err != nil {
-		return engine.ShardSnapshot{}, 0, refused, fmt.Errorf("takeover of %s.%d: %w", cfg.Item, shard, err)
+		return out, fmt.Errorf("takeover of %s.%d: %w", cfg.Item, shard, err)
 	}
 	if tl.Epoch() != epoch || tl.Node() != node {
-		return engine.ShardSnapshot{}, 0, refused, fmt.Errorf("takeover of %s.%d at epoch %d by %s: journal ends with %s at %d: %w",
+		return out, fmt.Errorf("takeover of %s.%d at epoch %d by %s: journal ends with %s at %d: %w",
 			cfg.Item, shard, epoch, node, tl.Node(), tl.Epoch(), ErrSuperseded)
 	}
-	snap, err := tl.Snapshot(epoch)
-	if err != nil {
-		return engine.ShardSnapshot{}, 0, refused, fmt.Errorf("takeover of %s.%d: %w", cfg.Item, shard, err)
+	if out.Snap, err = tl.Snapshot(epoch); err != nil {
+		return out, fmt.Errorf("takeover of %s.%d: %w", cfg.Item, shard, err)
 	}
-	return snap, at, refused, nil
+	return out, nil
 }

@@ -35,9 +35,10 @@ func TestJournalFencesTheOldOwner(t *testing.T) {
 	ctx := context.Background()
 	j := journalOn(t)
 	cfg := engine.ItemConfig{Item: "sku.1", Stock: 100, Shards: 2, PerUserLimit: 1}
-	snap, at, refused, err := j.Takeover(ctx, cfg, 1, 1, "n1")
-	if err != nil || len(refused) != 0 || snap.Counters != engine.ClusterStart(cfg, 1) {
-		t.Fatalf("first takeover: %+v at %d refused %v err %v", snap, at, refused, err)
+	tk, err := j.Takeover(ctx, cfg, 1, 1, "n1")
+	snap, at := tk.Snap, tk.At
+	if err != nil || len(tk.Refused) != 0 || tk.Prev != "" || snap.Counters != engine.ClusterStart(cfg, 1) {
+		t.Fatalf("first takeover: %+v err %v", tk, err)
 	}
 	c := snap.Counters
 	c.Received, c.Allocated = 10, 10
@@ -64,9 +65,10 @@ func TestJournalFencesTheOldOwner(t *testing.T) {
 	if a[0].Err != nil {
 		t.Fatal(a[0].Err)
 	}
-	snap2, at2, refused, err := j.Takeover(ctx, cfg, 1, 2, "n2")
-	if err != nil || len(refused) != 1 || snap2.Counters.NextSeq != 4 || len(snap2.Grabs) != 3 || snap2.Epoch != 2 {
-		t.Fatalf("second takeover: %+v at %d refused %v err %v", snap2, at2, refused, err)
+	tk2, err := j.Takeover(ctx, cfg, 1, 2, "n2")
+	snap2, at2 := tk2.Snap, tk2.At
+	if err != nil || len(tk2.Refused) != 1 || tk2.Prev != "n1" || snap2.Counters.NextSeq != 4 || len(snap2.Grabs) != 3 || snap2.Epoch != 2 {
+		t.Fatalf("second takeover: %+v err %v", tk2, err)
 	}
 	// The old owner, unaware, appends after what it last saw.
 	c.Sold, c.NextSeq = 4, 5
@@ -78,7 +80,7 @@ func TestJournalFencesTheOldOwner(t *testing.T) {
 	}
 	// A takeover of an older epoch than the journal's last marker is
 	// refused without appending anything: the owner's next append goes in.
-	if _, _, _, err := j.Takeover(ctx, cfg, 1, 1, "n1"); !errors.Is(err, ErrSuperseded) {
+	if _, err := j.Takeover(ctx, cfg, 1, 1, "n1"); !errors.Is(err, ErrSuperseded) {
 		t.Fatalf("stale takeover: %v, want ErrSuperseded", err)
 	}
 	c2 := snap2.Counters

@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/seckill/seckill/actors"
+	"github.com/seckill/seckill/bus"
 	"github.com/seckill/seckill/engine"
 	"github.com/seckill/seckill/fence"
 	"github.com/seckill/seckill/persistence"
@@ -67,6 +68,11 @@ type Config struct {
 	// LeaseID is the node's current lease (nil: none, the grid is always
 	// current): see Current.
 	LeaseID func() int64
+	// Journal, when set, is the shards' replicated journal: every shard
+	// starts through a takeover of its journal, appends each commit round
+	// to it before a 201, and a shard whose owner's lease expired is taken
+	// over by a live node without anyone asking (failover.go).
+	Journal *bus.Journal
 	// SecondActivation, "ITEM/SHARD", is a test hook: this node runs that
 	// shard too, whatever etcd says, and sends its own front's buyers of
 	// it there: the second activation a grain framework may make by
@@ -141,7 +147,12 @@ func New(cfg Config) *Grid {
 
 // Hooks are what the actors node needs of the grid.
 func (g *Grid) Hooks() *actors.ClusterHooks {
-	return &actors.ClusterHooks{Send: g.Send, Ledger: ledger{g}, ExtendSeqs: g.extendSeqs}
+	h := &actors.ClusterHooks{Send: g.Send, Ledger: ledger{g}, ExtendSeqs: g.extendSeqs, Node: g.cfg.Self.ID}
+	if g.cfg.Journal != nil {
+		h.Journal = g.cfg.Journal
+		h.Lost = func(string, int) { g.poke() }
+	}
+	return h
 }
 
 // extendSeqs asks etcd for more grab sequences for this node's incarnation
@@ -281,16 +292,28 @@ func (g *Grid) refresh() {
 	}
 	v.forcedAway = map[shardKey][]string{}
 	for _, f := range forced {
+		if f.Journaled {
+			continue // a failover: the shard may come back to the node
+		}
 		k := shardKey{f.Item, f.Shard}
 		v.forcedAway[k] = append(v.forcedAway[k], f.Node)
 	}
 	g.view.Store(v)
+	if g.failover(v) {
+		g.poke() // read the new placements at once
+	}
 	for _, cfg := range items {
 		if err := g.cfg.Node.AddItem(cfg); err != nil {
 			g.log.Warn("grid: add item", "item", cfg.Item, "err", err)
 			continue
 		}
 		for _, f := range forced {
+			if p, ok := v.owner(f.Item, f.Shard); f.Journaled && ok && p.Node == g.cfg.Self.ID && p.Epoch > f.Epoch {
+				// The shard came back here after a failover took it: this
+				// incarnation relays its own grabs again.
+				g.cfg.Node.SetRelayCeiling(f.Item, f.Shard, 0)
+				continue
+			}
 			if f.Node == g.cfg.Self.ID && f.Item == cfg.Item {
 				// Taken from this node by a forced move: its grabs from
 				// f.Seq on are not the shard's any more.
@@ -354,8 +377,13 @@ func (g *Grid) reconcile(v *view, cfg engine.ItemConfig) {
 func (g *Grid) valid() bool { return g.cfg.Valid == nil || g.cfg.Valid(time.Now()) }
 
 // activate starts a shard placed here. At a later epoch than the local
-// store holds, it starts from the snapshot its last owner handed over.
+// store holds, it starts from the snapshot its last owner handed over, or,
+// with a replicated journal, from the journal (activateJournaled).
 func (g *Grid) activate(cfg engine.ItemConfig, p fence.Placement) {
+	if g.cfg.Journal != nil {
+		g.activateJournaled(cfg, p)
+		return
+	}
 	var snap *engine.ShardSnapshot
 	if p.Epoch > 1 && g.cfg.Snapshots != nil {
 		ctx, cancel := g.ctx()
@@ -379,21 +407,29 @@ func (g *Grid) activate(cfg engine.ItemConfig, p fence.Placement) {
 		}
 		activate = g.cfg.Node.ActivateForced
 	}
-	if !g.cfg.Node.SeqsGranted(cfg.Item, p.Shard, p.Epoch) {
-		// A first block of grab sequences before the shard sells (it asks
-		// for more itself): without one it would answer 503.
-		limit, err := g.extendSeqs(cfg.Item, p.Shard, p.Epoch, 0)
-		if err != nil {
-			g.log.Warn("grid: grant grab sequences", "item", cfg.Item, "shard", p.Shard, "epoch", p.Epoch, "err", err)
-			return
-		}
-		g.cfg.Node.GrantSeqs(cfg.Item, p.Shard, p.Epoch, limit)
+	if !g.grantFirstSeqs(cfg, p) {
+		return
 	}
 	if err := activate(cfg.Item, p.Shard, p.Epoch, snap); err != nil && !errors.Is(err, actors.ErrActive) {
 		g.log.Warn("grid: activate shard", "item", cfg.Item, "shard", p.Shard, "epoch", p.Epoch, "err", err)
 		return
 	}
 	g.log.Debug("grid: shard active", "item", cfg.Item, "shard", p.Shard, "epoch", p.Epoch)
+}
+
+// grantFirstSeqs gives the shard a first block of grab sequences before it
+// sells (it asks for more itself): without one it would answer 503.
+func (g *Grid) grantFirstSeqs(cfg engine.ItemConfig, p fence.Placement) bool {
+	if g.cfg.Node.SeqsGranted(cfg.Item, p.Shard, p.Epoch) {
+		return true
+	}
+	limit, err := g.extendSeqs(cfg.Item, p.Shard, p.Epoch, 0)
+	if err != nil {
+		g.log.Warn("grid: grant grab sequences", "item", cfg.Item, "shard", p.Shard, "epoch", p.Epoch, "err", err)
+		return false
+	}
+	g.cfg.Node.GrantSeqs(cfg.Item, p.Shard, p.Epoch, limit)
+	return true
 }
 
 // handOver moves a shard this node runs to p.To: stop selling, give back
@@ -433,8 +469,8 @@ func (g *Grid) handOver(cfg engine.ItemConfig, p fence.Placement) {
 
 func (g *Grid) handOverSteps(cfg engine.ItemConfig, p fence.Placement) error {
 	n := g.cfg.Node
-	if g.cfg.Snapshots == nil {
-		return errors.New("no snapshot store (--redis): a shard cannot move")
+	if g.cfg.Snapshots == nil && g.cfg.Journal == nil {
+		return errors.New("no snapshot store (--redis) and no journal: a shard cannot move")
 	}
 	if p.Shard == 0 {
 		n.DeactivatePool(cfg.Item)
@@ -447,8 +483,10 @@ func (g *Grid) handOverSteps(cfg engine.ItemConfig, p fence.Placement) error {
 	}
 	ctx, cancel := g.ctx()
 	defer cancel()
-	if err := g.cfg.Snapshots.SaveSnapshot(ctx, snap); err != nil && !errors.Is(err, persistence.ErrStaleSnapshot) {
-		return fmt.Errorf("final snapshot: %w", err)
+	if g.cfg.Snapshots != nil {
+		if err := g.cfg.Snapshots.SaveSnapshot(ctx, snap); err != nil && !errors.Is(err, persistence.ErrStaleSnapshot) {
+			return fmt.Errorf("final snapshot: %w", err)
+		}
 	}
 	if _, err := g.cfg.Fence.Move(ctx, cfg.Item, p.Shard, g.cfg.Self.ID, p.To); err != nil {
 		return fmt.Errorf("move in etcd: %w", err)

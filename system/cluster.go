@@ -56,6 +56,13 @@ type ClusterConfig struct {
 	SnapshotInterval time.Duration
 	// SecondActivation is a test hook (grid.Config.SecondActivation).
 	SecondActivation string
+	// Journal: every commit round of a shard is appended to the shards'
+	// replicated journal on the cluster's NATS (Config.NATSURL) before its
+	// 201, and a lost node's shards fail over to the live ones by
+	// themselves (grid/failover.go). JournalReplicas is the JOURNAL
+	// stream's copies (0: 1; 3 over a three-server NATS cluster).
+	Journal         bool
+	JournalReplicas int
 }
 
 // cluster is a node's membership: its etcd client and its current lease,

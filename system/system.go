@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/seckill/seckill/actors"
 	"github.com/seckill/seckill/bus"
 	"github.com/seckill/seckill/engine"
@@ -112,6 +113,8 @@ type System struct {
 	closed    bool
 	obs       observed
 	node      string // the cluster node's name, "" on a single node
+	// journalConn is the replicated journal's NATS connection (nil without).
+	journalConn *nats.Conn
 }
 
 // Open starts a node as cfg says. On error, whatever it had opened is
@@ -160,8 +163,17 @@ func (s *System) open(cfg Config) error {
 			opts.OnClose = s.snap.final
 			snaps = s.snap.snaps
 		}
+		var journal *bus.Journal
+		if cfg.Cluster.Journal {
+			if cfg.NATSURL == "" {
+				return errors.New("cluster: the replicated journal needs the cluster's NATS (--nats)")
+			}
+			if journal, s.journalConn, err = openJournal(cfg.NATSURL, cfg.Cluster.Node, cfg.NATSAuth, cfg.Cluster.JournalReplicas); err != nil {
+				return err
+			}
+		}
 		s.grid = grid.New(grid.Config{Self: s.clu.info, Fence: s.clu.store, Snapshots: snaps, Logger: s.log, Valid: s.clu.valid,
-			LeaseID: s.clu.leaseID, SecondActivation: cfg.Cluster.SecondActivation})
+			LeaseID: s.clu.leaseID, SecondActivation: cfg.Cluster.SecondActivation, Journal: journal})
 		// A node confirms only under a valid lease and once it has read
 		// etcd's placement under that lease (grid.Current).
 		g := s.grid
@@ -407,6 +419,9 @@ func (s *System) stop() error {
 	if s.Node != nil {
 		// With snapshots, Close writes the last ones (OnClose).
 		errs = append(errs, s.Node.Close())
+	}
+	if s.journalConn != nil {
+		s.journalConn.Close() // after the node: its last rounds append
 	}
 	if s.tr != nil {
 		s.tr.Close()

@@ -8,6 +8,7 @@ package main
 // made once the sale is over.
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -811,8 +812,11 @@ func (c *c3Cluster) checkOrderStores(sales ...*c3Sale) {
 // streamCopies counts how many times each grab id is in the GRABS stream
 // (a diagnosis: published twice, or delivered twice).
 func (c *c3Cluster) streamCopies() map[string]int {
-	w := watchNATS(c.t, c.natsURL, c.natsCreds)
-	_, si := w.info(c.t)
+	w := watchStream(c.t, c.natsURL, c.natsCreds) // cluster lanes have no "orders" consumer
+	si, err := w.str.Info(context.Background())
+	if err != nil {
+		c.t.Fatalf("stream info: %v", err)
+	}
 	out := map[string]int{}
 	for _, id := range w.grabIDsUpTo(c.t, si.State.LastSeq) {
 		out[id]++

@@ -880,7 +880,18 @@ type natsWatch struct {
 
 // watchNATS connects to url with the key in creds and waits for the GRABS
 // stream and the orders consumer to exist.
+// watchStream is watchNATS without the orders consumer: GRABS alone.
+func watchStream(t *testing.T, url, creds string) *natsWatch {
+	t.Helper()
+	return watchNATSConsumer(t, url, creds, false)
+}
+
 func watchNATS(t *testing.T, url, creds string) *natsWatch {
+	t.Helper()
+	return watchNATSConsumer(t, url, creds, true)
+}
+
+func watchNATSConsumer(t *testing.T, url, creds string, withConsumer bool) *natsWatch {
 	t.Helper()
 	auth, err := bus.ClientAuth{CredsFile: creds}.Options()
 	if err != nil {
@@ -900,7 +911,7 @@ func watchNATS(t *testing.T, url, creds string) *natsWatch {
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), httpRequestTimeout)
 		w.str, err = js.Stream(ctx, bus.StreamGrabs)
-		if err == nil {
+		if err == nil && withConsumer {
 			w.cons, err = js.Consumer(ctx, bus.StreamGrabs, bus.ConsumerOrders)
 		}
 		cancel()

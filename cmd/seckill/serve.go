@@ -35,6 +35,7 @@ func serve(ctx context.Context, args []string) error {
 	etcd := fs.String("etcd", envOr("SECKILL_ETCD", "http://127.0.0.1:2379"), "etcd endpoints with --cluster, comma-separated (env SECKILL_ETCD)")
 	peer := fs.String("peer", envOr("SECKILL_PEER", "127.0.0.1:7946"), "this node's peer address HOST:PORT with --cluster: advertised in etcd, where the other nodes reach it (protoactor remote), and the source address it dials etcd and Redis from (env SECKILL_PEER)")
 	redisURL := fs.String("redis", envOr("SECKILL_REDIS", ""), "with --cluster: Redis (redis://HOST:PORT) for shard snapshots, written in the background, on SIGTERM and on every move; empty: none, and shards cannot move (env SECKILL_REDIS)")
+	journal := fs.Bool("journal", envOr("SECKILL_JOURNAL", "1") != "0", "with --cluster and --nats: append every commit round to the shards' replicated journal on that NATS before its 201, and fail a lost node's shards over to the live nodes by themselves (env SECKILL_JOURNAL=0 turns it off)")
 	natsAuth := natsAuthFlags(fs)
 	snapEvery := fs.Duration("snapshot-interval", system.DefaultSnapshotInterval, "with --redis: how often changed shards are snapshotted")
 	adminHTTP := fs.String("admin-http", envOr("SECKILL_ADMIN_HTTP", ""), "serve the admin API on its own listener ADDR (the --http one then answers it 404); with --cluster the other nodes call this one (env SECKILL_ADMIN_HTTP)")
@@ -68,7 +69,7 @@ func serve(ctx context.Context, args []string) error {
 			return err
 		}
 		clu = &system.ClusterConfig{Node: name, Etcd: strings.Split(*etcd, ","), Peer: *peer,
-			Redis: *redisURL, SnapshotInterval: *snapEvery,
+			Redis: *redisURL, SnapshotInterval: *snapEvery, Journal: *journal && *natsURL != "",
 			// A test hook, left out of --help: the fault tests start a
 			// second activation of one shard with it.
 			SecondActivation: os.Getenv("SECKILL_TEST_SECOND_ACTIVATION")}

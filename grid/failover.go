@@ -1,0 +1,125 @@
+package grid
+
+import (
+	"errors"
+	"slices"
+
+	"github.com/seckill/seckill/actors"
+	"github.com/seckill/seckill/engine"
+	"github.com/seckill/seckill/fence"
+)
+
+// Failover, with a replicated journal. How a shard leaves a lost node:
+//
+//  1. etcd expires the node's lease (fence.LeaseTTL after its last
+//     keep-alive): its member key goes, and every live node's layout watch
+//     fires.
+//  2. Each live node's refresh sees shards placed on a node without a
+//     lease and picks an heir for each (the live, undrained node with the
+//     fewest shards); fence.Failover names it at epoch+1 by a
+//     compare-and-swap, so one decision wins and the rest are ErrStale.
+//  3. The heir's refresh activates the shard (activateJournaled): a takeover
+//     marker in the shard's journal fences every earlier incarnation, and
+//     the journal folded up to it is the shard's state, with every grab,
+//     buyer, key and unit the lost node confirmed. Buyers' retries reach
+//     the heir, and replays of their keys find their grabs.
+//  4. If the lost node comes back (restarted, resumed, healed), it holds
+//     a new lease: it sees the shard placed elsewhere and stops it; any
+//     round it still appends is refused by the journal (its marker is not
+//     the last), so it confirms nothing; and its relay publishes none of
+//     the shard's grabs (fence.Forced.Journaled), which the heir relays.
+//
+// Cooperative moves and drains go through the same activation: the old
+// owner gives back its units and stops, the new one takes over the journal.
+
+// activateJournaled starts a shard placed here from its journal.
+func (g *Grid) activateJournaled(cfg engine.ItemConfig, p fence.Placement) {
+	ctx, cancel := g.ctx()
+	tk, err := g.cfg.Journal.Takeover(ctx, cfg, p.Shard, p.Epoch, g.cfg.Self.ID)
+	cancel()
+	for _, r := range tk.Refused {
+		g.log.Error("grid: journal entry refused, not applied", "item", cfg.Item, "shard", p.Shard, "err", r)
+	}
+	if err != nil {
+		g.log.Warn("grid: journal takeover", "item", cfg.Item, "shard", p.Shard, "epoch", p.Epoch, "err", err)
+		return
+	}
+	if !g.grantFirstSeqs(cfg, p) {
+		return
+	}
+	// The grabs the local store lacks are relayed from here when their
+	// maker cannot relay them: it is lost (a failover), or it is this node
+	// and they reached the journal but not its store before a crash.
+	relayAdopted := p.Failover || tk.Prev == g.cfg.Self.ID
+	if err := g.cfg.Node.ActivateJournaled(cfg.Item, p.Shard, p.Epoch, tk.Snap, tk.At, relayAdopted); err != nil && !errors.Is(err, actors.ErrActive) {
+		g.log.Warn("grid: activate shard", "item", cfg.Item, "shard", p.Shard, "epoch", p.Epoch, "err", err)
+		return
+	}
+	g.log.Info("grid: shard taken over from its journal", "item", cfg.Item, "shard", p.Shard, "epoch", p.Epoch,
+		"next_seq", tk.Snap.Counters.NextSeq, "sold", tk.Snap.Counters.Sold, "prev", tk.Prev)
+}
+
+// failover places every shard of a node without a lease on a live node.
+// It reports whether it moved any.
+func (g *Grid) failover(v *view) bool {
+	if g.cfg.Journal == nil || !g.valid() {
+		return false
+	}
+	load := map[string]int{}
+	var heirs []string
+	for id := range v.peers {
+		if !v.draining[id] {
+			heirs = append(heirs, id)
+			load[id] = 0
+		}
+	}
+	if len(heirs) == 0 {
+		return false
+	}
+	slices.Sort(heirs)
+	for _, ps := range v.placement {
+		for _, p := range ps {
+			if _, ok := load[p.Node]; ok {
+				load[p.Node]++
+			}
+		}
+	}
+	moved := false
+	for _, item := range sortedItems(v) {
+		for _, p := range v.placement[item] {
+			if _, alive := v.peers[p.Node]; alive || p.State == fence.Frozen {
+				continue
+			}
+			to := heirs[0]
+			for _, h := range heirs[1:] {
+				if load[h] < load[to] {
+					to = h
+				}
+			}
+			ctx, cancel := g.ctx()
+			np, err := g.cfg.Fence.Failover(ctx, item, p.Shard, p.Node, to)
+			cancel()
+			switch {
+			case err == nil:
+				load[to]++
+				moved = true
+				g.log.Warn("grid: failover: shard of a lost node placed on a live one", "item", item, "shard", p.Shard,
+					"from", p.Node, "to", to, "epoch", np.Epoch)
+			case errors.Is(err, fence.ErrStale), errors.Is(err, fence.ErrOwnerAlive):
+				// Another node decided first, or the owner is back.
+			default:
+				g.log.Warn("grid: failover", "item", item, "shard", p.Shard, "from", p.Node, "to", to, "err", err)
+			}
+		}
+	}
+	return moved
+}
+
+func sortedItems(v *view) []string {
+	items := make([]string, 0, len(v.placement))
+	for it := range v.placement {
+		items = append(items, it)
+	}
+	slices.Sort(items)
+	return items
+}

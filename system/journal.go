@@ -1,0 +1,50 @@
+package system
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/seckill/seckill/bus"
+)
+
+// JournalEnsureTimeout bounds the wait for the journal's stream at start: a
+// three-server NATS cluster elects its JetStream leader within seconds of
+// its third server; past this the node does not start.
+const JournalEnsureTimeout = 30 * time.Second
+
+// journalRetry is the pause between attempts to create the journal stream
+// while the NATS cluster is not ready.
+const journalRetry = 250 * time.Millisecond
+
+// openJournal connects to the cluster's NATS (its own connection: the
+// journal is on every commit round's path, the order pipeline is not) and
+// makes sure the JOURNAL stream exists with replicas copies.
+func openJournal(url, name string, auth bus.ClientAuth, replicas int) (*bus.Journal, *nats.Conn, error) {
+	nc, err := bus.Dial(url, name+"-journal", auth)
+	if err != nil {
+		return nil, nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), JournalEnsureTimeout)
+	defer cancel()
+	for {
+		j, err := bus.EnsureJournal(ctx, js, replicas)
+		if err == nil {
+			return j, nc, nil
+		}
+		select {
+		case <-ctx.Done():
+			nc.Close()
+			return nil, nil, fmt.Errorf("journal on %s (%d replicas): %w", url, replicas, err)
+		case <-time.After(journalRetry):
+		}
+	}
+}
