@@ -73,3 +73,24 @@ func TestNATSFlags(t *testing.T) {
 		t.Fatalf("defaults: %+v, %v", opts, err)
 	}
 }
+
+// TestNATSReplicasFlag: --nats-replicas is 1..bus.MaxReplicas, and more
+// than 1 only with an external --nats (the embedded server is alone).
+func TestNATSReplicasFlag(t *testing.T) {
+	for _, tc := range []struct {
+		n   int
+		url string
+		ok  bool
+	}{
+		{1, "", true},
+		{3, "nats://127.0.0.1:4222,nats://127.0.0.1:4223", true},
+		{bus.MaxReplicas, "nats://127.0.0.1:4222", true},
+		{3, "", false},
+		{0, "nats://127.0.0.1:4222", false},
+		{bus.MaxReplicas + 1, "nats://127.0.0.1:4222", false},
+	} {
+		if err := checkNATSReplicas(tc.n, tc.url); (err == nil) != tc.ok {
+			t.Errorf("%d replicas, --nats %q: %v", tc.n, tc.url, err)
+		}
+	}
+}

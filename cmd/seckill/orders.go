@@ -33,8 +33,12 @@ func runOrders(ctx context.Context, args []string) error {
 	node := fs.String("node", envOr("SECKILL_NODE", ""), "a cluster node whose lane of the stream to write (its relay's grabs); empty: a single node's stream. On a cluster, never run writers without --node beside the nodes' own: they would write orders the nodes write too (env SECKILL_NODE)")
 	dataDir := fs.String("data", envOr("SECKILL_DATA", "./data"), "the data directory of the node whose embedded NATS this dials: without --nats-creds, its <data>/nats/"+bus.CredsFile+" is presented when it exists (env SECKILL_DATA)")
 	auth := natsAuthFlags(fs)
+	replicas := natsReplicasFlag(fs)
 	logf := addLogFlags(fs)
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := checkNATSReplicas(*replicas, *natsURL); err != nil {
 		return err
 	}
 	if auth.CredsFile == "" {
@@ -63,7 +67,7 @@ func runOrders(ctx context.Context, args []string) error {
 	defer st.Close()
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := st.Ensure(ctx, bus.Config{Node: *node}, log); err != nil {
+	if err := st.Ensure(ctx, bus.Config{Node: *node, Replicas: *replicas}, log); err != nil {
 		return err
 	}
 	o := orders.New(nil, store, log)

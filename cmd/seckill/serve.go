@@ -36,11 +36,15 @@ func serve(ctx context.Context, args []string) error {
 	peer := fs.String("peer", envOr("SECKILL_PEER", "127.0.0.1:7946"), "this node's peer address HOST:PORT with --cluster: advertised in etcd, where the other nodes reach it (protoactor remote), and the source address it dials etcd and Redis from (env SECKILL_PEER)")
 	redisURL := fs.String("redis", envOr("SECKILL_REDIS", ""), "with --cluster: Redis (redis://HOST:PORT) for shard snapshots, written in the background, on SIGTERM and on every move; empty: none, and shards cannot move (env SECKILL_REDIS)")
 	natsAuth := natsAuthFlags(fs)
+	natsReplicas := natsReplicasFlag(fs)
 	snapEvery := fs.Duration("snapshot-interval", system.DefaultSnapshotInterval, "with --redis: how often changed shards are snapshotted")
 	adminHTTP := fs.String("admin-http", envOr("SECKILL_ADMIN_HTTP", ""), "serve the admin API on its own listener ADDR (the --http one then answers it 404); with --cluster the other nodes call this one (env SECKILL_ADMIN_HTTP)")
 	secFlags := addSecurityFlags(fs)
 	logf := addLogFlags(fs)
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := checkNATSReplicas(*natsReplicas, *natsURL); err != nil {
 		return err
 	}
 	security, err := secFlags.build(*httpAddr)
@@ -83,6 +87,7 @@ func serve(ctx context.Context, args []string) error {
 		NATSURL:       *natsURL,
 		NATSListen:    *natsListen,
 		NATSAuth:      *natsAuth,
+		NATSReplicas:  *natsReplicas,
 		NATSName:      "seckill",
 		OrderWriters:  *writers,
 		Logger:        log,
