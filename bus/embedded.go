@@ -86,9 +86,11 @@ type EmbeddedOptions struct {
 }
 
 // ClusterOptions join a server to a JetStream cluster over routes. Every
-// server lists the others' route URLs; JetStream elects its meta leader
-// once a majority of them are up, and a stream of R replicas stays
-// writable while a majority of its R servers are.
+// server lists the others' route URLs. A new cluster elects its first
+// JetStream meta leader only once every listed server is up (seen with
+// two of three: none in 40 s); from then on a majority keeps one, and a
+// stream of R replicas stays writable while a majority of its R servers
+// are up.
 //
 // The routes are on loopback only and authenticated with a user and a
 // password derived from the shared client seed (routes carry every
