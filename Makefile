@@ -13,9 +13,10 @@ run:
 build:
 	$(GO) build -o seckill ./cmd/seckill
 
-# cluster runs etcd, Redis, NATS and three nodes on 127.0.0.11-13 in the
-# foreground (scripts/cluster.sh says how to change the addresses); Ctrl-C
-# stops them all and removes CLUSTER_DIR unless KEEP=1.
+# cluster runs etcd, Redis, three clustered NATS servers and three nodes on
+# 127.0.0.11-13 in the foreground (scripts/cluster.sh says how to change the
+# addresses); a process that dies is reported and the rest keep running;
+# Ctrl-C stops them all and removes CLUSTER_DIR unless KEEP=1.
 cluster:
 	@exec env CLUSTER_DIR='$(CLUSTER_DIR)' GO='$(GO)' bash scripts/cluster.sh
 

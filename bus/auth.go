@@ -166,41 +166,72 @@ func (a ClientAuth) Options() ([]nats.Option, error) {
 // EmbeddedCreds returns the embedded server's client seed in storeDir,
 // generating and writing it (mode 0600) on the first start.
 func EmbeddedCreds(storeDir string) (nkeys.KeyPair, error) {
-	path := filepath.Join(storeDir, CredsFile)
-	c, err := ReadCreds(path)
-	switch {
-	case err == nil && c.Kind == CredsNkey:
-		return c.kp, nil
-	case err == nil:
-		return nil, fmt.Errorf("%s: not an nkey seed", path)
-	case !errors.Is(err, os.ErrNotExist):
-		return nil, err
+	return seedFile(filepath.Join(storeDir, CredsFile))
+}
+
+// seedFile returns the nkey user seed in path, generating and writing it
+// (mode 0600) when the file does not exist. Servers starting at once on
+// one file agree on one seed: each writes a whole file aside and links it
+// into place, and the losers read the winner's.
+func seedFile(path string) (nkeys.KeyPair, error) {
+	for range 2 {
+		c, err := ReadCreds(path)
+		switch {
+		case err == nil && c.Kind == CredsNkey:
+			return c.kp, nil
+		case err == nil:
+			return nil, fmt.Errorf("%s: not an nkey seed", path)
+		case !errors.Is(err, os.ErrNotExist):
+			return nil, err
+		}
+		err = writeSeed(path)
+		if err != nil && !errors.Is(err, os.ErrExist) {
+			return nil, fmt.Errorf("nats credentials: %w", err)
+		}
 	}
+	return nil, fmt.Errorf("nats credentials %s: created and gone", path)
+}
+
+// writeSeed writes a new seed to path; os.ErrExist when path exists.
+func writeSeed(path string) error {
 	kp, err := nkeys.CreateUser()
 	if err != nil {
-		return nil, fmt.Errorf("nats credentials: %w", err)
+		return err
 	}
 	seed, err := kp.Seed()
 	if err != nil {
-		return nil, err
+		return err
 	}
-	if err := os.MkdirAll(storeDir, 0o700); err != nil {
-		return nil, fmt.Errorf("nats credentials: %w", err)
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
 	}
-	body := fmt.Sprintf("# seckill: the client key of the NATS server storing in this directory (pass it with --nats-creds)\n"+
-		"-----BEGIN USER NKEY SEED-----\n%s\n------END USER NKEY SEED------\n", seed)
-	// O_EXCL: two processes starting on one directory do not overwrite
-	// each other's seed (the loser fails and is started again).
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*") // mode 0600
 	if err != nil {
-		return nil, fmt.Errorf("nats credentials: %w", err)
+		return err
 	}
+	defer os.Remove(f.Name())
+	body := fmt.Sprintf("# seckill: the client key of the NATS server(s) it was given to (pass it with --nats-creds)\n"+
+		"-----BEGIN USER NKEY SEED-----\n%s\n------END USER NKEY SEED------\n", seed)
 	if _, err := f.WriteString(body); err != nil {
 		f.Close()
-		return nil, fmt.Errorf("nats credentials: %w", err)
+		return err
 	}
 	if err := errors.Join(f.Sync(), f.Close()); err != nil {
-		return nil, fmt.Errorf("nats credentials: %w", err)
+		return err
 	}
-	return kp, nil
+	// A link, unlike a rename, fails when path exists.
+	if err := os.Link(f.Name(), path); err != nil {
+		return err
+	}
+	return syncDir(dir)
+}
+
+// syncDir makes a new directory entry durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	return errors.Join(d.Sync(), d.Close())
 }

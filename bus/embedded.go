@@ -1,13 +1,19 @@
 package bus
 
 import (
+	"cmp"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"net/url"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -38,13 +44,234 @@ const (
 	PingInterval = 5 * time.Second
 )
 
+// Cluster settings.
+const (
+	// DefaultClusterName is the JetStream cluster's name when none is given.
+	DefaultClusterName = "seckill"
+	// routeUser is the user every server of a cluster presents on the
+	// route port; the password is derived from the shared client seed.
+	routeUser = "seckill-route"
+	// routeKeyLabel makes the route password a value of its own, not one a
+	// client could be asked to sign.
+	routeKeyLabel = "seckill nats route password v1"
+)
+
+// ErrNotLoopback refuses a route listener or route URL off loopback: the
+// route port has no TLS yet, and a route is trusted with every account.
+var ErrNotLoopback = errors.New("not a loopback address (127.0.0.0/8, ::1 or localhost)")
+
+// EmbeddedOptions say how StartEmbeddedWith runs a server. The zero values
+// of the optional fields are what StartEmbedded does.
+type EmbeddedOptions struct {
+	// StoreDir holds the streams; required.
+	StoreDir string
+	// Listen is the client listener, "host:port" (port 0: any free port);
+	// "" opens none: in-process clients only. A listening server admits
+	// only the nkey in CredsFile.
+	Listen string
+	// CredsFile is the client nkey seed file; "" is <StoreDir>/client.nk.
+	// It is generated when missing. The servers of a cluster share one, so
+	// that a client holding it may connect to any of them.
+	CredsFile string
+	// Name is the server's name, unique in its cluster; "" is the server's
+	// generated ID, which changes at every start. Required with Cluster.
+	Name string
+	// SyncAlways fsyncs every stream write (and, clustered, every Raft log
+	// append) before it is acknowledged; otherwise the server fsyncs every
+	// SyncInterval (0: the package's SyncInterval).
+	SyncAlways   bool
+	SyncInterval time.Duration
+	// Cluster, when set, joins the server to a JetStream cluster.
+	Cluster *ClusterOptions
+}
+
+// ClusterOptions join a server to a JetStream cluster over routes. Every
+// server lists the others' route URLs. A new cluster elects its first
+// JetStream meta leader only once every listed server is up (seen with
+// two of three: none in 40 s); from then on a majority keeps one, and a
+// stream of R replicas stays writable while a majority of its R servers
+// are up.
+//
+// The routes are on loopback only and authenticated with a user and a
+// password derived from the shared client seed (routes carry every
+// account's traffic, so a stranger on the route port would bypass the
+// client key); whoever holds the seed may join as a route.
+type ClusterOptions struct {
+	// Name is the cluster's name, the same on every server; "" is
+	// DefaultClusterName.
+	Name string
+	// Listen is the route listener, "host:port" on loopback (port 0: any
+	// free port).
+	Listen string
+	// Routes are the other servers' route listeners as
+	// nats-route://host:port, on loopback. A server's own address may be
+	// among them (the server ignores a route to itself).
+	Routes []string
+}
+
+// Validate reports what is wrong with o before anything starts.
+func (o EmbeddedOptions) Validate() error {
+	if o.StoreDir == "" {
+		return errors.New("empty store dir")
+	}
+	if o.Listen != "" {
+		if _, _, err := hostPort(o.Listen); err != nil {
+			return fmt.Errorf("listen %q: %w", o.Listen, err)
+		}
+	}
+	if o.SyncInterval < 0 {
+		return fmt.Errorf("sync interval %s", o.SyncInterval)
+	}
+	if strings.ContainsAny(o.Name, " \t\n") {
+		return fmt.Errorf("server name %q has white space", o.Name)
+	}
+	if o.Cluster == nil {
+		return nil
+	}
+	c := o.Cluster
+	switch {
+	case o.Name == "":
+		return errors.New("a cluster needs a server name")
+	case o.Listen == "":
+		return errors.New("a cluster needs a client listener")
+	case strings.ContainsAny(c.Name, " \t\n"):
+		return fmt.Errorf("cluster name %q has white space", c.Name)
+	case c.Listen == "":
+		return errors.New("a cluster needs a route listener")
+	case len(c.Routes) == 0:
+		return errors.New("a cluster needs the routes of the other servers")
+	}
+	host, _, err := hostPort(c.Listen)
+	if err != nil {
+		return fmt.Errorf("cluster listen %q: %w", c.Listen, err)
+	}
+	if !loopback(host) {
+		return fmt.Errorf("cluster listen %q: %w", c.Listen, ErrNotLoopback)
+	}
+	for _, r := range c.Routes {
+		if _, err := routeURL(r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// serverOptions builds the nats-server options of a valid o, and loads
+// (or creates) the client key when the server listens.
+func (o EmbeddedOptions) serverOptions() (*server.Options, nkeys.KeyPair, error) {
+	opts := &server.Options{
+		JetStream:    true,
+		StoreDir:     o.StoreDir,
+		ServerName:   o.Name,
+		NoSigs:       true, // the host process owns the signals
+		SyncInterval: cmp.Or(o.SyncInterval, SyncInterval),
+		SyncAlways:   o.SyncAlways,
+		DontListen:   o.Listen == "",
+	}
+	if o.Listen == "" {
+		return opts, nil, nil
+	}
+	kp, err := seedFile(o.credsPath())
+	if err != nil {
+		return nil, nil, err
+	}
+	pub, err := kp.PublicKey()
+	if err != nil {
+		return nil, nil, err
+	}
+	opts.Nkeys = []*server.NkeyUser{{Nkey: pub}}
+	if opts.Host, opts.Port, err = hostPort(o.Listen); err != nil {
+		return nil, nil, err
+	}
+	if c := o.Cluster; c != nil {
+		user, pass, err := routeAuth(kp)
+		if err != nil {
+			return nil, nil, err
+		}
+		opts.Cluster = server.ClusterOpts{Name: cmp.Or(c.Name, DefaultClusterName), Username: user, Password: pass}
+		if opts.Cluster.Host, opts.Cluster.Port, err = hostPort(c.Listen); err != nil {
+			return nil, nil, err
+		}
+		for _, r := range c.Routes {
+			u, err := routeURL(r)
+			if err != nil {
+				return nil, nil, err
+			}
+			u.User = url.UserPassword(user, pass)
+			opts.Routes = append(opts.Routes, u)
+		}
+	}
+	return opts, kp, nil
+}
+
+func (o EmbeddedOptions) credsPath() string {
+	return cmp.Or(o.CredsFile, filepath.Join(o.StoreDir, CredsFile))
+}
+
+// hostPort splits "host:port" into what server.Options takes: port 0 (any
+// free port) becomes server.RANDOM_PORT, since the server reads 0 as its
+// default port.
+func hostPort(addr string) (string, int, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, err
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil || p < 0 || p > 65535 {
+		return "", 0, fmt.Errorf("bad port %q", port)
+	}
+	if p == 0 {
+		p = server.RANDOM_PORT
+	}
+	return host, p, nil
+}
+
+// routeURL parses a route URL and checks it is on loopback.
+func routeURL(s string) (*url.URL, error) {
+	u, err := url.Parse(s)
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("route %q: %w", s, err)
+	case u.Scheme != "nats-route" || u.Port() == "" || u.User != nil || (u.Path != "" && u.Path != "/"):
+		return nil, fmt.Errorf("route %q: want nats-route://host:port", s)
+	case !loopback(u.Hostname()):
+		return nil, fmt.Errorf("route %q: %w", s, ErrNotLoopback)
+	}
+	return u, nil
+}
+
+// loopback reports whether host is a loopback IP or "localhost"; "" and
+// unspecified addresses (every interface) are not.
+func loopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// routeAuth derives the route user and password from the client seed the
+// servers share: an HMAC keyed with the seed, so the seed itself never
+// crosses the route wire.
+func routeAuth(kp nkeys.KeyPair) (user, pass string, err error) {
+	seed, err := kp.Seed()
+	if err != nil {
+		return "", "", err
+	}
+	mac := hmac.New(sha256.New, seed)
+	mac.Write([]byte(routeKeyLabel))
+	return routeUser, hex.EncodeToString(mac.Sum(nil)), nil
+}
+
 // Embedded is an in-process nats-server with JetStream, the default for a
-// single node.
+// single node, and what `seckill nats` runs, alone or as one server of a
+// JetStream cluster.
 type Embedded struct {
-	srv  *server.Server
-	addr *net.TCPAddr  // where it listens, nil when it does not
-	kp   nkeys.KeyPair // the one client key it admits; nil when it does not listen
-	dir  string
+	srv   *server.Server
+	addr  *net.TCPAddr  // where it listens, nil when it does not
+	kp    nkeys.KeyPair // the one client key it admits; nil when it does not listen
+	creds string        // the file holding kp's seed
+	route *net.TCPAddr  // its route listener, nil when not clustered
 
 	mu    sync.Mutex
 	conns []*nats.Conn // from Connect, drained at Shutdown
@@ -57,39 +284,19 @@ type Embedded struct {
 // the nkey in CredsPath (generated on the first start): no client, in
 // this process or another, connects without it.
 func StartEmbedded(storeDir, listen string) (*Embedded, error) {
-	if storeDir == "" {
-		return nil, errors.New("start nats: empty store dir")
+	return StartEmbeddedWith(EmbeddedOptions{StoreDir: storeDir, Listen: listen})
+}
+
+// StartEmbeddedWith starts a server as o says and waits until it takes
+// connections. A clustered server does not wait for its peers: its
+// JetStream answers once a meta leader is elected (MetaLeader).
+func StartEmbeddedWith(o EmbeddedOptions) (*Embedded, error) {
+	if err := o.Validate(); err != nil {
+		return nil, fmt.Errorf("start nats: %w", err)
 	}
-	opts := &server.Options{
-		JetStream:    true,
-		StoreDir:     storeDir,
-		NoSigs:       true, // the host process owns the signals
-		SyncInterval: SyncInterval,
-		DontListen:   listen == "",
-	}
-	var kp nkeys.KeyPair
-	if listen != "" {
-		var err error
-		if kp, err = EmbeddedCreds(storeDir); err != nil {
-			return nil, fmt.Errorf("start nats: %w", err)
-		}
-		pub, err := kp.PublicKey()
-		if err != nil {
-			return nil, fmt.Errorf("start nats: %w", err)
-		}
-		opts.Nkeys = []*server.NkeyUser{{Nkey: pub}}
-		host, port, err := net.SplitHostPort(listen)
-		if err != nil {
-			return nil, fmt.Errorf("start nats: listen %q: %w", listen, err)
-		}
-		p, err := strconv.Atoi(port)
-		if err != nil || p < 0 || p > 65535 {
-			return nil, fmt.Errorf("start nats: listen %q: bad port", listen)
-		}
-		if p == 0 {
-			p = server.RANDOM_PORT // the server reads 0 as its default, 4222
-		}
-		opts.Host, opts.Port = host, p
+	opts, kp, err := o.serverOptions()
+	if err != nil {
+		return nil, fmt.Errorf("start nats: %w", err)
 	}
 	ns, err := server.NewServer(opts)
 	if err != nil {
@@ -100,16 +307,20 @@ func StartEmbedded(storeDir, listen string) (*Embedded, error) {
 	if !ns.ReadyForConnections(StartTimeout) {
 		ns.Shutdown()
 		ns.WaitForShutdown()
-		return nil, fmt.Errorf("start nats: not ready after %s (store %s, listen %q)", StartTimeout, storeDir, listen)
+		return nil, fmt.Errorf("start nats: not ready after %s (store %s, listen %q)", StartTimeout, o.StoreDir, o.Listen)
 	}
 	if !ns.JetStreamEnabled() {
 		ns.Shutdown()
 		ns.WaitForShutdown()
-		return nil, fmt.Errorf("start nats: JetStream did not start (store %s)", storeDir)
+		return nil, fmt.Errorf("start nats: JetStream did not start (store %s)", o.StoreDir)
 	}
-	e := &Embedded{srv: ns, kp: kp, dir: storeDir}
-	if listen != "" {
+	e := &Embedded{srv: ns, kp: kp}
+	if o.Listen != "" {
 		e.addr, _ = ns.Addr().(*net.TCPAddr)
+		e.creds = o.credsPath()
+	}
+	if o.Cluster != nil {
+		e.route = ns.ClusterAddr()
 	}
 	return e, nil
 }
@@ -128,13 +339,37 @@ func (e *Embedded) ClientURL() string {
 	return "nats://" + net.JoinHostPort(host, strconv.Itoa(e.addr.Port))
 }
 
+// ClusterURL is the URL the other servers of its cluster route to,
+// nats-route://host:port, "" when the server is not clustered.
+func (e *Embedded) ClusterURL() string {
+	if e.route == nil {
+		return ""
+	}
+	return "nats-route://" + e.route.String()
+}
+
+// Name is the server's name.
+func (e *Embedded) Name() string { return e.srv.Name() }
+
+// MetaLeader is the name of the server leading the JetStream cluster's
+// metadata, "" when there is none (no quorum yet, or an election under
+// way) or the server is not clustered. Streams can be created only while
+// there is one.
+func (e *Embedded) MetaLeader() string {
+	if !e.srv.JetStreamIsClustered() {
+		return ""
+	}
+	info, err := e.srv.Jsz(&server.JSzOptions{})
+	if err != nil || info.Meta == nil {
+		return ""
+	}
+	return info.Meta.Leader
+}
+
 // CredsPath is the file holding the key clients must present, "" when the
 // server does not listen (and admits only in-process clients).
 func (e *Embedded) CredsPath() string {
-	if e.kp == nil {
-		return ""
-	}
-	return filepath.Join(e.dir, CredsFile)
+	return e.creds
 }
 
 // Connect opens an in-process connection (no socket). Shutdown drains it.

@@ -2,6 +2,7 @@ package bus
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -21,6 +22,8 @@ const (
 	// MaxStreamMsgSize bounds a GRABS message, body and headers: a poison
 	// message from a foreign publisher cannot be large.
 	MaxStreamMsgSize = 2 * MaxGrabMsgSize
+	// MaxReplicas is the most copies of a stream JetStream keeps.
+	MaxReplicas = 5
 	// copierAckWait gives a copier time to fetch, publish and ack one
 	// advisory before another copier is handed it.
 	copierAckWait = 30 * time.Second
@@ -55,6 +58,12 @@ type Config struct {
 	// Node is the cluster node whose order writers' consumer to ensure
 	// (ConsumerFor); "" on one node.
 	Node string
+	// Replicas is how many servers of a JetStream cluster keep each
+	// stream (0: 1). More than 1 needs a clustered server. It is a floor:
+	// Ensure raises a stream's replicas to it but never lowers them, so a
+	// process started without it (an order writer) cannot scale a
+	// cluster's streams down; scaling down is an operator's act.
+	Replicas int
 }
 
 // withDefaults fills in the zero fields and checks the rest.
@@ -67,6 +76,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.DuplicateWindow == 0 {
 		c.DuplicateWindow = DefaultDuplicateWindow
+	}
+	if c.Replicas == 0 {
+		c.Replicas = 1
 	}
 	if c.AckWait == 0 {
 		c.AckWait = DefaultBackOff()[0]
@@ -83,6 +95,8 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("ack wait %s differs from backoff[0] %s, which the server would use instead", c.AckWait, c.BackOff[0])
 	case c.AckWait < 0:
 		return c, fmt.Errorf("ack wait %s", c.AckWait)
+	case c.Replicas < 1 || c.Replicas > MaxReplicas:
+		return c, fmt.Errorf("replicas %d, want 1..%d", c.Replicas, MaxReplicas)
 	case c.DuplicateWindow < 0 || c.DuplicateWindow > GrabsMaxAge:
 		return c, fmt.Errorf("duplicate window %s, want up to %s", c.DuplicateWindow, GrabsMaxAge)
 	}
@@ -96,6 +110,8 @@ func (c Config) withDefaults() (Config, error) {
 
 // Ensure creates or updates GRABS, GRABS_DLQ, GRABS_ADVISORIES and their
 // consumers to match cfg. It is idempotent: every process calls it at start.
+// The consumers keep as many replicas as their stream (the server's
+// default for a durable consumer).
 func Ensure(ctx context.Context, js jetstream.JetStream, cfg Config) error {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
@@ -131,6 +147,9 @@ func Ensure(ctx context.Context, js jetstream.JetStream, cfg Config) error {
 		Discard:     jetstream.DiscardNew,
 	}}
 	for _, sc := range streams {
+		if sc.Replicas, err = replicasFloor(ctx, js, sc.Name, cfg.Replicas); err != nil {
+			return fmt.Errorf("ensure stream %s: %w", sc.Name, err)
+		}
 		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
 			return fmt.Errorf("ensure stream %s: %w", sc.Name, err)
 		}
@@ -163,6 +182,18 @@ func Ensure(ctx context.Context, js jetstream.JetStream, cfg Config) error {
 		}
 	}
 	return nil
+}
+
+// replicasFloor is want, or the stream's replicas when it exists with more.
+func replicasFloor(ctx context.Context, js jetstream.JetStream, name string, want int) (int, error) {
+	s, err := js.Stream(ctx, name)
+	switch {
+	case errors.Is(err, jetstream.ErrStreamNotFound):
+		return want, nil
+	case err != nil:
+		return 0, err
+	}
+	return max(want, s.CachedInfo().Config.Replicas), nil
 }
 
 // consumerPolicy is what a writer needs to know of the orders consumer to

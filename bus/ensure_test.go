@@ -50,6 +50,8 @@ func TestConfigRejects(t *testing.T) {
 		"zero backoff":                {BackOff: []time.Duration{time.Second, 0}, AckWait: time.Second},
 		"negative ack wait":           {BackOff: []time.Duration{}, AckWait: -time.Second},
 		"duplicate window past age":   {DuplicateWindow: GrabsMaxAge + 1},
+		"negative replicas":           {Replicas: -1},
+		"replicas over limit":         {Replicas: MaxReplicas + 1},
 	} {
 		if c, err := cfg.withDefaults(); err == nil {
 			t.Errorf("%s: accepted as %+v", name, c)

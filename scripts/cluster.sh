@@ -3,22 +3,32 @@
 #
 # It builds seckill, then starts etcd, redis-server (no persistence,
 # --protected-mode no: the nodes dial it from their own 127.0.0.1x address),
-# `seckill nats` (the cluster's shared stream) and three `seckill serve
-# --cluster` nodes, n1..n3 on 127.0.0.11..13 (HTTP :8080, peer :7946), with
-# one admin token. It prints the curl lines to try, then waits. Ctrl-C (or
-# SIGTERM) stops the nodes first (each drains and leaves etcd), then NATS,
-# Redis and etcd, and removes the data unless KEEP=1. If any of them dies on
-# its own, the script says which, shows the end of its log and stops the rest.
+# three `seckill nats` servers nats1..nats3 clustered into one JetStream
+# cluster (clients on 127.0.0.1:NATS_PORT..NATS_PORT+2, routes on
+# 127.0.0.1:NATS_ROUTE_PORT..+2, one client key for all three, fsync before
+# every ack), and three `seckill serve --cluster` nodes, n1..n3 on
+# 127.0.0.11..13 (HTTP :8080, peer :7946), with one admin token, which keep
+# their streams on all three NATS servers (--nats-replicas 3). It prints the
+# curl lines to try, then waits.
+#
+# Each process's pid is in CLUSTER_DIR/pids/NAME.pid (its own process
+# group), so that one can be killed to watch the rest fail over: when a
+# process dies on its own, the script says which, shows the end of its log
+# and keeps the others running. Ctrl-C (or SIGTERM) stops the nodes first
+# (each drains and leaves etcd), then NATS, Redis and etcd, and removes the
+# data unless KEEP=1.
 #
 # Everything lives under CLUSTER_DIR (default ./cluster-data): bin/, etcd/,
-# redis/, nats/, n1..n3/ and logs/. A directory kept with KEEP=1 is started
-# again as it was (same items, same node names).
+# redis/, nats/ (nats1..nats3 and the shared client.nk), n1..n3/, logs/ and
+# pids/. A directory kept with KEEP=1 is started again as it was (same
+# items, same node names).
 #
 # Settings (environment): CLUSTER_DIR, KEEP=1, GO (default go),
 # SECKILL_ADMIN_TOKEN (default: a random one), CLUSTER_IPS (default
 # "127.0.0.11 127.0.0.12 127.0.0.13"), HTTP_PORT (8080), PEER_PORT (7946),
 # ETCD_PORT (2379; etcd's peer port is the next one), REDIS_PORT (6379),
-# NATS_PORT (4222). Every address is on loopback.
+# NATS_PORT (4222, and the next two), NATS_ROUTE_PORT (6222, and the next
+# two). Every address is on loopback.
 set -euo pipefail
 
 GO=${GO:-go}
@@ -31,6 +41,8 @@ ETCD_PORT=${ETCD_PORT:-2379}
 ETCD_PEER_PORT=$((ETCD_PORT + 1))
 REDIS_PORT=${REDIS_PORT:-6379}
 NATS_PORT=${NATS_PORT:-4222}
+NATS_ROUTE_PORT=${NATS_ROUTE_PORT:-6222}
+NATS_SERVERS=3 # JetStream's R3: a majority (2) keeps the streams writable
 # READY_TIMEOUT bounds the wait for each process to be ready, in seconds;
 # STOP_TIMEOUT the wait for each to exit after SIGTERM before SIGKILL.
 READY_TIMEOUT=${READY_TIMEOUT:-60}
@@ -57,10 +69,12 @@ if [[ -e $CLUSTER_DIR ]]; then
 	fi
 	[[ -e $CLUSTER_DIR/$MARK && -d $CLUSTER_DIR/etcd ]] && say "starting again on the data kept in $CLUSTER_DIR"
 fi
-mkdir -p "$CLUSTER_DIR"/{bin,logs}
+mkdir -p "$CLUSTER_DIR"/{bin,logs,pids}
 touch "$CLUSTER_DIR/$MARK"
 CLUSTER_DIR=$(cd "$CLUSTER_DIR" && pwd)
 LOGS=$CLUSTER_DIR/logs
+PIDS_DIR=$CLUSTER_DIR/pids
+rm -f "$PIDS_DIR"/*.pid # a kept directory's are of processes long gone
 BIN=$CLUSTER_DIR/bin/seckill
 
 if [[ -z ${SECKILL_ADMIN_TOKEN:-} ]]; then
@@ -77,11 +91,20 @@ export SECKILL_ADMIN_TOKEN
 # stopping one stops all it may have started, and the terminal's Ctrl-C
 # reaches this script alone, which then stops them in order.
 set -m
-NAMES=() PIDS=()
+NAMES=() PIDS=() GONE=() # GONE[i]=1 once NAMES[i] has exited and was reported
 STOPPING=0
 
 alive() {
 	kill -0 "$1" 2>/dev/null && [[ $(ps -o stat= -p "$1" 2>/dev/null) != Z* ]]
+}
+
+# pid_of NAME: the pid of the process started as NAME.
+pid_of() {
+	local i
+	for i in "${!NAMES[@]}"; do
+		[[ ${NAMES[i]} == "$1" ]] && { echo "${PIDS[i]}"; return 0; }
+	done
+	return 1
 }
 
 # stop_one NAME PID: SIGTERM its group, SIGKILL after STOP_TIMEOUT.
@@ -98,6 +121,11 @@ stop_one() {
 	wait "$pid" 2>/dev/null || true
 }
 
+# show_log NAME: the end of NAME's log, indented.
+show_log() {
+	tail -n 20 "$LOGS/$1.log" | sed 's/^/    /'
+}
+
 cleanup() {
 	local code=${1:-0} i
 	((STOPPING)) && return
@@ -106,15 +134,17 @@ cleanup() {
 	set +m # no job notices while stopping
 	if ((${#PIDS[@]} > 0)); then
 		say "stopping: nodes first (each drains and leaves etcd), then NATS, Redis, etcd"
-		# started in the order etcd, redis, nats, nodes: stopped backwards
+		# started in the order etcd, redis, nats1..3, nodes: stopped
+		# backwards; one already gone is skipped (its pid may be reused)
 		for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
-			stop_one "${NAMES[i]}" "${PIDS[i]}"
+			((${GONE[i]:-0})) || stop_one "${NAMES[i]}" "${PIDS[i]}"
+			rm -f "$PIDS_DIR/${NAMES[i]}.pid"
 		done
 	fi
 	if [[ $KEEP == 1 ]]; then
 		say "kept $CLUSTER_DIR (data and logs); \`KEEP=1 make cluster\` starts it again, \`rm -r $CLUSTER_DIR\` forgets it"
 	else
-		rm -rf "$CLUSTER_DIR"/{bin,logs,etcd,redis,nats} "$CLUSTER_DIR"/n[0-9]* "$CLUSTER_DIR/admin.token"
+		rm -rf "$CLUSTER_DIR"/{bin,logs,pids,etcd,redis,nats} "$CLUSTER_DIR"/n[0-9]* "$CLUSTER_DIR/admin.token"
 		rm -f "$CLUSTER_DIR/$MARK"
 		rmdir "$CLUSTER_DIR" 2>/dev/null || true
 		say "stopped; removed $CLUSTER_DIR (KEEP=1 keeps it)"
@@ -126,32 +156,34 @@ trap 'cleanup 143' TERM
 trap 'cleanup 129' HUP
 trap 'cleanup $?' EXIT
 
-# start NAME CMD...: run CMD in the background, output to logs/NAME.log.
+# start NAME CMD...: run CMD in the background, output to logs/NAME.log,
+# its pid in pids/NAME.pid.
 start() {
 	local name=$1
 	shift
 	"$@" >"$LOGS/$name.log" 2>&1 </dev/null &
 	NAMES+=("$name") PIDS+=("$!")
+	echo "$!" >"$PIDS_DIR/$name.pid"
 }
 
 # ready NAME CHECK...: wait until CHECK succeeds, or fail if NAME died.
 ready() {
-	local name=$1 pid=${PIDS[${#PIDS[@]} - 1]} i
+	local name=$1 pid i
+	pid=$(pid_of "$name")
 	shift
 	for ((i = 0; i < READY_TIMEOUT * 10; i++)); do
 		if "$@" >/dev/null 2>&1; then
-			say "$name ready"
 			return 0
 		fi
 		if ! alive "$pid"; then
 			say "$name exited before it was ready; the end of $LOGS/$name.log:"
-			tail -n 20 "$LOGS/$name.log" | sed 's/^/    /'
+			show_log "$name"
 			exit 1
 		fi
 		sleep 0.1
 	done
 	say "$name not ready within ${READY_TIMEOUT}s; the end of $LOGS/$name.log:"
-	tail -n 20 "$LOGS/$name.log" | sed 's/^/    /'
+	show_log "$name"
 	exit 1
 }
 
@@ -165,38 +197,61 @@ start etcd etcd --name seckill-cluster --data-dir "$CLUSTER_DIR/etcd" \
 	--initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
 	--initial-cluster "seckill-cluster=http://127.0.0.1:$ETCD_PEER_PORT"
 ready etcd curl -fsS --max-time 1 "$ETCD_URL/health"
+say "etcd ready"
 
 mkdir -p "$CLUSTER_DIR/redis"
 start redis redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --protected-mode no \
 	--save '' --appendonly no --dir "$CLUSTER_DIR/redis"
 ready redis grep -q 'Ready to accept connections' "$LOGS/redis.log"
+say "redis ready"
 
-start nats "$BIN" nats --listen "127.0.0.1:$NATS_PORT" --dir "$CLUSTER_DIR/nats"
-ready nats grep -q '^seckill nats: listening' "$LOGS/nats.log"
+# Three NATS servers, each routing to the other two. They share one client
+# key (made by the first), so a node may connect to any of them.
+#
+# --sync always: a server fsyncs a write (its stream and its Raft log)
+# before it acknowledges it, so an ack means a majority has it on disk.
+# A SIGKILL of a server loses nothing either way (its writes are in the
+# page cache, which outlives the process); what `always` adds is that an
+# ack survives the power loss or OS crash of the machine(s) holding it,
+# here all three at once. The price, one fsync per message on each server,
+# is paid per batch: a relay puts many grabs in one message.
+NATS_URLS=() ROUTES=()
+for ((i = 0; i < NATS_SERVERS; i++)); do
+	NATS_URLS+=("nats://127.0.0.1:$((NATS_PORT + i))")
+	ROUTES+=("nats-route://127.0.0.1:$((NATS_ROUTE_PORT + i))")
+done
+NATS_CREDS=$CLUSTER_DIR/nats/client.nk
+for ((i = 0; i < NATS_SERVERS; i++)); do
+	name=nats$((i + 1)) others=()
+	for ((j = 0; j < NATS_SERVERS; j++)); do
+		((j == i)) || others+=("${ROUTES[j]}")
+	done
+	start "$name" "$BIN" nats --name "$name" --listen "127.0.0.1:$((NATS_PORT + i))" \
+		--dir "$CLUSTER_DIR/nats/$name" --creds "$NATS_CREDS" --sync always \
+		--cluster-listen "127.0.0.1:$((NATS_ROUTE_PORT + i))" --routes "$(IFS=,; echo "${others[*]}")"
+	ready "$name" grep -q '^seckill nats: listening' "$LOGS/$name.log"
+done
+# JetStream answers once the servers have elected a meta leader: the first
+# election of a new cluster needs all three up, later ones a majority.
+for ((i = 1; i <= NATS_SERVERS; i++)); do
+	ready "nats$i" grep -q '^seckill nats: JetStream meta leader' "$LOGS/nats$i.log"
+done
+say "nats1..nats$NATS_SERVERS ready: JetStream meta leader $(grep -h '^seckill nats: JetStream meta leader' "$LOGS/nats1.log" | tail -n 1 | awk '{print $NF}')"
+NATS_URL=$(IFS=,; echo "${NATS_URLS[*]}")
 
 FRONTS=()
 for i in "${!IPS[@]}"; do
 	node=n$((i + 1)) ip=${IPS[i]}
 	start "$node" "$BIN" serve --data "$CLUSTER_DIR/$node" --http "$ip:$HTTP_PORT" \
 		--cluster --node "$node" --etcd "$ETCD_URL" --peer "$ip:$PEER_PORT" \
-		--redis "redis://127.0.0.1:$REDIS_PORT" --nats "nats://127.0.0.1:$NATS_PORT" \
-		--nats-creds "$CLUSTER_DIR/nats/client.nk"
+		--redis "redis://127.0.0.1:$REDIS_PORT" --nats "$NATS_URL" \
+		--nats-creds "$NATS_CREDS" --nats-replicas "$NATS_SERVERS"
 	FRONTS+=("http://$ip:$HTTP_PORT")
 done
 for i in "${!IPS[@]}"; do
 	node=n$((i + 1))
-	# ready() watches the last process started: check each node's own pid
-	pid=${PIDS[${#PIDS[@]} - ${#IPS[@]} + i]}
-	for ((t = 0; ; t++)); do
-		grep -q '^seckill: serving' "$LOGS/$node.log" && { say "$node ready on ${FRONTS[i]}"; break; }
-		if ! alive "$pid"; then
-			say "$node exited before it was ready; the end of $LOGS/$node.log:"
-			tail -n 20 "$LOGS/$node.log" | sed 's/^/    /'
-			exit 1
-		fi
-		((t < READY_TIMEOUT * 10)) || { say "$node not ready within ${READY_TIMEOUT}s (see $LOGS/$node.log)"; exit 1; }
-		sleep 0.1
-	done
+	ready "$node" grep -q '^seckill: serving' "$LOGS/$node.log"
+	say "$node ready on ${FRONTS[i]}"
 done
 
 A=${FRONTS[0]} B=${FRONTS[1 % ${#FRONTS[@]}]} C=${FRONTS[2 % ${#FRONTS[@]}]}
@@ -204,8 +259,9 @@ LAST=n${#IPS[@]}
 cat <<EOF
 
 seckill cluster: ${#IPS[@]} nodes, fronts ${FRONTS[*]}
-  etcd $ETCD_URL, redis redis://127.0.0.1:$REDIS_PORT, nats nats://127.0.0.1:$NATS_PORT
-  data and logs in $CLUSTER_DIR (logs/*.log); admin token in $CLUSTER_DIR/admin.token
+  etcd $ETCD_URL, redis redis://127.0.0.1:$REDIS_PORT
+  nats $NATS_URL (nats1..nats$NATS_SERVERS, one JetStream cluster; streams R$NATS_SERVERS, fsync before ack)
+  data and logs in $CLUSTER_DIR (logs/*.log), pids in $PIDS_DIR; admin token in $CLUSTER_DIR/admin.token
 
 Try (in another terminal):
 
@@ -221,21 +277,31 @@ Try (in another terminal):
   curl -XPOST -H "Authorization: Bearer \$TOKEN" $A/admin/v1/cluster/nodes/n2/undrain
   curl -H "Authorization: Bearer \$TOKEN" $A/admin/v1/cluster/members
   curl -H "Authorization: Bearer \$TOKEN" $A/admin/v1/cluster/health
+  kill -9 \$(cat $PIDS_DIR/$LAST.pid)      # a node dies: this script says so, the rest go on
+  kill -9 \$(cat $PIDS_DIR/nats2.pid)   # a NATS server dies: the streams live on the other two
   SECKILL_ADMIN_TOKEN=\$TOKEN go run ./cmd/seckill bench --url $(IFS=,; echo "${FRONTS[*]}") --workload flash --users 20000 --stock 2000 --arrival 2s
 
 Ctrl-C stops the cluster$([[ $KEEP == 1 ]] && echo " and keeps $CLUSTER_DIR" || echo " and removes $CLUSTER_DIR (KEEP=1 keeps it)").
 EOF
 
-# Wait until a signal, or until one of them exits on its own.
+# Wait until a signal. A process that exits on its own is reported and the
+# others keep running, so that an operator can watch the cluster without
+# it; once none is left there is nothing to watch.
 set +m # every child is started: no job notices from here on
 while :; do
-	wait -n || true
+	wait -n 2>/dev/null || true # our own report, not bash's "Killed" line
 	((STOPPING)) && break
+	left=0
 	for i in "${!PIDS[@]}"; do
-		if ! alive "${PIDS[i]}"; then
-			say "${NAMES[i]} exited on its own; the end of $LOGS/${NAMES[i]}.log:"
-			tail -n 20 "$LOGS/${NAMES[i]}.log" | sed 's/^/    /'
-			exit 1
+		((${GONE[i]:-0})) && continue
+		if alive "${PIDS[i]}"; then
+			left=$((left + 1))
+			continue
 		fi
+		GONE[i]=1
+		rm -f "$PIDS_DIR/${NAMES[i]}.pid"
+		say "${NAMES[i]} (pid ${PIDS[i]}) exited on its own; the others keep running. The end of $LOGS/${NAMES[i]}.log:"
+		show_log "${NAMES[i]}"
 	done
+	((left > 0)) || { say "every process has exited"; exit 1; }
 done

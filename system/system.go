@@ -60,6 +60,9 @@ type Config struct {
 	NATSAuth bus.ClientAuth
 	// NATSName names this node's NATS connection.
 	NATSName string
+	// NATSReplicas, when set, is how many servers of the external NATS
+	// cluster keep each stream (bus.Config.Replicas).
+	NATSReplicas int
 	// OrderWriters is how many order writers run in this process (0:
 	// orders are written by `seckill orders` elsewhere).
 	OrderWriters int
@@ -329,6 +332,9 @@ func (s *System) openOrders(cfg Config) error {
 		ostore = cfg.WrapOrders(ostore)
 	}
 	busCfg := cfg.Bus
+	if cfg.NATSReplicas != 0 {
+		busCfg.Replicas = cfg.NATSReplicas
+	}
 	if cfg.Cluster != nil {
 		// This node's lane: its writers write the orders of the grabs it
 		// made (bus.GrabSubjectFrom).

@@ -22,7 +22,8 @@ commands:
              (--cluster: shards spread over the nodes etcd lists, fenced
              by leases and the pool ledger in etcd, moved through Redis)
   orders     run order writers in their own process
-  nats       run the embedded NATS server on its own (a cluster's shared stream)
+  nats       run the embedded NATS server on its own (a cluster's shared stream;
+             --cluster-listen --routes: one server of a JetStream cluster)
   reconcile  compare grabs, stream, orders and counters of a stopped node
   token      mint a buyer token (HS256) for --buyer-auth jwt: --user U --secret S [--ttl D]
   bench      measure seckill over HTTP beside a bare fasthttp handler

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 
@@ -18,6 +19,24 @@ func natsAuthFlags(fs *flag.FlagSet) *bus.ClientAuth {
 	fs.StringVar(&a.CertFile, "nats-tls-cert", envOr("SECKILL_NATS_TLS_CERT", ""), "PEM client certificate for mutual TLS with --nats, with --nats-tls-key (env SECKILL_NATS_TLS_CERT)")
 	fs.StringVar(&a.KeyFile, "nats-tls-key", envOr("SECKILL_NATS_TLS_KEY", ""), "PEM key of --nats-tls-cert (env SECKILL_NATS_TLS_KEY)")
 	return a
+}
+
+// natsReplicasFlag adds --nats-replicas: how many servers of a NATS
+// cluster keep each stream.
+func natsReplicasFlag(fs *flag.FlagSet) *int {
+	return fs.Int("nats-replicas", envInt("SECKILL_NATS_REPLICAS", 1), fmt.Sprintf("how many servers of the --nats JetStream cluster keep each stream, 1..%d: 3 survives the loss of one server; raised on existing streams, never lowered (env SECKILL_NATS_REPLICAS)", bus.MaxReplicas))
+}
+
+// checkNATSReplicas refuses a replica count the streams cannot have, and
+// replicas of the embedded server, which is not clustered.
+func checkNATSReplicas(n int, natsURL string) error {
+	switch {
+	case n < 1 || n > bus.MaxReplicas:
+		return fmt.Errorf("--nats-replicas %d, want 1..%d", n, bus.MaxReplicas)
+	case n > 1 && natsURL == "":
+		return fmt.Errorf("--nats-replicas %d needs --nats: the embedded NATS server is a single server", n)
+	}
+	return nil
 }
 
 // embeddedCreds is the credentials file a node's embedded server keeps in

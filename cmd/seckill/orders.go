@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,8 +11,10 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/seckill/seckill/bus"
 	"github.com/seckill/seckill/orders"
@@ -30,8 +33,12 @@ func runOrders(ctx context.Context, args []string) error {
 	node := fs.String("node", envOr("SECKILL_NODE", ""), "a cluster node whose lane of the stream to write (its relay's grabs); empty: a single node's stream. On a cluster, never run writers without --node beside the nodes' own: they would write orders the nodes write too (env SECKILL_NODE)")
 	dataDir := fs.String("data", envOr("SECKILL_DATA", "./data"), "the data directory of the node whose embedded NATS this dials: without --nats-creds, its <data>/nats/"+bus.CredsFile+" is presented when it exists (env SECKILL_DATA)")
 	auth := natsAuthFlags(fs)
+	replicas := natsReplicasFlag(fs)
 	logf := addLogFlags(fs)
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := checkNATSReplicas(*replicas, *natsURL); err != nil {
 		return err
 	}
 	if auth.CredsFile == "" {
@@ -60,7 +67,7 @@ func runOrders(ctx context.Context, args []string) error {
 	defer st.Close()
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := st.Ensure(ctx, bus.Config{Node: *node}, log); err != nil {
+	if err := st.Ensure(ctx, bus.Config{Node: *node, Replicas: *replicas}, log); err != nil {
 		return err
 	}
 	o := orders.New(nil, store, log)
@@ -143,23 +150,99 @@ func runReconcile(ctx context.Context, args []string) error {
 
 // runNATS runs the embedded NATS server on its own: the stream a cluster's
 // nodes share (`make cluster`), so that no node's death takes it along.
-// It admits only the key in <dir>/client.nk (generated on the first
-// start): give the nodes --nats-creds with that file.
+// It admits only the key in --creds (default <dir>/client.nk, generated
+// on the first start): give the nodes --nats-creds with that file. With
+// --cluster-listen and --routes it is one server of a JetStream cluster,
+// whose streams the nodes replicate with --nats-replicas.
 func runNATS(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("nats", flag.ContinueOnError)
-	listen := fs.String("listen", envOr("SECKILL_NATS_LISTEN", "127.0.0.1:4222"), "where the server listens (env SECKILL_NATS_LISTEN)")
-	dir := fs.String("dir", envOr("SECKILL_NATS_DIR", "./nats"), "the stream's store directory (env SECKILL_NATS_DIR)")
-	if err := fs.Parse(args); err != nil {
+	opts, err := natsFlags(args)
+	if err != nil {
 		return err
 	}
-	emb, err := bus.StartEmbedded(*dir, *listen)
+	emb, err := bus.StartEmbeddedWith(opts)
 	if err != nil {
 		return err
 	}
 	defer emb.Shutdown()
-	fmt.Printf("seckill nats: listening on %s, store %s, credentials %s\n", emb.ClientURL(), *dir, emb.CredsPath())
+	// The address line is what scripts and tests wait for.
+	fmt.Printf("seckill nats: listening on %s, store %s, credentials %s\n", emb.ClientURL(), opts.StoreDir, emb.CredsPath())
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if opts.Cluster != nil {
+		fmt.Printf("seckill nats: server %s of cluster %s, routes on %s to %s\n", emb.Name(),
+			cmp.Or(opts.Cluster.Name, bus.DefaultClusterName), emb.ClusterURL(), strings.Join(opts.Cluster.Routes, ","))
+		watchMetaLeader(ctx, emb)
+	}
 	<-ctx.Done()
 	return nil
+}
+
+// metaLeaderPoll is how often `seckill nats` looks at who leads the
+// JetStream cluster: a failover shows in its output within that.
+const metaLeaderPoll = 500 * time.Millisecond
+
+// watchMetaLeader prints every change of the JetStream cluster's meta
+// leader until ctx ends; the first leader's line is what scripts wait for.
+func watchMetaLeader(ctx context.Context, emb *bus.Embedded) {
+	t := time.NewTicker(metaLeaderPoll)
+	defer t.Stop()
+	last := ""
+	for {
+		if l := emb.MetaLeader(); l != last {
+			if l == "" {
+				fmt.Println("seckill nats: no JetStream meta leader (waiting for a majority of the servers)")
+			} else {
+				fmt.Printf("seckill nats: JetStream meta leader %s\n", l)
+			}
+			last = l
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// natsFlags parses `seckill nats`'s flags into the server's options and
+// checks them, before anything starts.
+func natsFlags(args []string) (bus.EmbeddedOptions, error) {
+	fs := flag.NewFlagSet("nats", flag.ContinueOnError)
+	listen := fs.String("listen", envOr("SECKILL_NATS_LISTEN", "127.0.0.1:4222"), "where the server listens for clients (env SECKILL_NATS_LISTEN)")
+	dir := fs.String("dir", envOr("SECKILL_NATS_DIR", "./nats"), "the stream's store directory (env SECKILL_NATS_DIR)")
+	creds := fs.String("creds", "", "the client nkey seed file the server admits, generated there when missing (default <dir>/"+bus.CredsFile+"); give every server of a cluster the same one")
+	name := fs.String("name", "", "this server's name, unique in its cluster (required with --cluster-listen)")
+	clusterListen := fs.String("cluster-listen", "", "join a JetStream cluster: the route listener HOST:PORT, on loopback only (with --name and --routes)")
+	routes := fs.String("routes", "", "the other servers' route listeners, nats-route://HOST:PORT, comma-separated, on loopback only")
+	clusterName := fs.String("cluster-name", bus.DefaultClusterName, "the cluster's name, the same on every server")
+	syncFlag := fs.String("sync", bus.SyncInterval.String(), "when streams are fsynced: always (before every ack) or an interval (an OS crash or power loss can lose the acks of the last one)")
+	if err := fs.Parse(args); err != nil {
+		return bus.EmbeddedOptions{}, err
+	}
+	if fs.NArg() > 0 {
+		return bus.EmbeddedOptions{}, fmt.Errorf("nats: unexpected arguments %q", fs.Args())
+	}
+	opts := bus.EmbeddedOptions{StoreDir: *dir, Listen: *listen, CredsFile: *creds, Name: *name}
+	switch {
+	case *syncFlag == "always":
+		opts.SyncAlways = true
+	default:
+		d, err := time.ParseDuration(*syncFlag)
+		if err != nil || d <= 0 {
+			return opts, fmt.Errorf("nats: --sync %q: want always or a positive duration", *syncFlag)
+		}
+		opts.SyncInterval = d
+	}
+	if *clusterListen != "" {
+		opts.Cluster = &bus.ClusterOptions{Name: *clusterName, Listen: *clusterListen}
+		if *routes != "" {
+			opts.Cluster.Routes = strings.Split(*routes, ",")
+		}
+	} else if *routes != "" {
+		return opts, errors.New("nats: --routes needs --cluster-listen")
+	}
+	if err := opts.Validate(); err != nil {
+		return opts, fmt.Errorf("nats: %w", err)
+	}
+	return opts, nil
 }

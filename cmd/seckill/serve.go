@@ -37,11 +37,15 @@ func serve(ctx context.Context, args []string) error {
 	redisURL := fs.String("redis", envOr("SECKILL_REDIS", ""), "with --cluster: Redis (redis://HOST:PORT) for shard snapshots, written in the background, on SIGTERM and on every move; empty: none, and shards cannot move (env SECKILL_REDIS)")
 	journal := fs.Bool("journal", envOr("SECKILL_JOURNAL", "1") != "0", "with --cluster and --nats: append every commit round to the shards' replicated journal on that NATS before its 201, and fail a lost node's shards over to the live nodes by themselves (env SECKILL_JOURNAL=0 turns it off)")
 	natsAuth := natsAuthFlags(fs)
+	natsReplicas := natsReplicasFlag(fs)
 	snapEvery := fs.Duration("snapshot-interval", system.DefaultSnapshotInterval, "with --redis: how often changed shards are snapshotted")
 	adminHTTP := fs.String("admin-http", envOr("SECKILL_ADMIN_HTTP", ""), "serve the admin API on its own listener ADDR (the --http one then answers it 404); with --cluster the other nodes call this one (env SECKILL_ADMIN_HTTP)")
 	secFlags := addSecurityFlags(fs)
 	logf := addLogFlags(fs)
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := checkNATSReplicas(*natsReplicas, *natsURL); err != nil {
 		return err
 	}
 	security, err := secFlags.build(*httpAddr)
@@ -84,6 +88,7 @@ func serve(ctx context.Context, args []string) error {
 		NATSURL:       *natsURL,
 		NATSListen:    *natsListen,
 		NATSAuth:      *natsAuth,
+		NATSReplicas:  *natsReplicas,
 		NATSName:      "seckill",
 		OrderWriters:  *writers,
 		Logger:        log,
