@@ -217,25 +217,35 @@ func (n *Node) PoolActive(item string) bool {
 // shard then runs on what the store holds. It tells the pool at once
 // (MsgSync), so the pool learns the new incarnation and resends its total.
 func (n *Node) ActivateShard(item string, i int, epoch uint64, snap *engine.ShardSnapshot) error {
-	return n.activateShard(item, i, epoch, snap, false, false)
+	return n.activateShard(item, i, epoch, snap, false, RelayAfterSnapshot)
 }
+
+// Where the relay of an adopting node starts publishing an adopted shard's
+// grabs (adopt): at a sequence (the grabs after it), or one of these.
+const (
+	// RelayOwn: from this node's own cursor: every adopted grab the local
+	// store lacked is relayed here.
+	RelayOwn int64 = -1
+	// RelayAfterSnapshot: after the snapshot's last grab: the node that
+	// made them relays them.
+	RelayAfterSnapshot int64 = -2
+)
 
 // ActivateForced is ActivateShard after a forced move: the snapshot's
 // grabs are relayed from here too, on this node's lane, since the node
 // that made them was lost and may not have handed them all to the stream.
 func (n *Node) ActivateForced(item string, i int, epoch uint64, snap *engine.ShardSnapshot) error {
-	return n.activateShard(item, i, epoch, snap, false, true)
+	return n.activateShard(item, i, epoch, snap, false, RelayOwn)
 }
 
 // ActivateJournaled starts shard i of item here as incarnation epoch from
 // snap, the state its replicated journal ends in after this node's
 // takeover marker at position at (bus.Journal.Takeover): snap is written
 // to the local store where the store holds less (the local store holds a
-// prefix of the journal), and the shard's first append expects at. With
-// relayAdopted, the grabs the local store did not hold are relayed from
-// here (their maker is lost, or it is this node and crashed before they
-// reached its store).
-func (n *Node) ActivateJournaled(item string, i int, epoch uint64, snap engine.ShardSnapshot, at uint64, relayAdopted bool) error {
+// prefix of the journal), and the shard's first append expects at. relay
+// says which of the grabs the local store lacked this node relays: after a
+// sequence, RelayOwn or RelayAfterSnapshot.
+func (n *Node) ActivateJournaled(item string, i int, epoch uint64, snap engine.ShardSnapshot, at uint64, relay int64) error {
 	it, ok := n.Item(item)
 	if !ok {
 		return ErrUnknownItem
@@ -249,7 +259,7 @@ func (n *Node) ActivateJournaled(item string, i int, epoch uint64, snap engine.S
 	}
 	ref.journalSeq.Store(at)
 	ref.journalEpoch.Store(epoch)
-	return n.activateShard(item, i, epoch, &snap, false, relayAdopted)
+	return n.activateShard(item, i, epoch, &snap, false, relay)
 }
 
 // ActivateSecond starts shard i of item here whatever etcd says, from what
@@ -257,7 +267,7 @@ func (n *Node) ActivateJournaled(item string, i int, epoch uint64, snap engine.S
 // framework that lost track would make one. Only the test hook of
 // `seckill serve` calls it, to show that such an activation sells nothing.
 func (n *Node) ActivateSecond(item string, i int, epoch uint64) error {
-	return n.activateShard(item, i, epoch, nil, true, false)
+	return n.activateShard(item, i, epoch, nil, true, RelayAfterSnapshot)
 }
 
 // ClusterStart is engine.ClusterStart.
@@ -278,7 +288,7 @@ func (n *Node) activating(item string) (*Item, error) {
 	return it, nil
 }
 
-func (n *Node) activateShard(item string, i int, epoch uint64, snap *engine.ShardSnapshot, fresh, relayAdopted bool) error {
+func (n *Node) activateShard(item string, i int, epoch uint64, snap *engine.ShardSnapshot, fresh bool, relay int64) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	it, err := n.activating(item)
@@ -293,7 +303,7 @@ func (n *Node) activateShard(item string, i int, epoch uint64, snap *engine.Shar
 		return ErrActive
 	}
 	if snap != nil {
-		if err := n.adopt(it.Config, *snap, relayAdopted); err != nil {
+		if err := n.adopt(it.Config, *snap, relay); err != nil {
 			return err
 		}
 	}
@@ -333,8 +343,9 @@ func (n *Node) activateShard(item string, i int, epoch uint64, snap *engine.Shar
 
 // adopt writes snap to the local store unless what the store holds of the
 // shard is the same state or later (a restart of the owner, or a snapshot
-// older than the local copy).
-func (n *Node) adopt(cfg engine.ItemConfig, snap engine.ShardSnapshot, relayAdopted bool) error {
+// older than the local copy). relay says where the relay here starts on
+// the shard (ActivateJournaled).
+func (n *Node) adopt(cfg engine.ItemConfig, snap engine.ShardSnapshot, relay int64) error {
 	sh, err := engine.RestoreSnapshot(cfg, snap)
 	if err != nil {
 		return fmt.Errorf("adopt %s.%d: %w", cfg.Item, snap.Shard, err)
@@ -358,7 +369,7 @@ func (n *Node) adopt(cfg engine.ItemConfig, snap engine.ShardSnapshot, relayAdop
 	if err != nil {
 		return err
 	}
-	if cursor+1 < local.NextSeq && !relayAdopted {
+	if cursor+1 < local.NextSeq && relay != RelayOwn {
 		return fmt.Errorf("adopt %s.%d: %w", cfg.Item, snap.Shard, ErrRelayBehind)
 	}
 	c := sh.Counters()
@@ -378,13 +389,16 @@ func (n *Node) adopt(cfg engine.ItemConfig, snap engine.ShardSnapshot, relayAdop
 	}
 	b.PutCounters(cfg.Item, snap.Shard, c)
 	floor := snap.Counters.NextSeq - 1
-	if !relayAdopted {
-		b.PutCursor(cfg.Item, snap.Shard, floor)
+	if relay >= 0 {
+		floor = min(uint64(relay), floor)
+	}
+	if relay != RelayOwn {
+		b.PutCursor(cfg.Item, snap.Shard, max(floor, cursor))
 	}
 	if err := n.store.Apply(&b); err != nil {
 		return fmt.Errorf("adopt %s.%d: %w", cfg.Item, snap.Shard, err)
 	}
-	if it, ok := n.Item(cfg.Item); ok && !relayAdopted {
+	if it, ok := n.Item(cfg.Item); ok && relay != RelayOwn {
 		it.shards[snap.Shard].relayFloor.Store(floor)
 	}
 	return nil

@@ -88,7 +88,11 @@ func (n *Node) RunRelayHeld(ctx context.Context, pub Publisher, hold func() bool
 			}
 		case <-idle.C:
 		}
-		for hold != nil && hold() {
+		// A journaled node past its lease, or that has not read etcd under
+		// its new one, waits: a failover may have taken a shard whose grabs
+		// it must not publish any more (fence.Forced.Journaled), and it
+		// learns that only from etcd.
+		for hold != nil && hold() || n.journal() != nil && !n.fenceValid() {
 			select {
 			case <-ctx.Done():
 				return ctx.Err()

@@ -102,9 +102,7 @@ func (j *Journal) AppendAll(ctx context.Context, apps []Append) {
 }
 
 func classify(err error) error {
-	var apiErr *jetstream.APIError
-	if errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
-		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
+	if IsWrongLastSequence(err) {
 		return fmt.Errorf("%w: %v", ErrFenced, err)
 	}
 	return err

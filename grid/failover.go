@@ -47,11 +47,25 @@ func (g *Grid) activateJournaled(cfg engine.ItemConfig, p fence.Placement) {
 	if !g.grantFirstSeqs(cfg, p) {
 		return
 	}
-	// The grabs the local store lacks are relayed from here when their
-	// maker cannot relay them: it is lost (a failover), or it is this node
-	// and they reached the journal but not its store before a crash.
-	relayAdopted := p.Failover || tk.Prev == g.cfg.Self.ID
-	if err := g.cfg.Node.ActivateJournaled(cfg.Item, p.Shard, p.Epoch, tk.Snap, tk.At, relayAdopted); err != nil && !errors.Is(err, actors.ErrActive) {
+	// Which of the grabs the local store lacks are relayed from here: those
+	// their maker relays no more. This node's own (they reached the journal
+	// but not its store before a crash): all. A lost node's: those it did
+	// not publish. A live one's (a cooperative move): none.
+	relay := actors.RelayAfterSnapshot
+	switch {
+	case tk.Prev == g.cfg.Self.ID:
+		relay = actors.RelayOwn
+	case p.Failover:
+		ctx, cancel := g.ctx()
+		up, err := g.cfg.Published(ctx, cfg.Item, p.Shard)
+		cancel()
+		if err != nil {
+			g.log.Warn("grid: failover: what the lost node published", "item", cfg.Item, "shard", p.Shard, "err", err)
+			return
+		}
+		relay = int64(up)
+	}
+	if err := g.cfg.Node.ActivateJournaled(cfg.Item, p.Shard, p.Epoch, tk.Snap, tk.At, relay); err != nil && !errors.Is(err, actors.ErrActive) {
 		g.log.Warn("grid: activate shard", "item", cfg.Item, "shard", p.Shard, "epoch", p.Epoch, "err", err)
 		return
 	}
@@ -122,4 +136,14 @@ func sortedItems(v *view) []string {
 	}
 	slices.Sort(items)
 	return items
+}
+
+// LiveMembers lists the nodes holding a lease, as last read from etcd.
+func (g *Grid) LiveMembers() []string {
+	v := g.view.Load()
+	out := make([]string, 0, len(v.peers))
+	for id := range v.peers {
+		out = append(out, id)
+	}
+	return out
 }

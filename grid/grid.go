@@ -73,6 +73,10 @@ type Config struct {
 	// to it before a 201, and a shard whose owner's lease expired is taken
 	// over by a live node without anyone asking (failover.go).
 	Journal *bus.Journal
+	// Published, with Journal, is the highest sequence of a shard's grabs
+	// any relay published on the order stream (bus.PublishedUpTo): a node
+	// taking a shard over from a lost one relays only the grabs after it.
+	Published func(ctx context.Context, item string, shard int) (uint64, error)
 	// SecondActivation, "ITEM/SHARD", is a test hook: this node runs that
 	// shard too, whatever etcd says, and sends its own front's buyers of
 	// it there: the second activation a grain framework may make by

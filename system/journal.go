@@ -2,6 +2,7 @@ package system
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -46,5 +47,20 @@ func openJournal(url, name string, auth bus.ClientAuth, replicas int) (*bus.Jour
 			return nil, nil, fmt.Errorf("journal on %s (%d replicas): %w", url, replicas, err)
 		case <-time.After(journalRetry):
 		}
+	}
+}
+
+// published is the grid's Published: what the order stream holds of a
+// shard's grabs. Without an order side nothing is relayed, so nothing is.
+func (s *System) published(cfg Config) func(context.Context, string, int) (uint64, error) {
+	return func(ctx context.Context, item string, shard int) (uint64, error) {
+		if cfg.NoOrders {
+			return 0, nil
+		}
+		st := s.streamReady.Load()
+		if st == nil {
+			return 0, errors.New("the order stream is not open yet")
+		}
+		return bus.PublishedUpTo(ctx, st.JS, item, shard)
 	}
 }

@@ -63,6 +63,7 @@ func WriterHandler(o *orders.Orders) bus.Handler {
 // Pipeline runs the order side of a node: relay, order writers, dead-letter
 // copier and payment-window sweeper.
 type Pipeline struct {
+	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	Orders *orders.Orders
@@ -80,7 +81,7 @@ type Pipeline struct {
 // closes on stop.
 func Start(node *actors.Node, stock orders.Stock, st *Stream, ostore persistence.OrderStore, writers int, cfg bus.Config, log *slog.Logger) *Pipeline {
 	ctx, cancel := context.WithCancel(context.Background())
-	p := &Pipeline{cancel: cancel, Orders: orders.New(stock, ostore, log), ostore: ostore, st: st,
+	p := &Pipeline{ctx: ctx, cancel: cancel, Orders: orders.New(stock, ostore, log), ostore: ostore, st: st,
 		pub: bus.NewPublisher(st.JS, publishWindow).From(cfg.Node), PublishErrors: metrics.NewPublishErrors()}
 	p.wg.Go(func() {
 		if p.st.Ensure(ctx, cfg, log) != nil {

@@ -118,6 +118,8 @@ type System struct {
 	node      string // the cluster node's name, "" on a single node
 	// journalConn is the replicated journal's NATS connection (nil without).
 	journalConn *nats.Conn
+	// streamReady is Stream once open (the grid runs before it is).
+	streamReady atomic.Pointer[Stream]
 }
 
 // Open starts a node as cfg says. On error, whatever it had opened is
@@ -176,7 +178,7 @@ func (s *System) open(cfg Config) error {
 			}
 		}
 		s.grid = grid.New(grid.Config{Self: s.clu.info, Fence: s.clu.store, Snapshots: snaps, Logger: s.log, Valid: s.clu.valid,
-			LeaseID: s.clu.leaseID, SecondActivation: cfg.Cluster.SecondActivation, Journal: journal})
+			LeaseID: s.clu.leaseID, SecondActivation: cfg.Cluster.SecondActivation, Journal: journal, Published: s.published(cfg)})
 		// A node confirms only under a valid lease and once it has read
 		// etcd's placement under that lease (grid.Current).
 		g := s.grid
@@ -319,6 +321,7 @@ func (s *System) openOrders(cfg Config) error {
 	if s.Stream, err = OpenStream(cfg.NATSURL, cfg.DataDir, cfg.NATSListen, name, cfg.NATSAuth); err != nil {
 		return fmt.Errorf("nats: %w", err)
 	}
+	s.streamReady.Store(s.Stream)
 	if s.Stream.Emb != nil && s.Stream.Emb.ClientURL() != "" {
 		s.log.Info("nats", "url", s.Stream.Emb.ClientURL(), "store", filepath.Join(cfg.DataDir, "nats"), "creds", s.Stream.Emb.CredsPath())
 	}
@@ -342,6 +345,10 @@ func (s *System) openOrders(cfg Config) error {
 	}
 	s.Pipeline = Start(s.Node, s.svc.(orders.Stock), s.Stream, ostore, cfg.OrderWriters, busCfg, s.log)
 	s.Pipeline.ready = s.ostore.Health
+	if cfg.Cluster != nil && cfg.Cluster.Journal {
+		p, g := s.Pipeline, s.grid
+		p.wg.Go(func() { p.runHeir(p.ctx, cfg.Cluster.Node, g.LiveMembers, s.log) })
+	}
 	return nil
 }
 

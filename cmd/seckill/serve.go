@@ -73,7 +73,7 @@ func serve(ctx context.Context, args []string) error {
 			return err
 		}
 		clu = &system.ClusterConfig{Node: name, Etcd: strings.Split(*etcd, ","), Peer: *peer,
-			Redis: *redisURL, SnapshotInterval: *snapEvery, Journal: *journal && *natsURL != "",
+			Redis: *redisURL, SnapshotInterval: *snapEvery, Journal: *journal && *natsURL != "", JournalReplicas: *natsReplicas,
 			// A test hook, left out of --help: the fault tests start a
 			// second activation of one shard with it.
 			SecondActivation: os.Getenv("SECKILL_TEST_SECOND_ACTIVATION")}
