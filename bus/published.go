@@ -65,3 +65,54 @@ func PublishedUpTo(ctx context.Context, js jetstream.JetStream, item string, sha
 	}
 	return max, nil
 }
+
+// ReadLane hands h, in batches of up to batch, every grab node's relay
+// ever published (its lane), as an order writer would get them; a message
+// that is not a relay's is skipped. It reads the lane as it was when it
+// began.
+func ReadLane(ctx context.Context, js jetstream.JetStream, node string, batch int, h Handler) error {
+	st, err := js.Stream(ctx, StreamGrabs)
+	if err != nil {
+		return fmt.Errorf("read lane %s: %w", node, err)
+	}
+	cons, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{consumerFilter(node)}})
+	if err != nil {
+		return fmt.Errorf("read lane %s: %w", node, err)
+	}
+	ci, err := cons.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("read lane %s: %w", node, err)
+	}
+	batch = min(max(batch, 1), MaxBatch)
+	for read, pending := uint64(0), ci.NumPending; read < pending; {
+		b, err := cons.Fetch(batch, jetstream.FetchMaxWait(publishedFetch))
+		if err != nil {
+			return fmt.Errorf("read lane %s: %w", node, err)
+		}
+		var msgs []GrabMsg
+		n := 0
+		for m := range b.Messages() {
+			n++
+			if gs, err := DecodeGrabs(m.Data()); err == nil {
+				msgs = append(msgs, gs...)
+			}
+		}
+		if err := b.Error(); err != nil {
+			return fmt.Errorf("read lane %s: %w", node, err)
+		}
+		if n == 0 {
+			return fmt.Errorf("read lane %s: read %d of %d messages, then nothing", node, read, pending)
+		}
+		read += uint64(n)
+		for len(msgs) > 0 {
+			k := min(len(msgs), batch)
+			for id, err := range h(ctx, msgs[:k]) {
+				if err != nil {
+					return fmt.Errorf("read lane %s: order %s: %w", node, id, err)
+				}
+			}
+			msgs = msgs[k:]
+		}
+	}
+	return nil
+}

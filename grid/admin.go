@@ -169,6 +169,13 @@ func (g *Grid) Drain(ctx context.Context, node string, on bool) ([]sale.MoveAske
 // for it.
 func (g *Grid) forceMove(ctx context.Context, item string, shard int, to string) (sale.MoveAsked, error) {
 	it, _ := g.cfg.Node.Item(item)
+	if g.cfg.Journal != nil {
+		// The journal holds everything: a lost node's shards fail over by
+		// themselves with nothing frozen. A forced move is for a lost
+		// journal, which these nodes would still append to.
+		return sale.MoveAsked{}, &sale.AdminError{Status: http.StatusConflict, Code: "journaled",
+			Msg: "this cluster runs a replicated journal: a lost node's shards fail over by themselves once its lease expires; a forced move is for a lost journal: restart the nodes with --journal=false (SECKILL_JOURNAL=0) first"}
+	}
 	if g.cfg.Snapshots == nil {
 		return sale.MoveAsked{}, &sale.AdminError{Status: http.StatusConflict, Code: "no_snapshots", Msg: "a forced move starts from a Redis snapshot: run the nodes with --redis"}
 	}

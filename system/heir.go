@@ -16,15 +16,18 @@ const HeirEvery = time.Second
 
 // runHeir writes the orders of lost nodes' lanes. Each node's relay
 // publishes on its own lane of the order stream, read by its own writers
-// (bus.ConsumerFor): a node that is lost leaves grabs there that it
-// published but did not write. The live node with the lowest id writes
-// them, from the same durable consumer, into its own order store, until
-// the node holds a lease again; the lost node's shards' heirs relay only
-// what it did not publish (grid/failover.go), so each grab's order is
-// written once. Orders the lost node wrote and did not acknowledge before
-// it died are delivered again here: with its disk lost, they are written
-// once; if it comes back with its disk, such an order is in two stores
-// (reconcile lists it).
+// (bus.ConsumerFor), into its own order store: a node that is lost takes
+// the orders it wrote with its disk, and leaves grabs on its lane that it
+// did not write. The live node with the lowest id writes every grab of
+// the lane into its own order store, then takes the lane's durable
+// consumer, until the node holds a lease again. The lost node's shards'
+// heirs relay only what it did not publish (grid/failover.go), so each
+// grab's order is written once among the live nodes, and the lane's
+// consumer has nothing left to deliver when the node comes back empty. A
+// node that comes back with its disk still has the orders it wrote: those
+// are then in two stores (reconcile lists them as duplicate_order), and
+// what was paid or cancelled on the lost node before it was lost is not
+// in the heir's copy (its order is pending_payment there).
 func (p *Pipeline) runHeir(ctx context.Context, self string, live func() []string, log *slog.Logger) {
 	running := map[string]context.CancelFunc{}
 	defer func() {
@@ -56,6 +59,12 @@ func (p *Pipeline) runHeir(ctx context.Context, self string, live func() []strin
 			wctx, stop := context.WithCancel(ctx)
 			running[node] = stop
 			p.wg.Go(func() {
+				// First every grab the lane ever held: the orders the lost
+				// node wrote are on its disk, which may be gone. The order
+				// store keeps one order a grab id, so rewriting is harmless.
+				if err := bus.ReadLane(wctx, p.st.JS, node, WriterBatch, WriterHandler(p.Orders)); err != nil {
+					log.Warn("orders: rebuilding a lost node's lane", "node", node, "err", err)
+				}
 				bus.RunWriterWhen(wctx, p.st.JS, node, WriterBatch, WriterHandler(p.Orders), p.ready)
 			})
 		}
