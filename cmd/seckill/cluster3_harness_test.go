@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -59,7 +60,11 @@ const (
 )
 
 var (
-	c3IPs      = []string{"127.0.0.11", "127.0.0.12", "127.0.0.13"}
+	// c3NoJournal runs the nodes without the replicated journal: shards
+	// move through Redis snapshots only, a lost node's shards wait for it
+	// or for a forced move (the scenarios of that mode).
+	c3NoJournal = map[string][]string{"n1": {"SECKILL_JOURNAL=0"}, "n2": {"SECKILL_JOURNAL=0"}, "n3": {"SECKILL_JOURNAL=0"}}
+	c3IPs       = []string{"127.0.0.11", "127.0.0.12", "127.0.0.13"}
 	c3NATSLine = regexp.MustCompile(`^seckill nats: listening on (nats://[^,\s]+)`)
 )
 
@@ -91,6 +96,36 @@ type c3Cluster struct {
 	// natsCreds is the key `seckill nats` admits (the nodes' --nats-creds).
 	natsCreds string
 	nodes     []*c3Node
+	// lost: nodes killed and not started again (their machine is gone).
+	lost map[*c3Node]bool
+}
+
+// live is every node not lost.
+func (c *c3Cluster) live() []*c3Node {
+	var out []*c3Node
+	for _, n := range c.nodes {
+		if !c.lost[n] {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// lose SIGKILLs n and takes its machine away: its data directory is
+// removed, and the node is not started again unless the test does.
+func (c *c3Cluster) lose(n *c3Node) {
+	c.t.Helper()
+	n.proc.kill(c.t)
+	if err := os.RemoveAll(n.dir); err != nil {
+		c.t.Fatal(err)
+	}
+	if err := os.MkdirAll(n.dir, 0o700); err != nil {
+		c.t.Fatal(err)
+	}
+	if c.lost == nil {
+		c.lost = map[*c3Node]bool{}
+	}
+	c.lost[n] = true
 }
 
 // c3Skip skips where the servers the harness runs are missing.
@@ -133,6 +168,7 @@ func newC3(t *testing.T, env map[string][]string) *c3Cluster {
 // returns once n printed its address.
 func (c *c3Cluster) start(n *c3Node) {
 	c.t.Helper()
+	delete(c.lost, n)
 	n.starts++
 	args := []string{"serve", "--data", n.dir, "--http", n.ip + ":" + strconv.Itoa(n.httpPort), "--nats", c.natsURL,
 		"--nats-creds", c.natsCreds, "--cluster", "--node", n.name, "--etcd", c.etcdURL, "--peer", n.ip + ":" + strconv.Itoa(n.peerPort), "--redis", c.redisURL}
@@ -250,7 +286,7 @@ func (c *c3Cluster) itemView(n *c3Node, item string) (itemAdmin, string, bool) {
 // waitSettled waits until every node's view shows the whole stock sold.
 func (c *c3Cluster) waitSettled(item string) {
 	c.t.Helper()
-	for _, n := range c.nodes {
+	for _, n := range c.live() {
 		waitFor(c.t, n.name+" shows "+item+" sold out", func() (bool, string) {
 			v, raw, ok := c.itemView(n, item)
 			return ok && v.Stock == c3Stock && v.Sold == c3Stock && v.Remaining == 0, raw
@@ -263,7 +299,7 @@ func (c *c3Cluster) stopAll() {
 	c.t.Helper()
 	c.client.CloseIdleConnections()
 	var took []string
-	for _, n := range c.nodes {
+	for _, n := range c.live() {
 		start := time.Now()
 		n.proc.stop(c.t)
 		took = append(took, fmt.Sprintf("%s %v", n.name, time.Since(start).Round(time.Millisecond)))
@@ -848,7 +884,8 @@ func (c *c3Cluster) endSale(s *c3Sale, a *c3Audit) {
 	s.waitOrders()
 	// The cluster's reconcile, asked of one node for every node's stores,
 	// the ledger in etcd and the shared stream: clean, one order a grab.
-	front := c.nodes[len(c.nodes)-1]
+	live := c.live()
+	front := live[len(live)-1]
 	r := waitLiveReconcile(c.t, c.client, front.url(), s.item, c3Stock, int(s.confirmed.Load()), true)
 	c.t.Logf("%s: the cluster reconcile through %s is clean: %d grabs, %d in the stream, orders %v", s.item, front.name, r.Grabs, r.InStream, r.Orders)
 }

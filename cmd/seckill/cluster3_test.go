@@ -89,7 +89,7 @@ func TestCluster3Throughput(t *testing.T) {
 // again at the same epoch; the sale ends with exactly the stock sold.
 func TestCluster3KillRestart(t *testing.T) {
 	const item = "kr"
-	c := newC3(t, nil)
+	c := newC3(t, c3NoJournal)
 	c.createItem(item)
 	owners := c.owners(c.nodes[0], item)
 	victim := c.node("n2")
@@ -189,7 +189,7 @@ func faultWindow(t *testing.T, s *c3Sale, owners []string, victim *c3Node, from,
 // fronts; nothing is oversold or lost, and the sale settles.
 func TestCluster3Stop(t *testing.T) {
 	const item = "st"
-	c := newC3(t, nil)
+	c := newC3(t, c3NoJournal)
 	c.createItem(item)
 	owners := c.owners(c.nodes[0], item)
 	victim := c.node("n3")
@@ -231,7 +231,7 @@ func TestCluster3Partition(t *testing.T) {
 	_, nftBin := clusterBins(t)
 	const item = "pa"
 	_ = nft(t, nftBin, "delete", "table", "inet", c3Table) // a crashed run's leftover
-	c := newC3(t, nil)
+	c := newC3(t, c3NoJournal)
 	c.createItem(item)
 	owners := c.owners(c.nodes[0], item)
 	victim := c.node("n1") // runs shard 0 and with it the pool
@@ -311,7 +311,8 @@ func TestCluster3SecondActivation(t *testing.T) {
 		shard = 1 // round robin over n1, n2, n3: shard 1 is n2's
 		tries = 3 // tries of such a buyer through n3 before it goes to n1
 	)
-	c := newC3(t, map[string][]string{"n3": {"SECKILL_TEST_SECOND_ACTIVATION=" + item + "/" + strconv.Itoa(shard)}})
+	c := newC3(t, map[string][]string{"n1": {"SECKILL_JOURNAL=0"}, "n2": {"SECKILL_JOURNAL=0"},
+		"n3": {"SECKILL_JOURNAL=0", "SECKILL_TEST_SECOND_ACTIVATION=" + item + "/" + strconv.Itoa(shard)}})
 	hooked := c.node("n3")
 	c.createItem(item)
 	owners := c.owners(c.nodes[0], item)
@@ -630,7 +631,7 @@ func adminPost(c *http.Client, url, body string) (int, string, error) {
 // and the numbers stay.
 func TestCluster3ForceMove(t *testing.T) {
 	const item = "fm"
-	c := newC3(t, nil)
+	c := newC3(t, c3NoJournal)
 	c.createItem(item)
 	owners := c.owners(c.nodes[0], item)
 	victim := c.node("n3")
