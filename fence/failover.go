@@ -17,8 +17,9 @@ import (
 // replicated journal the new incarnation folds the journal, so it holds
 // every unit, grab, buyer and key the old one confirmed, and the pool
 // ledger stays as it is (no unit is frozen). The move is recorded under
-// /seckill/forced/ (Forced.Journaled) so that from, if it comes back,
-// publishes none of the shard's grabs: the new owner relays them.
+// /seckill/forced/ (Forced.Journaled), with Seq 0 until the new owner has
+// read what from published (RelayFrom): until then from, if it comes back,
+// publishes none of the shard's grabs.
 //
 // A Moving shard is taken too: its owner died handing it over.
 func (s *Store) Failover(ctx context.Context, item string, shard int, from, to string) (Placement, error) {
@@ -53,8 +54,52 @@ func (s *Store) Failover(ctx context.Context, item string, shard int, from, to s
 			return nil, err
 		}
 		out.Failover = true
-		rec, _ := json.Marshal(Forced{Item: item, Shard: shard, Node: from, Epoch: p.Epoch, Seq: 1, Journaled: true})
+		rec, _ := json.Marshal(Forced{Item: item, Shard: shard, Node: from, Epoch: p.Epoch, Journaled: true})
 		return []clientv3.Op{out.put(item), clientv3.OpPut(forcedKey(item, shard, from), string(rec))}, nil
 	})
 	return out.written(rev), err
+}
+
+// RelayFrom records, for the failover that took shard of item from node,
+// that the new owner relays the shard's grabs from seq on: node publishes
+// none of them, and no writer writes an order of one from node's lane
+// (an order's grab published late by node, while the new owner relays it
+// too). Only a failover's record (Forced.Journaled) takes it, once.
+func (s *Store) RelayFrom(ctx context.Context, item string, shard int, node string, seq uint64) error {
+	if err := checkPlacement(item, shard, node); err != nil {
+		return err
+	}
+	what := fmt.Sprintf("relay of %s/%d from %d", item, shard, seq)
+	_, err := s.casLoop(ctx, what, []string{forcedKey(item, shard, node)}, func(kvs []*mvccpb.KeyValue) ([]clientv3.Op, error) {
+		if kvs[0] == nil {
+			return nil, fmt.Errorf("%s: no failover from %s: %w", what, node, ErrUnplaced)
+		}
+		var f Forced
+		if err := json.Unmarshal(kvs[0].Value, &f); err != nil {
+			return nil, fmt.Errorf("%s: %w", what, err)
+		}
+		if !f.Journaled || f.Seq == seq {
+			return nil, nil
+		}
+		if f.Seq != 0 {
+			return nil, fmt.Errorf("%s: recorded from %d: %w", what, f.Seq, ErrRefused)
+		}
+		f.Seq = seq
+		rec, _ := json.Marshal(f)
+		return []clientv3.Op{clientv3.OpPut(forcedKey(item, shard, node), string(rec))}, nil
+	})
+	return err
+}
+
+// ClearFailover forgets the failover that took shard of item from node,
+// once node runs the shard again (a later incarnation): its lane carries
+// the shard's new grabs, and its relay publishes them.
+func (s *Store) ClearFailover(ctx context.Context, item string, shard int, node string) error {
+	if err := checkPlacement(item, shard, node); err != nil {
+		return err
+	}
+	if _, err := s.cli.Delete(ctx, forcedKey(item, shard, node)); err != nil {
+		return fmt.Errorf("clear failover of %s/%d from %s: %w", item, shard, node, err)
+	}
+	return nil
 }

@@ -59,7 +59,15 @@ func TestFailover(t *testing.T) {
 		t.Fatalf("ledger changed by a failover: %+v -> %+v", before, after)
 	}
 	fs, err := s.ForcedMoves(ctx)
-	if err != nil || len(fs) != 1 || !fs[0].Journaled || fs[0].Node != "n1" || fs[0].Seq != 1 {
+	if err != nil || len(fs) != 1 || !fs[0].Journaled || fs[0].Node != "n1" || fs[0].Seq != 0 {
 		t.Fatalf("relay record: %+v err %v", fs, err)
+	}
+	// The new owner says where it relays from: once.
+	wantErr(t, "relay from", s.RelayFrom(ctx, "it", 0, "n1", 42), nil)
+	wantErr(t, "relay from again", s.RelayFrom(ctx, "it", 0, "n1", 42), nil)
+	wantErr(t, "relay from elsewhere", s.RelayFrom(ctx, "it", 0, "n1", 7), ErrRefused)
+	wantErr(t, "relay from without a failover", s.RelayFrom(ctx, "it", 1, "n1", 7), ErrUnplaced)
+	if fs, _ = s.ForcedMoves(ctx); fs[0].Seq != 42 {
+		t.Fatalf("relay record after RelayFrom: %+v", fs)
 	}
 }

@@ -24,8 +24,9 @@ type Forced struct {
 	// Journaled: an automatic failover from the shard's replicated journal
 	// (Failover), not a forced move: the new incarnation holds everything
 	// the lost one confirmed, so nothing diverges and the shard may come
-	// back to the node; only the node's relay stops for the shard (Seq 1),
-	// since the new owner relays its grabs.
+	// back to the node; only the node's relay stops for the shard at Seq
+	// (0: not yet known, so at once), since the new owner relays the grabs
+	// from there (Store.RelayFrom).
 	Journaled bool `json:"journaled,omitempty"`
 }
 

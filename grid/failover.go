@@ -47,6 +47,18 @@ func (g *Grid) activateJournaled(cfg engine.ItemConfig, p fence.Placement) {
 	if !g.grantFirstSeqs(cfg, p) {
 		return
 	}
+	if _, ok := g.view.Load().relayFrom[laneShard{shardKey{cfg.Item, p.Shard}, g.cfg.Self.ID}]; ok {
+		// The shard is back here after a failover took it: this node's
+		// lane carries its grabs again.
+		ctx, cancel := g.ctx()
+		err := g.cfg.Fence.ClearFailover(ctx, cfg.Item, p.Shard, g.cfg.Self.ID)
+		cancel()
+		if err != nil {
+			g.log.Warn("grid: clear failover record", "item", cfg.Item, "shard", p.Shard, "err", err)
+			return
+		}
+		g.cfg.Node.SetRelayCeiling(cfg.Item, p.Shard, 0)
+	}
 	// Which of the grabs the local store lacks are relayed from here: those
 	// their maker relays no more. This node's own (they reached the journal
 	// but not its store before a crash): all. A lost node's: those it did
@@ -59,6 +71,13 @@ func (g *Grid) activateJournaled(cfg engine.ItemConfig, p fence.Placement) {
 		ctx, cancel := g.ctx()
 		up, err := g.cfg.Published(ctx, cfg.Item, p.Shard)
 		cancel()
+		if err == nil && tk.Prev != "" {
+			// The lost node's lane takes none of the shard's grabs past
+			// this (a publish of its still in flight is not written).
+			ctx, cancel := g.ctx()
+			err = g.cfg.Fence.RelayFrom(ctx, cfg.Item, p.Shard, tk.Prev, up+1)
+			cancel()
+		}
 		if err != nil {
 			g.log.Warn("grid: failover: what the lost node published", "item", cfg.Item, "shard", p.Shard, "err", err)
 			return
@@ -146,4 +165,13 @@ func (g *Grid) LiveMembers() []string {
 		out = append(out, id)
 	}
 	return out
+}
+
+// Superseded reports whether the grab seq of shard of item, on node's lane
+// of the order stream, is one a failover took from that lane: the shard's
+// new owner relays it, so no writer writes it from node's lane (a relay
+// publish node had in flight when it was lost and that landed late).
+func (g *Grid) Superseded(node, item string, shard int, seq uint64) bool {
+	from, ok := g.view.Load().relayFrom[laneShard{shardKey{item, shard}, node}]
+	return ok && from > 0 && seq >= from
 }

@@ -135,6 +135,16 @@ type view struct {
 	// forcedAway: the nodes forced moves took each shard from; the shard
 	// is never given back to them.
 	forcedAway map[shardKey][]string
+	// relayFrom: the failovers' records by (item, shard, the node they
+	// took it from): that node's lane holds none of the shard's grabs from
+	// this sequence on (0: not known yet).
+	relayFrom map[laneShard]uint64
+}
+
+// laneShard is a shard of an item on a node's lane of the order stream.
+type laneShard struct {
+	shardKey
+	node string
 }
 
 // New makes a grid; Attach gives it its transport, Run starts it.
@@ -295,9 +305,12 @@ func (g *Grid) refresh() {
 		return
 	}
 	v.forcedAway = map[shardKey][]string{}
+	v.relayFrom = map[laneShard]uint64{}
 	for _, f := range forced {
 		if f.Journaled {
-			continue // a failover: the shard may come back to the node
+			// A failover: the shard may come back to the node.
+			v.relayFrom[laneShard{shardKey{f.Item, f.Shard}, f.Node}] = f.Seq
+			continue
 		}
 		k := shardKey{f.Item, f.Shard}
 		v.forcedAway[k] = append(v.forcedAway[k], f.Node)
@@ -312,10 +325,13 @@ func (g *Grid) refresh() {
 			continue
 		}
 		for _, f := range forced {
-			if p, ok := v.owner(f.Item, f.Shard); f.Journaled && ok && p.Node == g.cfg.Self.ID && p.Epoch > f.Epoch {
-				// The shard came back here after a failover took it: this
-				// incarnation relays its own grabs again.
-				g.cfg.Node.SetRelayCeiling(f.Item, f.Shard, 0)
+			if f.Journaled && f.Node == g.cfg.Self.ID && f.Item == cfg.Item {
+				switch {
+				case f.Seq == 0:
+					g.cfg.Node.SetRelayCeiling(f.Item, f.Shard, 1) // nothing, until the new owner says
+				default:
+					g.cfg.Node.SetRelayCeiling(f.Item, f.Shard, f.Seq)
+				}
 				continue
 			}
 			if f.Node == g.cfg.Self.ID && f.Item == cfg.Item {

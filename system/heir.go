@@ -8,28 +8,42 @@ import (
 	"time"
 
 	"github.com/seckill/seckill/bus"
+	"github.com/seckill/seckill/fence"
 )
+
 
 // HeirEvery is how often a clustered node looks for order lanes whose node
 // holds no lease: at the pace of the grid's own refresh.
 const HeirEvery = time.Second
 
+// LaneLostAfter is how long a lane's node must have been without a lease
+// before its heir rewrites the orders it wrote (they are on its disk): a
+// node paused or cut off for less comes back with its orders, and they
+// must not then be in two stores. Six leases: longer than a pause a
+// machine survives, short beside a sale's payment window.
+const LaneLostAfter = 6 * fence.LeaseTTL
+
 // runHeir writes the orders of lost nodes' lanes. Each node's relay
 // publishes on its own lane of the order stream, read by its own writers
 // (bus.ConsumerFor), into its own order store: a node that is lost takes
 // the orders it wrote with its disk, and leaves grabs on its lane that it
-// did not write. The live node with the lowest id writes every grab of
-// the lane into its own order store, then takes the lane's durable
-// consumer, until the node holds a lease again. The lost node's shards'
-// heirs relay only what it did not publish (grid/failover.go), so each
-// grab's order is written once among the live nodes, and the lane's
-// consumer has nothing left to deliver when the node comes back empty. A
-// node that comes back with its disk still has the orders it wrote: those
-// are then in two stores (reconcile lists them as duplicate_order), and
-// what was paid or cancelled on the lost node before it was lost is not
-// in the heir's copy (its order is pending_payment there).
+// did not write. The live node with the lowest id takes the lane's durable
+// consumer into its own order store at once, and once the node has been
+// gone LaneLostAfter, also rewrites every grab the lane ever held (the
+// orders the node wrote went with its disk), until the node holds a lease
+// again. The lost node's shards' heirs relay only what it did not publish
+// (grid/failover.go), so each grab's order is written once among the live
+// nodes, and the lane's consumer has nothing left to deliver when the node
+// comes back empty. A node back within LaneLostAfter keeps its orders and
+// nothing is in two stores; one back with its disk after it has its orders
+// in the heir's store too (reconcile lists them as duplicate_order), and
+// what it recorded as paid or cancelled is pending_payment in the heir's
+// copy: order states live on one disk until orders are kept where the
+// journal is.
 func (p *Pipeline) runHeir(ctx context.Context, self string, live func() []string, log *slog.Logger) {
 	running := map[string]context.CancelFunc{}
+	rebuilt := map[string]bool{}
+	since := map[string]time.Time{} // when this heir first saw the lane's node gone
 	defer func() {
 		for _, stop := range running {
 			stop()
@@ -49,24 +63,32 @@ func (p *Pipeline) runHeir(ctx context.Context, self string, live func() []strin
 				log.Info("orders: lane back with its node, or taken by another heir", "node", node)
 				stop()
 				delete(running, node)
+				delete(rebuilt, node)
+				delete(since, node)
 			}
 		}
 		for node := range lost {
-			if running[node] != nil {
-				continue
+			if since[node].IsZero() {
+				since[node] = time.Now()
 			}
-			log.Warn("orders: writing the orders of a lost node's lane", "node", node)
-			wctx, stop := context.WithCancel(ctx)
-			running[node] = stop
-			p.wg.Go(func() {
-				// First every grab the lane ever held: the orders the lost
-				// node wrote are on its disk, which may be gone. The order
-				// store keeps one order a grab id, so rewriting is harmless.
-				if err := bus.ReadLane(wctx, p.st.JS, node, WriterBatch, WriterHandler(p.Orders)); err != nil {
-					log.Warn("orders: rebuilding a lost node's lane", "node", node, "err", err)
+			if running[node] == nil {
+				// What the node published and did not write.
+				log.Warn("orders: writing the orders left on a lost node's lane", "node", node)
+				wctx, stop := context.WithCancel(ctx)
+				running[node] = stop
+				p.wg.Go(func() { bus.RunWriterWhen(wctx, p.st.JS, node, WriterBatch, p.laneHandler(node), p.ready) })
+			}
+			if !rebuilt[node] && time.Since(since[node]) >= LaneLostAfter {
+				// Lost for good: every grab the lane ever held, the orders
+				// the node wrote included. The order store keeps one
+				// order a grab id, so rewriting is harmless here.
+				rebuilt[node] = true
+				log.Warn("orders: node lost for good: rewriting every order of its lane", "node", node, "after", LaneLostAfter)
+				if err := bus.ReadLane(ctx, p.st.JS, node, WriterBatch, p.laneHandler(node)); err != nil {
+					log.Warn("orders: rewriting a lost node's lane", "node", node, "err", err)
+					rebuilt[node] = false
 				}
-				bus.RunWriterWhen(wctx, p.st.JS, node, WriterBatch, WriterHandler(p.Orders), p.ready)
-			})
+			}
 		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -75,13 +76,39 @@ type Pipeline struct {
 	// ready, when set, says whether the order store can write; writers
 	// fetch nothing while it cannot.
 	ready func() error
+	// superseded, on a journaled cluster, says which grabs of a lane a
+	// failover gave to another node's lane (grid.Superseded).
+	superseded atomic.Pointer[func(node, item string, shard int, seq uint64) bool]
+	node       string // this node's lane ("" on one node)
+}
+
+// laneHandler is WriterHandler for node's lane: a grab a failover gave to
+// another node's lane is acknowledged and not written (its new owner
+// relays it, and its writers write it).
+func (p *Pipeline) laneHandler(node string) bus.Handler {
+	write := WriterHandler(p.Orders)
+	return func(ctx context.Context, msgs []bus.GrabMsg) map[string]error {
+		if f := p.superseded.Load(); f != nil {
+			kept := msgs[:0:0]
+			for _, m := range msgs {
+				if !(*f)(node, m.Item, m.Shard, m.Seq) {
+					kept = append(kept, m)
+				}
+			}
+			msgs = kept
+		}
+		if len(msgs) == 0 {
+			return nil
+		}
+		return write(ctx, msgs)
+	}
 }
 
 // Start runs the pipeline over an open order store, which it
 // closes on stop.
 func Start(node *actors.Node, stock orders.Stock, st *Stream, ostore persistence.OrderStore, writers int, cfg bus.Config, log *slog.Logger) *Pipeline {
 	ctx, cancel := context.WithCancel(context.Background())
-	p := &Pipeline{ctx: ctx, cancel: cancel, Orders: orders.New(stock, ostore, log), ostore: ostore, st: st,
+	p := &Pipeline{ctx: ctx, cancel: cancel, node: cfg.Node, Orders: orders.New(stock, ostore, log), ostore: ostore, st: st,
 		pub: bus.NewPublisher(st.JS, publishWindow).From(cfg.Node), PublishErrors: metrics.NewPublishErrors()}
 	p.wg.Go(func() {
 		if p.st.Ensure(ctx, cfg, log) != nil {
@@ -97,7 +124,7 @@ func Start(node *actors.Node, stock orders.Stock, st *Stream, ostore persistence
 		})
 		for range writers {
 			inner.Go(func() {
-				bus.RunWriterWhen(ctx, st.JS, cfg.Node, WriterBatch, WriterHandler(p.Orders), func() error {
+				bus.RunWriterWhen(ctx, st.JS, cfg.Node, WriterBatch, p.laneHandler(cfg.Node), func() error {
 					if p.ready != nil {
 						if err := p.ready(); err != nil {
 							return err

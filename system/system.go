@@ -347,6 +347,8 @@ func (s *System) openOrders(cfg Config) error {
 	s.Pipeline.ready = s.ostore.Health
 	if cfg.Cluster != nil && cfg.Cluster.Journal {
 		p, g := s.Pipeline, s.grid
+		sup := g.Superseded
+		p.superseded.Store(&sup)
 		p.wg.Go(func() { p.runHeir(p.ctx, cfg.Cluster.Node, g.LiveMembers, s.log) })
 	}
 	return nil
