@@ -145,3 +145,10 @@ func (c *committer) lose(r *round, ref *shardRef, err error) {
 		h.Lost(ref.item.Config.Item, ref.index)
 	}
 }
+
+// InCluster reports whether this node may act as a member of its cluster
+// now: without a replicated journal always; with one, while its lease is
+// valid and it has read etcd under it (Options.Fence). The relay and the
+// order writers wait while it may not: a failover may have given some of
+// their work to another node.
+func (n *Node) InCluster() bool { return n.journal() == nil || n.fenceValid() }

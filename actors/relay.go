@@ -92,7 +92,7 @@ func (n *Node) RunRelayHeld(ctx context.Context, pub Publisher, hold func() bool
 		// its new one, waits: a failover may have taken a shard whose grabs
 		// it must not publish any more (fence.Forced.Journaled), and it
 		// learns that only from etcd.
-		for hold != nil && hold() || n.journal() != nil && !n.fenceValid() {
+		for hold != nil && hold() || !n.InCluster() {
 			select {
 			case <-ctx.Done():
 				return ctx.Err()

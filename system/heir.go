@@ -11,7 +11,6 @@ import (
 	"github.com/seckill/seckill/fence"
 )
 
-
 // HeirEvery is how often a clustered node looks for order lanes whose node
 // holds no lease: at the pace of the grid's own refresh.
 const HeirEvery = time.Second
@@ -76,7 +75,17 @@ func (p *Pipeline) runHeir(ctx context.Context, self string, live func() []strin
 				log.Warn("orders: writing the orders left on a lost node's lane", "node", node)
 				wctx, stop := context.WithCancel(ctx)
 				running[node] = stop
-				p.wg.Go(func() { bus.RunWriterWhen(wctx, p.st.JS, node, WriterBatch, p.laneHandler(node), p.ready) })
+				p.wg.Go(func() {
+					bus.RunWriterWhen(wctx, p.st.JS, node, WriterBatch, p.laneHandler(node), func() error {
+						if err := p.member(); err != nil {
+							return err
+						}
+						if p.ready != nil {
+							return p.ready()
+						}
+						return nil
+					})
+				})
 			}
 			if !rebuilt[node] && time.Since(since[node]) >= LaneLostAfter {
 				// Lost for good: every grab the lane ever held, the orders

@@ -80,6 +80,18 @@ type Pipeline struct {
 	// failover gave to another node's lane (grid.Superseded).
 	superseded atomic.Pointer[func(node, item string, shard int, seq uint64) bool]
 	node       string // this node's lane ("" on one node)
+	nodeRef    *actors.Node
+}
+
+// member holds the writers of a journaled node while it is past its lease
+// or has not read etcd under its current one (node.InCluster): a failover
+// may have given grabs of its lane to another node, and it learns that
+// only from etcd.
+func (p *Pipeline) member() error {
+	if p.superseded.Load() != nil && !p.nodeRef.InCluster() {
+		return bus.ErrHold
+	}
+	return nil
 }
 
 // laneHandler is WriterHandler for node's lane: a grab a failover gave to
@@ -108,7 +120,7 @@ func (p *Pipeline) laneHandler(node string) bus.Handler {
 // closes on stop.
 func Start(node *actors.Node, stock orders.Stock, st *Stream, ostore persistence.OrderStore, writers int, cfg bus.Config, log *slog.Logger) *Pipeline {
 	ctx, cancel := context.WithCancel(context.Background())
-	p := &Pipeline{ctx: ctx, cancel: cancel, node: cfg.Node, Orders: orders.New(stock, ostore, log), ostore: ostore, st: st,
+	p := &Pipeline{ctx: ctx, cancel: cancel, node: cfg.Node, nodeRef: node, Orders: orders.New(stock, ostore, log), ostore: ostore, st: st,
 		pub: bus.NewPublisher(st.JS, publishWindow).From(cfg.Node), PublishErrors: metrics.NewPublishErrors()}
 	p.wg.Go(func() {
 		if p.st.Ensure(ctx, cfg, log) != nil {
@@ -125,6 +137,9 @@ func Start(node *actors.Node, stock orders.Stock, st *Stream, ostore persistence
 		for range writers {
 			inner.Go(func() {
 				bus.RunWriterWhen(ctx, st.JS, cfg.Node, WriterBatch, p.laneHandler(cfg.Node), func() error {
+					if err := p.member(); err != nil {
+						return err
+					}
 					if p.ready != nil {
 						if err := p.ready(); err != nil {
 							return err
