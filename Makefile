@@ -36,6 +36,8 @@ test: deps vet
 	$(GO) test -count=1 ./remote
 	# the deterministic simulation, thousands of seeds (pure code: no -race needed)
 	$(GO) test -count=1 -run '^TestSimulation$$' ./engine -sim.seeds=3000
+	# the cluster's journal, failovers and faults, simulated: ten thousand seeds
+	$(GO) test -count=1 -run '^TestClusterSimulation$$' ./engine -csim.seeds=10000
 
 vet:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
