@@ -103,3 +103,45 @@ func (s *Store) ClearFailover(ctx context.Context, item string, shard int, node 
 	}
 	return nil
 }
+
+func laneKey(node string) string { return lanesPrefix + node }
+
+// RebuildLane records that heir rewrites the orders of node's lane of the
+// order stream (node was lost with its disk, as far as anyone can tell),
+// only while node holds no lease (ErrOwnerAlive otherwise), in one
+// compare-and-swap: a node that comes back empty later finds the record and
+// leaves its old orders to the heir; one that came back first is not
+// rebuilt behind its back.
+func (s *Store) RebuildLane(ctx context.Context, node, heir string) error {
+	if err := CheckNodeID(node); err != nil {
+		return err
+	}
+	what := "rebuild lane of " + node
+	_, err := s.casLoop(ctx, what, []string{nodeKey(node), laneKey(node)}, func(kvs []*mvccpb.KeyValue) ([]clientv3.Op, error) {
+		if kvs[0] != nil {
+			return nil, fmt.Errorf("%s: %w", what, ErrOwnerAlive)
+		}
+		if kvs[1] != nil && string(kvs[1].Value) == heir {
+			return nil, nil
+		}
+		return []clientv3.Op{clientv3.OpPut(laneKey(node), heir)}, nil
+	})
+	return err
+}
+
+// TakeLane is what node does with its own lane when it starts: it returns
+// the heir that rewrote the lane's orders while node was gone ("" for
+// none) and clears the record, so that node's lane is its own again.
+func (s *Store) TakeLane(ctx context.Context, node string) (string, error) {
+	if err := CheckNodeID(node); err != nil {
+		return "", err
+	}
+	resp, err := s.cli.Txn(ctx).Then(clientv3.OpGet(laneKey(node)), clientv3.OpDelete(laneKey(node))).Commit()
+	if err != nil {
+		return "", fmt.Errorf("take lane of %s: %w", node, err)
+	}
+	if kvs := resp.Responses[0].GetResponseRange().Kvs; len(kvs) > 0 {
+		return string(kvs[0].Value), nil
+	}
+	return "", nil
+}

@@ -71,3 +71,22 @@ func TestFailover(t *testing.T) {
 		t.Fatalf("relay record after RelayFrom: %+v", fs)
 	}
 }
+
+// TestLaneRebuild: an heir records a lost node's lane only while the node
+// holds no lease; the node, back, takes its lane and learns who rebuilt it.
+func TestLaneRebuild(t *testing.T) {
+	t.Parallel()
+	cli := dial(t, startEtcd(t))
+	s := New(cli)
+	n1 := join(t, cli, "n1")
+	ctx := context.Background()
+	wantErr(t, "rebuild a live node's lane", s.RebuildLane(ctx, "n1", "n2"), ErrOwnerAlive)
+	expire(t, cli, n1)
+	wantErr(t, "rebuild a lost node's lane", s.RebuildLane(ctx, "n1", "n2"), nil)
+	for _, want := range []string{"n2", ""} {
+		heir, err := s.TakeLane(ctx, "n1")
+		if err != nil || heir != want {
+			t.Fatalf("take lane: %q %v, want %q", heir, err, want)
+		}
+	}
+}

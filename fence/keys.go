@@ -20,6 +20,7 @@ import (
 //	/seckill/drain/<node>              "draining" while an operator drains the node; no lease
 //	/seckill/forced/<item>/<shard>/<node>  Forced JSON: a forced move took the shard from node
 //	/seckill/seqs/<item>/<shard>       SeqGrant JSON {node, epoch, limit}: grab sequences granted
+//	/seckill/lanes/<node>              the node that rewrote node's order lane while it was lost
 const (
 	prefix          = "/seckill/"
 	nodesPrefix     = prefix + "nodes/"
@@ -29,6 +30,7 @@ const (
 	drainPrefix     = prefix + "drain/"
 	forcedPrefix    = prefix + "forced/"
 	seqsPrefix      = prefix + "seqs/"
+	lanesPrefix     = prefix + "lanes/"
 )
 
 func nodeKey(node string) string { return nodesPrefix + node }

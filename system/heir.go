@@ -2,10 +2,13 @@ package system
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/seckill/seckill/bus"
 	"github.com/seckill/seckill/fence"
@@ -39,7 +42,7 @@ const LaneLostAfter = 6 * fence.LeaseTTL
 // what it recorded as paid or cancelled is pending_payment in the heir's
 // copy: order states live on one disk until orders are kept where the
 // journal is.
-func (p *Pipeline) runHeir(ctx context.Context, self string, live func() []string, log *slog.Logger) {
+func (p *Pipeline) runHeir(ctx context.Context, self string, live func() []string, rebuild func(ctx context.Context, node string) error, log *slog.Logger) {
 	running := map[string]context.CancelFunc{}
 	rebuilt := map[string]bool{}
 	since := map[string]time.Time{} // when this heir first saw the lane's node gone
@@ -91,6 +94,10 @@ func (p *Pipeline) runHeir(ctx context.Context, self string, live func() []strin
 				// Lost for good: every grab the lane ever held, the orders
 				// the node wrote included. The order store keeps one
 				// order a grab id, so rewriting is harmless here.
+				if err := rebuild(ctx, node); err != nil {
+					log.Warn("orders: a lost node's lane not rewritten", "node", node, "err", err)
+					continue // back meanwhile, or etcd did not answer: the next tick decides again
+				}
 				rebuilt[node] = true
 				log.Warn("orders: node lost for good: rewriting every order of its lane", "node", node, "after", LaneLostAfter)
 				if err := bus.ReadLane(ctx, p.st.JS, node, WriterBatch, p.laneHandler(node)); err != nil {
@@ -125,4 +132,35 @@ func (p *Pipeline) lostLanes(ctx context.Context, self string, live []string) ma
 		}
 	}
 	return lost
+}
+
+// takeOwnLane runs at a journaled node's start: its lane of the order
+// stream is its own again. A node that starts with an empty order store
+// (its disk was lost) while no heir rewrote its lane rewrites the lane's
+// orders itself: they were written on the disk it lost.
+func (p *Pipeline) takeOwnLane(ctx context.Context, self string, fresh bool, take func(ctx context.Context, node string) (string, error), log *slog.Logger) {
+	heir, err := take(ctx, self)
+	switch {
+	case err != nil:
+		log.Warn("orders: own lane: etcd did not say who wrote it meanwhile", "err", err)
+	case heir != "":
+		log.Info("orders: own lane's earlier orders were rewritten by its heir while this node was lost", "heir", heir)
+	case fresh:
+		for try := 1; ; try++ {
+			err := bus.ReadLane(ctx, p.st.JS, self, WriterBatch, p.laneHandler(self))
+			if err == nil {
+				log.Info("orders: own lane's orders rewritten into an empty order store")
+				return
+			}
+			if errors.Is(err, jetstream.ErrStreamNotFound) {
+				return // a new cluster: nothing was ever published
+			}
+			log.Warn("orders: rewriting own lane into an empty order store", "try", try, "err", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(HeirEvery):
+			}
+		}
+	}
 }

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 	"sync/atomic"
 	"time"
@@ -326,6 +327,8 @@ func (s *System) openOrders(cfg Config) error {
 		s.log.Info("nats", "url", s.Stream.Emb.ClientURL(), "store", filepath.Join(cfg.DataDir, "nats"), "creds", s.Stream.Emb.CredsPath())
 	}
 	var ostore persistence.OrderStore
+	_, statErr := os.Stat(filepath.Join(cfg.DataDir, "orders"))
+	freshOrders := errors.Is(statErr, os.ErrNotExist)
 	if s.ostore, err = persistence.OpenPebbleOrders(filepath.Join(cfg.DataDir, "orders")); err != nil {
 		return err
 	}
@@ -346,10 +349,20 @@ func (s *System) openOrders(cfg Config) error {
 	s.Pipeline = Start(s.Node, s.svc.(orders.Stock), s.Stream, ostore, cfg.OrderWriters, busCfg, s.log)
 	s.Pipeline.ready = s.ostore.Health
 	if cfg.Cluster != nil && cfg.Cluster.Journal {
-		p, g := s.Pipeline, s.grid
+		p, g, f, self := s.Pipeline, s.grid, s.clu.store, cfg.Cluster.Node
 		sup := g.Superseded
 		p.superseded.Store(&sup)
-		p.wg.Go(func() { p.runHeir(p.ctx, cfg.Cluster.Node, g.LiveMembers, s.log) })
+		rebuild := func(ctx context.Context, node string) error {
+			ctx, cancel := context.WithTimeout(ctx, grid.EtcdTimeout)
+			defer cancel()
+			return f.RebuildLane(ctx, node, self)
+		}
+		p.wg.Go(func() {
+			ctx, cancel := context.WithTimeout(p.ctx, grid.EtcdTimeout)
+			defer cancel()
+			p.takeOwnLane(p.ctx, self, freshOrders, func(_ context.Context, node string) (string, error) { return f.TakeLane(ctx, node) }, s.log)
+			p.runHeir(p.ctx, self, g.LiveMembers, rebuild, s.log)
+		})
 	}
 	return nil
 }

@@ -98,6 +98,10 @@ type c3Cluster struct {
 	nodes     []*c3Node
 	// lost: nodes killed and not started again (their machine is gone).
 	lost map[*c3Node]bool
+	// nats: the NATS servers of a JetStream cluster (newC3With), and the
+	// replicas the nodes keep their streams in.
+	nats         []*seckillProc
+	natsReplicas int
 }
 
 // live is every node not lost.
@@ -141,7 +145,11 @@ func c3Skip(t *testing.T) {
 
 // newC3 starts etcd, redis, `seckill nats` and the three nodes n1-n3; env
 // gives a node more environment variables.
-func newC3(t *testing.T, env map[string][]string) *c3Cluster {
+func newC3(t *testing.T, env map[string][]string) *c3Cluster { return newC3With(t, env, 1) }
+
+// newC3With is newC3 with natsServers `seckill nats` servers: 3 form one
+// JetStream cluster, and the nodes keep every stream on all three.
+func newC3With(t *testing.T, env map[string][]string, natsServers int) *c3Cluster {
 	t.Helper()
 	c3Skip(t)
 	c := &c3Cluster{t: t}
@@ -151,9 +159,14 @@ func newC3(t *testing.T, env map[string][]string) *c3Cluster {
 	c.etcdURL, c.etcdPort = testproc.Etcd(t)
 	c.redisURL = testproc.Redis(t)
 	natsDir := filepath.Join(t.TempDir(), "nats")
-	_, m := startChild(t, "nats", c3NATSLine, false, faultToken, c.bin,
-		"nats", "--listen", "127.0.0.1:"+strconv.Itoa(freePort(t)), "--dir", natsDir)
-	c.natsURL, c.natsCreds = m[1], filepath.Join(natsDir, bus.CredsFile)
+	c.natsCreds = filepath.Join(natsDir, bus.CredsFile)
+	if natsServers == 1 {
+		_, m := startChild(t, "nats", c3NATSLine, false, faultToken, c.bin,
+			"nats", "--listen", "127.0.0.1:"+strconv.Itoa(freePort(t)), "--dir", natsDir)
+		c.natsURL = m[1]
+	} else {
+		c.startNATSCluster(natsDir, natsServers)
+	}
 	for i, ip := range c3IPs {
 		name := fmt.Sprintf("n%d", i+1)
 		n := &c3Node{idx: i, name: name, ip: ip, dir: t.TempDir(), httpPort: freePortOn(t, ip), peerPort: freePortOn(t, ip), env: env[name]}
@@ -164,6 +177,33 @@ func newC3(t *testing.T, env map[string][]string) *c3Cluster {
 	return c
 }
 
+// startNATSCluster starts n `seckill nats` servers as one JetStream
+// cluster on 127.0.0.1, sharing one client key.
+func (c *c3Cluster) startNATSCluster(dir string, n int) {
+	c.t.Helper()
+	client, route := make([]int, n), make([]int, n)
+	for i := range n {
+		client[i], route[i] = freePort(c.t), freePort(c.t)
+	}
+	var urls []string
+	for i := range n {
+		var routes []string
+		for j := range n {
+			if j != i {
+				routes = append(routes, "nats-route://127.0.0.1:"+strconv.Itoa(route[j]))
+			}
+		}
+		name := fmt.Sprintf("nats%d", i+1)
+		p, m := startChild(c.t, name, c3NATSLine, false, faultToken, c.bin, "nats", "--name", name,
+			"--listen", "127.0.0.1:"+strconv.Itoa(client[i]), "--dir", filepath.Join(dir, name), "--creds", c.natsCreds,
+			"--sync", "always", "--cluster-listen", "127.0.0.1:"+strconv.Itoa(route[i]), "--routes", strings.Join(routes, ","))
+		c.nats = append(c.nats, p)
+		urls = append(urls, m[1])
+	}
+	c.natsURL = strings.Join(urls, ",")
+	c.natsReplicas = n
+}
+
 // start runs node n (again) on its data directory, ports and name; it
 // returns once n printed its address.
 func (c *c3Cluster) start(n *c3Node) {
@@ -172,6 +212,9 @@ func (c *c3Cluster) start(n *c3Node) {
 	n.starts++
 	args := []string{"serve", "--data", n.dir, "--http", n.ip + ":" + strconv.Itoa(n.httpPort), "--nats", c.natsURL,
 		"--nats-creds", c.natsCreds, "--cluster", "--node", n.name, "--etcd", c.etcdURL, "--peer", n.ip + ":" + strconv.Itoa(n.peerPort), "--redis", c.redisURL}
+	if c.natsReplicas > 1 {
+		args = append(args, "--nats-replicas", strconv.Itoa(c.natsReplicas))
+	}
 	p, m := startChildEnv(c.t, fmt.Sprintf("%s#%d", n.name, n.starts), serveLine, false, faultToken, n.env, c.bin, args...)
 	if m[1] != n.url() {
 		c.t.Fatalf("%s serves %s, want %s", n.name, m[1], n.url())
