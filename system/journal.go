@@ -18,8 +18,11 @@ import (
 const JournalEnsureTimeout = 30 * time.Second
 
 // journalRetry is the pause between attempts to create the journal stream
-// while the NATS cluster is not ready.
-const journalRetry = 250 * time.Millisecond
+// while the NATS cluster is not ready; journalTry bounds one attempt.
+const (
+	journalRetry = 250 * time.Millisecond
+	journalTry   = 5 * time.Second
+)
 
 // openJournal connects to the cluster's NATS (its own connection: the
 // journal is on every commit round's path, the order pipeline is not) and
@@ -37,7 +40,11 @@ func openJournal(url, name string, auth bus.ClientAuth, replicas int) (*bus.Jour
 	ctx, cancel := context.WithTimeout(context.Background(), JournalEnsureTimeout)
 	defer cancel()
 	for {
-		j, err := bus.EnsureJournal(ctx, js, replicas)
+		// Each try bounded on its own: a JetStream cluster that has just
+		// elected its meta leader may leave a first create unanswered.
+		try, cancelTry := context.WithTimeout(ctx, journalTry)
+		j, err := bus.EnsureJournal(try, js, replicas)
+		cancelTry()
 		if err == nil {
 			return j, nc, nil
 		}
