@@ -65,7 +65,7 @@ var (
 	// or for a forced move (the scenarios of that mode).
 	c3NoJournal = map[string][]string{"n1": {"SECKILL_JOURNAL=0"}, "n2": {"SECKILL_JOURNAL=0"}, "n3": {"SECKILL_JOURNAL=0"}}
 	c3IPs       = []string{"127.0.0.11", "127.0.0.12", "127.0.0.13"}
-	c3NATSLine = regexp.MustCompile(`^seckill nats: listening on (nats://[^,\s]+)`)
+	c3NATSLine  = regexp.MustCompile(`^seckill nats: listening on (nats://[^,\s]+)`)
 )
 
 // ---------------------------------------------------------------------------
