@@ -669,18 +669,7 @@ func TestCluster3ForceMove(t *testing.T) {
 			t.Fatalf("move of shard %d back to %s: %d %s, want 409", sh, victim.name, code, raw)
 		}
 	}
-	waitFor(t, "the lost node's shards run elsewhere", func() (bool, string) {
-		ps, raw := c.placement(c.nodes[0], item)
-		if ps == nil {
-			return false, raw
-		}
-		for _, p := range ps {
-			if p.Node == victim.name || p.State != "active" || p.Remaining == nil {
-				return false, raw
-			}
-		}
-		return true, raw
-	})
+	c.waitFailedOver(item, victim)
 	back := s.sinceStart()
 	t.Logf("%d shards of %s: lease gone %v after the kill, forced elsewhere and serving %v after it", len(lost), victim.name,
 		(expired - killed).Round(time.Millisecond), (back - killed).Round(time.Millisecond))
