@@ -29,22 +29,20 @@ const LaneLostAfter = 6 * fence.LeaseTTL
 // publishes on its own lane of the order stream, read by its own writers
 // (bus.ConsumerFor), into its own order store: a node that is lost takes
 // the orders it wrote with its disk, and leaves grabs on its lane that it
-// did not write. The live node with the lowest id takes the lane's durable
-// consumer into its own order store at once, and once the node has been
-// gone LaneLostAfter, also rewrites every grab the lane ever held (the
-// orders the node wrote went with its disk), until the node holds a lease
-// again. The lost node's shards' heirs relay only what it did not publish
-// (grid/failover.go), so each grab's order is written once among the live
-// nodes, and the lane's consumer has nothing left to deliver when the node
-// comes back empty. A node back within LaneLostAfter keeps its orders and
-// nothing is in two stores; one back with its disk after it has its orders
-// in the heir's store too (reconcile lists them as duplicate_order), and
-// what it recorded as paid or cancelled is pending_payment in the heir's
-// copy: order states live on one disk until orders are kept where the
-// journal is.
+// did not write. Once a node has been gone LaneLostAfter, the live node
+// with the lowest id records in etcd that it takes the lane (only while
+// the node holds no lease), writes every grab the lane ever held into its
+// own order store, then reads the lane's durable consumer, until the node
+// holds a lease again. The lost node's shards' heirs relay only what it
+// did not publish (grid/failover.go), so each grab's order is written once
+// among the live nodes. A node back sooner writes its own lane: with its
+// disk it has its orders; empty, it rewrites them (takeOwnLane). One back
+// with its disk later than that has its orders in the heir's store too
+// (reconcile lists them as duplicate_order), and what it recorded as paid
+// or cancelled is pending_payment in the heir's copy: order states live on
+// one disk until orders are kept where the journal is.
 func (p *Pipeline) runHeir(ctx context.Context, self string, live func() []string, rebuild func(ctx context.Context, node string) error, log *slog.Logger) {
 	running := map[string]context.CancelFunc{}
-	rebuilt := map[string]bool{}
 	since := map[string]time.Time{} // when this heir first saw the lane's node gone
 	defer func() {
 		for _, stop := range running {
@@ -65,7 +63,10 @@ func (p *Pipeline) runHeir(ctx context.Context, self string, live func() []strin
 				log.Info("orders: lane back with its node, or taken by another heir", "node", node)
 				stop()
 				delete(running, node)
-				delete(rebuilt, node)
+			}
+		}
+		for node := range since {
+			if !lost[node] {
 				delete(since, node)
 			}
 		}
@@ -73,38 +74,37 @@ func (p *Pipeline) runHeir(ctx context.Context, self string, live func() []strin
 			if since[node].IsZero() {
 				since[node] = time.Now()
 			}
-			if running[node] == nil {
-				// What the node published and did not write.
-				log.Warn("orders: writing the orders left on a lost node's lane", "node", node)
-				wctx, stop := context.WithCancel(ctx)
-				running[node] = stop
-				p.wg.Go(func() {
-					bus.RunWriterWhen(wctx, p.st.JS, node, WriterBatch, p.laneHandler(node), func() error {
-						if err := p.member(); err != nil {
-							return err
-						}
-						if p.ready != nil {
-							return p.ready()
-						}
-						return nil
-					})
+			if running[node] != nil || time.Since(since[node]) < LaneLostAfter {
+				continue
+			}
+			// Lost for good: every grab the lane ever held, the orders the
+			// node wrote included (the order store keeps one order a grab
+			// id, so rewriting is harmless), then the lane's consumer, for
+			// what the node published and did not write. Not before: a
+			// node back within LaneLostAfter, with its disk or without,
+			// writes its lane itself, and nothing is in two stores.
+			if err := rebuild(ctx, node); err != nil {
+				log.Warn("orders: a lost node's lane not taken", "node", node, "err", err)
+				continue // back meanwhile, or etcd did not answer: the next tick decides again
+			}
+			log.Warn("orders: node lost for good: writing every order of its lane", "node", node, "after", LaneLostAfter)
+			if err := bus.ReadLane(ctx, p.st.JS, node, WriterBatch, p.laneHandler(node)); err != nil {
+				log.Warn("orders: rewriting a lost node's lane", "node", node, "err", err)
+				continue
+			}
+			wctx, stop := context.WithCancel(ctx)
+			running[node] = stop
+			p.wg.Go(func() {
+				bus.RunWriterWhen(wctx, p.st.JS, node, WriterBatch, p.laneHandler(node), func() error {
+					if err := p.member(); err != nil {
+						return err
+					}
+					if p.ready != nil {
+						return p.ready()
+					}
+					return nil
 				})
-			}
-			if !rebuilt[node] && time.Since(since[node]) >= LaneLostAfter {
-				// Lost for good: every grab the lane ever held, the orders
-				// the node wrote included. The order store keeps one
-				// order a grab id, so rewriting is harmless here.
-				if err := rebuild(ctx, node); err != nil {
-					log.Warn("orders: a lost node's lane not rewritten", "node", node, "err", err)
-					continue // back meanwhile, or etcd did not answer: the next tick decides again
-				}
-				rebuilt[node] = true
-				log.Warn("orders: node lost for good: rewriting every order of its lane", "node", node, "after", LaneLostAfter)
-				if err := bus.ReadLane(ctx, p.st.JS, node, WriterBatch, p.laneHandler(node)); err != nil {
-					log.Warn("orders: rewriting a lost node's lane", "node", node, "err", err)
-					rebuilt[node] = false
-				}
-			}
+			})
 		}
 	}
 }
