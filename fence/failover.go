@@ -64,12 +64,15 @@ func (s *Store) Failover(ctx context.Context, item string, shard int, from, to s
 // that the new owner relays the shard's grabs from seq on: node publishes
 // none of them, and no writer writes an order of one from node's lane
 // (an order's grab published late by node, while the new owner relays it
-// too). Only a failover's record (Forced.Journaled) takes it, once.
-func (s *Store) RelayFrom(ctx context.Context, item string, shard int, node string, seq uint64) error {
+// too). Only a failover's record (Forced.Journaled) takes it, and only
+// once: it returns the sequence recorded, seq or the one an earlier call
+// recorded (a new owner that tries again relays from there).
+func (s *Store) RelayFrom(ctx context.Context, item string, shard int, node string, seq uint64) (uint64, error) {
 	if err := checkPlacement(item, shard, node); err != nil {
-		return err
+		return 0, err
 	}
 	what := fmt.Sprintf("relay of %s/%d from %d", item, shard, seq)
+	recorded := seq
 	_, err := s.casLoop(ctx, what, []string{forcedKey(item, shard, node)}, func(kvs []*mvccpb.KeyValue) ([]clientv3.Op, error) {
 		if kvs[0] == nil {
 			return nil, fmt.Errorf("%s: no failover from %s: %w", what, node, ErrUnplaced)
@@ -78,30 +81,21 @@ func (s *Store) RelayFrom(ctx context.Context, item string, shard int, node stri
 		if err := json.Unmarshal(kvs[0].Value, &f); err != nil {
 			return nil, fmt.Errorf("%s: %w", what, err)
 		}
-		if !f.Journaled || f.Seq == seq {
-			return nil, nil
+		if !f.Journaled {
+			return nil, fmt.Errorf("%s: a forced move, not a failover: %w", what, ErrRefused)
 		}
 		if f.Seq != 0 {
-			return nil, fmt.Errorf("%s: recorded from %d: %w", what, f.Seq, ErrRefused)
+			recorded = f.Seq
+			return nil, nil
 		}
 		f.Seq = seq
 		rec, _ := json.Marshal(f)
 		return []clientv3.Op{clientv3.OpPut(forcedKey(item, shard, node), string(rec))}, nil
 	})
-	return err
-}
-
-// ClearFailover forgets the failover that took shard of item from node,
-// once node runs the shard again (a later incarnation): its lane carries
-// the shard's new grabs, and its relay publishes them.
-func (s *Store) ClearFailover(ctx context.Context, item string, shard int, node string) error {
-	if err := checkPlacement(item, shard, node); err != nil {
-		return err
+	if err != nil {
+		return 0, err
 	}
-	if _, err := s.cli.Delete(ctx, forcedKey(item, shard, node)); err != nil {
-		return fmt.Errorf("clear failover of %s/%d from %s: %w", item, shard, node, err)
-	}
-	return nil
+	return recorded, nil
 }
 
 func laneKey(node string) string { return lanesPrefix + node }
@@ -144,4 +138,17 @@ func (s *Store) TakeLane(ctx context.Context, node string) (string, error) {
 		return string(kvs[0].Value), nil
 	}
 	return "", nil
+}
+
+// ClearFailover forgets the failover that took shard of item from node,
+// once node runs the shard again (a later incarnation): its lane carries
+// the shard's new grabs, and its relay publishes them.
+func (s *Store) ClearFailover(ctx context.Context, item string, shard int, node string) error {
+	if err := checkPlacement(item, shard, node); err != nil {
+		return err
+	}
+	if _, err := s.cli.Delete(ctx, forcedKey(item, shard, node)); err != nil {
+		return fmt.Errorf("clear failover of %s/%d from %s: %w", item, shard, node, err)
+	}
+	return nil
 }

@@ -63,10 +63,22 @@ func TestFailover(t *testing.T) {
 		t.Fatalf("relay record: %+v err %v", fs, err)
 	}
 	// The new owner says where it relays from: once.
-	wantErr(t, "relay from", s.RelayFrom(ctx, "it", 0, "n1", 42), nil)
-	wantErr(t, "relay from again", s.RelayFrom(ctx, "it", 0, "n1", 42), nil)
-	wantErr(t, "relay from elsewhere", s.RelayFrom(ctx, "it", 0, "n1", 7), ErrRefused)
-	wantErr(t, "relay from without a failover", s.RelayFrom(ctx, "it", 1, "n1", 7), ErrUnplaced)
+	for _, tc := range []struct {
+		shard     int
+		seq, want uint64
+		err       error
+	}{
+		{0, 42, 42, nil},
+		{0, 42, 42, nil},
+		{0, 50, 42, nil}, // a second try relays from the first one's
+		{1, 7, 0, ErrUnplaced},
+	} {
+		got, err := s.RelayFrom(ctx, "it", tc.shard, "n1", tc.seq)
+		wantErr(t, "relay from", err, tc.err)
+		if got != tc.want {
+			t.Fatalf("relay of shard %d from %d: recorded %d, want %d", tc.shard, tc.seq, got, tc.want)
+		}
+	}
 	if fs, _ = s.ForcedMoves(ctx); fs[0].Seq != 42 {
 		t.Fatalf("relay record after RelayFrom: %+v", fs)
 	}

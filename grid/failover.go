@@ -73,10 +73,13 @@ func (g *Grid) activateJournaled(cfg engine.ItemConfig, p fence.Placement) {
 		cancel()
 		if err == nil && tk.Prev != "" {
 			// The lost node's lane takes none of the shard's grabs past
-			// this (a publish of its still in flight is not written).
+			// this (a publish of its still in flight is not written); a
+			// second try relays from what the first recorded.
 			ctx, cancel := g.ctx()
-			err = g.cfg.Fence.RelayFrom(ctx, cfg.Item, p.Shard, tk.Prev, up+1)
+			var from uint64
+			from, err = g.cfg.Fence.RelayFrom(ctx, cfg.Item, p.Shard, tk.Prev, up+1)
 			cancel()
+			up = from - 1
 		}
 		if err != nil {
 			g.log.Warn("grid: failover: what the lost node published", "item", cfg.Item, "shard", p.Shard, "err", err)
