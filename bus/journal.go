@@ -199,7 +199,10 @@ type Taken struct {
 	// At is the takeover marker's position: the incarnation's first append
 	// expects it.
 	At uint64
-	// Prev is the node of the incarnation before ("" for none).
+	// Prev is the node of the last incarnation of an earlier epoch: whose
+	// grabs the local store may lack. The node taking over itself when no
+	// earlier epoch ran the shard (its first start, or a restart at the
+	// same epoch: its own markers before this one do not count).
 	Prev string
 	// Refused says why each entry the fold refused was refused (a bug or a
 	// forgery: the caller logs them; they are never applied).
@@ -235,13 +238,14 @@ func (j *Journal) Takeover(ctx context.Context, cfg engine.ItemConfig, shard int
 		}
 	}
 	tl := engine.NewTail(cfg, shard, nil)
+	out.Prev = node
 	err := j.Read(ctx, cfg.Item, shard, 1, out.At, func(seq uint64, data []byte) error {
-		if seq == out.At {
-			out.Prev = tl.Node()
-		}
 		e, err := engine.DecodeEntry(cfg.Item, shard, data)
 		if err == nil {
 			err = tl.Apply(e)
+		}
+		if err == nil && e.Kind == engine.EntryTakeover && e.Epoch < epoch {
+			out.Prev = e.Node
 		}
 		if err != nil {
 			out.Refused = append(out.Refused, fmt.Errorf("journal %s.%d message %d refused: %w", cfg.Item, shard, seq, err))

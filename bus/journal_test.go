@@ -37,7 +37,7 @@ func TestJournalFencesTheOldOwner(t *testing.T) {
 	cfg := engine.ItemConfig{Item: "sku.1", Stock: 100, Shards: 2, PerUserLimit: 1}
 	tk, err := j.Takeover(ctx, cfg, 1, 1, "n1")
 	snap, at := tk.Snap, tk.At
-	if err != nil || len(tk.Refused) != 0 || tk.Prev != "" || snap.Counters != engine.ClusterStart(cfg, 1) {
+	if err != nil || len(tk.Refused) != 0 || tk.Prev != "n1" || snap.Counters != engine.ClusterStart(cfg, 1) {
 		t.Fatalf("first takeover: %+v err %v", tk, err)
 	}
 	c := snap.Counters
@@ -77,6 +77,13 @@ func TestJournalFencesTheOldOwner(t *testing.T) {
 	j.AppendAll(ctx, old)
 	if !errors.Is(old[0].Err, ErrFenced) {
 		t.Fatalf("old owner's append after the takeover: %v, want ErrFenced", old[0].Err)
+	}
+	// n2 tries again at the same epoch (its first activation failed after
+	// its marker): the incarnation before is still n1's.
+	if tk3, err := j.Takeover(ctx, cfg, 1, 2, "n2"); err != nil || tk3.Prev != "n1" {
+		t.Fatalf("second try of the takeover: %+v %v", tk3, err)
+	} else {
+		at2 = tk3.At
 	}
 	// A takeover of an older epoch than the journal's last marker is
 	// refused without appending anything: the owner's next append goes in.

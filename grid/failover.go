@@ -60,13 +60,12 @@ func (g *Grid) activateJournaled(cfg engine.ItemConfig, p fence.Placement) {
 		g.cfg.Node.SetRelayCeiling(cfg.Item, p.Shard, 0)
 	}
 	// Which of the grabs the local store lacks are relayed from here: those
-	// their maker relays no more. This node's own (they reached the journal
-	// but not its store before a crash): all. A lost node's: those it did
-	// not publish. A live one's (a cooperative move): none.
+	// their maker relays no more. A lost node's (a failover, also when this
+	// node takes it again at the same epoch): those no lane published. This
+	// node's own (they reached the journal but not its store before a
+	// crash): all. A live one's (a cooperative move): none.
 	relay := actors.RelayAfterSnapshot
 	switch {
-	case tk.Prev == g.cfg.Self.ID:
-		relay = actors.RelayOwn
 	case p.Failover:
 		ctx, cancel := g.ctx()
 		up, err := g.cfg.Published(ctx, cfg.Item, p.Shard)
@@ -79,13 +78,23 @@ func (g *Grid) activateJournaled(cfg engine.ItemConfig, p fence.Placement) {
 			var from uint64
 			from, err = g.cfg.Fence.RelayFrom(ctx, cfg.Item, p.Shard, tk.Prev, up+1)
 			cancel()
-			up = from - 1
+			switch {
+			case err == nil:
+				up = from - 1
+			case errors.Is(err, fence.ErrUnplaced):
+				// The incarnation before the lost one's placement never
+				// started, and no failover took it from tk.Prev: nothing
+				// to record.
+				err = nil
+			}
 		}
 		if err != nil {
 			g.log.Warn("grid: failover: what the lost node published", "item", cfg.Item, "shard", p.Shard, "err", err)
 			return
 		}
 		relay = int64(up)
+	case tk.Prev == g.cfg.Self.ID:
+		relay = actors.RelayOwn
 	}
 	if err := g.cfg.Node.ActivateJournaled(cfg.Item, p.Shard, p.Epoch, tk.Snap, tk.At, relay); err != nil && !errors.Is(err, actors.ErrActive) {
 		g.log.Warn("grid: activate shard", "item", cfg.Item, "shard", p.Shard, "epoch", p.Epoch, "err", err)
