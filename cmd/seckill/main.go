@@ -25,6 +25,7 @@ commands:
   nats       run the embedded NATS server on its own (a cluster's shared stream;
              --cluster-listen --routes: one server of a JetStream cluster)
   reconcile  compare grabs, stream, orders and counters of a stopped node
+  cert       make a cluster's CA and node certificates (create-ca, create-node)
   token      mint a buyer token (HS256) for --buyer-auth jwt: --user U --secret S [--ttl D]
   bench      measure seckill over HTTP beside a bare fasthttp handler
              (--url URL[,URL...]: a running server, or a cluster's fronts)
@@ -48,6 +49,8 @@ func main() {
 		err = runReconcile(context.Background(), os.Args[2:])
 	case "bench":
 		err = runBench(context.Background(), os.Args[2:])
+	case "cert":
+		err = runCert(os.Args[2:])
 	case "token":
 		err = runToken(os.Args[2:])
 	case "-h", "--help", "help":
