@@ -219,3 +219,25 @@ func (d *msgDecoder) addr() Addr {
 	}
 	return Addr{Item: string(item), Shard: int(s)}
 }
+
+// Routed reports whether m goes where its kind may go: a shard's ask,
+// returned, report and sync to its own item's pool; the pool's grant,
+// no-stock and give-back to one of its item's shards, and its status to
+// the item's fronts. Who may say it is the other half of the rule: a node
+// hears a message whose From is the pool only from the node placed to run
+// the pool, and one whose From is a shard only from the node placed to run
+// that shard (grid.Receive). A message that fails either is dropped.
+func (m Msg) Routed() bool {
+	if m.From.Item != m.To.Item {
+		return false
+	}
+	switch m.Kind {
+	case MsgAsk, MsgReturned, MsgReport, MsgSync:
+		return m.From.Shard >= 0 && m.To.Shard == PoolShard
+	case MsgGrant, MsgNoStock, MsgGiveBack:
+		return m.From.Shard == PoolShard && m.To.Shard >= 0
+	case MsgStatus:
+		return m.From.Shard == PoolShard && m.To.Shard == FrontShard
+	}
+	return false
+}

@@ -120,3 +120,36 @@ func FuzzDecodeMsg(f *testing.F) {
 		}
 	})
 }
+
+// TestRouted: each kind goes one way only, within one item.
+func TestRouted(t *testing.T) {
+	shard, pool, front := ShardAddr("it", 3), PoolAddr("it"), Addr{Item: "it", Shard: FrontShard}
+	other := PoolAddr("other")
+	for _, c := range []struct {
+		kind     MsgKind
+		from, to Addr
+		ok       bool
+	}{
+		{MsgAsk, shard, pool, true},
+		{MsgReport, shard, pool, true},
+		{MsgSync, shard, pool, true},
+		{MsgReturned, shard, pool, true},
+		{MsgGrant, pool, shard, true},
+		{MsgNoStock, pool, shard, true},
+		{MsgGiveBack, pool, shard, true},
+		{MsgStatus, pool, front, true},
+		{MsgGrant, shard, shard, false},  // a shard granting a shard
+		{MsgGrant, pool, front, false},   // a grant to the fronts
+		{MsgStatus, shard, front, false}, // a shard saying sold out
+		{MsgStatus, pool, shard, false},
+		{MsgAsk, pool, pool, false},
+		{MsgAsk, shard, other, false}, // another item's pool
+		{MsgGrant, other, shard, false},
+		{MsgAsk, shard, front, false},
+		{0, pool, shard, false},
+	} {
+		if got := (Msg{Kind: c.kind, From: c.from, To: c.to}).Routed(); got != c.ok {
+			t.Errorf("%v %+v → %+v: Routed %v, want %v", c.kind, c.from, c.to, got, c.ok)
+		}
+	}
+}

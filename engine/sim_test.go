@@ -409,7 +409,7 @@ func (s *sim) restartNode(who int) error {
 }
 
 func (s *sim) send(from int, m engine.Msg, at uint64) error {
-	if m.From.Item != s.cfg.Item || m.From.Shard != from || m.To.Item != s.cfg.Item {
+	if m.From.Item != s.cfg.Item || m.From.Shard != from || m.To.Item != s.cfg.Item || !m.Routed() {
 		return fmt.Errorf("participant %d sends a misaddressed %v: %+v", from, m.Kind, m)
 	}
 	if from == simPool && (m.Kind == engine.MsgNoStock || m.Kind == engine.MsgStatus && m.SoldOut) {

@@ -112,9 +112,13 @@ type Grid struct {
 	clientOnce sync.Once
 	client     *http.Client
 
-	// unheard counts shard messages to a pool dropped because their sender
-	// is not the shard's placed owner.
+	// unheard counts protocol messages dropped because their sender may not
+	// say them (Receive) or, from a local shard, because it is not placed
+	// here (Send).
 	unheard atomic.Int64
+	// foreign counts requests refused because the shard they are for is
+	// not placed here.
+	foreign atomic.Int64
 
 	kick chan struct{}
 	stop chan struct{}
@@ -578,21 +582,59 @@ func (g *Grid) Send(m engine.Msg) {
 	}
 }
 
-// Receive takes a protocol message from another node. A pool hears a shard
-// only from the node etcd places it on: a second activation elsewhere, or
-// an owner that moved the shard away, is not heard (what it would have
-// said reaches the pool again from the owner, in cumulative totals).
-func (g *Grid) Receive(from string, m engine.Msg) {
-	if m.To.Shard == engine.PoolShard && m.From.Shard >= 0 {
-		v := g.view.Load()
-		p, ok := v.owner(m.From.Item, m.From.Shard)
-		if !ok || v.peers[p.Node].Addr != from {
-			g.unheard.Add(1)
-			return
-		}
+// Receive takes a protocol message from another node, and only one its
+// sender may say: it goes where its kind goes (engine.Msg.Routed), and it
+// comes from the node etcd places its sender on: the pool's grants,
+// give-backs, no-stock answers and sold-out statuses from the node placed
+// to run the item's pool (with shard 0), a shard's asks, reports and syncs
+// from the shard's node. The sender is the node its certificate proved;
+// without certificates, the node whose address the envelope names. So a
+// second activation elsewhere, an owner that moved the shard away, a node
+// wrong about placement or a forger is not heard: what the rightful sender
+// would have said reaches the addressee again, in cumulative totals.
+func (g *Grid) Receive(from remote.Sender, m engine.Msg) {
+	v := g.view.Load()
+	if !m.Routed() || !v.says(v.nodeOf(from), m.From) {
+		g.unheard.Add(1)
+		return
 	}
 	g.cfg.Node.Deliver(m)
 }
+
+// nodeOf is the node a message came from: the name its connection proved,
+// or without certificates the live member at the address it names ("" for
+// none).
+func (v *view) nodeOf(s remote.Sender) string {
+	if s.Node != "" {
+		return s.Node
+	}
+	if s.Addr == "" {
+		return ""
+	}
+	for id, p := range v.peers {
+		if p.Addr == s.Addr {
+			return id
+		}
+	}
+	return ""
+}
+
+// says reports whether node is placed to run the participant at a: the
+// shard, or for the pool shard 0.
+func (v *view) says(node string, a engine.Addr) bool {
+	shard := a.Shard
+	if shard == engine.PoolShard {
+		shard = 0
+	}
+	p, ok := v.owner(a.Item, shard)
+	return ok && node != "" && p.Node == node
+}
+
+// Unheard counts the protocol messages dropped because their sender may not
+// say them; Foreign the requests refused because the shard they are for is
+// not placed here.
+func (g *Grid) Unheard() int64 { return g.unheard.Load() }
+func (g *Grid) Foreign() int64 { return g.foreign.Load() }
 
 // second reports whether shard i of item is the test hook's second
 // activation on this node.
@@ -739,22 +781,40 @@ func (g *Grid) request(v *view, p fence.Placement, req remote.Request) remote.Re
 	if !ok || tr == nil {
 		return remote.Reply{Code: remote.ReplyUnavailable}
 	}
-	r, err := tr.Request(peer.Addr, req, RequestTimeout)
+	r, err := tr.RequestNode(p.Node, peer.Addr, req, RequestTimeout)
 	if err != nil {
 		return remote.Reply{Code: remote.ReplyUnavailable}
 	}
 	return r
 }
 
-// Serve answers a request another node's front sent here.
+// Serve answers a request another node's front sent here, only for a
+// shard etcd places here and active: a peer wrong about placement (or one
+// that forges a request) hears unavailable, and its front asks again once
+// its view is current.
 func (g *Grid) Serve(req remote.Request) remote.Reply {
 	n := g.cfg.Node
+	it, ok := n.Item(req.Item)
+	if !ok {
+		return remote.ReplyFromSale(req.ID, sale.Reply{Err: sale.ErrUnknownItem})
+	}
+	shard := 0 // a stock change goes to the pool, with shard 0
 	switch req.Kind {
 	case remote.ReqGrab:
-		it, ok := n.Item(req.Item)
-		if !ok {
-			return remote.ReplyFromSale(req.ID, sale.Reply{Err: sale.ErrUnknownItem})
+		shard = engine.ShardFor(req.Item, req.User, it.Config.Shards)
+	case remote.ReqRelease:
+		gi, s, _, ok := engine.ParseGrabID(req.GrabID)
+		if !ok || gi != req.Item || s >= it.Config.Shards {
+			return remote.ReplyFromSale(req.ID, sale.Reply{Err: sale.ErrUnknownGrab})
 		}
+		shard = s
+	}
+	if p, ok := g.view.Load().owner(req.Item, shard); !ok || p.Node != g.cfg.Self.ID || p.State != fence.Active {
+		g.foreign.Add(1)
+		return remote.ReplyFromSale(req.ID, sale.Reply{Err: sale.ErrUnavailable})
+	}
+	switch req.Kind {
+	case remote.ReqGrab:
 		if !it.Config.ValidQty(req.Qty) || !engine.ValidID(req.User) || (req.Key != "" && !engine.ValidKey(req.Key)) {
 			return remote.ReplyFromSale(req.ID, sale.Reply{Err: &sale.QtyError{Limit: it.Config.PerUserLimit}})
 		}

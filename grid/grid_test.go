@@ -12,6 +12,7 @@ import (
 	"github.com/seckill/seckill/fence"
 	"github.com/seckill/seckill/internal/testproc"
 	"github.com/seckill/seckill/persistence"
+	"github.com/seckill/seckill/remote"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 )
@@ -103,9 +104,10 @@ func TestRefreshRunsWhatIsPlacedHere(t *testing.T) {
 	}
 }
 
-// TestPoolHearsOnlyPlacedOwners: a message to the pool from a shard is
-// taken only from the node the shard is placed on.
-func TestPoolHearsOnlyPlacedOwners(t *testing.T) {
+// TestHearsOnlyWhoMaySay: a protocol message is taken only from the node
+// placed to run its sender, the proven node name first, and only when it
+// goes where its kind goes. n1 runs the pool (with shard 0), n2 shard 1.
+func TestHearsOnlyWhoMaySay(t *testing.T) {
 	g, fs := oneGrid(t)
 	cfg := engine.ItemConfig{Item: "p", Stock: 100, Shards: 2, PerUserLimit: 1}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -115,23 +117,43 @@ func TestPoolHearsOnlyPlacedOwners(t *testing.T) {
 	}
 	g.refresh()
 	ask := engine.Msg{Kind: engine.MsgAsk, From: engine.ShardAddr("p", 1), To: engine.PoolAddr("p"), Want: 5, Urgent: true}
-	for _, c := range []struct {
-		from    string
-		unheard int64
+	grant := engine.Msg{Kind: engine.MsgGrant, From: engine.PoolAddr("p"), To: engine.ShardAddr("p", 0), Total: 100_000}
+	soldOut := engine.Msg{Kind: engine.MsgStatus, From: engine.PoolAddr("p"), To: engine.Addr{Item: "p", Shard: engine.FrontShard}, SoldOut: true, Seq: 1 << 40}
+	n1, n2, n3 := "127.0.0.11:7946", "127.0.0.12:7946", "127.0.0.13:7946"
+	for i, c := range []struct {
+		from  remote.Sender
+		m     engine.Msg
+		heard bool
 	}{
-		{"127.0.0.12:7946", 0}, // n2, where shard 1 is placed
-		{"127.0.0.13:7946", 1}, // nobody's
-		{"127.0.0.11:7946", 2}, // n1 itself, not shard 1's node
-		{"", 3},                // an old envelope without its sender
+		{remote.Sender{Addr: n2}, ask, true},             // no certificates: n2 by its address, where shard 1 is placed
+		{remote.Sender{Node: "n2"}, ask, true},           // proven n2
+		{remote.Sender{Node: "n2", Addr: n3}, ask, true}, // the proven name, not the address it claims
+		{remote.Sender{Node: "n3", Addr: n2}, ask, false},
+		{remote.Sender{Addr: n3}, ask, false}, // nobody's
+		{remote.Sender{Addr: n1}, ask, false}, // n1 itself, not shard 1's node
+		{remote.Sender{}, ask, false},         // an old envelope without its sender
+		{remote.Sender{Node: "n2"}, grant, false},
+		{remote.Sender{Node: "n2", Addr: n1}, grant, false}, // n2 claiming n1's address
+		{remote.Sender{Addr: n2}, grant, false},
+		{remote.Sender{Node: "n2"}, soldOut, false},
+		{remote.Sender{Node: "stranger"}, soldOut, false},
+		// From shard 1's node, but not what a shard may say.
+		{remote.Sender{Node: "n2"}, engine.Msg{Kind: engine.MsgGrant, From: engine.ShardAddr("p", 1), To: engine.ShardAddr("p", 0), Total: 100_000}, false},
+		{remote.Sender{Node: "n2"}, engine.Msg{Kind: engine.MsgStatus, From: engine.ShardAddr("p", 1), To: engine.Addr{Item: "p", Shard: engine.FrontShard}, SoldOut: true}, false},
 	} {
-		g.Receive(c.from, ask)
-		if got := g.unheard.Load(); got != c.unheard {
-			t.Fatalf("from %q: %d unheard, want %d", c.from, got, c.unheard)
+		before := g.unheard.Load()
+		g.Receive(c.from, c.m)
+		if heard := g.unheard.Load() == before; heard != c.heard {
+			t.Errorf("case %d: %v from %+v: heard %v, want %v", i, c.m.Kind, c.from, heard, c.heard)
 		}
 	}
+	if it, _ := g.cfg.Node.Item("p"); it.SoldOut() {
+		t.Fatal("a refused sold-out status reached the front")
+	}
+	before := g.unheard.Load()
 	// A local shard that is not placed here is not heard either.
 	g.Send(engine.Msg{Kind: engine.MsgReport, From: engine.ShardAddr("p", 1), To: engine.PoolAddr("p")})
-	if g.unheard.Load() != 4 {
+	if g.unheard.Load() != before+1 {
 		t.Fatalf("a local message from a shard placed elsewhere was heard")
 	}
 }

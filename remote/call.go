@@ -39,13 +39,21 @@ var (
 // ErrTimeout or ErrClosed when no reply came. It uses no protoactor future:
 // a request and its reply are two envelopes, matched here by id.
 func (t *Transport) Request(peer string, req Request, timeout time.Duration) (Reply, error) {
+	return t.RequestNode("", peer, req, timeout)
+}
+
+// RequestNode is Request to the node named node at peer: with
+// certificates, only a reply from a connection that proved that name
+// answers it (a reply from another node is refused, RefusedReply, and the
+// request waits on). node "" takes a reply from any node.
+func (t *Transport) RequestNode(node, peer string, req Request, timeout time.Duration) (Reply, error) {
 	req.ID = t.nextID.Add(1)
 	req.From = t.addr
 	if !req.valid() {
 		return Reply{}, fmt.Errorf("remote: %s request to %s: %w", req.Kind, peer, ErrBadRequest)
 	}
 	ch := make(chan Reply, 1)
-	t.pending.add(req.ID, ch)
+	t.pending.add(req.ID, waiter{ch: ch, node: node})
 	if !t.sendValue(peer, wrap(RequestEnvelope(req))) {
 		t.pending.remove(req.ID)
 		return Reply{}, ErrClosed
@@ -102,30 +110,41 @@ func (t *Transport) serve(req Request, n int) {
 
 func (t *Transport) reply(peer string, r Reply) { t.sendValue(peer, wrap(ReplyEnvelope(r))) }
 
-// answer hands a reply that arrived to the request waiting for it.
-func (t *Transport) answer(r Reply) {
-	if !t.pending.deliver(r) {
+// answer hands a reply that arrived from node (proven, or "") to the
+// request waiting for it.
+func (t *Transport) answer(node string, r Reply) {
+	switch t.pending.deliver(node, r) {
+	case delivered:
+	case wrongNode:
+		t.refused.add(RefusedReply, 1, "id", r.ID, "node", node)
+	default:
 		t.late.Add(1)
 		t.log.Debug("late reply", "id", r.ID, "code", r.Code)
 	}
 }
 
-// pendingTable holds the requests waiting for replies: id → a channel of
-// capacity one, which exactly one reply fills.
+// waiter is a request waiting for its reply: a channel of capacity one,
+// which exactly one reply fills, and the node it must come from ("" any).
+type waiter struct {
+	ch   chan Reply
+	node string
+}
+
+// pendingTable holds the requests waiting for replies by id.
 type pendingTable struct {
 	shards [pendingShards]struct {
 		mu sync.Mutex
-		m  map[uint64]chan Reply
+		m  map[uint64]waiter
 	}
 }
 
-func (p *pendingTable) add(id uint64, ch chan Reply) {
+func (p *pendingTable) add(id uint64, w waiter) {
 	s := &p.shards[id%pendingShards]
 	s.mu.Lock()
 	if s.m == nil {
-		s.m = make(map[uint64]chan Reply)
+		s.m = make(map[uint64]waiter)
 	}
-	s.m[id] = ch
+	s.m[id] = w
 	s.mu.Unlock()
 }
 
@@ -139,18 +158,31 @@ func (p *pendingTable) remove(id uint64) bool {
 	return ok
 }
 
-// deliver takes r.ID's entry out and puts r in its channel; false when no
-// request waits for r.
-func (p *pendingTable) deliver(r Reply) bool {
+type delivery int
+
+const (
+	noWaiter delivery = iota
+	delivered
+	wrongNode
+)
+
+// deliver takes r.ID's entry out and puts r in its channel, when r came from
+// the node the entry waits for (node is the proven sender, "" when
+// nothing is proven).
+func (p *pendingTable) deliver(node string, r Reply) delivery {
 	s := &p.shards[r.ID%pendingShards]
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	ch, ok := s.m[r.ID]
-	if ok {
-		delete(s.m, r.ID)
-		ch <- r // never blocks: the channel holds one, and only this send fills it
+	w, ok := s.m[r.ID]
+	if !ok {
+		return noWaiter
 	}
-	return ok
+	if w.node != "" && node != "" && w.node != node {
+		return wrongNode
+	}
+	delete(s.m, r.ID)
+	w.ch <- r // never blocks: the channel holds one, and only this send fills it
+	return delivered
 }
 
 // len counts the requests waiting, for tests.

@@ -267,3 +267,30 @@ func TestSelfClose(t *testing.T) {
 		t.Errorf("%d requests still pending", p)
 	}
 }
+
+// TestReplyOnlyFromTheNodeAsked: with certificates a reply is taken only
+// from the node the request went to; without (node "") from any.
+func TestReplyOnlyFromTheNodeAsked(t *testing.T) {
+	for _, c := range []struct {
+		waits, from string
+		want        delivery
+	}{
+		{"n2", "n2", delivered},
+		{"n2", "n3", wrongNode},
+		{"", "n3", delivered},
+		{"n2", "", delivered}, // no certificates: nothing proven either way
+	} {
+		var p pendingTable
+		ch := make(chan Reply, 1)
+		p.add(7, waiter{ch: ch, node: c.waits})
+		if got := p.deliver(c.from, Reply{ID: 7, Code: ReplyOK}); got != c.want {
+			t.Errorf("waiting for %q, reply from %q: %v, want %v", c.waits, c.from, got, c.want)
+		}
+		if got := p.deliver(c.from, Reply{ID: 8}); got != noWaiter {
+			t.Errorf("a reply nobody waits for: %v", got)
+		}
+		if (len(ch) == 1) != (c.want == delivered) || (p.len() == 0) != (c.want == delivered) {
+			t.Errorf("waiting for %q, reply from %q: %d in the channel, %d waiting", c.waits, c.from, len(ch), p.len())
+		}
+	}
+}

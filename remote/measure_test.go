@@ -23,7 +23,7 @@ func TestMeasureRoundTrip(t *testing.T) {
 	a := startNode(t, hostA+":0")
 	var b *Transport
 	// Nothing arrives at B before A's first send, after b is set.
-	b, err := Start(Config{Addr: hostB + ":0", Logger: slog.Default(), Handle: func(_ string, m engine.Msg) { b.Send(a.Addr(), m) }})
+	b, err := Start(Config{Addr: hostB + ":0", Logger: slog.Default(), Handle: func(_ Sender, m engine.Msg) { b.Send(a.Addr(), m) }})
 	if err != nil {
 		t.Fatal(err)
 	}

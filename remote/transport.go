@@ -13,8 +13,10 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	protoremote "github.com/asynkron/protoactor-go/remote"
+	"github.com/seckill/seckill/certs"
 	"github.com/seckill/seckill/engine"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 )
@@ -42,14 +44,17 @@ type Config struct {
 	// Addr is IP:PORT: the address to listen on, the address peers know this
 	// node by, and the IP outbound connections dial from (so that rules on
 	// source addresses, such as nftables partitions in tests, see each node
-	// as itself). Port 0 picks a free port; Addr() tells which. Keep it on a
-	// private network: a message of a protobuf type the receiver does not
-	// know crashes it (protoactor remote/proto_serializer.go:30-32).
+	// as itself). Port 0 picks a free port; Addr() tells which.
 	Addr string
-	// Handle receives every protocol message that arrives, with the address
-	// of the node that sent it ("" from a peer that predates TagMsgFrom),
-	// one at a time on the receiver actor's goroutine: it must not block.
-	Handle func(from string, m engine.Msg)
+	// Certs is this node's identity: every connection, both ways, is then
+	// TLS 1.3 with certificates of its CA, and a message's Sender.Node is
+	// the name the connection proved. nil runs without TLS, where nothing
+	// proves who sent what (--insecure-cluster, loopback only).
+	Certs *certs.Node
+	// Handle receives every protocol message that arrives, with who sent
+	// it, one at a time on the receiver actor's goroutine: it must not
+	// block.
+	Handle func(from Sender, m engine.Msg)
 	// OnRequest serves each Request that arrives, on a goroutine of its
 	// own, so it may wait (for a shard's answer, say); at most
 	// MaxConcurrentRequests run at once, and past that a request is answered
@@ -73,8 +78,9 @@ type Transport struct {
 	rem       *protoremote.Remote
 	addr      string
 	log       *slog.Logger
-	handle    func(string, engine.Msg)
+	handle    func(Sender, engine.Msg)
 	onRequest func(Request) Reply
+	secure    bool // with certificates: every sender is proven
 
 	// mu orders Send against Close: protoactor's endpoint manager reads its
 	// stopped flag without a lock.
@@ -91,6 +97,7 @@ type Transport struct {
 
 	dropped atomic.Uint64
 	late    atomic.Uint64
+	refused refusals
 }
 
 // Start listens on cfg.Addr and spawns the receiver. Start it before any
@@ -111,15 +118,21 @@ func Start(cfg Config) (*Transport, error) {
 		cfg.maxRequests = MaxConcurrentRequests
 	}
 	t := &Transport{log: cfg.Logger.With("component", "remote"), handle: cfg.Handle, onRequest: cfg.OnRequest,
-		done: make(chan struct{}), sem: make(chan struct{}, cfg.maxRequests)}
+		done: make(chan struct{}), sem: make(chan struct{}, cfg.maxRequests), secure: cfg.Certs != nil}
+	t.refused.log = t.log
 	t.nextID.Store(rand.Uint64())
 	t.sys = actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
 		return slog.New(minLevel{cfg.Logger.Handler(), slog.LevelWarn}).With("component", "protoactor")
 	}))
 	dialer := &net.Dialer{LocalAddr: &net.TCPAddr{IP: ip}}
+	clientCreds := insecure.NewCredentials()
+	if cfg.Certs != nil {
+		clientCreds = credentials.NewTLS(cfg.Certs.ClientTLS())
+	}
 	opts := []protoremote.ConfigOption{
+		protoremote.WithServerOptions(t.serverOptions(cfg.Certs)...),
 		protoremote.WithDialOptions(
-			grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithTransportCredentials(clientCreds),
 			grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
 				return dialer.DialContext(ctx, "tcp", addr)
 			})),
@@ -143,7 +156,7 @@ func Start(cfg Config) (*Transport, error) {
 	}
 	props := actor.PropsFromFunc(func(c actor.Context) {
 		if b, ok := c.Message().(*wrapperspb.BytesValue); ok {
-			t.receive(b.Value)
+			t.receive(proven(c.MessageHeader()), b.Value)
 		}
 	})
 	if _, err := t.sys.Root.SpawnNamed(props, ReceiverName); err != nil {
@@ -194,12 +207,20 @@ func validPeer(addr string) bool {
 // errBadFrom: an envelope whose sender address is not a peer address.
 var errBadFrom = errors.New("sender address is not IP:PORT")
 
+// errUnproven: with certificates, a payload that did not come through the
+// guard (it carries no proven sender).
+var errUnproven = errors.New("no proven sender")
+
 // receive runs on the receiver actor's goroutine: it never waits for a
-// request to be served.
-func (t *Transport) receive(b []byte) {
+// request to be served. node is the sender the guard proved ("" without
+// certificates).
+func (t *Transport) receive(node string, b []byte) {
 	e, err := DecodeEnvelope(b)
 	if err == nil && e.Tag == TagMsgFrom && !validPeer(e.From) {
 		err = errBadFrom
+	}
+	if err == nil && t.secure && node == "" {
+		err = errUnproven
 	}
 	if err != nil {
 		t.drop(len(b), err)
@@ -207,25 +228,25 @@ func (t *Transport) receive(b []byte) {
 	}
 	switch e.Tag {
 	case TagMsg, TagMsgFrom:
-		t.handle(e.From, e.Msg)
+		t.handle(Sender{Node: node, Addr: e.From}, e.Msg)
 	case TagRequest:
 		t.serve(e.Req, len(b))
 	case TagReply:
-		t.answer(e.Rep)
+		t.answer(node, e.Rep)
 	}
 }
 
 func (t *Transport) drop(n int, err error) {
 	t.dropped.Add(1)
-	t.log.Warn("drop envelope", "len", n, "err", err)
+	t.refused.add(RefusedPayload, 1, "len", n, "err", err)
 }
 
 // Addr is the address peers send to.
 func (t *Transport) Addr() string { return t.addr }
 
 // Dropped counts envelopes that arrived and were dropped: they did not
-// decode, or named a sender (or a request's From) that is not a peer
-// address.
+// decode, named a sender (or a request's From) that is not a peer address,
+// or, with certificates, came with no proven sender (Refused's "payload").
 func (t *Transport) Dropped() uint64 { return t.dropped.Load() }
 
 // Send sends m once to the node at peer (IP:PORT), with this node's

@@ -29,8 +29,9 @@ type node struct {
 
 // arrival is a message as the handler heard it.
 type arrival struct {
-	from string
+	from string // the address the envelope names
 	m    engine.Msg
+	node string // the node its connection proved ("" without certificates)
 }
 
 func startNode(t *testing.T, addr string) *node {
@@ -42,7 +43,7 @@ func startNode(t *testing.T, addr string) *node {
 func startNodeCfg(t *testing.T, cfg Config) *node {
 	t.Helper()
 	n := &node{got: make(chan arrival, 20000), log: &syncBuffer{}}
-	cfg.Handle = func(from string, m engine.Msg) { n.got <- arrival{from, m} }
+	cfg.Handle = func(from Sender, m engine.Msg) { n.got <- arrival{from.Addr, m, from.Node} }
 	cfg.Logger = slog.New(slog.NewTextHandler(n.log, nil))
 	tr, err := Start(cfg)
 	if err != nil {
@@ -74,7 +75,7 @@ func seqMsg(seq uint64) engine.Msg {
 }
 
 func TestStartRefuses(t *testing.T) {
-	h := func(string, engine.Msg) {}
+	h := func(Sender, engine.Msg) {}
 	if _, err := Start(Config{Addr: hostA + ":0"}); err == nil {
 		t.Error("started without a handler")
 	}
@@ -109,7 +110,7 @@ func (s *syncBuffer) String() string {
 func TestSelfSender(t *testing.T) {
 	n := startNode(t, hostA+":0")
 	n.Send(n.Addr(), seqMsg(1))
-	if a := n.recvFrom(t); a != (arrival{n.Addr(), seqMsg(1)}) {
+	if a := n.recvFrom(t); a != (arrival{n.Addr(), seqMsg(1), ""}) {
 		t.Fatalf("got %+v, want seq 1 from %s", a, n.Addr())
 	}
 	for _, from := range []string{"", "x", "127.0.0.1", "127.0.0.1:0", "0.0.0.0:80", "[fe80::1%lo]:80", "localhost:80"} {
@@ -117,14 +118,14 @@ func TestSelfSender(t *testing.T) {
 	}
 	n.sendValue(n.Addr(), wrap(MsgEnvelope(seqMsg(3))))
 	// Delivery to oneself is in order: the drops came before.
-	if a := n.recvFrom(t); a != (arrival{"", seqMsg(3)}) {
+	if a := n.recvFrom(t); a != (arrival{"", seqMsg(3), ""}) {
 		t.Fatalf("got %+v, want seq 3 from nobody", a)
 	}
 	if d := n.Dropped(); d != 7 {
 		t.Fatalf("dropped %d, want 7", d)
 	}
 	n.Send(n.Addr(), seqMsg(4))
-	if a := n.recvFrom(t); a != (arrival{n.Addr(), seqMsg(4)}) {
+	if a := n.recvFrom(t); a != (arrival{n.Addr(), seqMsg(4), ""}) {
 		t.Fatalf("got %+v, want seq 4 from %s", a, n.Addr())
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/seckill/seckill/certs"
 	"github.com/seckill/seckill/fence"
 	"github.com/seckill/seckill/sale"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -63,6 +64,43 @@ type ClusterConfig struct {
 	// stream's copies (0: 1; 3 over a three-server NATS cluster).
 	Journal         bool
 	JournalReplicas int
+	// Certs is this node's identity (certs.Load): every connection between
+	// nodes is TLS 1.3 with certificates of the cluster's CA, checked both
+	// ways, and a message's sender is the node its certificate names.
+	Certs *certs.Node
+	// Insecure runs the peer wire without TLS, where any process that
+	// reaches the peer port can say anything: only with a loopback Peer.
+	// Without Certs or Insecure, Open refuses the cluster.
+	Insecure bool
+}
+
+// ErrInsecureCluster: a cluster without certificates, refused.
+var ErrInsecureCluster = errors.New("a cluster needs certificates")
+
+// checkPeerSecurity is the cluster's rule: certificates, or an explicit
+// insecure peer wire on loopback only.
+func (c *ClusterConfig) checkPeerSecurity() error {
+	if c.Certs != nil {
+		if c.Certs.Name != c.Node {
+			return fmt.Errorf("peer: the certificate names node %q, this node is %q", c.Certs.Name, c.Node)
+		}
+		return nil
+	}
+	if !c.Insecure {
+		return fmt.Errorf("%w: give --certs-dir DIR holding ca.crt and node.%s.crt (make them with `seckill cert create-ca --certs-dir DIR` once per cluster, then `seckill cert create-node --certs-dir DIR %s %s` for this node), or --insecure-cluster on loopback only", ErrInsecureCluster, c.Node, c.Node, peerHost(c.Peer))
+	}
+	if !certs.IsLoopback(peerHost(c.Peer)) {
+		return fmt.Errorf("%w: --insecure-cluster is refused with peer address %s outside loopback: anyone who reaches the peer port could sell units or stop the sale", ErrInsecureCluster, c.Peer)
+	}
+	return nil
+}
+
+func peerHost(addr string) string {
+	h, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	return h
 }
 
 // cluster is a node's membership: its etcd client and its current lease,

@@ -144,6 +144,9 @@ func (s *System) open(cfg Config) error {
 	}
 	if cfg.Cluster != nil {
 		s.node = cfg.Cluster.Node
+		if err := cfg.Cluster.checkPeerSecurity(); err != nil {
+			return err
+		}
 	}
 	var snaps persistence.SnapshotStore
 	var err error
@@ -512,8 +515,9 @@ func (c clusterFront) Health(ctx context.Context) sale.Health {
 // answered unavailable.
 func (s *System) openTransport(cfg Config) error {
 	tr, err := remote.Start(remote.Config{
-		Addr: cfg.Cluster.Peer,
-		Handle: func(from string, m engine.Msg) {
+		Addr:  cfg.Cluster.Peer,
+		Certs: cfg.Cluster.Certs,
+		Handle: func(from remote.Sender, m engine.Msg) {
 			if g := s.gridReady.Load(); g != nil {
 				g.Receive(from, m)
 			}
