@@ -73,6 +73,9 @@ func (s *System) observe(f *transport.Server, store *persistence.Pebble) *transp
 		board.Backlog, board.Dead = p.Backlog, p.Dead
 	}
 	reg.MustRegister(s.obs.http, s.obs.grabs, metrics.NewItems(s.svc), metrics.NewPebble(stores), p)
+	if s.tr != nil {
+		reg.MustRegister(&metrics.Peer{Refused: s.peerRefused})
+	}
 	g := s.obs.grabs
 	board.Outcomes = func() map[string]uint64 {
 		t := g.Totals()
@@ -107,4 +110,15 @@ func (s *System) readiness() []string {
 		problems = append(problems, "stream: NATS not connected")
 	}
 	return problems
+}
+
+// peerRefused is what the peer port refused: the transport's reasons, and
+// the grid's (messages a sender may not say, requests for shards elsewhere).
+func (s *System) peerRefused() map[string]uint64 {
+	m := s.tr.Refused()
+	m["sender"], m["not_owner"] = 0, 0
+	if g := s.gridReady.Load(); g != nil {
+		m["sender"], m["not_owner"] = uint64(g.Unheard()), uint64(g.Foreign())
+	}
+	return m
 }

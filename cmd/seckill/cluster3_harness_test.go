@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/seckill/seckill/bus"
+	"github.com/seckill/seckill/certs"
 	"github.com/seckill/seckill/engine"
 	"github.com/seckill/seckill/fence"
 	"github.com/seckill/seckill/internal/testproc"
@@ -95,7 +96,9 @@ type c3Cluster struct {
 	natsURL  string
 	// natsCreds is the key `seckill nats` admits (the nodes' --nats-creds).
 	natsCreds string
-	nodes     []*c3Node
+	// certsDir holds the cluster's CA and n1-n3's certificates (--certs-dir).
+	certsDir string
+	nodes    []*c3Node
 	// lost: nodes killed and not started again (their machine is gone).
 	lost map[*c3Node]bool
 	// nats: the NATS servers of a JetStream cluster (newC3With), and the
@@ -167,6 +170,15 @@ func newC3With(t *testing.T, env map[string][]string, natsServers int) *c3Cluste
 	} else {
 		c.startNATSCluster(natsDir, natsServers)
 	}
+	c.certsDir = filepath.Join(t.TempDir(), "certs")
+	if err := certs.CreateCA(c.certsDir, false); err != nil {
+		t.Fatal(err)
+	}
+	for i, ip := range c3IPs {
+		if err := certs.CreateNode(c.certsDir, fmt.Sprintf("n%d", i+1), []string{ip}, false); err != nil {
+			t.Fatal(err)
+		}
+	}
 	for i, ip := range c3IPs {
 		name := fmt.Sprintf("n%d", i+1)
 		n := &c3Node{idx: i, name: name, ip: ip, dir: t.TempDir(), httpPort: freePortOn(t, ip), peerPort: freePortOn(t, ip), env: env[name]}
@@ -211,7 +223,8 @@ func (c *c3Cluster) start(n *c3Node) {
 	delete(c.lost, n)
 	n.starts++
 	args := []string{"serve", "--data", n.dir, "--http", n.ip + ":" + strconv.Itoa(n.httpPort), "--nats", c.natsURL,
-		"--nats-creds", c.natsCreds, "--cluster", "--node", n.name, "--etcd", c.etcdURL, "--peer", n.ip + ":" + strconv.Itoa(n.peerPort), "--redis", c.redisURL}
+		"--nats-creds", c.natsCreds, "--cluster", "--node", n.name, "--etcd", c.etcdURL, "--peer", n.ip + ":" + strconv.Itoa(n.peerPort), "--redis", c.redisURL,
+		"--certs-dir", c.certsDir}
 	if c.natsReplicas > 1 {
 		args = append(args, "--nats-replicas", strconv.Itoa(c.natsReplicas))
 	}

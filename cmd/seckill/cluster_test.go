@@ -60,7 +60,7 @@ func startClusterEtcd(t *testing.T, _ string) (string, int) {
 // ip (any free port) and its peer address on ip.
 func startClusterNode(t *testing.T, bin, dataDir, ip, etcdURL, name string, extra ...string) *seckillProc {
 	t.Helper()
-	args := append([]string{"--http", ip + ":0", "--nats-listen", "", "--cluster", "--etcd", etcdURL,
+	args := append([]string{"--http", ip + ":0", "--nats-listen", "", "--cluster", "--insecure-cluster", "--etcd", etcdURL,
 		"--peer", ip + ":" + strconv.Itoa(freePortOn(t, ip))}, extra...)
 	return startServe(t, bin, dataDir, name, args...)
 }
@@ -217,7 +217,7 @@ func TestClusterMembersAndRestart(t *testing.T) {
 
 	// A different --node on b's data directory is refused.
 	refused := exec.Command(bin, "serve", "--data", dirB, "--http", nodeBIP+":0", "--nats-listen", "",
-		"--cluster", "--etcd", etcdURL, "--node", "other")
+		"--cluster", "--insecure-cluster", "--etcd", etcdURL, "--node", "other")
 	refused.Env = append(os.Environ(), "SECKILL_ADMIN_TOKEN="+faultToken)
 	if out, err := refused.CombinedOutput(); err == nil || !strings.Contains(string(out), nameB) {
 		t.Fatalf("--node other on b's data: %v\n%s", err, out)

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/seckill/seckill/certs"
 	"github.com/seckill/seckill/system"
 )
 
@@ -36,6 +37,8 @@ func serve(ctx context.Context, args []string) error {
 	peer := fs.String("peer", envOr("SECKILL_PEER", "127.0.0.1:7946"), "this node's peer address HOST:PORT with --cluster: advertised in etcd, where the other nodes reach it (protoactor remote), and the source address it dials etcd and Redis from (env SECKILL_PEER)")
 	redisURL := fs.String("redis", envOr("SECKILL_REDIS", ""), "with --cluster: Redis (redis://HOST:PORT) for shard snapshots, written in the background, on SIGTERM and on every move; empty: none, and shards cannot move (env SECKILL_REDIS)")
 	journal := fs.Bool("journal", envOr("SECKILL_JOURNAL", "1") != "0", "with --cluster and --nats: append every commit round to the shards' replicated journal on that NATS before its 201, and fail a lost node's shards over to the live nodes by themselves (env SECKILL_JOURNAL=0 turns it off)")
+	certsDir := fs.String("certs-dir", envOr("SECKILL_CERTS_DIR", ""), "with --cluster: the directory holding ca.crt and node.<NAME>.crt/.key (`seckill cert`): every connection between nodes is then TLS 1.3 checked both ways against that CA (env SECKILL_CERTS_DIR)")
+	insecureCluster := fs.Bool("insecure-cluster", os.Getenv("SECKILL_INSECURE_CLUSTER") == "1", "with --cluster and no --certs-dir: run the peer wire without TLS, where anyone who reaches the peer port can sell units or stop the sale; refused unless --peer is on loopback (env SECKILL_INSECURE_CLUSTER=1)")
 	natsAuth := natsAuthFlags(fs)
 	natsReplicas := natsReplicasFlag(fs)
 	snapEvery := fs.Duration("snapshot-interval", system.DefaultSnapshotInterval, "with --redis: how often changed shards are snapshotted")
@@ -72,7 +75,13 @@ func serve(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
-		clu = &system.ClusterConfig{Node: name, Etcd: strings.Split(*etcd, ","), Peer: *peer,
+		var node *certs.Node
+		if *certsDir != "" {
+			if node, err = certs.Load(*certsDir, name); err != nil {
+				return err
+			}
+		}
+		clu = &system.ClusterConfig{Node: name, Etcd: strings.Split(*etcd, ","), Peer: *peer, Certs: node, Insecure: *insecureCluster && node == nil,
 			Redis: *redisURL, SnapshotInterval: *snapEvery, Journal: *journal && *natsURL != "", JournalReplicas: *natsReplicas,
 			// A test hook, left out of --help: the fault tests start a
 			// second activation of one shard with it.

@@ -79,8 +79,24 @@ func Dial(addr string, tc *tls.Config) (*Attacker, error) {
 	return a, nil
 }
 
-// Close ends the stream and the connection.
+// Close ends the stream once the node has read everything sent on it (it
+// ends its side when it reads the end of ours), then the connection.
 func (a *Attacker) Close() {
+	if a.stream != nil && a.stream.CloseSend() == nil {
+		done := make(chan struct{})
+		go func() {
+			for {
+				if _, err := a.stream.Recv(); err != nil {
+					break
+				}
+			}
+			close(done)
+		}()
+		select {
+		case <-done:
+		case <-time.After(Timeout):
+		}
+	}
 	a.cancel()
 	a.conn.Close()
 }
