@@ -13,6 +13,8 @@ import (
 	"github.com/seckill/seckill/certs"
 	"github.com/seckill/seckill/internal/testproc"
 	"github.com/seckill/seckill/persistence"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 )
 
 const (
@@ -209,6 +211,57 @@ func TestOpenRedisACL(t *testing.T) {
 			}
 			if msg := err.Error(); !strings.Contains(msg, c.want) || strings.Contains(msg, storePass) {
 				t.Fatalf("%q: want %q in it and no password", msg, c.want)
+			}
+		})
+	}
+}
+
+// TestJoinEtcdUser: with etcd's own auth enabled, a node joins as a user
+// with its password, and not without them.
+func TestJoinEtcdUser(t *testing.T) {
+	url, _ := testproc.Etcd(t)
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{url}, DialTimeout: EtcdDialTimeout, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	ctx := context.Background()
+	// etcd enables auth only with a root user; a node may be root here.
+	if _, err := cli.UserAdd(ctx, "root", storePass); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.UserGrantRole(ctx, "root", "root"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.AuthEnable(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		auth StoreAuth
+		want string // in the error; "" joins
+	}{
+		{"user and password", StoreAuth{EtcdUser: "root", EtcdPassword: storePass}, ""},
+		{"no user", StoreAuth{}, "user name is empty"},
+		{"wrong password", StoreAuth{EtcdUser: "root", EtcdPassword: "nope"}, "authentication failed"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			clu, err := joinCluster(ClusterConfig{Node: "n1", Etcd: []string{url}, Peer: "127.0.0.1:0", Auth: c.auth}, "", slog.New(slog.DiscardHandler))
+			if c.want == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := clu.leave(); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if err == nil {
+				clu.leave()
+				t.Fatalf("joined, want an error with %q", c.want)
+			}
+			if !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), storePass) {
+				t.Fatalf("%v, want %q in it and no password", err, c.want)
 			}
 		})
 	}
