@@ -47,6 +47,8 @@ type ClusterConfig struct {
 	// Peer is the node's peer address (HOST:PORT): advertised in etcd, and
 	// its host is the source address the node dials etcd from.
 	Peer string
+	// Auth is how the node proves itself to etcd and Redis.
+	Auth StoreAuth
 	// LeaseTTL is the node's lease; 0 is fence.LeaseTTL.
 	LeaseTTL time.Duration
 	// Redis, when set (a redis:// or rediss:// URL, with an ACL user and
@@ -64,8 +66,6 @@ type ClusterConfig struct {
 	// stream's copies (0: 1; 3 over a three-server NATS cluster).
 	Journal         bool
 	JournalReplicas int
-	// Auth is how the node proves itself to etcd and Redis.
-	Auth StoreAuth
 }
 
 // cluster is a node's membership: its etcd client and its current lease,
