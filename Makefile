@@ -13,8 +13,9 @@ run:
 build:
 	$(GO) build -o seckill ./cmd/seckill
 
-# cluster runs etcd, Redis, three clustered NATS servers and three nodes on
-# 127.0.0.11-13 in the foreground (scripts/cluster.sh says how to change the
+# cluster runs etcd (TLS, client certificates), Redis (an ACL user, protected
+# mode on), three clustered NATS servers and three nodes on 127.0.0.11-13
+# in the foreground (scripts/cluster.sh says how to change the
 # addresses); a process that dies is reported and the rest keep running;
 # Ctrl-C stops them all and removes CLUSTER_DIR unless KEEP=1.
 cluster:
@@ -26,6 +27,7 @@ deps:
 	$(GO) mod download
 	command -v redis-server >/dev/null || (apt-get update -qq && apt-get install -y -qq redis-server)
 	command -v etcd >/dev/null || (apt-get update -qq && apt-get install -y -qq etcd-server)
+	command -v etcdctl >/dev/null || (apt-get update -qq && apt-get install -y -qq etcd-client)
 	command -v nft >/dev/null || (apt-get update -qq && apt-get install -y -qq nftables)
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
 

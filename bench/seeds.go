@@ -165,9 +165,9 @@ func seedsWriter(o *orders.Orders) bus.Handler {
 // process among the peers.
 func openRedis(ctx context.Context, redisURL, appendfsync string) (*redis.Client, []Proc, func() error, error) {
 	if redisURL != "" {
-		opts, err := redis.ParseURL(redisURL)
+		opts, err := persistence.RedisOptions(redisURL, "")
 		if err != nil {
-			return nil, nil, nil, fmt.Errorf("--redis %q: %w", redisURL, err)
+			return nil, nil, nil, fmt.Errorf("--redis: %w", err)
 		}
 		opts.PoolSize = redisPoolSize
 		return redis.NewClient(opts), nil, func() error { return nil }, nil

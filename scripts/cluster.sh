@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # `make cluster`: a three-node seckill cluster on loopback, in the foreground.
 #
-# It builds seckill, then starts etcd, redis-server (no persistence,
-# --protected-mode no: the nodes dial it from their own 127.0.0.1x address),
-# three `seckill nats` servers nats1..nats3 clustered into one JetStream
+# It builds seckill, makes the cluster's certificates with it (a CA once,
+# then etcd's and each node's, under CLUSTER_DIR/certs), then starts etcd
+# (TLS only, clients and peer: a client needs a certificate from that CA),
+# redis-server (no persistence, protected mode on, the default user off and
+# one ACL user "seckill" whose random password is made once and kept in
+# CLUSTER_DIR/redis.pass, mode 0600), three `seckill nats` servers nats1..nats3 clustered into one JetStream
 # cluster (clients on 127.0.0.1:NATS_PORT..NATS_PORT+2, routes on
 # 127.0.0.1:NATS_ROUTE_PORT..+2, one client key for all three, fsync before
 # every ack), and three `seckill serve --cluster` nodes, n1..n3 on
@@ -18,9 +21,9 @@
 # (each drains and leaves etcd), then NATS, Redis and etcd, and removes the
 # data unless KEEP=1.
 #
-# Everything lives under CLUSTER_DIR (default ./cluster-data): bin/, etcd/,
-# redis/, nats/ (nats1..nats3 and the shared client.nk), n1..n3/, logs/ and
-# pids/. A directory kept with KEEP=1 is started again as it was (same
+# Everything lives under CLUSTER_DIR (default ./cluster-data): bin/, certs/,
+# etcd/, redis/ (and redis.pass), nats/ (nats1..nats3 and the shared
+# client.nk), n1..n3/, logs/ and pids/. A directory kept with KEEP=1 is started again as it was (same
 # items, same node names).
 #
 # Settings (environment): CLUSTER_DIR, KEEP=1, GO (default go),
@@ -144,7 +147,7 @@ cleanup() {
 	if [[ $KEEP == 1 ]]; then
 		say "kept $CLUSTER_DIR (data and logs); \`KEEP=1 make cluster\` starts it again, \`rm -r $CLUSTER_DIR\` forgets it"
 	else
-		rm -rf "$CLUSTER_DIR"/{bin,logs,pids,etcd,redis,nats} "$CLUSTER_DIR"/n[0-9]* "$CLUSTER_DIR/admin.token"
+		rm -rf "$CLUSTER_DIR"/{bin,logs,pids,certs,etcd,redis,nats} "$CLUSTER_DIR"/n[0-9]* "$CLUSTER_DIR"/{admin.token,redis.pass}
 		rm -f "$CLUSTER_DIR/$MARK"
 		rmdir "$CLUSTER_DIR" 2>/dev/null || true
 		say "stopped; removed $CLUSTER_DIR (KEEP=1 keeps it)"
@@ -190,18 +193,52 @@ ready() {
 say "building seckill into $BIN"
 "$GO" build -o "$BIN" ./cmd/seckill
 
-ETCD_URL=http://127.0.0.1:$ETCD_PORT
+# The cluster's certificates: the CA is made once (a kept directory keeps
+# it); etcd's and the nodes' are made again on every start, so that they
+# name the addresses of this run. A node proves itself to etcd with its own
+# (serve --certs-dir), and etcd's serves as the operator's client
+# certificate below.
+CERTS=$CLUSTER_DIR/certs
+[[ -s $CERTS/ca.crt ]] || "$BIN" cert create-ca --certs-dir "$CERTS"
+"$BIN" cert create-node --certs-dir "$CERTS" --overwrite etcd 127.0.0.1 localhost >/dev/null
+for i in "${!IPS[@]}"; do
+	"$BIN" cert create-node --certs-dir "$CERTS" --overwrite "n$((i + 1))" "${IPS[i]}" localhost >/dev/null
+done
+say "certificates in $CERTS (CA, etcd, n1..n${#IPS[@]})"
+
+# etcd speaks only TLS, to clients and to peers, and takes only clients
+# with a certificate from the cluster's CA.
+ETCD_URL=https://127.0.0.1:$ETCD_PORT
+ETCD_PEER_URL=https://127.0.0.1:$ETCD_PEER_PORT
+ETCD_TLS=(--cacert "$CERTS/ca.crt" --cert "$CERTS/node.etcd.crt" --key "$CERTS/node.etcd.key")
 start etcd etcd --name seckill-cluster --data-dir "$CLUSTER_DIR/etcd" \
 	--listen-client-urls "$ETCD_URL" --advertise-client-urls "$ETCD_URL" \
-	--listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
-	--initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
-	--initial-cluster "seckill-cluster=http://127.0.0.1:$ETCD_PEER_PORT"
-ready etcd curl -fsS --max-time 1 "$ETCD_URL/health"
+	--listen-peer-urls "$ETCD_PEER_URL" --initial-advertise-peer-urls "$ETCD_PEER_URL" \
+	--initial-cluster "seckill-cluster=$ETCD_PEER_URL" \
+	--client-cert-auth --trusted-ca-file "$CERTS/ca.crt" \
+	--cert-file "$CERTS/node.etcd.crt" --key-file "$CERTS/node.etcd.key" \
+	--peer-client-cert-auth --peer-trusted-ca-file "$CERTS/ca.crt" \
+	--peer-cert-file "$CERTS/node.etcd.crt" --peer-key-file "$CERTS/node.etcd.key"
+ready etcd curl -fsS --max-time 1 "${ETCD_TLS[@]}" "$ETCD_URL/health"
 say "etcd ready"
 
+# Redis admits one ACL user. Its password is made once and kept (0600);
+# it reaches redis-server in a config file and the nodes in their
+# environment, never on a command line that ps shows. The default user is
+# off and has no password at all, so that protected mode (on) turns no
+# one away for it: the nodes dial from their own 127.0.0.1x addresses,
+# which protected mode counts as remote.
+REDIS_USER=seckill
+REDIS_PASS_FILE=$CLUSTER_DIR/redis.pass
+if [[ ! -s $REDIS_PASS_FILE ]]; then
+	(umask 077 && od -An -N24 -tx1 /dev/urandom | tr -d ' \n' >"$REDIS_PASS_FILE")
+fi
+REDIS_PASS=$(<"$REDIS_PASS_FILE")
 mkdir -p "$CLUSTER_DIR/redis"
-start redis redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --protected-mode no \
-	--save '' --appendonly no --dir "$CLUSTER_DIR/redis"
+(umask 077 && printf 'user default off resetpass nocommands\nuser %s on >%s ~* &* +@all\n' \
+	"$REDIS_USER" "$REDIS_PASS" >"$CLUSTER_DIR/redis/redis.conf")
+start redis redis-server "$CLUSTER_DIR/redis/redis.conf" --port "$REDIS_PORT" --bind 127.0.0.1 \
+	--protected-mode yes --save '' --appendonly no --dir "$CLUSTER_DIR/redis"
 ready redis grep -q 'Ready to accept connections' "$LOGS/redis.log"
 say "redis ready"
 
@@ -242,10 +279,10 @@ NATS_URL=$(IFS=,; echo "${NATS_URLS[*]}")
 FRONTS=()
 for i in "${!IPS[@]}"; do
 	node=n$((i + 1)) ip=${IPS[i]}
-	start "$node" "$BIN" serve --data "$CLUSTER_DIR/$node" --http "$ip:$HTTP_PORT" \
-		--cluster --node "$node" --etcd "$ETCD_URL" --peer "$ip:$PEER_PORT" \
-		--redis "redis://127.0.0.1:$REDIS_PORT" --nats "$NATS_URL" \
-		--nats-creds "$NATS_CREDS" --nats-replicas "$NATS_SERVERS"
+	SECKILL_REDIS="redis://$REDIS_USER:$REDIS_PASS@127.0.0.1:$REDIS_PORT" \
+		start "$node" "$BIN" serve --data "$CLUSTER_DIR/$node" --http "$ip:$HTTP_PORT" \
+		--cluster --node "$node" --etcd "$ETCD_URL" --peer "$ip:$PEER_PORT" --certs-dir "$CERTS" \
+		--nats "$NATS_URL" --nats-creds "$NATS_CREDS" --nats-replicas "$NATS_SERVERS"
 	FRONTS+=("http://$ip:$HTTP_PORT")
 done
 for i in "${!IPS[@]}"; do
@@ -259,9 +296,11 @@ LAST=n${#IPS[@]}
 cat <<EOF
 
 seckill cluster: ${#IPS[@]} nodes, fronts ${FRONTS[*]}
-  etcd $ETCD_URL, redis redis://127.0.0.1:$REDIS_PORT
+  etcd $ETCD_URL (TLS; clients need a certificate from $CERTS/ca.crt)
+  redis redis://$REDIS_USER:…@127.0.0.1:$REDIS_PORT (ACL user $REDIS_USER, password in $REDIS_PASS_FILE; protected mode on)
   nats $NATS_URL (nats1..nats$NATS_SERVERS, one JetStream cluster; streams R$NATS_SERVERS, fsync before ack)
   data and logs in $CLUSTER_DIR (logs/*.log), pids in $PIDS_DIR; admin token in $CLUSTER_DIR/admin.token
+  certificates in $CERTS (seckill cert)
 
 Try (in another terminal):
 
@@ -277,6 +316,8 @@ Try (in another terminal):
   curl -XPOST -H "Authorization: Bearer \$TOKEN" $A/admin/v1/cluster/nodes/n2/undrain
   curl -H "Authorization: Bearer \$TOKEN" $A/admin/v1/cluster/members
   curl -H "Authorization: Bearer \$TOKEN" $A/admin/v1/cluster/health
+  etcdctl --endpoints $ETCD_URL ${ETCD_TLS[*]} get --prefix --keys-only /seckill/
+  REDISCLI_AUTH=\$(cat $REDIS_PASS_FILE) redis-cli -p $REDIS_PORT --user $REDIS_USER --scan --pattern 'seckill:snap:*'
   kill -9 \$(cat $PIDS_DIR/$LAST.pid)      # a node dies: this script says so, the rest go on
   kill -9 \$(cat $PIDS_DIR/nats2.pid)   # a NATS server dies: the streams live on the other two
   SECKILL_ADMIN_TOKEN=\$TOKEN go run ./cmd/seckill bench --url $(IFS=,; echo "${FRONTS[*]}") --workload flash --users 20000 --stock 2000 --arrival 2s

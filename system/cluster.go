@@ -48,11 +48,14 @@ type ClusterConfig struct {
 	// Peer is the node's peer address (HOST:PORT): advertised in etcd, and
 	// its host is the source address the node dials etcd from.
 	Peer string
+	// Auth is how the node proves itself to etcd and Redis.
+	Auth StoreAuth
 	// LeaseTTL is the node's lease; 0 is fence.LeaseTTL.
 	LeaseTTL time.Duration
-	// Redis, when set (a redis:// URL), is where the node writes its
-	// shards' snapshots: every SnapshotInterval for shards that changed
-	// (0: DefaultSnapshotInterval), and once more when it stops.
+	// Redis, when set (a redis:// or rediss:// URL, with an ACL user and
+	// password in it), is where the node writes its shards' snapshots:
+	// every SnapshotInterval for shards that changed (0:
+	// DefaultSnapshotInterval), and once more when it stops.
 	Redis            string
 	SnapshotInterval time.Duration
 	// SecondActivation is a test hook (grid.Config.SecondActivation).
@@ -135,14 +138,18 @@ func joinCluster(cfg ClusterConfig, httpURL string, log *slog.Logger) (*cluster,
 		return nil, fmt.Errorf("cluster: peer address %q: host must be an IP address", cfg.Peer)
 	}
 	dialer := &net.Dialer{LocalAddr: &net.TCPAddr{IP: ip}}
-	cli, err := clientv3.New(clientv3.Config{
+	etcdCfg := clientv3.Config{
 		Endpoints:   cfg.Etcd,
 		DialTimeout: EtcdDialTimeout,
 		DialOptions: []grpc.DialOption{grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
 			return dialer.DialContext(ctx, "tcp", addr)
 		})},
 		Logger: zap.NewNop(),
-	})
+	}
+	if err := cfg.Auth.apply(&etcdCfg); err != nil {
+		return nil, fmt.Errorf("cluster: %w", err)
+	}
+	cli, err := clientv3.New(etcdCfg)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: etcd %s: %w", strings.Join(cfg.Etcd, ","), err)
 	}

@@ -2,6 +2,7 @@ package system
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -58,23 +59,35 @@ type shardID struct {
 	shard int
 }
 
-// openRedis connects to redis (a redis:// URL) dialling from ip, and checks
-// that it answers.
-func openRedis(url string, ip net.IP) (*redis.Client, error) {
-	opts, err := redis.ParseURL(url)
+// openRedis connects to redis (a redis:// or rediss:// URL, its server
+// verified by the certificates in caFile if set) dialling from ip, and
+// checks that it answers. Its errors show the URL without its password.
+func openRedis(url, caFile string, ip net.IP) (*redis.Client, error) {
+	opts, err := persistence.RedisOptions(url, caFile)
 	if err != nil {
-		return nil, fmt.Errorf("redis %s: %w", url, err)
+		return nil, err
 	}
 	dialer := &net.Dialer{LocalAddr: &net.TCPAddr{IP: ip}, Timeout: SnapshotTimeout}
+	// go-redis does TLS only in its own dialer: this one does it itself.
+	tlsCfg := opts.TLSConfig
 	opts.Dialer = func(ctx context.Context, network, addr string) (net.Conn, error) {
-		return dialer.DialContext(ctx, network, addr)
+		conn, err := dialer.DialContext(ctx, network, addr)
+		if err != nil || tlsCfg == nil {
+			return conn, err
+		}
+		tc := tls.Client(conn, tlsCfg)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			conn.Close()
+			return nil, err
+		}
+		return tc, nil
 	}
 	rdb := redis.NewClient(opts)
 	ctx, cancel := context.WithTimeout(context.Background(), SnapshotTimeout)
 	defer cancel()
 	if err := rdb.Ping(ctx).Err(); err != nil {
 		rdb.Close()
-		return nil, fmt.Errorf("redis %s unreachable from %s: %w", url, ip, err)
+		return nil, fmt.Errorf("redis %s unreachable from %s: %w", persistence.RedactURL(url), ip, persistence.ScrubURL(err, url))
 	}
 	return rdb, nil
 }

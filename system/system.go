@@ -163,7 +163,7 @@ func (s *System) open(cfg Config) error {
 		opts.Fence = s.clu.valid
 		if cfg.Cluster.Redis != "" {
 			host, _, _ := net.SplitHostPort(cfg.Cluster.Peer) // checked by openCluster
-			rdb, err := openRedis(cfg.Cluster.Redis, net.ParseIP(host))
+			rdb, err := openRedis(cfg.Cluster.Redis, cfg.Cluster.Auth.RedisCA, net.ParseIP(host))
 			if err != nil {
 				return err
 			}

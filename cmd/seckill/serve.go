@@ -35,11 +35,12 @@ func serve(ctx context.Context, args []string) error {
 	node := fs.String("node", envOr("SECKILL_NODE", ""), "this node's name with --cluster; kept in <data>/node.id after the first start, generated when neither is given (env SECKILL_NODE)")
 	etcd := fs.String("etcd", envOr("SECKILL_ETCD", "http://127.0.0.1:2379"), "etcd endpoints with --cluster, comma-separated (env SECKILL_ETCD)")
 	peer := fs.String("peer", envOr("SECKILL_PEER", "127.0.0.1:7946"), "this node's peer address HOST:PORT with --cluster: advertised in etcd, where the other nodes reach it (protoactor remote), and the source address it dials etcd and Redis from (env SECKILL_PEER)")
-	redisURL := fs.String("redis", envOr("SECKILL_REDIS", ""), "with --cluster: Redis (redis://HOST:PORT) for shard snapshots, written in the background, on SIGTERM and on every move; empty: none, and shards cannot move (env SECKILL_REDIS)")
+	redisURL := redisURLFlag(fs, envOr("SECKILL_REDIS", ""), "with --cluster: Redis (redis://[USER:PASSWORD@]HOST:PORT, an ACL user; rediss:// for TLS) for shard snapshots, written in the background, on SIGTERM and on every move; empty: none, and shards cannot move (env SECKILL_REDIS: a password there stays out of ps)")
 	journal := fs.Bool("journal", envOr("SECKILL_JOURNAL", "1") != "0", "with --cluster and --nats: append every commit round to the shards' replicated journal on that NATS before its 201, and fail a lost node's shards over to the live nodes by themselves (env SECKILL_JOURNAL=0 turns it off)")
-	certsDir := fs.String("certs-dir", envOr("SECKILL_CERTS_DIR", ""), "with --cluster: the directory holding ca.crt and node.<NAME>.crt/.key (`seckill cert`): every connection between nodes is then TLS 1.3 checked both ways against that CA (env SECKILL_CERTS_DIR)")
+	certsDir := fs.String("certs-dir", envOr("SECKILL_CERTS_DIR", ""), "with --cluster: the directory holding ca.crt and node.<NAME>.crt/.key (`seckill cert`): every connection between nodes is then TLS 1.3 checked both ways against that CA, and the node proves itself to an https etcd with the same certificate (env SECKILL_CERTS_DIR)")
 	insecureCluster := fs.Bool("insecure-cluster", os.Getenv("SECKILL_INSECURE_CLUSTER") == "1", "with --cluster and no --certs-dir: run the peer wire without TLS, where anyone who reaches the peer port can sell units or stop the sale; refused unless --peer is on loopback (env SECKILL_INSECURE_CLUSTER=1)")
 	natsAuth := natsAuthFlags(fs)
+	storeAuth := addStoreAuthFlags(fs)
 	natsReplicas := natsReplicasFlag(fs)
 	snapEvery := fs.Duration("snapshot-interval", system.DefaultSnapshotInterval, "with --redis: how often changed shards are snapshotted")
 	adminHTTP := fs.String("admin-http", envOr("SECKILL_ADMIN_HTTP", ""), "serve the admin API on its own listener ADDR (the --http one then answers it 404); with --cluster the other nodes call this one (env SECKILL_ADMIN_HTTP)")
@@ -81,7 +82,11 @@ func serve(ctx context.Context, args []string) error {
 				return err
 			}
 		}
-		clu = &system.ClusterConfig{Node: name, Etcd: strings.Split(*etcd, ","), Peer: *peer, Certs: node, Insecure: *insecureCluster && node == nil,
+		auth, err := storeAuth.auth(*certsDir, name, strings.Split(*etcd, ","), *redisURL)
+		if err != nil {
+			return err
+		}
+		clu = &system.ClusterConfig{Node: name, Etcd: strings.Split(*etcd, ","), Peer: *peer, Auth: auth, Certs: node, Insecure: *insecureCluster && node == nil,
 			Redis: *redisURL, SnapshotInterval: *snapEvery, Journal: *journal && *natsURL != "", JournalReplicas: *natsReplicas,
 			// A test hook, left out of --help: the fault tests start a
 			// second activation of one shard with it.

@@ -1,21 +1,28 @@
 // Package testproc starts the real servers seckill's tests run against
 // (etcd, redis-server) on free loopback ports, each in a temporary
-// directory and killed when its test ends. It is imported by tests only.
+// directory and killed when its test ends: open (Etcd, Redis) or asking
+// for credentials (SecureEtcd: TLS with client certificates; SecureRedis:
+// an ACL user and password, protected mode on). It is imported by tests
+// only.
 package testproc
 
 import (
 	"context"
+	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/seckill/seckill/certs"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 )
@@ -153,4 +160,132 @@ func RedisProc(t testing.TB, extra ...string) (string, *os.Process) {
 		return rdb.Ping(ctx).Err()
 	})
 	return url, cmd.Process
+}
+
+// EtcdServerName is the name of the certificate SecureEtcd serves with, in
+// its certificates directory (certs.NodeCert(EtcdServerName)): it also
+// serves as a client certificate from the same CA.
+const EtcdServerName = "etcd"
+
+// SecureEtcd runs a single-member etcd like Etcd, but serving its clients
+// only over TLS with a client certificate from the CA in certsDir (made
+// there if missing): --client-cert-auth, its own certificate
+// certsDir/node.etcd.crt (made if missing, for 127.0.0.1 and localhost).
+// It returns its https:// client URL and port.
+func SecureEtcd(t testing.TB, certsDir string) (url string, port int) {
+	t.Helper()
+	bin := Bin("etcd", "/usr/bin/etcd")
+	if bin == "" {
+		t.Fatal("etcd is not installed: run `make deps` (apt-get install etcd-server)")
+	}
+	ensureCert(t, certsDir, EtcdServerName)
+	dir := t.TempDir()
+	port = FreePort(t)
+	url = "https://127.0.0.1:" + strconv.Itoa(port)
+	peer := fmt.Sprintf("http://127.0.0.1:%d", FreePort(t))
+	cmd := exec.Command(bin, "--name", "seckill-test", "--data-dir", filepath.Join(dir, "data"),
+		"--listen-client-urls", url, "--advertise-client-urls", url,
+		"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+		"--initial-cluster", "seckill-test="+peer, "--logger", "zap", "--log-level", "error",
+		"--client-cert-auth", "--trusted-ca-file", filepath.Join(certsDir, certs.CACert),
+		"--cert-file", filepath.Join(certsDir, certs.NodeCert(EtcdServerName)),
+		"--key-file", filepath.Join(certsDir, certs.NodeKey(EtcdServerName)))
+	node, err := certs.Load(certsDir, EtcdServerName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{node.Certificate()}, RootCAs: node.Pool()}
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{url}, DialTimeout: StartTimeout, TLS: tlsCfg, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	start(t, cmd, dir, "etcd", func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		defer cancel()
+		_, err := cli.Get(ctx, "ping")
+		return err
+	})
+	return url, port
+}
+
+// ensureCert makes the CA in dir unless it is there, and name's
+// certificate for 127.0.0.1 and localhost unless it is there.
+func ensureCert(t testing.TB, dir, name string) {
+	t.Helper()
+	if _, err := os.Stat(filepath.Join(dir, certs.CACert)); errors.Is(err, os.ErrNotExist) {
+		if err := certs.CreateCA(dir, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, certs.NodeCert(name))); errors.Is(err, os.ErrNotExist) {
+		if err := certs.CreateNode(dir, name, []string{"127.0.0.1", "localhost"}, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// SecureRedis runs redis-server like Redis, but with protected mode on
+// and one ACL user: the default user is off (and has no password, so
+// that protected mode does not turn away the clients on other loopback
+// addresses that authenticate), user has password pass and every key,
+// channel and command. It returns redis://user:pass@127.0.0.1:PORT.
+func SecureRedis(t testing.TB, user, pass string) string {
+	t.Helper()
+	port := FreePort(t)
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	startSecureRedis(t, user, pass, &redis.Options{Addr: addr, Username: user, Password: pass},
+		"--port", strconv.Itoa(port))
+	return "redis://" + user + ":" + pass + "@" + addr
+}
+
+// SecureRedisTLS is SecureRedis serving only TLS, with a certificate
+// certsDir/node.redis.crt (made, and the CA, if missing) for 127.0.0.1 and
+// localhost; clients need no certificate of their own. It returns
+// rediss://user:pass@127.0.0.1:PORT.
+func SecureRedisTLS(t testing.TB, certsDir, user, pass string) string {
+	t.Helper()
+	const name = "redis"
+	ensureCert(t, certsDir, name)
+	node, err := certs.Load(certsDir, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := FreePort(t)
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	startSecureRedis(t, user, pass,
+		&redis.Options{Addr: addr, Username: user, Password: pass, TLSConfig: &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: node.Pool(), ServerName: "127.0.0.1"}},
+		"--port", "0", "--tls-port", strconv.Itoa(port), "--tls-auth-clients", "no",
+		"--tls-cert-file", filepath.Join(certsDir, certs.NodeCert(name)),
+		"--tls-key-file", filepath.Join(certsDir, certs.NodeKey(name)),
+		"--tls-ca-cert-file", filepath.Join(certsDir, certs.CACert))
+	return "rediss://" + user + ":" + pass + "@" + addr
+}
+
+func startSecureRedis(t testing.TB, user, pass string, probe *redis.Options, listen ...string) {
+	t.Helper()
+	bin := Bin("redis-server", "/usr/bin/redis-server")
+	if bin == "" {
+		t.Fatal("redis-server is not installed: run `make deps`")
+	}
+	if !certs.ValidName(user) || pass == "" || strings.ContainsAny(pass, " \t\n\"'") {
+		t.Fatalf("SecureRedis: user %q must be a plain name, the password non-empty without spaces or quotes", user)
+	}
+	dir := t.TempDir()
+	// The ACL goes in a config file, not in redis-server's arguments,
+	// where ps would show the password.
+	conf := filepath.Join(dir, "redis.conf")
+	acl := fmt.Sprintf("user default off resetpass nocommands\nuser %s on >%s ~* &* +@all\n", user, pass)
+	if err := os.WriteFile(conf, []byte(acl), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	args := append([]string{conf, "--bind", "127.0.0.1", "--dir", dir,
+		"--appendonly", "yes", "--save", "", "--protected-mode", "yes"}, listen...)
+	rdb := redis.NewClient(probe)
+	defer rdb.Close()
+	start(t, exec.Command(bin, args...), dir, "redis", func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		defer cancel()
+		return rdb.Ping(ctx).Err()
+	})
 }
