@@ -40,7 +40,7 @@ func startNode(t *testing.T, addr string) *node {
 }
 
 // startNodeCfg starts a node with cfg, its Handle and Logger the node's.
-func startNodeCfg(t *testing.T, cfg Config) *node {
+func startNodeCfg(t testing.TB, cfg Config) *node {
 	t.Helper()
 	n := &node{got: make(chan arrival, 20000), log: &syncBuffer{}}
 	cfg.Handle = func(from Sender, m engine.Msg) { n.got <- arrival{from.Addr, m, from.Node} }

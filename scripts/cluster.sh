@@ -31,12 +31,15 @@
 # "127.0.0.11 127.0.0.12 127.0.0.13"), HTTP_PORT (8080), PEER_PORT (7946),
 # ETCD_PORT (2379; etcd's peer port is the next one), REDIS_PORT (6379),
 # NATS_PORT (4222, and the next two), NATS_ROUTE_PORT (6222, and the next
-# two). Every address is on loopback.
+# two), PEER_TLS (1; 0 runs the peer wire with --insecure-cluster, to
+# measure what TLS costs; etcd and Redis keep their credentials). Every
+# address is on loopback.
 set -euo pipefail
 
 GO=${GO:-go}
 CLUSTER_DIR=${CLUSTER_DIR:-./cluster-data}
 KEEP=${KEEP:-0}
+PEER_TLS=${PEER_TLS:-1}
 read -r -a IPS <<<"${CLUSTER_IPS:-127.0.0.11 127.0.0.12 127.0.0.13}"
 HTTP_PORT=${HTTP_PORT:-8080}
 PEER_PORT=${PEER_PORT:-7946}
@@ -279,9 +282,13 @@ NATS_URL=$(IFS=,; echo "${NATS_URLS[*]}")
 FRONTS=()
 for i in "${!IPS[@]}"; do
 	node=n$((i + 1)) ip=${IPS[i]}
+	PEER_ARGS=(--certs-dir "$CERTS")
+	if [[ $PEER_TLS == 0 ]]; then
+		PEER_ARGS=(--insecure-cluster --etcd-cert "$CERTS/node.$node.crt" --etcd-key "$CERTS/node.$node.key" --etcd-ca "$CERTS/ca.crt")
+	fi
 	SECKILL_REDIS="redis://$REDIS_USER:$REDIS_PASS@127.0.0.1:$REDIS_PORT" \
 		start "$node" "$BIN" serve --data "$CLUSTER_DIR/$node" --http "$ip:$HTTP_PORT" \
-		--cluster --node "$node" --etcd "$ETCD_URL" --peer "$ip:$PEER_PORT" --certs-dir "$CERTS" \
+		--cluster --node "$node" --etcd "$ETCD_URL" --peer "$ip:$PEER_PORT" "${PEER_ARGS[@]}" \
 		--nats "$NATS_URL" --nats-creds "$NATS_CREDS" --nats-replicas "$NATS_SERVERS"
 	FRONTS+=("http://$ip:$HTTP_PORT")
 done

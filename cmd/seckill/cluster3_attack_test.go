@@ -6,6 +6,8 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net/http"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -109,6 +111,10 @@ func TestCluster3PeerAttack(t *testing.T) {
 		if err := a.Raw("evil.Type", remote.ReceiverName, []byte{1, 2, 3}, nil); err != nil {
 			t.Fatal(err)
 		}
+		env := remote.AppendEnvelope(nil, remote.MsgFromEnvelope(poolPeer, soldOut))
+		if err := a.Payload(env[:len(env)-3], ""); err != nil { // truncated
+			t.Fatal(err)
+		}
 		a.Close()
 	}
 
@@ -117,6 +123,7 @@ func TestCluster3PeerAttack(t *testing.T) {
 		want := map[string]float64{
 			remote.RefusedHandshake: 5, // no TLS, no certificate, another CA, ListProcesses without TLS, garbage
 			remote.RefusedEnvelope:  1, // the unknown type
+			remote.RefusedPayload:   1, // the truncated envelope
 			"sender":                c3Shards + 1,
 			"not_owner":             1,
 		}
@@ -178,4 +185,36 @@ func peerRefused(c *http.Client, n *c3Node) (map[string]float64, string) {
 		out[reason] = v
 	}
 	return out, strings.Join(lines, "\n")
+}
+
+// TestServeClusterNeedsCertificates: `serve --cluster` without certificates
+// is refused with the commands that make them; --insecure-cluster is
+// refused off loopback. Both before the node binds or dials anything.
+func TestServeClusterNeedsCertificates(t *testing.T) {
+	bin := buildSeckill(t)
+	for _, c := range []struct {
+		name string
+		args []string
+		want []string
+	}{
+		{"no certificates", nil, []string{"seckill cert create-ca --certs-dir DIR", "seckill cert create-node --certs-dir DIR n1 127.0.0.11", "--insecure-cluster"}},
+		{"insecure off loopback", []string{"--insecure-cluster", "--peer", "10.255.255.1:7946"}, []string{"outside loopback"}},
+		{"no such certificate", []string{"--certs-dir", t.TempDir()}, []string{"seckill cert create-node --certs-dir"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			args := append([]string{"serve", "--data", t.TempDir(), "--http", "127.0.0.11:0", "--nats-listen", "", "--cluster",
+				"--node", "n1", "--peer", "127.0.0.11:7946", "--etcd", "http://127.0.0.1:1"}, c.args...)
+			cmd := exec.Command(bin, args...)
+			cmd.Env = append(os.Environ(), "SECKILL_ADMIN_TOKEN="+faultToken)
+			out, err := cmd.CombinedOutput()
+			if err == nil {
+				t.Fatalf("started:\n%s", out)
+			}
+			for _, w := range c.want {
+				if !strings.Contains(string(out), w) {
+					t.Errorf("the refusal does not say %q:\n%s", w, out)
+				}
+			}
+		})
+	}
 }
