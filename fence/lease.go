@@ -19,6 +19,19 @@ type NodeInfo struct {
 	ID   string `json:"id"`             // seckill's own node id, persisted in its data directory
 	Addr string `json:"addr,omitempty"` // where peers reach it
 	HTTP string `json:"http,omitempty"` // its HTTP front's base URL
+	// PeerHTTP, with certificates, is where the other nodes call its admin
+	// API (views, orders, reconcile): https, a client certificate of the
+	// cluster's CA required.
+	PeerHTTP string `json:"peer_http,omitempty"`
+}
+
+// CallURL is where another node calls this one's admin API: PeerHTTP when
+// it has one, else HTTP.
+func (n NodeInfo) CallURL() string {
+	if n.PeerHTTP != "" {
+		return n.PeerHTTP
+	}
+	return n.HTTP
 }
 
 // Lease is a node's membership: its key lives exactly as long as the etcd

@@ -15,6 +15,7 @@ package grid
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -82,6 +83,10 @@ type Config struct {
 	// it there: the second activation a grain framework may make by
 	// mistake. Empty in production.
 	SecondActivation string
+	// PeerTLS, with certificates, is what this node calls the others'
+	// admin API with (fence.NodeInfo.PeerHTTP): its certificate presented,
+	// theirs checked against the cluster's CA.
+	PeerTLS *tls.Config
 }
 
 // Grid is one node's part of a clustered sale.

@@ -44,7 +44,7 @@ func (g *Grid) Decorate(ctx context.Context, ms []sale.Member) {
 				return
 			}
 			var r SelfReport
-			if g.peerGet(ctx, g.httpClient(), m.HTTP+SelfPath, MaxReportBytes, &r) == nil {
+			if g.peerGet(ctx, g.httpClient(), fence.NodeInfo{HTTP: m.HTTP, PeerHTTP: m.PeerHTTP}.CallURL()+SelfPath, MaxReportBytes, &r) == nil {
 				m.RelayLag = &r.RelayLag
 			}
 		})

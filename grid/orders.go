@@ -94,11 +94,11 @@ func (o *Orders) ask(method, grabID, action, body string) (peerAnswer, bool) {
 	var found *peerAnswer
 	var wg sync.WaitGroup
 	for id, m := range v.peers {
-		if id == o.g.cfg.Self.ID || m.HTTP == "" {
+		if id == o.g.cfg.Self.ID || m.CallURL() == "" {
 			continue
 		}
 		wg.Go(func() {
-			a, ok := o.g.orderCall(m.HTTP, method, grabID, action, body)
+			a, ok := o.g.orderCall(m.CallURL(), method, grabID, action, body)
 			if !ok {
 				return
 			}

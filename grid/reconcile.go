@@ -60,7 +60,7 @@ func (g *Grid) Reconciler(stream orders.StreamReader) sale.Reconciler {
 						f = a.(orders.Facts)
 					}
 				} else {
-					err = g.fetchFacts(ctx, m.HTTP, cfg.Item, &f)
+					err = g.fetchFacts(ctx, m.CallURL(), cfg.Item, &f)
 				}
 				mu.Lock()
 				defer mu.Unlock()

@@ -64,7 +64,7 @@ func (g *Grid) httpClient() *http.Client {
 			}
 		}
 		g.client = &http.Client{Timeout: ViewTimeout, Transport: &http.Transport{DialContext: d.DialContext,
-			MaxIdleConnsPerHost: PeerIdleConns, IdleConnTimeout: PeerIdleTimeout}}
+			MaxIdleConnsPerHost: PeerIdleConns, IdleConnTimeout: PeerIdleTimeout, TLSClientConfig: g.cfg.PeerTLS}}
 	})
 	return g.client
 }
@@ -89,7 +89,7 @@ func (g *Grid) gather(item string) map[int]LocalShard {
 			var r LocalReport
 			if id == g.cfg.Self.ID {
 				r, _ = g.Local(item)
-			} else if err := g.fetch(m.HTTP, item, &r); err != nil {
+			} else if err := g.fetch(m.CallURL(), item, &r); err != nil {
 				return
 			}
 			mu.Lock()

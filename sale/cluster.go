@@ -15,6 +15,9 @@ type Member struct {
 	Node string `json:"node"`
 	Peer string `json:"peer"`
 	HTTP string `json:"http,omitempty"`
+	// PeerHTTP, with certificates: where the other nodes call its admin
+	// API (https, a client certificate of the cluster's CA required).
+	PeerHTTP string `json:"peer_http,omitempty"`
 	// LeaseLeftMs is etcd's time left on the node's lease, or, for the node
 	// answering, its own view: until it must stop confirming.
 	LeaseLeftMs int64 `json:"lease_left_ms"`

@@ -122,7 +122,7 @@ type cluster struct {
 }
 
 // joinCluster connects to etcd from the peer address's IP and joins.
-func joinCluster(cfg ClusterConfig, httpURL string, log *slog.Logger) (*cluster, error) {
+func joinCluster(cfg ClusterConfig, httpURL, peerHTTP string, log *slog.Logger) (*cluster, error) {
 	if err := fence.CheckNodeID(cfg.Node); err != nil {
 		return nil, err
 	}
@@ -163,7 +163,7 @@ func joinCluster(cfg ClusterConfig, httpURL string, log *slog.Logger) (*cluster,
 		return nil, fmt.Errorf("cluster: etcd %s unreachable from %s: %w", strings.Join(cfg.Etcd, ","), ip, err)
 	}
 	c := &cluster{cli: cli, store: fence.New(cli), ttl: cfg.LeaseTTL, log: log,
-		info: fence.NodeInfo{ID: cfg.Node, Addr: cfg.Peer, HTTP: httpURL},
+		info: fence.NodeInfo{ID: cfg.Node, Addr: cfg.Peer, HTTP: httpURL, PeerHTTP: peerHTTP},
 		stop: make(chan struct{}), done: make(chan struct{})}
 	if c.ttl == 0 {
 		c.ttl = fence.LeaseTTL
@@ -261,7 +261,7 @@ func (c *cluster) Members(ctx context.Context) ([]sale.Member, error) {
 	now := time.Now()
 	out := make([]sale.Member, 0, len(ms))
 	for _, m := range ms {
-		v := sale.Member{Node: m.ID, Peer: m.Addr, HTTP: m.HTTP, LeaseLeftMs: m.LeaseLeft.Milliseconds(), State: "alive"}
+		v := sale.Member{Node: m.ID, Peer: m.Addr, HTTP: m.HTTP, PeerHTTP: m.PeerHTTP, LeaseLeftMs: m.LeaseLeft.Milliseconds(), State: "alive"}
 		if m.ID == c.info.ID {
 			// Our own view is what fences us: until we must stop confirming.
 			v.State, v.LeaseLeftMs = "self", 0

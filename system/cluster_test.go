@@ -46,7 +46,7 @@ func TestClusterConfigRefused(t *testing.T) {
 		{Node: "a", Etcd: []string{"http://127.0.0.1:1"}, Peer: "localhost:1"},
 		{Node: "a", Etcd: []string{"http://127.0.0.1:1"}, Peer: "127.0.0.1"},
 	} {
-		if _, err := joinCluster(c, "", slog.New(slog.DiscardHandler)); err == nil {
+		if _, err := joinCluster(c, "", "", slog.New(slog.DiscardHandler)); err == nil {
 			t.Errorf("%+v accepted", c)
 		}
 	}

@@ -153,7 +153,7 @@ func TestJoinSecureEtcd(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			cfg := ClusterConfig{Node: "n1", Etcd: strings.Split(c.endpoint, ","), Peer: "127.0.0.1:0", Auth: c.auth}
-			clu, err := joinCluster(cfg, "", slog.New(slog.DiscardHandler))
+			clu, err := joinCluster(cfg, "", "", slog.New(slog.DiscardHandler))
 			if c.want == "" {
 				if err != nil {
 					t.Fatal(err)
@@ -246,7 +246,7 @@ func TestJoinEtcdUser(t *testing.T) {
 		{"wrong password", StoreAuth{EtcdUser: "root", EtcdPassword: "nope"}, "authentication failed"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			clu, err := joinCluster(ClusterConfig{Node: "n1", Etcd: []string{url}, Peer: "127.0.0.1:0", Auth: c.auth}, "", slog.New(slog.DiscardHandler))
+			clu, err := joinCluster(ClusterConfig{Node: "n1", Etcd: []string{url}, Peer: "127.0.0.1:0", Auth: c.auth}, "", "", slog.New(slog.DiscardHandler))
 			if c.want == "" {
 				if err != nil {
 					t.Fatal(err)

@@ -8,6 +8,7 @@ package system
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -102,9 +103,14 @@ type System struct {
 	adminHTTP *fasthttp.Server
 	adminLn   net.Listener
 	adminDone chan struct{}
-	clu       *cluster   // nil on a single node
-	grid      *grid.Grid // nil on a single node
-	tr        *remote.Transport
+	// With certificates, the admin API the other nodes call, over TLS on
+	// the peer IP (fence.NodeInfo.PeerHTTP); nil without.
+	peerHTTP *fasthttp.Server
+	peerLn   net.Listener
+	peerDone chan struct{}
+	clu      *cluster   // nil on a single node
+	grid     *grid.Grid // nil on a single node
+	tr       *remote.Transport
 	// gridReady is the grid once it runs: what the transport hands over.
 	gridReady atomic.Pointer[grid.Grid]
 	svc       sale.Service // the sale the front and the orders use
@@ -181,7 +187,11 @@ func (s *System) open(cfg Config) error {
 				return err
 			}
 		}
-		s.grid = grid.New(grid.Config{Self: s.clu.info, Fence: s.clu.store, Snapshots: snaps, Logger: s.log, Valid: s.clu.valid,
+		var peerTLS *tls.Config
+		if cfg.Cluster.Certs != nil {
+			peerTLS = cfg.Cluster.Certs.ClientTLS()
+		}
+		s.grid = grid.New(grid.Config{Self: s.clu.info, PeerTLS: peerTLS, Fence: s.clu.store, Snapshots: snaps, Logger: s.log, Valid: s.clu.valid,
 			LeaseID: s.clu.leaseID, SecondActivation: cfg.Cluster.SecondActivation, Journal: journal, Published: s.published(cfg)})
 		// A node confirms only under a valid lease and once it has read
 		// etcd's placement under that lease (grid.Current).
@@ -250,7 +260,17 @@ func (s *System) open(cfg Config) error {
 	if err := s.listenAdmin(cfg); err != nil {
 		return err
 	}
-	s.failed, s.served = make(chan error, 2), make(chan struct{})
+	s.failed, s.served = make(chan error, 3), make(chan struct{})
+	if s.peerLn != nil {
+		s.peerHTTP, s.peerDone = s.Front.PeerFastHTTP(), make(chan struct{})
+		ln := tls.NewListener(s.peerLn, cfg.Cluster.Certs.ServerTLS())
+		go func() {
+			defer close(s.peerDone)
+			if err := s.peerHTTP.Serve(ln); err != nil {
+				s.failed <- fmt.Errorf("peer https: %w", err)
+			}
+		}()
+	}
 	if s.adminLn != nil {
 		s.adminHTTP, s.adminDone = s.Front.AdminFastHTTP(), make(chan struct{})
 		go func() {
@@ -294,23 +314,31 @@ func (s *System) AdminURL() string {
 // members list carries its HTTP URL, which a ":0" address only has once
 // bound.
 func (s *System) openCluster(cfg Config) error {
-	var httpURL string
+	var httpURL, peerHTTP string
 	if cfg.HTTPAddr != "" {
 		var err error
 		if s.ln, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 			return fmt.Errorf("listen %s: %w", cfg.HTTPAddr, err)
 		}
 		httpURL = "http://" + s.ln.Addr().String()
-		// The other nodes call the admin API (views, orders, reconcile).
+		// The other nodes call the admin API (views, orders, reconcile):
+		// with certificates on a listener of its own on the peer IP, which
+		// takes only the cluster's nodes.
 		if err := s.listenAdmin(cfg); err != nil {
 			return err
 		}
 		if s.adminLn != nil {
 			httpURL = s.AdminURL()
 		}
+		if cfg.Cluster.Certs != nil {
+			if s.peerLn, err = net.Listen("tcp", net.JoinHostPort(peerHost(cfg.Cluster.Peer), "0")); err != nil {
+				return fmt.Errorf("listen peer https: %w", err)
+			}
+			peerHTTP = "https://" + s.peerLn.Addr().String()
+		}
 	}
 	var err error
-	s.clu, err = joinCluster(*cfg.Cluster, httpURL, s.log)
+	s.clu, err = joinCluster(*cfg.Cluster, httpURL, peerHTTP, s.log)
 	return err
 }
 
@@ -431,6 +459,12 @@ func (s *System) Close() error {
 			}
 			<-s.adminDone
 		}
+		if s.peerHTTP != nil {
+			if err := s.peerHTTP.ShutdownWithContext(ctx); err != nil {
+				s.log.Warn("peer https shutdown", "err", err)
+			}
+			<-s.peerDone
+		}
 		cancel()
 		<-s.served
 	}
@@ -465,6 +499,9 @@ func (s *System) stop() error {
 	}
 	if s.adminHTTP == nil && s.adminLn != nil {
 		s.adminLn.Close()
+	}
+	if s.peerHTTP == nil && s.peerLn != nil {
+		s.peerLn.Close()
 	}
 	if s.clu != nil {
 		errs = append(errs, s.clu.leave())

@@ -60,7 +60,17 @@ func (s *Server) handleAdmin(ctx *fasthttp.RequestCtx, path []byte) {
 // server answers the admin paths 404. Call it before serving.
 func (s *Server) AdminFastHTTP() *fasthttp.Server {
 	s.adminApart = true
-	srv := NewFastHTTP("seckill-admin", s.handler(s.HandleAdmin))
+	return s.adminServer("seckill-admin")
+}
+
+// PeerFastHTTP serves the admin API (with its token) to the other nodes of
+// a cluster, beside the main listener's, which keeps serving it too: run
+// it on a listener that takes only the cluster's nodes (TLS with client
+// certificates).
+func (s *Server) PeerFastHTTP() *fasthttp.Server { return s.adminServer("seckill-peer") }
+
+func (s *Server) adminServer(name string) *fasthttp.Server {
+	srv := NewFastHTTP(name, s.handler(s.HandleAdmin))
 	srv.ErrorHandler = s.transportError
 	srv.Logger = fasthttpLogger{s.log}
 	return srv

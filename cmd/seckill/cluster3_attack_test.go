@@ -148,6 +148,28 @@ func TestCluster3PeerAttack(t *testing.T) {
 		}
 	}
 
+	// The admin API the nodes call each other on takes only the cluster's
+	// nodes, even with the admin token.
+	ms, raw := members(c.client, c.nodes[0].proc)
+	for _, n := range c.nodes {
+		u := ms[n.name].PeerHTTP
+		if !strings.HasPrefix(u, "https://"+n.ip+":") {
+			t.Fatalf("%s's peer_http %q: %s", n.name, u, raw)
+		}
+		for _, tc := range []struct {
+			name string
+			cfg  *tls.Config
+			ok   bool
+		}{{"no certificate", noCert, false}, {"another CA", stranger.ClientTLS(), false}, {"a node's certificate", insiderCert.ClientTLS(), true}} {
+			cl := &http.Client{Transport: &http.Transport{TLSClientConfig: tc.cfg}}
+			code, body, err := adminGet(cl, u+"/admin/v1/items/"+item)
+			if ok := err == nil && code == http.StatusOK; ok != tc.ok {
+				t.Fatalf("%s's peer https with %s: %d %s %v", n.name, tc.name, code, body, err)
+			}
+			cl.CloseIdleConnections()
+		}
+	}
+
 	s := c.newSale(item, c3Buyers, 0, 1, 2)
 	au := c.audit(item)
 	s.run()

@@ -69,6 +69,7 @@ type clusterMember struct {
 	Node        string `json:"node"`
 	Peer        string `json:"peer"`
 	HTTP        string `json:"http"`
+	PeerHTTP    string `json:"peer_http"`
 	LeaseLeftMs int64  `json:"lease_left_ms"`
 	State       string `json:"state"`
 }
