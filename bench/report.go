@@ -62,6 +62,7 @@ func printReport(out io.Writer, plan *Plan, rs []Result) {
 			dur(r.SellOut), cpuDur(r.CPUPerAnswer()), ratio(r.Rate(), ceiling, true), ratio(r.Rate(), redis, false), ratio(r.Rate(), seeds, false))
 	}
 	tw.Flush()
+	printClusterRatios(out, rs)
 	for _, r := range rs {
 		if len(r.Fronts) > 1 {
 			fmt.Fprintf(out, "%s fronts (buyers round robin, items created through the first): %s\n", r.Target, strings.Join(r.Fronts, " "))
@@ -262,4 +263,24 @@ func writeJSON(w io.Writer, plan *Plan, rs []Result) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(rep)
+}
+
+// printClusterRatios compares the cluster with one node (--cluster-compare).
+func printClusterRatios(out io.Writer, rs []Result) {
+	var one, clu *Result
+	for i := range rs {
+		switch rs[i].Target {
+		case TargetSeckill:
+			one = &rs[i]
+		case TargetCluster:
+			clu = &rs[i]
+		}
+	}
+	if one == nil || clu == nil {
+		return
+	}
+	q := func(r *Result, p float64) time.Duration { return r.Quantile(p) }
+	fmt.Fprintf(out, "cluster of %d vs one node: rate %s, p50 %s vs %s, p99 %s vs %s (%s), sold out %s vs %s, cpu/answer %s vs %s\n",
+		len(clu.Fronts), ratio(clu.Rate(), one.Rate(), false), dur(q(clu, 50)), dur(q(one, 50)), dur(q(clu, 99)), dur(q(one, 99)),
+		ratio(float64(q(clu, 99)), float64(q(one, 99)), false), dur(clu.SellOut), dur(one.SellOut), cpuDur(clu.CPUPerAnswer()), cpuDur(one.CPUPerAnswer()))
 }

@@ -31,6 +31,13 @@ type Config struct {
 	Shards   int           // shards per item on seckill
 	Keys     bool          // send an Idempotency-Key with every grab (always in flash)
 	Compare  bool          // also measure the seeds' design, Redis+Lua alone and the bare handler
+	// ClusterCompare measures one node (a child) beside a three-node
+	// cluster started as `make cluster` runs it (StartCluster), with the
+	// same workload, and prints the ratios. It needs Exec.
+	ClusterCompare bool
+	// ClusterExe is the seckill binary the cluster's processes run (`nats`,
+	// `serve`); "": Exec[0].
+	ClusterExe string
 	// Rounds splits a closed-loop run into this many slices per target,
 	// the targets taking turns (in alternating order), so that a machine
 	// that speeds up or slows down during the run is shared by all of them
@@ -261,6 +268,26 @@ func Run(ctx context.Context, cfg Config, out io.Writer) ([]Result, error) {
 		}
 		return startLocalIn(cfg.Local, cfg.DataDir, !cfg.NoOrders)
 	}}}
+	if cfg.ClusterCompare {
+		if cfg.Exec == nil || cfg.Compare || len(cfg.URLs) > 0 {
+			return nil, errors.New("--cluster-compare runs one node and a cluster as child processes: not with --in-process, --compare or --url")
+		}
+		starters = append(starters, starter{TargetCluster, func() (*Target, error) {
+			dir, err := os.MkdirTemp("", "seckill-bench-cluster-")
+			if err != nil {
+				return nil, err
+			}
+			exe := cfg.ClusterExe
+			if exe == "" {
+				exe = cfg.Exec[0]
+			}
+			t, err := StartCluster(exe, dir, localToken)
+			if err != nil {
+				os.RemoveAll(dir)
+			}
+			return t, err
+		}})
+	}
 	if cfg.Compare {
 		starters = append(starters,
 			starter{TargetSeeds, func() (*Target, error) { return StartSeeds(ctx, cfg.Redis, cfg.AppendFsync) }},

@@ -48,6 +48,8 @@ func benchMain(ctx context.Context, args []string, out io.Writer) error {
 	fs.BoolVar(&cfg.Keys, "keys", false, "send an Idempotency-Key with every grab (flash always does)")
 	fs.BoolVar(&cfg.Compare, "compare", false, "also measure the seeds' whole design (local sold-out flag, Redis+Lua grab, order message acknowledged by NATS JetStream before the 201, order consumer writing a Pebble order store), Redis+Lua alone and a bare fasthttp handler (the HTTP ceiling)")
 	fs.IntVar(&cfg.Rounds, "rounds", bench.DefaultRounds, "closed loop: measure in this many slices per target, the targets taking turns, so that drift in the machine's speed is shared (1: each target in one piece)")
+	fs.BoolVar(&cfg.ClusterCompare, "cluster-compare", false, "measure one node and a three-node cluster (etcd, Redis, three NATS servers and three nodes on 127.0.0.11-13, as make cluster runs them, started here) with the same workload in alternating rounds, the cluster's buyers round robin over its three fronts; report both, the ratios, and audit both")
+	fs.StringVar(&cfg.ClusterExe, "cluster-bin", "", "with --cluster-compare: the seckill binary the cluster's processes run (default: this one)")
 	urls := fs.String("url", "", "measure the seckill at this URL (http://host:port), or a cluster at these comma-separated fronts, instead of one started in-process: items are created through the first, buyers spread round robin over all, the audit reads every front")
 	fs.StringVar(&cfg.Token, "token", os.Getenv("SECKILL_ADMIN_TOKEN"), "admin token of --url (env SECKILL_ADMIN_TOKEN)")
 	fs.StringVar(&cfg.BuyerSecret, "buyer-secret", os.Getenv("SECKILL_BUYER_SECRET"), "the target's buyer token secret (serve --buyer-auth jwt --buyer-secret): every grab carries its buyer's HS256 token, minted before the run; the in-process seckill then runs with buyer auth (env SECKILL_BUYER_SECRET)")
@@ -108,7 +110,7 @@ func benchMain(ctx context.Context, args []string, out io.Writer) error {
 	if *traceFile != "" && *inProcess {
 		return fmt.Errorf("bench: --trace traces the targets' child processes; it does not go with --in-process")
 	}
-	if !*inProcess && len(cfg.URLs) == 0 || !*inProcess && cfg.Compare {
+	if !*inProcess && len(cfg.URLs) == 0 || !*inProcess && (cfg.Compare || cfg.ClusterCompare) {
 		exe, err := os.Executable()
 		if err != nil {
 			return fmt.Errorf("bench: find this binary to run targets in child processes (or give --in-process): %w", err)

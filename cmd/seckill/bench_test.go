@@ -179,3 +179,44 @@ func TestBenchCommandURL(t *testing.T) {
 		}
 	})
 }
+
+// TestBenchClusterCompare runs `seckill bench --cluster-compare` as a user
+// would: one node and a three-node cluster (etcd, Redis, three NATS servers,
+// three nodes) started by the harness, a short durable run on each in
+// alternating rounds, both audited, and the ratios printed.
+func TestBenchClusterCompare(t *testing.T) {
+	c3Skip(t)
+	bin := buildSeckill(t)
+	dir := t.TempDir()
+	jsonPath := filepath.Join(dir, "r.json")
+	var out bytes.Buffer
+	err := benchMain(context.Background(), []string{"--cluster-compare", "--cluster-bin", bin, "--workload", "durable",
+		"--conns", "8", "--duration", "2s", "--rounds", "2", "--json", jsonPath}, &out)
+	if err != nil {
+		t.Fatalf("bench: %v\n%s", err, out.String())
+	}
+	for _, want := range []string{"audit seckill: ok", "audit seckill-cluster: ok", "cluster of 3 vs one node: rate "} {
+		if !strings.Contains(out.String(), want) {
+			t.Fatalf("no %q in the report:\n%s", want, out.String())
+		}
+	}
+	var rep struct {
+		Results []struct {
+			Target string `json:"target"`
+			Sent   int64  `json:"sent"`
+			CPU    *struct {
+				Processes []struct {
+					Name string `json:"name"`
+				} `json:"processes"`
+			} `json:"cpu"`
+		} `json:"results"`
+	}
+	b, err := os.ReadFile(jsonPath)
+	if err != nil || json.Unmarshal(b, &rep) != nil || len(rep.Results) != 2 {
+		t.Fatalf("json report: %v %s", err, b)
+	}
+	clu := rep.Results[1]
+	if clu.Target != "seckill-cluster" || clu.Sent == 0 || clu.CPU == nil || len(clu.CPU.Processes) != 9 {
+		t.Fatalf("the cluster's result (sent, and the CPU of etcd, redis, 3 NATS and 3 nodes): %s", b)
+	}
+}
