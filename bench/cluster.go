@@ -43,7 +43,7 @@ const (
 	clusterReadyTimeout = time.Minute
 	// clusterPoll is how often a start is checked for what has no event
 	// (etcd answering, Redis answering, every member listed).
-	clusterPoll = 100 * time.Millisecond
+	clusterPoll      = 100 * time.Millisecond
 	clusterRedisUser = "seckill"
 )
 
