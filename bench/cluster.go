@@ -133,20 +133,10 @@ func (p *clusterProc) waitUntil(what string, ok func() error) error {
 	}
 }
 
-// stop SIGTERMs the processes in reverse start order, the nodes together
-// first, and waits for each (SIGKILL past childStopTimeout).
+// stop SIGTERMs the processes, the nodes together first, then the others
+// in reverse start order, and waits for each (SIGKILL past
+// childStopTimeout).
 func (c *cluster) stop() error {
-	var errs []error
-	stopOne := func(p *clusterProc) {
-		_ = p.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-p.exited:
-		case <-time.After(childStopTimeout):
-			_ = p.cmd.Process.Kill()
-			<-p.exited
-			errs = append(errs, fmt.Errorf("%s did not stop within %v: killed", p.name, childStopTimeout))
-		}
-	}
 	var nodes, rest []*clusterProc
 	for _, p := range c.procs {
 		if strings.HasPrefix(p.name, "n") && !strings.HasPrefix(p.name, "nats") {
@@ -155,29 +145,28 @@ func (c *cluster) stop() error {
 			rest = append(rest, p)
 		}
 	}
-	var mu sync.Mutex
+	errs := make([]error, len(nodes))
 	var wg sync.WaitGroup
-	for _, p := range nodes {
-		wg.Go(func() {
-			var one []error
-			_ = p.cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-p.exited:
-			case <-time.After(childStopTimeout):
-				_ = p.cmd.Process.Kill()
-				<-p.exited
-				one = append(one, fmt.Errorf("%s did not stop within %v: killed", p.name, childStopTimeout))
-			}
-			mu.Lock()
-			errs = append(errs, one...)
-			mu.Unlock()
-		})
+	for i, p := range nodes {
+		wg.Go(func() { errs[i] = p.stop() })
 	}
 	wg.Wait()
 	for i := len(rest) - 1; i >= 0; i-- {
-		stopOne(rest[i])
+		errs = append(errs, rest[i].stop())
 	}
 	return errors.Join(errs...)
+}
+
+func (p *clusterProc) stop() error {
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.exited:
+		return nil
+	case <-time.After(childStopTimeout):
+		_ = p.cmd.Process.Kill()
+		<-p.exited
+		return fmt.Errorf("%s did not stop within %v: killed", p.name, childStopTimeout)
+	}
 }
 
 // StartCluster runs, under dir, what `make cluster` runs: the cluster's
