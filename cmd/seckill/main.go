@@ -1,12 +1,16 @@
 // Command seckill runs the flash-sale engine.
 //
-//	seckill serve [--data DIR] [--http ADDR] [--cluster --node NAME --etcd URL[,URL] --peer HOST:PORT --redis URL --nats URL]
+//	seckill serve [--data DIR] [--http ADDR] [--cluster --node NAME --etcd URL[,URL] --peer HOST:PORT --redis URL --nats URL --certs-dir DIR]
+//	seckill cert create-ca --certs-dir DIR; seckill cert create-node --certs-dir DIR NAME HOST...
 //
 // One binary, embedded defaults: Pebble under --data, HTTP on --http.
 // With --cluster the sale spreads over nodes: items live in etcd, each
 // shard runs on the node etcd places it on (fenced by leases and the pool
 // ledger in etcd), any front takes any grab, and shards move through
-// Redis snapshots. `make cluster` runs three nodes on loopback.
+// Redis snapshots. Nodes speak to each other only over TLS 1.3 with
+// certificates of the cluster's CA (--certs-dir, from `seckill cert`), and
+// to etcd and Redis with credentials. `make cluster` runs three nodes on
+// loopback.
 package main
 
 import (
