@@ -140,14 +140,10 @@ func (c *committer) lose(r *round, ref *shardRef, err error) {
 	n := c.node
 	n.opts.Logger.Warn("journal: shard lost here: stopping it", "item", ref.item.Config.Item, "shard", ref.index,
 		"epoch", ref.journalEpoch.Load(), "err", err)
-	// The grid hears of it once the shard has stopped, so that the refresh
-	// it runs sees the shard inactive and takes it over again.
-	go func() {
-		n.StopShard(ref.item.Config.Item, ref.index)
-		if h := n.opts.Cluster; h.Lost != nil {
-			h.Lost(ref.item.Config.Item, ref.index)
-		}
-	}()
+	go n.StopShard(ref.item.Config.Item, ref.index)
+	if h := n.opts.Cluster; h.Lost != nil {
+		h.Lost(ref.item.Config.Item, ref.index)
+	}
 }
 
 // InCluster reports whether this node may act as a member of its cluster
