@@ -76,8 +76,9 @@ func (c *committer) journalThenStore(r *round) error {
 	apps := make([]persistence.JournalAppend, len(parts))
 	node := c.node.opts.Cluster.Node
 	for k, p := range parts {
-		apps[k] = persistence.JournalAppend{Item: p.ref.item.Config.Item, Shard: p.ref.index, Expect: p.ref.journalSeq.Load(),
-			Data: engine.AppendEntry(nil, engine.JournalEntry{Kind: engine.EntryRound, Epoch: p.ref.journalEpoch.Load(), Node: node, Records: p.recs})}
+		expect := p.ref.journalSeq.Load()
+		apps[k] = persistence.JournalAppend{Item: p.ref.item.Config.Item, Shard: p.ref.index, Expect: expect,
+			Data: engine.AppendEntry(nil, engine.JournalEntry{Kind: engine.EntryRound, Prev: expect, Epoch: p.ref.journalEpoch.Load(), Node: node, Records: p.recs})}
 		if p.ref.journalEpoch.Load() == 0 {
 			apps[k].Err = errors.New("shard not taken over in the journal")
 		}
@@ -140,10 +141,15 @@ func (c *committer) lose(r *round, ref *shardRef, err error) {
 	n := c.node
 	n.opts.Logger.Warn("journal: shard lost here: stopping it", "item", ref.item.Config.Item, "shard", ref.index,
 		"epoch", ref.journalEpoch.Load(), "err", err)
-	go n.StopShard(ref.item.Config.Item, ref.index)
-	if h := n.opts.Cluster; h.Lost != nil {
-		h.Lost(ref.item.Config.Item, ref.index)
-	}
+	// The grid hears of it once the shard has stopped, so that the refresh
+	// it runs sees the shard inactive and takes it over again (told
+	// before, it may find the shard still running and leave it lost).
+	go func() {
+		n.StopShard(ref.item.Config.Item, ref.index)
+		if h := n.opts.Cluster; h.Lost != nil {
+			h.Lost(ref.item.Config.Item, ref.index)
+		}
+	}()
 }
 
 // InCluster reports whether this node may act as a member of its cluster

@@ -64,7 +64,9 @@ func EnsureJournal(ctx context.Context, js jetstream.JetStream, replicas int) (*
 		Retention:   jetstream.LimitsPolicy,
 		Discard:     jetstream.DiscardNew,
 		MaxMsgSize:  maxJournalMsg,
-		AllowDirect: true,
+		// A takeover reads the subject's last message from the stream's
+		// leader, never from a replica that may be behind it.
+		AllowDirect: false,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("journal stream: %w", err)
@@ -215,7 +217,6 @@ type Taken struct {
 // (ErrSuperseded), and folds the journal up to the marker into the shard's
 // state.
 func (j *Journal) Takeover(ctx context.Context, cfg engine.ItemConfig, shard int, epoch uint64, node string) (Taken, error) {
-	marker := engine.AppendEntry(nil, engine.JournalEntry{Kind: engine.EntryTakeover, Epoch: epoch, Node: node})
 	var out Taken
 	for try := 0; ; try++ {
 		last, data, err := j.last(ctx, cfg.Item, shard)
@@ -227,6 +228,7 @@ func (j *Journal) Takeover(ctx context.Context, cfg engine.ItemConfig, shard int
 			// fence the rightful owner.
 			return out, fmt.Errorf("takeover of %s.%d at epoch %d: journal at epoch %d: %w", cfg.Item, shard, epoch, e.Epoch, ErrSuperseded)
 		}
+		marker := engine.AppendEntry(nil, engine.JournalEntry{Kind: engine.EntryTakeover, Prev: last, Epoch: epoch, Node: node})
 		a := []Append{{Item: cfg.Item, Shard: shard, Expect: last, Data: marker}}
 		j.AppendAll(ctx, a)
 		if a[0].Err == nil {
@@ -237,12 +239,49 @@ func (j *Journal) Takeover(ctx context.Context, cfg engine.ItemConfig, shard int
 			return out, fmt.Errorf("takeover of %s.%d: %w", cfg.Item, shard, a[0].Err)
 		}
 	}
+	// The marker is in: fold everything before it. A read that misses an
+	// entry (a consumer on a replica behind the leader) shows as a gap in
+	// the chain of positions, and is read again.
+	var tl *engine.Tail
+	for read := 0; ; read++ {
+		var err error
+		if tl, err = j.fold(ctx, cfg, shard, epoch, node, &out); err != nil {
+			return out, fmt.Errorf("takeover of %s.%d: %w", cfg.Item, shard, err)
+		}
+		if tl.Gaps() == 0 || read+1 >= MaxTakeoverReads {
+			break
+		}
+	}
+	snap, err := tl.Snapshot(epoch)
+	if err != nil {
+		// A gap that reading again does not close: the journal holds two
+		// entries appended after the same one. Nothing is taken over from
+		// it; the refusals say where.
+		return out, fmt.Errorf("takeover of %s.%d: %w", cfg.Item, shard, err)
+	}
+	if tl.Epoch() != epoch || tl.Node() != node {
+		return out, fmt.Errorf("takeover of %s.%d at epoch %d by %s: journal ends with %s at %d: %w",
+			cfg.Item, shard, epoch, node, tl.Node(), tl.Epoch(), ErrSuperseded)
+	}
+	out.Snap = snap
+	return out, nil
+}
+
+// MaxTakeoverReads bounds how often a takeover reads the journal up to its
+// marker again when the read missed an entry.
+const MaxTakeoverReads = 3
+
+// fold reads shard's journal up to out.At into a Tail, setting out.Prev and
+// out.Refused.
+func (j *Journal) fold(ctx context.Context, cfg engine.ItemConfig, shard int, epoch uint64, node string, out *Taken) (*engine.Tail, error) {
 	tl := engine.NewTail(cfg, shard, nil)
-	out.Prev = node
+	out.Prev, out.Refused = node, nil
 	err := j.Read(ctx, cfg.Item, shard, 1, out.At, func(seq uint64, data []byte) error {
 		e, err := engine.DecodeEntry(cfg.Item, shard, data)
-		if err == nil {
-			err = tl.Apply(e)
+		if err != nil {
+			tl.Skip(seq)
+		} else {
+			err = tl.Apply(seq, e)
 		}
 		if err == nil && e.Kind == engine.EntryTakeover && e.Epoch < epoch {
 			out.Prev = e.Node
@@ -252,15 +291,5 @@ func (j *Journal) Takeover(ctx context.Context, cfg engine.ItemConfig, shard int
 		}
 		return nil
 	})
-	if err != nil {
-		return out, fmt.Errorf("takeover of %s.%d: %w", cfg.Item, shard, err)
-	}
-	if tl.Epoch() != epoch || tl.Node() != node {
-		return out, fmt.Errorf("takeover of %s.%d at epoch %d by %s: journal ends with %s at %d: %w",
-			cfg.Item, shard, epoch, node, tl.Node(), tl.Epoch(), ErrSuperseded)
-	}
-	if out.Snap, err = tl.Snapshot(epoch); err != nil {
-		return out, fmt.Errorf("takeover of %s.%d: %w", cfg.Item, shard, err)
-	}
-	return out, nil
+	return tl, err
 }

@@ -51,7 +51,7 @@ func TestJournalFencesTheOldOwner(t *testing.T) {
 			rc.Sold, rc.NextSeq = 0, 1
 			rs = append([]engine.Record{{Kind: engine.RecCounters, Item: cfg.Item, Shard: 1, Counters: rc}}, rs...)
 		}
-		a := []Append{{Item: cfg.Item, Shard: 1, Expect: last, Data: engine.AppendEntry(nil, engine.JournalEntry{Kind: engine.EntryRound, Epoch: 1, Node: "n1", Records: rs})}}
+		a := []Append{{Item: cfg.Item, Shard: 1, Expect: last, Data: engine.AppendEntry(nil, engine.JournalEntry{Kind: engine.EntryRound, Prev: last, Epoch: 1, Node: "n1", Records: rs})}}
 		j.AppendAll(ctx, a)
 		if a[0].Err != nil {
 			t.Fatalf("append %d: %v", seq, a[0].Err)
@@ -72,7 +72,7 @@ func TestJournalFencesTheOldOwner(t *testing.T) {
 	}
 	// The old owner, unaware, appends after what it last saw.
 	c.Sold, c.NextSeq = 4, 5
-	old := []Append{{Item: cfg.Item, Shard: 1, Expect: last, Data: engine.AppendEntry(nil, engine.JournalEntry{Kind: engine.EntryRound, Epoch: 1, Node: "n1",
+	old := []Append{{Item: cfg.Item, Shard: 1, Expect: last, Data: engine.AppendEntry(nil, engine.JournalEntry{Kind: engine.EntryRound, Prev: last, Epoch: 1, Node: "n1",
 		Records: []engine.Record{{Kind: engine.RecGrab, Grab: engine.Grab{Seq: 4, User: "u4", Qty: 1}, Counters: c}}})}}
 	j.AppendAll(ctx, old)
 	if !errors.Is(old[0].Err, ErrFenced) {
@@ -92,11 +92,25 @@ func TestJournalFencesTheOldOwner(t *testing.T) {
 	}
 	c2 := snap2.Counters
 	c2.Sold, c2.NextSeq = c2.Sold+1, c2.NextSeq+1
-	next := []Append{{Item: cfg.Item, Shard: 1, Expect: at2, Data: engine.AppendEntry(nil, engine.JournalEntry{Kind: engine.EntryRound, Epoch: 2, Node: "n2",
+	next := []Append{{Item: cfg.Item, Shard: 1, Expect: at2, Data: engine.AppendEntry(nil, engine.JournalEntry{Kind: engine.EntryRound, Prev: at2, Epoch: 2, Node: "n2",
 		Records: []engine.Record{{Kind: engine.RecGrab, Grab: engine.Grab{Seq: 4, User: "u9", Qty: 1}, Counters: c2}}})}}
 	j.AppendAll(ctx, next)
 	if next[0].Err != nil {
 		t.Fatalf("new owner's append: %v", next[0].Err)
+	}
+	// An entry that says it follows another than the one before it (what
+	// a store that took two appends after the same entry would show): the
+	// fold has a gap, reading again does not close it, and nothing is
+	// taken over.
+	c2.Sold, c2.NextSeq = c2.Sold+1, c2.NextSeq+1
+	forked := []Append{{Item: cfg.Item, Shard: 1, Expect: next[0].Seq, Data: engine.AppendEntry(nil, engine.JournalEntry{Kind: engine.EntryRound, Prev: at2, Epoch: 2, Node: "n2",
+		Records: []engine.Record{{Kind: engine.RecGrab, Grab: engine.Grab{Seq: 5, User: "u8", Qty: 1}, Counters: c2}}})}}
+	j.AppendAll(ctx, forked)
+	if forked[0].Err != nil {
+		t.Fatal(forked[0].Err)
+	}
+	if _, err := j.Takeover(ctx, cfg, 1, 3, "n3"); !errors.Is(err, engine.ErrJournalGap) {
+		t.Fatalf("takeover of a journal with a gap: %v, want ErrJournalGap", err)
 	}
 	// The other shard's journal is its own.
 	if l, err := j.Last(ctx, cfg.Item, 0); err != nil || l != 0 {

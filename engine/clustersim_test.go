@@ -18,7 +18,9 @@ import (
 // here every node starts from the journal anyway), pauses past the lease
 // and resumes (a stale activation that goes on deciding), partitions (a
 // node cut off acts like a paused one to the rest), failovers to a live
-// node at epoch+1, takeovers, and duplicate activations at an old epoch.
+// node at epoch+1, takeovers, duplicate activations at an old epoch, and
+// takeovers whose read of the journal lags (a replica behind the leader
+// answers it, missing an entry before the marker).
 // After every step the journal is folded from scratch (Tail) and checked:
 // nothing refused, no oversell, every confirmed grab in it as confirmed, no
 // grab id confirmed twice, nobody over the limit. Once healed, the sale
@@ -63,14 +65,25 @@ type csim struct {
 	// expected position, as an owner appending without
 	// Nats-Expected-Last-Subject-Sequence would.
 	unfenced bool
+	// unchained is the other bug put in on purpose: a takeover that folds
+	// a lagging read as if it were whole (no gap check).
+	unchained bool
 	logf     func(string, ...any)
 	counts   map[string]int
 }
 
 func newCsim(seed uint64, unfenced bool, logf func(string, ...any)) *csim {
+	return newCsimWith(seed, csimBugs{unfenced: unfenced}, logf)
+}
+
+// csimBugs are the bugs a test may put in on purpose.
+type csimBugs struct{ unfenced, unchained bool }
+
+func newCsimWith(seed uint64, bugs csimBugs, logf func(string, ...any)) *csim {
+	unfenced := bugs.unfenced
 	s := &csim{r: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
 		cfg:       ItemConfig{Item: "sku", Stock: csimStock, Shards: 1, PerUserLimit: 2},
-		confirmed: map[uint64]Grab{}, unfenced: unfenced, logf: logf, counts: map[string]int{}, epoch: 1}
+		confirmed: map[uint64]Grab{}, unfenced: unfenced, unchained: bugs.unchained, logf: logf, counts: map[string]int{}, epoch: 1}
 	for i := range csimNodes {
 		s.nodes = append(s.nodes, &csimNode{name: "n" + strconv.Itoa(i+1)})
 	}
@@ -85,6 +98,7 @@ func (s *csim) append(expect int, e JournalEntry) (int, bool) {
 	if expect != len(s.journal) && !s.unfenced {
 		return 0, false
 	}
+	e.Prev = uint64(expect)
 	s.journal = append(s.journal, AppendEntry(nil, e))
 	return len(s.journal), true
 }
@@ -98,16 +112,26 @@ func (s *csim) takeover(n *csimNode, epoch uint64) error {
 		}
 	}
 	at, _ := s.append(len(s.journal), JournalEntry{Kind: EntryTakeover, Epoch: epoch, Node: n.name})
-	tl, err := s.fold(at)
+	lag := -1
+	if at > 1 && s.r.IntN(8) == 0 {
+		// The read lags: a replica behind answers it and one entry before
+		// the marker is missing.
+		lag = s.r.IntN(at - 1)
+		s.count("lagging read")
+	}
+	tl, err := s.foldSkipping(at, lag)
 	if err != nil {
+		return err
+	}
+	snap, err := tl.Snapshot(epoch)
+	if err != nil {
+		if errors.Is(err, ErrJournalGap) {
+			s.count("gap seen")
+		}
 		return err
 	}
 	if tl.Epoch() != epoch || tl.Node() != n.name {
 		return errors.New("superseded")
-	}
-	snap, err := tl.Snapshot(epoch)
-	if err != nil {
-		return err
 	}
 	sh, err := RestoreSnapshot(s.cfg, snap)
 	if err != nil {
@@ -126,12 +150,28 @@ func (s *csim) takeover(n *csimNode, epoch uint64) error {
 }
 
 // fold folds the journal's first k entries from the shard's start.
-func (s *csim) fold(k int) (*Tail, error) {
+func (s *csim) fold(k int) (*Tail, error) { return s.foldSkipping(k, -1) }
+
+// foldSkipping folds the journal's first k entries but the one at index
+// lag (-1: none), as a read a lagging replica answered would. Only a gap
+// may be refused: every entry the journal took follows from the ones
+// before it.
+func (s *csim) foldSkipping(k, lag int) (*Tail, error) {
 	tl := NewTail(s.cfg, 0, nil)
 	for i, b := range s.journal[:k] {
+		if i == lag {
+			continue
+		}
 		e, err := DecodeEntry("sku", 0, b)
+		if err == nil && s.unchained {
+			// The bug: the fold does not follow the chain.
+			tl.last = e.Prev
+		}
 		if err == nil {
-			err = tl.Apply(e)
+			err = tl.Apply(uint64(i+1), e)
+		}
+		if err != nil && tl.Gaps() > 0 {
+			continue // after a gap nothing follows; Snapshot refuses the fold
 		}
 		if err != nil {
 			return tl, errf("journal entry %d refused: %v", i+1, err)
@@ -301,7 +341,14 @@ func (s *csim) heal() error {
 	o := s.nodes[s.owner]
 	if o.act == nil || o.act.epoch != s.epoch {
 		o.act = nil
-		if err := s.takeover(o, s.epoch); err != nil {
+		// A takeover whose read lagged fails; the grid tries again.
+		var err error
+		for range 32 {
+			if err = s.takeover(o, s.epoch); !errors.Is(err, ErrJournalGap) {
+				break
+			}
+		}
+		if err != nil {
 			return errf("healed owner cannot take over: %v", err)
 		}
 	}
@@ -324,7 +371,11 @@ func (s *csim) heal() error {
 }
 
 func runCsim(seed uint64, steps int, unfenced bool, logf func(string, ...any)) (map[string]int, error) {
-	s := newCsim(seed, unfenced, logf)
+	return runCsimWith(seed, steps, csimBugs{unfenced: unfenced}, logf)
+}
+
+func runCsimWith(seed uint64, steps int, bugs csimBugs, logf func(string, ...any)) (map[string]int, error) {
+	s := newCsimWith(seed, bugs, logf)
 	for i := range steps {
 		if err := s.step(); err != nil {
 			return s.counts, errf("step %d: %v", i, err)
@@ -359,7 +410,7 @@ func TestClusterSimulation(t *testing.T) {
 		}
 	}
 	t.Logf("%d seeds x %d steps in %v; exercised %v", seeds, *csimSteps, time.Since(start).Round(time.Millisecond), total)
-	for _, what := range []string{"201", "append refused", "failover", "takeover", "duplicate activation", "crash", "pause/resume", "replayed", "limit_reached"} {
+	for _, what := range []string{"201", "append refused", "lagging read", "gap seen", "failover", "takeover", "duplicate activation", "crash", "pause/resume", "replayed", "limit_reached"} {
 		if total[what] == 0 {
 			t.Errorf("no seed exercised %q", what)
 		}
@@ -378,4 +429,17 @@ func TestClusterSimulationCatchesUnfencedAppends(t *testing.T) {
 		}
 	}
 	t.Fatal("200 seeds with unfenced appends all passed: the simulation cannot see a stale owner's round")
+}
+
+// TestClusterSimulationCatchesUnchainedFolds puts in the other bug on
+// purpose (a takeover folds a lagging read without following the chain of
+// positions) and requires the simulation to catch it.
+func TestClusterSimulationCatchesUnchainedFolds(t *testing.T) {
+	for seed := range uint64(200) {
+		if _, err := runCsimWith(seed, *csimSteps, csimBugs{unchained: true}, nil); err != nil {
+			t.Logf("seed %d caught the unchained fold: %v", seed, err)
+			return
+		}
+	}
+	t.Fatal("200 seeds with unchained folds all passed: the simulation cannot see a takeover that missed an entry")
 }

@@ -31,7 +31,8 @@ const (
 )
 
 const (
-	journalVersion = 1
+	// journalVersion 2: entries carry Prev (version 1 did not).
+	journalVersion = 2
 	// MaxEntryRecords bounds the records in one entry: a round holds at
 	// most a committer's batch, and its records go to the journal per
 	// shard, so a shard's part is never larger.
@@ -43,7 +44,14 @@ const (
 
 // JournalEntry is one message of a shard's journal.
 type JournalEntry struct {
-	Kind  EntryKind
+	Kind EntryKind
+	// Prev is the journal position of the entry this one was appended
+	// after: its writer's expected last sequence (0: the shard's first
+	// entry). The journal took the entry only if that was its last one, so
+	// a fold that finds each entry's Prev at the entry before it has seen
+	// the whole journal, and one that does not has missed an entry (a read
+	// that lagged) or found a store that broke its promise.
+	Prev  uint64
 	Epoch uint64
 	// Node is the node that wrote the entry.
 	Node string
@@ -60,6 +68,7 @@ var ErrBadEntry = errors.New("malformed journal entry")
 // are the journal's, so they are not written.
 func AppendEntry(dst []byte, e JournalEntry) []byte {
 	dst = append(dst, journalVersion, byte(e.Kind))
+	dst = binary.AppendUvarint(dst, e.Prev)
 	dst = binary.AppendUvarint(dst, e.Epoch)
 	dst = appendStr(dst, e.Node)
 	dst = binary.AppendUvarint(dst, uint64(len(e.Records)))
@@ -102,6 +111,7 @@ func DecodeEntry(item string, shard int, b []byte) (JournalEntry, error) {
 	}
 	e := JournalEntry{Kind: EntryKind(b[1])}
 	d := msgDecoder{b: b[2:]}
+	e.Prev = d.uvarint()
 	e.Epoch = d.uvarint()
 	e.Node = d.str(MaxIDLen)
 	n := d.uvarint()
@@ -164,9 +174,17 @@ func ClusterStart(cfg ItemConfig, i int) Counters {
 // the next, a release of an unknown or released grab, counters that fall,
 // a round of an incarnation that no marker started, a marker of an older
 // epoch) is refused, counted, and leaves the state as it was.
+//
+// The fold also follows the chain of positions (JournalEntry.Prev): an
+// entry whose Prev is not the position of the entry before it is a gap,
+// and a fold with a gap is no state at all (Snapshot refuses it).
 type Tail struct {
 	cfg  ItemConfig
 	snap ShardSnapshot
+	// last is the position of the last entry seen (applied, refused or
+	// undecodable); gaps counts entries that did not follow it.
+	last uint64
+	gaps int
 	// epoch and node: the incarnation of the last marker taken.
 	epoch   uint64
 	node    string
@@ -181,6 +199,7 @@ func NewTail(cfg ItemConfig, shard int, snap *ShardSnapshot) *Tail {
 		t.snap = *snap
 		t.snap.Grabs = append([]SnapGrab(nil), snap.Grabs...)
 		t.epoch = snap.Epoch
+		t.last = unanchored
 	} else {
 		t.snap = ShardSnapshot{Item: cfg.Item, Shard: shard, Counters: ClusterStart(cfg, shard)}
 	}
@@ -199,14 +218,46 @@ func (t *Tail) Refused() int { return t.refused }
 // NextSeq is the sequence the shard's next grab takes.
 func (t *Tail) NextSeq() uint64 { return t.snap.Counters.NextSeq }
 
-// Apply takes e if it follows from the state so far, else refuses it with
-// the reason and changes nothing.
-func (t *Tail) Apply(e JournalEntry) error {
+// unanchored: a fold from a snapshot does not know the position the
+// snapshot was taken at; its first entry anchors the chain.
+const unanchored = ^uint64(0)
+
+// ErrJournalGap: an entry was not appended after the one the fold saw
+// before it.
+var ErrJournalGap = errors.New("journal gap")
+
+// gapError is an error that is ErrJournalGap.
+type gapError struct{ error }
+
+func (gapError) Is(target error) bool { return target == ErrJournalGap }
+
+// Gaps counts the entries that did not follow the one before them.
+func (t *Tail) Gaps() int { return t.gaps }
+
+// Apply takes e, found at position seq of the journal, if it follows from
+// the state so far, else refuses it with the reason and changes nothing
+// but the position. An entry whose Prev is not the position of the entry
+// before it is a gap: refused, and the fold can give no snapshot.
+func (t *Tail) Apply(seq uint64, e JournalEntry) error {
+	prev := t.last
+	t.last = seq
+	if seq <= prev && prev != unanchored || e.Prev != prev && prev != unanchored {
+		t.gaps++
+		t.refused++
+		return gapError{errf("journal gap: entry %d of %s.%d follows %d, the fold's last is %d", seq, t.snap.Item, t.snap.Shard, e.Prev, prev)}
+	}
 	err := t.apply(e)
 	if err != nil {
 		t.refused++
 	}
 	return err
+}
+
+// Skip moves the fold past a message at position seq that is no entry
+// (it did not decode): it is refused, but the next entry follows it.
+func (t *Tail) Skip(seq uint64) {
+	t.last = seq
+	t.refused++
 }
 
 func (t *Tail) apply(e JournalEntry) error {
@@ -275,6 +326,9 @@ func (t *Tail) record(r Record) error {
 // whole (RestoreSnapshot): the grabs add up to the counters, keys are not
 // reused, the per-user limit holds.
 func (t *Tail) Snapshot(epoch uint64) (ShardSnapshot, error) {
+	if t.gaps > 0 {
+		return ShardSnapshot{}, gapError{errf("journal gap: %d entries of %s.%d did not follow the one before them", t.gaps, t.snap.Item, t.snap.Shard)}
+	}
 	s := t.snap
 	s.Epoch = epoch
 	s.Grabs = append([]SnapGrab(nil), t.snap.Grabs...)

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"errors"
 	"reflect"
 	"testing"
 )
@@ -122,11 +123,13 @@ func TestTail(t *testing.T) {
 			refused := 0
 			for i, st := range tc.steps {
 				// Every entry crosses the wire first, as a journal carries it.
+				// Each entry appended after the one before it.
+				st.e.Prev = uint64(i)
 				e, err := DecodeEntry("sku", 0, AppendEntry(nil, st.e))
 				if err != nil {
 					t.Fatalf("step %d: decode: %v", i, err)
 				}
-				err = tl.Apply(e)
+				err = tl.Apply(uint64(i+1), e)
 				if (err != nil) != st.refuse {
 					t.Fatalf("step %d: Apply = %v, want refused %v", i, err, st.refuse)
 				}
@@ -161,17 +164,69 @@ func TestTailFromSnapshot(t *testing.T) {
 	tl := NewTail(journalCfg, 0, &snap)
 	rel := c
 	rel.Sold, rel.Allocated, rel.Returned = 0, 4, c.Returned+1
-	if err := tl.Apply(marker(4, "n3")); err != nil {
+	// The snapshot's position is not known: the first entry anchors the
+	// chain.
+	m := marker(4, "n3")
+	m.Prev = 40
+	if err := tl.Apply(41, m); err != nil {
 		t.Fatal(err)
 	}
-	if err := tl.Apply(round(4, "n3", Record{Kind: RecRelease, Grab: Grab{Seq: 1}, Counters: rel})); err != nil {
+	r := round(4, "n3", Record{Kind: RecRelease, Grab: Grab{Seq: 1}, Counters: rel})
+	r.Prev = 41
+	if err := tl.Apply(45, r); err != nil {
 		t.Fatal(err)
 	}
-	if err := tl.Apply(marker(3, "n1")); err == nil {
+	old := marker(3, "n1")
+	old.Prev = 45
+	if err := tl.Apply(46, old); err == nil {
 		t.Fatal("an older marker than the snapshot's epoch was taken")
 	}
 	out, err := tl.Snapshot(5)
 	if err != nil || !out.Grabs[0].Released || snap.Grabs[0].Released {
 		t.Fatalf("snapshot %+v err %v; start %+v", out, err, snap)
+	}
+}
+
+// TestTailGaps: a fold follows the chain of positions, and one that missed
+// an entry (or found two appended after the same one) gives no snapshot.
+func TestTailGaps(t *testing.T) {
+	recv := ClusterStart(journalCfg, 0)
+	recv.Received, recv.Allocated = 4, 4
+	type at struct {
+		seq, prev uint64
+		e         JournalEntry
+		skip      bool // a message that did not decode
+	}
+	for _, tc := range []struct {
+		name    string
+		entries []at
+		gaps    int
+	}{
+		{"whole, positions far apart (other subjects between)", []at{{seq: 3, prev: 0, e: marker(1, "n1")}, {seq: 9, prev: 3, e: round(1, "n1", Record{Kind: RecCounters, Counters: recv})}, {seq: 12, prev: 9, e: marker(1, "n1")}}, 0},
+		{"an entry missed (a read that lagged)", []at{{seq: 3, prev: 0, e: marker(1, "n1")}, {seq: 12, prev: 9, e: marker(1, "n1")}}, 1},
+		{"the first entry missed", []at{{seq: 9, prev: 3, e: marker(1, "n1")}}, 1},
+		{"two appended after the same entry (a store that broke its promise)", []at{{seq: 3, prev: 0, e: marker(1, "n1")}, {seq: 9, prev: 3, e: round(1, "n1", Record{Kind: RecCounters, Counters: recv})}, {seq: 12, prev: 3, e: marker(1, "n1")}}, 1},
+		{"a position twice", []at{{seq: 3, prev: 0, e: marker(1, "n1")}, {seq: 3, prev: 3, e: marker(1, "n1")}}, 1},
+		{"an undecodable message is a link all the same", []at{{seq: 3, prev: 0, e: marker(1, "n1")}, {seq: 5, skip: true}, {seq: 8, prev: 5, e: marker(1, "n1")}}, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tl := NewTail(journalCfg, 0, nil)
+			for _, a := range tc.entries {
+				if a.skip {
+					tl.Skip(a.seq)
+					continue
+				}
+				a.e.Prev = a.prev
+				e, err := DecodeEntry("sku", 0, AppendEntry(nil, a.e))
+				if err != nil {
+					t.Fatal(err)
+				}
+				_ = tl.Apply(a.seq, e)
+			}
+			_, err := tl.Snapshot(1)
+			if tl.Gaps() != tc.gaps || (err != nil) != (tc.gaps > 0) || err != nil && !errors.Is(err, ErrJournalGap) {
+				t.Fatalf("gaps %d, snapshot error %v; want %d gaps", tl.Gaps(), err, tc.gaps)
+			}
+		})
 	}
 }
