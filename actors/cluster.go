@@ -253,14 +253,11 @@ func (n *Node) ActivateJournaled(item string, i int, epoch uint64, snap engine.S
 	if i < 0 || i >= len(it.shards) {
 		return fmt.Errorf("activate %s.%d: no such shard", item, i)
 	}
-	ref := it.shards[i]
-	if ref.pid() != nil {
-		return ErrActive
-	}
-	ref.journalSeq.Store(at)
-	ref.journalEpoch.Store(epoch)
-	return n.activateShard(item, i, epoch, &snap, false, relay)
+	return n.activateShardAt(item, i, epoch, &snap, false, relay, &journalAt{seq: at, epoch: epoch})
 }
+
+// journalAt is where a journaled activation's first append goes.
+type journalAt struct{ seq, epoch uint64 }
 
 // ActivateSecond starts shard i of item here whatever etcd says, from what
 // the local store holds or from nothing: a second activation, as a grain
@@ -289,6 +286,12 @@ func (n *Node) activating(item string) (*Item, error) {
 }
 
 func (n *Node) activateShard(item string, i int, epoch uint64, snap *engine.ShardSnapshot, fresh bool, relay int64) error {
+	return n.activateShardAt(item, i, epoch, snap, fresh, relay, nil)
+}
+
+// activateShardAt is activateShard; with ja, the incarnation's journal
+// position is set once nothing runs the shard (never under a running one).
+func (n *Node) activateShardAt(item string, i int, epoch uint64, snap *engine.ShardSnapshot, fresh bool, relay int64, ja *journalAt) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	it, err := n.activating(item)
@@ -301,6 +304,10 @@ func (n *Node) activateShard(item string, i int, epoch uint64, snap *engine.Shar
 	ref := it.shards[i]
 	if ref.pid() != nil {
 		return ErrActive
+	}
+	if ja != nil {
+		ref.journalSeq.Store(ja.seq)
+		ref.journalEpoch.Store(ja.epoch)
 	}
 	if snap != nil {
 		if err := n.adopt(it.Config, *snap, relay); err != nil {

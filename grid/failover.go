@@ -96,7 +96,12 @@ func (g *Grid) activateJournaled(cfg engine.ItemConfig, p fence.Placement) {
 	case tk.Prev == g.cfg.Self.ID:
 		relay = actors.RelayOwn
 	}
-	if err := g.cfg.Node.ActivateJournaled(cfg.Item, p.Shard, p.Epoch, tk.Snap, tk.At, relay); err != nil && !errors.Is(err, actors.ErrActive) {
+	if err := g.cfg.Node.ActivateJournaled(cfg.Item, p.Shard, p.Epoch, tk.Snap, tk.At, relay); errors.Is(err, actors.ErrActive) {
+		// Another activation got there first; its next append is refused
+		// (this marker follows its), and the shard is taken over again.
+		g.log.Info("grid: shard already running here", "item", cfg.Item, "shard", p.Shard, "epoch", p.Epoch)
+		return
+	} else if err != nil {
 		g.log.Warn("grid: activate shard", "item", cfg.Item, "shard", p.Shard, "epoch", p.Epoch, "err", err)
 		return
 	}
