@@ -68,8 +68,8 @@ type csim struct {
 	// unchained is the other bug put in on purpose: a takeover that folds
 	// a lagging read as if it were whole (no gap check).
 	unchained bool
-	logf     func(string, ...any)
-	counts   map[string]int
+	logf      func(string, ...any)
+	counts    map[string]int
 }
 
 func newCsim(seed uint64, unfenced bool, logf func(string, ...any)) *csim {
