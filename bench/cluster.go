@@ -50,6 +50,8 @@ const (
 // clusterProc is one process of the cluster.
 type clusterProc struct {
 	name   string
+	env    []string
+	argv   []string
 	cmd    *exec.Cmd
 	exited chan struct{}
 	lines  chan string // stdout lines, until the first match is read
@@ -59,13 +61,20 @@ type clusterProc struct {
 type cluster struct {
 	dir   string
 	procs []*clusterProc
+	// nodes and nats are each node's and NATS server's process now (a
+	// restart replaces it); etcdPort and natsPorts are their client ports
+	// on 127.0.0.1 (what a partition cuts).
+	nodes     []*clusterProc
+	nats      []*clusterProc
+	etcdPort  int
+	natsPorts []int
 }
 
 func (c *cluster) start(name string, env []string, argv ...string) (*clusterProc, error) {
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = append(os.Environ(), env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	logf, err := os.Create(filepath.Join(c.dir, name+".log"))
+	logf, err := os.OpenFile(filepath.Join(c.dir, name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err
 	}
@@ -79,7 +88,7 @@ func (c *cluster) start(name string, env []string, argv ...string) (*clusterProc
 		logf.Close()
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	p := &clusterProc{name: name, cmd: cmd, exited: make(chan struct{}), lines: make(chan string, 64)}
+	p := &clusterProc{name: name, env: env, argv: argv, cmd: cmd, exited: make(chan struct{}), lines: make(chan string, 64)}
 	c.procs = append(c.procs, p)
 	go func() {
 		sc := bufio.NewScanner(out)
@@ -175,7 +184,12 @@ func (p *clusterProc) stop() error {
 // before every ack), and three `seckill serve --cluster` nodes on
 // ClusterIPs with their journal and streams on all three NATS servers.
 // exe runs this binary. It returns once every node lists all three.
-func StartCluster(exe, dir, token string) (_ *Target, err error) {
+func StartCluster(exe, dir, token string) (*Target, error) {
+	t, _, err := startCluster(exe, dir, token)
+	return t, err
+}
+
+func startCluster(exe, dir, token string) (_ *Target, _ *cluster, err error) {
 	c := &cluster{dir: dir}
 	defer func() {
 		if err != nil {
@@ -184,14 +198,14 @@ func StartCluster(exe, dir, token string) (_ *Target, err error) {
 	}()
 	certsDir := filepath.Join(dir, "certs")
 	if err := certs.CreateCA(certsDir, false); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := certs.CreateNode(certsDir, "etcd", []string{"127.0.0.1", "localhost"}, false); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	for i, ip := range ClusterIPs {
 		if err := certs.CreateNode(certsDir, nodeName(i), []string{ip, "localhost"}, false); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 
@@ -206,16 +220,16 @@ func StartCluster(exe, dir, token string) (_ *Target, err error) {
 		"--trusted-ca-file", filepath.Join(certsDir, certs.CACert),
 		"--cert-file", filepath.Join(certsDir, certs.NodeCert("etcd")), "--key-file", filepath.Join(certsDir, certs.NodeKey("etcd")))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	en, err := certs.Load(certsDir, "etcd")
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{etcdURL}, DialTimeout: clusterReadyTimeout, Logger: zap.NewNop(),
 		TLS: &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{en.Certificate()}, RootCAs: en.Pool()}})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer cli.Close()
 	if err := etcd.waitUntil("answering", func() error {
@@ -224,27 +238,27 @@ func StartCluster(exe, dir, token string) (_ *Target, err error) {
 		_, err := cli.Get(ctx, "ping")
 		return err
 	}); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 
 	// redis-server: protected mode on, the default user off, one ACL user.
 	redisDir := filepath.Join(dir, "redis")
 	if err := os.MkdirAll(redisDir, 0o700); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	raw := make([]byte, 16)
 	rand.Read(raw)
 	pass := hex.EncodeToString(raw)
 	conf := filepath.Join(redisDir, "redis.conf")
 	if err := os.WriteFile(conf, []byte("user default off resetpass nocommands\nuser "+clusterRedisUser+" on >"+pass+" ~* &* +@all\n"), 0o600); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	redisPort := freePortOn("127.0.0.1")
 	redisAddr := "127.0.0.1:" + strconv.Itoa(redisPort)
 	rp, err := c.start("redis", nil, "redis-server", conf, "--port", strconv.Itoa(redisPort), "--bind", "127.0.0.1",
 		"--protected-mode", "yes", "--save", "", "--appendonly", "no", "--dir", redisDir)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	rdb := redis.NewClient(&redis.Options{Addr: redisAddr, Username: clusterRedisUser, Password: pass})
 	defer rdb.Close()
@@ -253,7 +267,7 @@ func StartCluster(exe, dir, token string) (_ *Target, err error) {
 		defer cancel()
 		return rdb.Ping(ctx).Err()
 	}); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 
 	// Three NATS servers, one JetStream cluster, one client key.
@@ -277,17 +291,17 @@ func StartCluster(exe, dir, token string) (_ *Target, err error) {
 			"--dir", filepath.Join(natsDir, name), "--creds", creds, "--sync", "always",
 			"--cluster-listen", "127.0.0.1:"+strconv.Itoa(routePorts[i]), "--routes", strings.Join(routes, ","))
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if _, err := p.waitLine("seckill nats: listening on "); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		natsProcs = append(natsProcs, p)
 		natsURLs = append(natsURLs, "nats://127.0.0.1:"+strconv.Itoa(clientPorts[i]))
 	}
 	for _, p := range natsProcs {
 		if _, err := p.waitLine("seckill nats: JetStream meta leader"); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 
@@ -303,14 +317,14 @@ func StartCluster(exe, dir, token string) (_ *Target, err error) {
 			"--certs-dir", certsDir, "--nats", strings.Join(natsURLs, ","), "--nats-creds", creds,
 			"--nats-replicas", strconv.Itoa(clusterNATS))
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		nodes = append(nodes, p)
 	}
 	for _, p := range nodes {
 		l, err := p.waitLine("seckill: serving ")
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		u := strings.Fields(strings.TrimPrefix(l, "seckill: serving "))[0]
 		t.Fronts = append(t.Fronts, u)
@@ -318,13 +332,14 @@ func StartCluster(exe, dir, token string) (_ *Target, err error) {
 	}
 	t.URL, t.Admin = t.Fronts[0], t.Views[0]
 	if err := nodes[0].waitUntil("listing every node", func() error { return allMembers(t.Fronts[0], token) }); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	for _, p := range c.procs {
 		t.Procs = append(t.Procs, Proc{Name: p.name, Pid: p.cmd.Process.Pid})
 	}
 	t.Stop = func() error { return errors.Join(c.stop(), os.RemoveAll(dir)) }
-	return t, nil
+	c.nodes, c.nats, c.etcdPort, c.natsPorts = nodes, natsProcs, etcdPort, clientPorts
+	return t, c, nil
 }
 
 func nodeName(i int) string { return "n" + strconv.Itoa(i+1) }

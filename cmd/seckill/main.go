@@ -33,6 +33,9 @@ commands:
   token      mint a buyer token (HS256) for --buyer-auth jwt: --user U --secret S [--ttl D]
   bench      measure seckill over HTTP beside a bare fasthttp handler
              (--url URL[,URL...]: a running server, or a cluster's fronts)
+  chaos      seeded faults against a three-node cluster it starts, during
+             flashes, each audited: kill -9 or SIGSTOP a node, cut it from
+             etcd and NATS, wipe its disk, kill -9 a NATS server
 `
 
 func main() {
@@ -53,6 +56,8 @@ func main() {
 		err = runReconcile(context.Background(), os.Args[2:])
 	case "bench":
 		err = runBench(context.Background(), os.Args[2:])
+	case "chaos":
+		err = runChaos(context.Background(), os.Args[2:])
 	case "cert":
 		err = runCert(os.Args[2:])
 	case "token":
