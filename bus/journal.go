@@ -129,7 +129,12 @@ func (j *Journal) last(ctx context.Context, item string, shard int) (uint64, []b
 }
 
 // Read hands fn every message of shard's journal with a stream sequence in
-// [from, to], in order.
+// [from, to], in order. It reads through a pull consumer of its own
+// (memory, one replica, no acks), made and removed under ctx: an ordered
+// consumer would recreate itself after a NATS server's loss with retries
+// that ignore ctx, and hold the caller (the grid's refresh) for as long as
+// the recreation fails. Whether the read missed anything is the fold's to
+// see (engine.Tail's chain of positions).
 func (j *Journal) Read(ctx context.Context, item string, shard int, from, to uint64, fn func(seq uint64, data []byte) error) error {
 	if from == 0 {
 		from = 1
@@ -137,14 +142,23 @@ func (j *Journal) Read(ctx context.Context, item string, shard int, from, to uin
 	if to < from {
 		return nil
 	}
-	c, err := j.stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{JournalSubject(item, shard)},
-		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
-		OptStartSeq:    from,
+	c, err := j.stream.CreateConsumer(ctx, jetstream.ConsumerConfig{
+		FilterSubject:     JournalSubject(item, shard),
+		DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:       from,
+		AckPolicy:         jetstream.AckNonePolicy,
+		MemoryStorage:     true,
+		Replicas:          1,
+		InactiveThreshold: JournalReaderIdle,
 	})
 	if err != nil {
 		return fmt.Errorf("journal read %s.%d: %w", item, shard, err)
 	}
+	defer func() {
+		dctx, cancel := context.WithTimeout(context.Background(), JournalTimeout)
+		_ = j.stream.DeleteConsumer(dctx, c.CachedInfo().Name) // else it goes once idle
+		cancel()
+	}()
 	for {
 		wait := JournalTimeout
 		if dl, ok := ctx.Deadline(); ok {
@@ -183,6 +197,10 @@ func (j *Journal) Read(ctx context.Context, item string, shard int, from, to uin
 		}
 	}
 }
+
+// JournalReaderIdle: a reader's consumer left behind (its node died
+// mid-read) goes after this long idle.
+const JournalReaderIdle = 30 * time.Second
 
 // MaxTakeoverTries bounds how often a takeover reads the subject's last
 // sequence again because an append slipped in before its marker (the old
