@@ -31,8 +31,10 @@ const (
 )
 
 const (
-	// journalVersion 2: entries carry Prev (version 1 did not).
-	journalVersion = 2
+	// journalVersion 2: entries carry Prev. Version 1 entries (written
+	// before) did not: they decode with Prev = PrevUnknown.
+	journalVersion   = 2
+	journalVersionV1 = 1
 	// MaxEntryRecords bounds the records in one entry: a round holds at
 	// most a committer's batch, and its records go to the journal per
 	// shard, so a shard's part is never larger.
@@ -51,6 +53,7 @@ type JournalEntry struct {
 	// a fold that finds each entry's Prev at the entry before it has seen
 	// the whole journal, and one that does not has missed an entry (a read
 	// that lagged) or found a store that broke its promise.
+	// PrevUnknown: an entry of version 1, which did not say.
 	Prev  uint64
 	Epoch uint64
 	// Node is the node that wrote the entry.
@@ -67,8 +70,12 @@ var ErrBadEntry = errors.New("malformed journal entry")
 // AppendEntry appends e's binary encoding to dst. A record's item and shard
 // are the journal's, so they are not written.
 func AppendEntry(dst []byte, e JournalEntry) []byte {
-	dst = append(dst, journalVersion, byte(e.Kind))
-	dst = binary.AppendUvarint(dst, e.Prev)
+	if e.Prev == PrevUnknown {
+		dst = append(dst, journalVersionV1, byte(e.Kind))
+	} else {
+		dst = append(dst, journalVersion, byte(e.Kind))
+		dst = binary.AppendUvarint(dst, e.Prev)
+	}
 	dst = binary.AppendUvarint(dst, e.Epoch)
 	dst = appendStr(dst, e.Node)
 	dst = binary.AppendUvarint(dst, uint64(len(e.Records)))
@@ -106,12 +113,18 @@ func appendStr(dst []byte, s string) []byte {
 // some, ids or keys outside their alphabets, trailing bytes, non-shortest
 // varints. Whether the entry may be applied is Tail's to say.
 func DecodeEntry(item string, shard int, b []byte) (JournalEntry, error) {
-	if len(b) > MaxEntryLen || len(b) < 2 || b[0] != journalVersion {
+	if len(b) > MaxEntryLen || len(b) < 2 || b[0] != journalVersion && b[0] != journalVersionV1 {
 		return JournalEntry{}, ErrBadEntry
 	}
 	e := JournalEntry{Kind: EntryKind(b[1])}
 	d := msgDecoder{b: b[2:]}
-	e.Prev = d.uvarint()
+	e.Prev = PrevUnknown
+	if b[0] == journalVersion {
+		e.Prev = d.uvarint()
+		if e.Prev == PrevUnknown {
+			d.bad = true
+		}
+	}
 	e.Epoch = d.uvarint()
 	e.Node = d.str(MaxIDLen)
 	n := d.uvarint()
@@ -218,6 +231,11 @@ func (t *Tail) Refused() int { return t.refused }
 // NextSeq is the sequence the shard's next grab takes.
 func (t *Tail) NextSeq() uint64 { return t.snap.Counters.NextSeq }
 
+// PrevUnknown is the Prev of an entry written before entries said it
+// (version 1): the chain is not checked at it. A journal written by an
+// older seckill still folds.
+const PrevUnknown = ^uint64(0)
+
 // unanchored: a fold from a snapshot does not know the position the
 // snapshot was taken at; its first entry anchors the chain.
 const unanchored = ^uint64(0)
@@ -241,7 +259,7 @@ func (t *Tail) Gaps() int { return t.gaps }
 func (t *Tail) Apply(seq uint64, e JournalEntry) error {
 	prev := t.last
 	t.last = seq
-	if seq <= prev && prev != unanchored || e.Prev != prev && prev != unanchored {
+	if prev != unanchored && (seq <= prev || e.Prev != prev && e.Prev != PrevUnknown) {
 		t.gaps++
 		t.refused++
 		return gapError{errf("journal gap: entry %d of %s.%d follows %d, the fold's last is %d", seq, t.snap.Item, t.snap.Shard, e.Prev, prev)}

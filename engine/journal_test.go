@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"bytes"
+	"encoding/binary"
 	"errors"
 	"reflect"
 	"testing"
@@ -207,6 +209,7 @@ func TestTailGaps(t *testing.T) {
 		{"the first entry missed", []at{{seq: 9, prev: 3, e: marker(1, "n1")}}, 1},
 		{"two appended after the same entry (a store that broke its promise)", []at{{seq: 3, prev: 0, e: marker(1, "n1")}, {seq: 9, prev: 3, e: round(1, "n1", Record{Kind: RecCounters, Counters: recv})}, {seq: 12, prev: 3, e: marker(1, "n1")}}, 1},
 		{"a position twice", []at{{seq: 3, prev: 0, e: marker(1, "n1")}, {seq: 3, prev: 3, e: marker(1, "n1")}}, 1},
+		{"entries an older seckill wrote (no Prev), then new ones", []at{{seq: 3, prev: PrevUnknown, e: marker(1, "n1")}, {seq: 9, prev: PrevUnknown, e: round(1, "n1", Record{Kind: RecCounters, Counters: recv})}, {seq: 12, prev: 9, e: marker(2, "n2")}}, 0},
 		{"an undecodable message is a link all the same", []at{{seq: 3, prev: 0, e: marker(1, "n1")}, {seq: 5, skip: true}, {seq: 8, prev: 5, e: marker(1, "n1")}}, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -228,5 +231,24 @@ func TestTailGaps(t *testing.T) {
 				t.Fatalf("gaps %d, snapshot error %v; want %d gaps", tl.Gaps(), err, tc.gaps)
 			}
 		})
+	}
+}
+
+// TestJournalVersion1: an entry as seckill wrote it before entries named
+// their Prev still decodes (Prev unknown) and encodes back to its bytes.
+func TestJournalVersion1(t *testing.T) {
+	v1 := []byte{1, byte(EntryTakeover), 1, 2, 'n', '1', 0} // version 1, marker, epoch 1, node "n1", no records
+	e, err := DecodeEntry("sku", 0, v1)
+	if err != nil || e.Kind != EntryTakeover || e.Epoch != 1 || e.Node != "n1" || e.Prev != PrevUnknown {
+		t.Fatalf("version 1 marker: %+v %v", e, err)
+	}
+	if got := AppendEntry(nil, e); !bytes.Equal(got, v1) {
+		t.Fatalf("re-encoded as %x, want %x", got, v1)
+	}
+	// A version 2 entry cannot claim the unknown Prev.
+	v2 := binary.AppendUvarint([]byte{2, byte(EntryTakeover)}, PrevUnknown)
+	v2 = append(v2, 1, 2, 'n', '1', 0)
+	if _, err := DecodeEntry("sku", 0, v2); err == nil {
+		t.Fatal("a version 2 entry with Prev = PrevUnknown decoded")
 	}
 }
