@@ -155,9 +155,13 @@ func (j *Journal) Read(ctx context.Context, item string, shard int, from, to uin
 		return fmt.Errorf("journal read %s.%d: %w", item, shard, err)
 	}
 	defer func() {
-		dctx, cancel := context.WithTimeout(context.Background(), JournalTimeout)
-		_ = j.stream.DeleteConsumer(dctx, c.CachedInfo().Name) // else it goes once idle
-		cancel()
+		// Removed without waiting (a takeover waits for enough round
+		// trips); one not removed goes once idle.
+		go func(name string) {
+			dctx, cancel := context.WithTimeout(context.Background(), JournalTimeout)
+			_ = j.stream.DeleteConsumer(dctx, name)
+			cancel()
+		}(c.CachedInfo().Name)
 	}()
 	for {
 		wait := JournalTimeout

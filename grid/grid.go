@@ -328,11 +328,14 @@ func (g *Grid) refresh() {
 	if g.failover(v) {
 		g.poke() // read the new placements at once
 	}
+	var added []engine.ItemConfig
+	var takeovers []func()
 	for _, cfg := range items {
 		if err := g.cfg.Node.AddItem(cfg); err != nil {
 			g.log.Warn("grid: add item", "item", cfg.Item, "err", err)
 			continue
 		}
+		added = append(added, cfg)
 		for _, f := range forced {
 			if f.Journaled && f.Node == g.cfg.Self.ID && f.Item == cfg.Item {
 				switch {
@@ -349,10 +352,30 @@ func (g *Grid) refresh() {
 				g.cfg.Node.SetRelayCeiling(f.Item, f.Shard, f.Seq)
 			}
 		}
-		g.reconcile(v, cfg)
+		takeovers = g.reconcileShards(v, cfg, takeovers)
+	}
+	// The journaled takeovers of every item at once, a few at a time: each
+	// is a few round trips to NATS and etcd (more under load), and a
+	// failover hands a node shards of every item, the sold-out ones too.
+	sem := make(chan struct{}, MaxParallelTakeovers)
+	var wg sync.WaitGroup
+	for _, f := range takeovers {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			f()
+		})
+	}
+	wg.Wait()
+	for _, cfg := range added {
+		g.reconcilePool(v, cfg)
 	}
 	g.refreshedLease.Store(lease)
 }
+
+// MaxParallelTakeovers bounds the journaled takeovers one refresh runs at
+// once.
+const MaxParallelTakeovers = 8
 
 func (g *Grid) leaseID() int64 {
 	if g.cfg.LeaseID == nil {
@@ -368,8 +391,10 @@ func (g *Grid) leaseID() int64 {
 // that, it must not sell from that shard. One atomic load and a call.
 func (g *Grid) Current() bool { return g.refreshedLease.Load() == g.leaseID() }
 
-// reconcile starts and stops the item's shards and pool here as etcd says.
-func (g *Grid) reconcile(v *view, cfg engine.ItemConfig) {
+// reconcileShards starts and stops the item's shards here as etcd says;
+// the journaled activations it appends to takeovers, for the caller to
+// run (they may run at once: each is one shard's).
+func (g *Grid) reconcileShards(v *view, cfg engine.ItemConfig, takeovers []func()) []func() {
 	self := g.cfg.Self.ID
 	n := g.cfg.Node
 	for _, p := range v.placement[cfg.Item] {
@@ -385,6 +410,10 @@ func (g *Grid) reconcile(v *view, cfg engine.ItemConfig) {
 		case p.Node == self && p.State == fence.Moving && active:
 			g.handOver(cfg, p)
 		case p.Node == self && p.State == fence.Active && !active && g.valid():
+			if g.cfg.Journal != nil {
+				takeovers = append(takeovers, func() { g.activateJournaled(cfg, p) })
+				continue
+			}
 			g.activate(cfg, p)
 		case p.Node != self && active:
 			// Moved away behind our back (a forced move): stop selling.
@@ -392,6 +421,14 @@ func (g *Grid) reconcile(v *view, cfg engine.ItemConfig) {
 			n.StopShard(cfg.Item, p.Shard)
 		}
 	}
+	return takeovers
+}
+
+// reconcilePool starts and stops the item's pool here as etcd says: it
+// runs with shard 0.
+func (g *Grid) reconcilePool(v *view, cfg engine.ItemConfig) {
+	self := g.cfg.Self.ID
+	n := g.cfg.Node
 	p0 := v.placement[cfg.Item][0]
 	switch pool := n.PoolActive(cfg.Item); {
 	case p0.Node == self && p0.State == fence.Active && !pool && g.valid():
