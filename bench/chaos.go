@@ -247,7 +247,15 @@ func Chaos(ctx context.Context, cfg ChaosConfig, out io.Writer) ([]ChaosReport, 
 	}
 	n := &nemesis{c: c, t: t, token: cfg.Token, client: &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: chaosWorkers}}}
 	n.nft, _ = exec.LookPath("nft")
-	defer n.heal()
+	defer func() {
+		// Whatever happened: no rule left in, no process left stopped or
+		// running.
+		n.unpartition()
+		for i := range c.nodes {
+			n.resume(i)
+		}
+		c.stop()
+	}()
 	var reports []ChaosReport
 	failed := 0
 	for i := range cfg.Schedules {
