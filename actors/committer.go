@@ -200,6 +200,14 @@ func (c *committer) sync() {
 		grabs := 0
 		for i := range r.reqs {
 			q := &r.reqs[i]
+			if !q.dropped && q.rec.Kind == 0 && q.gen <= q.lane.failedGen.Load() {
+				// A wait for the commits queued before it (a replay of a
+				// grab in flight) whose lane an earlier round's failure
+				// poisoned meanwhile: the grab it would confirm may not be
+				// written. A round of such waits alone writes nothing, so
+				// nothing checked it since it was submitted.
+				q.dropped = true
+			}
 			if q.dropped {
 				c.finish(q, errDropped, false)
 				continue
