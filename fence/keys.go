@@ -21,6 +21,7 @@ import (
 //	/seckill/forced/<item>/<shard>/<node>  Forced JSON: a forced move took the shard from node
 //	/seckill/seqs/<item>/<shard>       SeqGrant JSON {node, epoch, limit}: grab sequences granted
 //	/seckill/lanes/<node>              the node that rewrote node's order lane while it was lost
+//	/seckill/boot/<node>               the node's process starts, counted (NextBoot); no lease
 const (
 	prefix          = "/seckill/"
 	nodesPrefix     = prefix + "nodes/"

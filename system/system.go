@@ -199,8 +199,17 @@ func (s *System) open(cfg Config) error {
 		opts.Fence = func(now time.Time) bool { return s.clu.valid(now) && g.Current() }
 		s.grid.SetAdminToken(cfg.AdminToken)
 		opts.Cluster = s.grid.Hooks()
-		if opts.Cluster.Boot, err = nextBoot(cfg.DataDir); err != nil {
+		local, err := nextBoot(cfg.DataDir)
+		if err != nil {
 			return err
+		}
+		// Counted in etcd too: a node back on an empty disk outranks its
+		// earlier processes all the same.
+		ctx, cancel := context.WithTimeout(context.Background(), grid.EtcdTimeout)
+		opts.Cluster.Boot, err = s.clu.store.NextBoot(ctx, cfg.Cluster.Node, local)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("count this start in etcd: %w", err)
 		}
 		if s.snap != nil {
 			s.snap.epochOf = s.grid.EpochOf
