@@ -301,7 +301,7 @@ func (n *nemesis) schedule(ctx context.Context, cfg ChaosConfig, seed uint64) Ch
 	if f.Kind == FaultPartition && n.nft == "" {
 		r.Skipped = "nft is not installed"
 	}
-	s := &chaosSale{n: n, item: item, buyers: make([]chaosBuyer, cfg.Buyers), arrival: cfg.Arrival}
+	s := &chaosSale{ctx: ctx, n: n, item: item, buyers: make([]chaosBuyer, cfg.Buyers), arrival: cfg.Arrival}
 	start := time.Now()
 	faultDone := make(chan struct{})
 	saleCtx, cancel := context.WithCancel(ctx)
@@ -522,6 +522,8 @@ type chaosBuyer struct {
 
 // chaosSale is one flash of a schedule.
 type chaosSale struct {
+	// ctx ends the flash early (Ctrl-C): buyers not yet answered stop.
+	ctx     context.Context
 	n       *nemesis
 	item    string
 	buyers  []chaosBuyer
@@ -541,6 +543,9 @@ func (s *chaosSale) run(start time.Time) {
 		})
 	}
 	for i := range s.buyers {
+		if s.ctx.Err() != nil {
+			break
+		}
 		due := start.Add(time.Duration(int64(i) * int64(s.arrival) / int64(len(s.buyers))))
 		if d := time.Until(due); d > 0 {
 			time.Sleep(d) // the arrival schedule, not synchronisation
@@ -567,6 +572,9 @@ func (s *chaosSale) serve(i int) {
 		b.front = (i + try) % len(fronts)
 		code, a, err := s.grab(fronts[b.front], b.user, b.key)
 		switch {
+		case s.ctx.Err() != nil:
+			b.wrong = "interrupted"
+			return
 		case err != nil || code == http.StatusServiceUnavailable || code == http.StatusTooManyRequests:
 			b.refused = true
 			if time.Since(first) > chaosBuyerDeadline {
