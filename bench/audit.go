@@ -332,7 +332,8 @@ func replay(ctx context.Context, a *Audit, t *Target, plan *Plan, r *Result, bef
 		g := r.grabs[i]
 		item := plan.Items[g.item]
 		if plan.Keys {
-			status, id, err := grab(ctx, c, via(g.job, 1), item, UserID(g.user), Key(g.job), plan.authz(g.user))
+			status, ans, err := grab(ctx, c, via(g.job, 1), item, UserID(g.user), Key(g.job), plan.authz(g.user))
+			id := ans.GrabID
 			switch {
 			case err != nil:
 				a.failf("replay %s: %v", g.id, err)
@@ -350,7 +351,8 @@ func replay(ctx context.Context, a *Audit, t *Target, plan *Plan, r *Result, bef
 			if plan.Keys {
 				key = "audit-" + Key(g.job)
 			}
-			status, id, err := grab(ctx, c, via(g.job, 2), item, UserID(g.user), key, plan.authz(g.user))
+			status, ans, err := grab(ctx, c, via(g.job, 2), item, UserID(g.user), key, plan.authz(g.user))
+			id := ans.GrabID
 			switch {
 			case err != nil:
 				a.failf("limit probe for %s: %v", UserID(g.user), err)
@@ -387,12 +389,18 @@ type holder struct {
 	user int64
 }
 
-// grab sends one grab and returns the status and grab id.
-func grab(ctx context.Context, c *http.Client, base, item, user, key string, authz []byte) (int, string, error) {
+// grabAnswer is what the harness reads of a grab's answer.
+type grabAnswer struct {
+	Status string // "confirmed", "sold_out", ...
+	GrabID string
+}
+
+// grab sends one grab and returns the HTTP status and the answer.
+func grab(ctx context.Context, c *http.Client, base, item, user, key string, authz []byte) (int, grabAnswer, error) {
 	body := `{"user_id":"` + user + `","qty":1}`
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/items/"+item+"/grab", strings.NewReader(body))
 	if err != nil {
-		return 0, "", err
+		return 0, grabAnswer{}, err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	if key != "" {
@@ -403,12 +411,13 @@ func grab(ctx context.Context, c *http.Client, base, item, user, key string, aut
 	}
 	resp, err := c.Do(req)
 	if err != nil {
-		return 0, "", err
+		return 0, grabAnswer{}, err
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, maxAdminBody))
 	if err != nil {
-		return 0, "", err
+		return 0, grabAnswer{}, err
 	}
-	return resp.StatusCode, grabID(bytes.TrimSpace(b)), nil
+	b = bytes.TrimSpace(b)
+	return resp.StatusCode, grabAnswer{Status: string(outcomeOf(b)), GrabID: grabID(b)}, nil
 }

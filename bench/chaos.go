@@ -556,12 +556,6 @@ func (s *chaosSale) run(start time.Time) {
 	wg.Wait()
 }
 
-// grabAnswer is the part of a grab's answer the nemesis reads.
-type grabAnswer struct {
-	Status string `json:"status"`
-	GrabID string `json:"grab_id"`
-}
-
 func (s *chaosSale) serve(i int) {
 	b := &s.buyers[i]
 	b.user, b.key = s.item+"-u"+strconv.Itoa(i), "k"+strconv.Itoa(i)
@@ -598,25 +592,9 @@ func chaosBackoff(try int) time.Duration {
 	return d/2 + rand.N(d/2)
 }
 
+// grab sends one of the flash's grabs (the harness's own grab).
 func (s *chaosSale) grab(front, user, key string) (int, grabAnswer, error) {
-	req, err := http.NewRequest(http.MethodPost, front+"/v1/items/"+s.item+"/grab", strings.NewReader(`{"user_id":"`+user+`","qty":1}`))
-	if err != nil {
-		return 0, grabAnswer{}, err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Idempotency-Key", key)
-	resp, err := s.n.client.Do(req)
-	if err != nil {
-		return 0, grabAnswer{}, err
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxAdminBody))
-	if err != nil {
-		return 0, grabAnswer{}, err
-	}
-	var a grabAnswer
-	_ = json.Unmarshal(raw, &a)
-	return resp.StatusCode, a, nil
+	return grab(s.ctx, s.n.client, front, s.item, user, key, nil)
 }
 
 // check holds the buyers' answers to the sale's promises.
