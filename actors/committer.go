@@ -45,6 +45,11 @@ type committer struct {
 	submitted chan *round
 	free      chan *round
 	done      chan struct{} // closed when the syncer has answered everything
+	// idle, with a replicated journal: a token the syncer gives back once
+	// it has answered a round. The committer gathers the next round only
+	// then, so that a round holds everything decided while the one before
+	// it was appended and synced (see gather).
+	idle chan struct{}
 }
 
 // round is one group commit.
@@ -66,9 +71,14 @@ type round struct {
 }
 
 func newCommitter(n *Node) *committer {
-	return &committer{node: n, in: make(chan commitReq, CommitQueueLen),
+	c := &committer{node: n, in: make(chan commitReq, CommitQueueLen),
 		submitted: make(chan *round, MaxRoundsInFlight), free: make(chan *round, MaxRoundsInFlight),
 		done: make(chan struct{})}
+	if n.journal() != nil {
+		c.idle = make(chan struct{}, 1)
+		c.idle <- struct{}{}
+	}
+	return c
 }
 
 // run gathers and submits rounds until in is closed, then lets the syncer
@@ -79,7 +89,20 @@ func (c *committer) run() {
 		close(c.submitted)
 		<-c.done
 	}()
-	for first := range c.in {
+	for {
+		if c.idle != nil {
+			// With a replicated journal the syncer does the whole commit
+			// (an R3 append, then the local sync), so a round gathered
+			// ahead of it would only split what arrives into small rounds:
+			// every round costs the journal's servers a fixed share of CPU
+			// per message, whatever it holds. Gathered once the syncer is
+			// free, a round holds all that waited.
+			<-c.idle
+		}
+		first, ok := <-c.in
+		if !ok {
+			return
+		}
 		var r *round
 		select {
 		case r = <-c.free:
@@ -233,6 +256,9 @@ func (c *committer) sync() {
 		select {
 		case c.free <- r:
 		default:
+		}
+		if c.idle != nil {
+			c.idle <- struct{}{}
 		}
 	}
 }
