@@ -233,7 +233,7 @@ func Chaos(ctx context.Context, cfg ChaosConfig, out io.Writer) ([]ChaosReport, 
 		}
 	}
 	fmt.Fprintf(out, "chaos: starting a cluster under %s (etcd, redis, 3 NATS servers, nodes on %s)\n", dir, strings.Join(ClusterIPs, ", "))
-	t, c, err := startCluster(cfg.Exe, dir, cfg.Token)
+	t, c, err := startCluster(cfg.Exe, dir, cfg.Token, "always")
 	if err != nil {
 		return nil, fmt.Errorf("chaos: start the cluster: %w (logs in %s)", err, dir)
 	}

@@ -184,12 +184,16 @@ func (p *clusterProc) stop() error {
 // before every ack), and three `seckill serve --cluster` nodes on
 // ClusterIPs with their journal and streams on all three NATS servers.
 // exe runs this binary. It returns once every node lists all three.
-func StartCluster(exe, dir, token string) (*Target, error) {
-	t, _, err := startCluster(exe, dir, token)
+// natsSync is the NATS servers' --sync ("": always).
+func StartCluster(exe, dir, token, natsSync string) (*Target, error) {
+	t, _, err := startCluster(exe, dir, token, natsSync)
 	return t, err
 }
 
-func startCluster(exe, dir, token string) (_ *Target, _ *cluster, err error) {
+func startCluster(exe, dir, token, natsSync string) (_ *Target, _ *cluster, err error) {
+	if natsSync == "" {
+		natsSync = "always"
+	}
 	c := &cluster{dir: dir}
 	defer func() {
 		if err != nil {
@@ -288,7 +292,7 @@ func startCluster(exe, dir, token string) (_ *Target, _ *cluster, err error) {
 		}
 		name := "nats" + strconv.Itoa(i+1)
 		p, err := c.start(name, nil, exe, "nats", "--name", name, "--listen", "127.0.0.1:"+strconv.Itoa(clientPorts[i]),
-			"--dir", filepath.Join(natsDir, name), "--creds", creds, "--sync", "always",
+			"--dir", filepath.Join(natsDir, name), "--creds", creds, "--sync", natsSync,
 			"--cluster-listen", "127.0.0.1:"+strconv.Itoa(routePorts[i]), "--routes", strings.Join(routes, ","))
 		if err != nil {
 			return nil, nil, err

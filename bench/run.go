@@ -38,6 +38,11 @@ type Config struct {
 	// ClusterExe is the seckill binary the cluster's processes run (`nats`,
 	// `serve`); "": Exec[0].
 	ClusterExe string
+	// ClusterNATSSync is the cluster's NATS servers' --sync: "always" (""),
+	// an fsync before every ack, as make cluster runs them, or an interval
+	// (what an acknowledged append then survives: README, "What a journal
+	// append survives").
+	ClusterNATSSync string
 	// Rounds splits a closed-loop run into this many slices per target,
 	// the targets taking turns (in alternating order), so that a machine
 	// that speeds up or slows down during the run is shared by all of them
@@ -281,7 +286,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer) ([]Result, error) {
 			if exe == "" {
 				exe = cfg.Exec[0]
 			}
-			t, err := StartCluster(exe, dir, localToken)
+			t, err := StartCluster(exe, dir, localToken, cfg.ClusterNATSSync)
 			if err != nil {
 				os.RemoveAll(dir)
 			}
