@@ -47,6 +47,14 @@ type Plan struct {
 	Keys     bool       // send Idempotency-Key keyPrefix+job
 	Retry    bool       // retry on 429, 503 and transport errors, with backoff
 	tokens   *tokenBook // buyer tokens (Config.BuyerSecret); nil: none sent
+	routes   routes     // Config.Route owner: each grab to its owner's front; nil: round robin
+}
+
+// on returns a copy of p that routes grabs by r (a target's own table).
+func (p *Plan) on(r routes) *Plan {
+	q := *p
+	q.routes = r
+	return &q
 }
 
 func (p *Plan) item(job int64) int { return int(job % int64(len(p.Items))) }
@@ -180,7 +188,7 @@ func (s *sender) release() {
 // returns the HTTP status, or 0 for a transport error or timeout.
 func (s *sender) send(job int64, due time.Time, try int) int {
 	item, user := s.plan.item(job), s.plan.user(job)
-	front := int(job % int64(len(s.clients)))
+	front := s.plan.routes.front(s.plan, item, user, job, try, len(s.clients))
 	req := s.req
 	req.Reset()
 	req.Header.SetMethod(fasthttp.MethodPost)

@@ -43,6 +43,9 @@ type Config struct {
 	// (what an acknowledged append then survives: README, "What a journal
 	// append survives").
 	ClusterNATSSync string
+	// Route is how buyers pick a cluster's front: RouteAny ("" too), round
+	// robin, or RouteOwner, the front of their shard's owner.
+	Route string
 	// Rounds splits a closed-loop run into this many slices per target,
 	// the targets taking turns (in alternating order), so that a machine
 	// that speeds up or slows down during the run is shared by all of them
@@ -139,6 +142,9 @@ func (cfg Config) plan(runID string) (*Plan, Schedule, error) {
 	w, ok := workload(cfg.Workload)
 	if !ok {
 		return nil, Schedule{}, fmt.Errorf("unknown workload %q", cfg.Workload)
+	}
+	if r := cfg.Route; r != "" && r != RouteAny && r != RouteOwner {
+		return nil, Schedule{}, fmt.Errorf("--route %q: want %s or %s", r, RouteAny, RouteOwner)
 	}
 	p := &Plan{Workload: w.Name, Stock: w.Stock, Shards: DefaultShards, Users: w.Users, Keys: cfg.Keys}
 	items := w.Items
@@ -363,6 +369,7 @@ const localToken = "bench-token"
 func runInterleaved(ctx context.Context, cfg Config, starters []starter, plan *Plan) (results []Result, err error) {
 	type live struct {
 		t       *Target
+		plan    *Plan // plan as this target's buyers route it
 		cpu     *cpuMeter
 		tallies []tally
 		elapsed time.Duration
@@ -381,8 +388,12 @@ func runInterleaved(ctx context.Context, cfg Config, starters []starter, plan *P
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", s.name, err)
 		}
-		ls = append(ls, &live{t: t, cpu: newCPUMeter(t.Procs)})
+		l := &live{t: t, cpu: newCPUMeter(t.Procs)}
+		ls = append(ls, l)
 		if err := createItems(ctx, t, plan); err != nil {
+			return nil, fmt.Errorf("%s: %w", s.name, err)
+		}
+		if l.plan, err = routedPlan(ctx, cfg, t, plan); err != nil {
 			return nil, fmt.Errorf("%s: %w", s.name, err)
 		}
 	}
@@ -395,7 +406,7 @@ func runInterleaved(ctx context.Context, cfg Config, starters []starter, plan *P
 			}
 			l.cpu.start()
 			start := time.Now()
-			ts, next, err := closedLoop(ctx, l.t.fronts(), cfg.Conns, slice, cfg.Requests, plan, l.next, start.Add(-l.elapsed))
+			ts, next, err := closedLoop(ctx, l.t.fronts(), cfg.Conns, slice, cfg.Requests, l.plan, l.next, start.Add(-l.elapsed))
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", l.t.Name, err)
 			}
@@ -476,12 +487,16 @@ func runOne(ctx context.Context, cfg Config, s starter, plan *Plan, sched Schedu
 	if err := createItems(ctx, t, plan); err != nil {
 		return Result{}, err
 	}
+	routed, err := routedPlan(ctx, cfg, t, plan)
+	if err != nil {
+		return Result{}, err
+	}
 	cpu := newCPUMeter(t.Procs)
 	cpu.start()
 	if sched == (Schedule{}) { // closed loop
-		r, err = ClosedLoop(ctx, t.fronts(), cfg.Conns, cfg.Duration, cfg.Requests, plan)
+		r, err = ClosedLoop(ctx, t.fronts(), cfg.Conns, cfg.Duration, cfg.Requests, routed)
 	} else {
-		r, err = OpenLoop(ctx, t.fronts(), cfg.Conns, sched, plan)
+		r, err = OpenLoop(ctx, t.fronts(), cfg.Conns, sched, routed)
 	}
 	if err != nil {
 		return Result{}, err
@@ -489,4 +504,17 @@ func runOne(ctx context.Context, cfg Config, s starter, plan *Plan, sched Schedu
 	cpu.stop()
 	r.CPU = cpu.result()
 	return finish(ctx, t, plan, r), nil
+}
+
+// routedPlan is plan as t's buyers follow it: with Config.Route owner and a
+// target of several fronts, each grab goes to its shard owner's front.
+func routedPlan(ctx context.Context, cfg Config, t *Target, plan *Plan) (*Plan, error) {
+	if cfg.Route != RouteOwner || len(t.Fronts) < 2 {
+		return plan, nil
+	}
+	r, err := ownerRoutes(ctx, t, plan)
+	if err != nil {
+		return nil, err
+	}
+	return plan.on(r), nil
 }

@@ -124,6 +124,9 @@ type Grid struct {
 	// foreign counts requests refused because the shard they are for is
 	// not placed here.
 	foreign atomic.Int64
+	// forwarded counts the grabs this front sent to the node that owns
+	// their shard (each a remote request and its reply).
+	forwarded atomic.Int64
 
 	kick chan struct{}
 	stop chan struct{}
@@ -678,6 +681,9 @@ func (v *view) says(node string, a engine.Addr) bool {
 func (g *Grid) Unheard() int64 { return g.unheard.Load() }
 func (g *Grid) Foreign() int64 { return g.foreign.Load() }
 
+// Forwarded counts the grabs this front sent to their shard's owner.
+func (g *Grid) Forwarded() int64 { return g.forwarded.Load() }
+
 // second reports whether shard i of item is the test hook's second
 // activation on this node.
 func (g *Grid) second(item string, i int) bool {
@@ -773,6 +779,7 @@ func (g *Grid) Grab(item, user string, qty int64, key string) sale.Reply {
 			return sale.Reply{Outcome: engine.SoldOut}
 		}
 	}
+	g.forwarded.Add(1)
 	return g.request(v, p, remote.Request{Kind: remote.ReqGrab, Item: item, User: user, Qty: qty, Key: key}).Sale()
 }
 

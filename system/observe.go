@@ -74,7 +74,7 @@ func (s *System) observe(f *transport.Server, store *persistence.Pebble) *transp
 	}
 	reg.MustRegister(s.obs.http, s.obs.grabs, metrics.NewItems(s.svc), metrics.NewPebble(stores), p)
 	if s.tr != nil {
-		reg.MustRegister(&metrics.Peer{Refused: s.peerRefused})
+		reg.MustRegister(&metrics.Peer{Refused: s.peerRefused, Forwarded: s.grabsForwarded})
 	}
 	g := s.obs.grabs
 	board.Outcomes = func() map[string]uint64 {
@@ -110,6 +110,14 @@ func (s *System) readiness() []string {
 		problems = append(problems, "stream: NATS not connected")
 	}
 	return problems
+}
+
+// grabsForwarded is how many grabs this front sent to another node.
+func (s *System) grabsForwarded() uint64 {
+	if g := s.gridReady.Load(); g != nil {
+		return uint64(g.Forwarded())
+	}
+	return 0
 }
 
 // peerRefused is what the peer port refused: the transport's reasons, and
