@@ -48,7 +48,7 @@ type committer struct {
 	// idle, with a replicated journal: a token the syncer gives back once
 	// it has answered a round. The committer gathers the next round only
 	// then, so that a round holds everything decided while the one before
-	// it was appended and synced (see gather).
+	// it was appended and synced (see run).
 	idle chan struct{}
 }
 
@@ -93,10 +93,10 @@ func (c *committer) run() {
 		if c.idle != nil {
 			// With a replicated journal the syncer does the whole commit
 			// (an R3 append, then the local sync), so a round gathered
-			// ahead of it would only split what arrives into small rounds:
-			// every round costs the journal's servers a fixed share of CPU
-			// per message, whatever it holds. Gathered once the syncer is
-			// free, a round holds all that waited.
+			// ahead of it would only split what arrives into small rounds,
+			// and every round costs the journal's servers a proposal per
+			// shard in it, however few grabs it holds. Gathered once the
+			// syncer is free, a round holds all that waited.
 			<-c.idle
 		}
 		first, ok := <-c.in

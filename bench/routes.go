@@ -77,6 +77,9 @@ func ownerRoutes(ctx context.Context, t *Target, plan *Plan) (routes, error) {
 		if err := a.getJSON(ctx, "/admin/v1/cluster/placement?item="+url.QueryEscape(item), &placement); err != nil {
 			return nil, err
 		}
+		if len(placement.Shards) == 0 {
+			return nil, fmt.Errorf("placement of %s: no shards", item)
+		}
 		r[i] = make([]int, len(placement.Shards))
 		for _, s := range placement.Shards {
 			if s.Shard < 0 || s.Shard >= len(r[i]) {
