@@ -6,10 +6,8 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -350,26 +348,13 @@ func nodeName(i int) string { return "n" + strconv.Itoa(i+1) }
 
 // allMembers reports whether the front lists every node with a lease.
 func allMembers(front, token string) error {
-	req, err := http.NewRequest(http.MethodGet, front+"/admin/v1/cluster/members", nil)
+	a := &seckillAdmin{base: front, token: token, http: &http.Client{Timeout: clientTimeout}}
+	ms, err := a.members(context.Background())
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	var v struct {
-		Members []struct {
-			Node string `json:"node"`
-		} `json:"members"`
-	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, maxAdminBody)).Decode(&v); err != nil {
-		return err
-	}
-	if len(v.Members) < len(ClusterIPs) {
-		return fmt.Errorf("%d members listed", len(v.Members))
+	if len(ms) < len(ClusterIPs) {
+		return fmt.Errorf("%d members listed", len(ms))
 	}
 	return nil
 }

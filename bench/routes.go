@@ -49,17 +49,12 @@ func ownerRoutes(ctx context.Context, t *Target, plan *Plan) (routes, error) {
 	if !ok || len(t.Fronts) < 2 {
 		return nil, fmt.Errorf("--route %s: %s is not a seckill cluster with several fronts", RouteOwner, t.Name)
 	}
-	var members struct {
-		Members []struct {
-			Node string `json:"node"`
-			HTTP string `json:"http"`
-		} `json:"members"`
-	}
-	if err := a.getJSON(ctx, "/admin/v1/cluster/members", &members); err != nil {
+	members, err := a.members(ctx)
+	if err != nil {
 		return nil, err
 	}
 	frontOf := map[string]int{}
-	for _, m := range members.Members {
+	for _, m := range members {
 		for i, f := range t.Fronts {
 			if sameHost(f, m.HTTP) {
 				frontOf[m.Node] = i
@@ -105,6 +100,22 @@ func sameHost(a, b string) bool {
 		return strings.TrimSuffix(s, "/")
 	}
 	return b != "" && host(a) == host(b)
+}
+
+// member is a node of GET /admin/v1/cluster/members: its name and its
+// HTTP front.
+type member struct {
+	Node string `json:"node"`
+	HTTP string `json:"http"`
+}
+
+// members lists the cluster's nodes with a lease.
+func (a *seckillAdmin) members(ctx context.Context) ([]member, error) {
+	var v struct {
+		Members []member `json:"members"`
+	}
+	err := a.getJSON(ctx, "/admin/v1/cluster/members", &v)
+	return v.Members, err
 }
 
 func (a *seckillAdmin) getJSON(ctx context.Context, path string, v any) error {
