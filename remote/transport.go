@@ -278,24 +278,8 @@ func (t *Transport) Close() {
 	}
 	t.closed = true
 	close(t.done)
-	t.shutdownRemote()
-	t.sys.Shutdown()
-}
-
-// shutdownRemote stops protoactor's remote gracefully. Its endpoint manager
-// signals each peer stream's channel on the way, and a stream that ended
-// just before has closed its channel but not yet removed it: the send
-// panics ("send on closed channel", about 2 runs in 300 of
-// TestRequestReply). The graceful stop then never reached the gRPC server,
-// so it is stopped outright.
-func (t *Transport) shutdownRemote() {
-	defer func() {
-		if p := recover(); p != nil {
-			t.log.Warn("remote: graceful shutdown failed inside protoactor; stopping the server", "panic", p)
-			t.rem.Shutdown(false)
-		}
-	}()
 	t.rem.Shutdown(true)
+	t.sys.Shutdown()
 }
 
 // minLevel passes on records from level up.
